@@ -1,0 +1,249 @@
+// Package routing defines the immutable routing table that the control plane
+// (Kubernetes reconcilers or standalone manifests) builds and the data plane
+// serves from.
+//
+// A *Table is never modified after it is handed to a Holder: every field,
+// map and slice reachable from it is read-only from then on, so listeners may
+// read it from any goroutine without locks. A change in the cluster produces
+// a whole new Table that replaces the old one atomically (see Holder).
+package routing
+
+import (
+	"crypto/tls"
+	"sync/atomic"
+	"time"
+)
+
+// Table is one immutable snapshot of everything the data plane serves.
+type Table struct {
+	// Generation increases by one with every table a builder produces in
+	// one process. It is informational (metrics, logs, status).
+	Generation uint64
+
+	// BuiltAt is when the builder produced this table.
+	BuiltAt time.Time
+
+	// HTTP holds the virtual hosts for terminated HTTP/HTTPS traffic.
+	HTTP HTTPRoutes
+
+	// TLS selects certificates and TLS policies by SNI.
+	TLS TLSHosts
+
+	// Passthrough maps lowercased SNI names (exact, or "*.suffix" for a
+	// one-label wildcard) to backends that terminate TLS themselves. The TLS
+	// listener routes such connections at L4 without terminating them.
+	Passthrough map[string]*Backend
+
+	// L4 lists the plain TCP and UDP services exposed on their own ports,
+	// sorted by Protocol then Port.
+	L4 []L4Service
+}
+
+// HTTPRoutes is the host → path → backend part of a Table.
+type HTTPRoutes struct {
+	// Hosts maps a lowercased exact host name (no port) to its virtual host.
+	Hosts map[string]*VirtualHost
+
+	// Wildcards maps the suffix of a one-label wildcard host to its virtual
+	// host: "*.example.com" is stored under "example.com" and matches
+	// "a.example.com" but neither "example.com" nor "a.b.example.com".
+	Wildcards map[string]*VirtualHost
+
+	// CatchAll holds the rules of Ingresses that name no host; it matches
+	// any host that neither Hosts nor Wildcards match. May be nil.
+	CatchAll *VirtualHost
+
+	// DefaultBackend receives requests no rule matches (the Ingress
+	// spec.defaultBackend of our class). Nil means answer 404.
+	DefaultBackend *Backend
+}
+
+// VirtualHost is the merged set of rules for one host across all Ingresses.
+type VirtualHost struct {
+	// Name is the host as written in the Ingress ("a.example.com",
+	// "*.example.com", or "" for the catch-all).
+	Name string
+
+	// TLS reports that an Ingress lists this host under spec.tls, so plain
+	// HTTP requests for it are redirected to HTTPS unless SSLRedirect is
+	// false.
+	TLS bool
+
+	// SSLRedirect is true when plain-HTTP requests must be redirected to
+	// HTTPS (TLS host and no annotation disabling it).
+	SSLRedirect bool
+
+	// Routes are sorted by precedence: every Exact route before every Prefix
+	// or ImplementationSpecific route; within a kind, longer paths first;
+	// ties broken by Ingress namespace/name then path, so the order is
+	// deterministic. The first route that matches a request wins.
+	Routes []Route
+}
+
+// PathType mirrors networking.k8s.io/v1 PathType.
+type PathType uint8
+
+const (
+	// PathExact matches the URL path exactly, case-sensitively.
+	PathExact PathType = iota
+	// PathPrefix matches element-wise on "/"-separated path elements:
+	// "/foo" matches "/foo", "/foo/" and "/foo/bar" but not "/foobar".
+	PathPrefix
+	// PathImplementationSpecific is treated as PathPrefix by meshgate.
+	PathImplementationSpecific
+)
+
+// Route is one path rule of a virtual host.
+type Route struct {
+	PathType PathType
+	// Path is the path as written in the Ingress. For prefix routes a
+	// trailing "/" is ignored when matching ("/foo/" ≡ "/foo"); "/" matches
+	// every path.
+	Path    string
+	Backend *Backend
+	// Source names the Ingress the rule came from, "namespace/name".
+	Source string
+}
+
+// Protocol is the protocol spoken to a backend.
+type Protocol string
+
+const (
+	ProtocolHTTP  Protocol = "http"
+	ProtocolHTTPS Protocol = "https"
+	ProtocolH2C   Protocol = "h2c"
+	ProtocolGRPC  Protocol = "grpc"
+)
+
+// Backend is a resolved Service port with its ready endpoints.
+type Backend struct {
+	// Name identifies the backend in metrics and logs:
+	// "namespace/service:port".
+	Name string
+
+	// Endpoints are the ready addresses ("ip:port", IPv6 in brackets),
+	// sorted. Empty means the Service has no ready endpoint (503).
+	Endpoints []string
+
+	// Protocol spoken upstream; empty means ProtocolHTTP.
+	Protocol Protocol
+
+	// Timeouts and limits; zero means the data plane default.
+	ConnectTimeout  time.Duration
+	ResponseTimeout time.Duration
+	MaxBodyBytes    int64
+
+	// ProxyProtocol, when non-zero (1 or 2), makes the L4 proxy send a
+	// PROXY protocol header of that version to the backend.
+	ProxyProtocol int
+}
+
+// TLSHosts selects a certificate and policy by SNI.
+type TLSHosts struct {
+	// Exact maps lowercased host names to their TLS host.
+	Exact map[string]*TLSHost
+	// Wildcards maps the suffix of "*.suffix" names (see HTTPRoutes).
+	Wildcards map[string]*TLSHost
+	// Default serves clients that send no SNI or an unknown name. It may be
+	// nil, in which case such handshakes fail.
+	Default *TLSHost
+}
+
+// TLSHost is what the TLS listener needs for one SNI name.
+type TLSHost struct {
+	// Name is the SNI pattern ("a.example.com", "*.example.com", or "" for
+	// the default).
+	Name string
+	// Certificate is the parsed serving certificate, Leaf set.
+	Certificate *tls.Certificate
+	// Policy is the effective TLS policy; never nil (DefaultPolicy when no
+	// TLSPolicy selects the host).
+	Policy *TLSPolicy
+}
+
+// SessionMode selects how TLS sessions are resumed.
+type SessionMode string
+
+const (
+	// SessionStateful keeps session state in the cluster-wide session store;
+	// clients only hold an opaque id (the default).
+	SessionStateful SessionMode = "Stateful"
+	// SessionTicketKeys issues stateless tickets encrypted with
+	// cluster-wide, rotated ticket keys.
+	SessionTicketKeys SessionMode = "TicketKeys"
+	// SessionOff disables resumption.
+	SessionOff SessionMode = "Off"
+)
+
+// TLSPolicy is the resolved form of a meshgate.io/v1alpha1 TLSPolicy.
+type TLSPolicy struct {
+	// Name is "namespace/name" of the TLSPolicy, or "" for the built-in
+	// default.
+	Name string
+	// Generation is the TLSPolicy's metadata.generation. Sessions are bound
+	// to (Name, Generation), so editing a policy invalidates its sessions.
+	Generation int64
+
+	MinVersion       uint16        // tls.VersionTLS12 by default
+	MaxVersion       uint16        // tls.VersionTLS13 by default
+	CipherSuites     []uint16      // TLS 1.2 suites; nil means Go's defaults
+	CurvePreferences []tls.CurveID // nil means DefaultCurves
+
+	SessionMode       SessionMode
+	SessionLifetime   time.Duration // 300 s by default, like nginx
+	TicketKeyRotation time.Duration // TicketKeys mode: 1 h by default
+	Allow0RTT         bool          // HTTP/3 early data
+}
+
+// DefaultCurves is meshgate's default key-exchange preference: X25519 first.
+// Go's default puts the hybrid X25519MLKEM768 first, which costs about 25 %
+// more server CPU per handshake, TLS 1.3 resumptions included (psk_dhe_ke);
+// a TLSPolicy may put tls.X25519MLKEM768 first to prefer post-quantum key
+// exchange. See docs/tlspolicy.md.
+var DefaultCurves = []tls.CurveID{tls.X25519, tls.CurveP256, tls.X25519MLKEM768, tls.CurveP384}
+
+// DefaultPolicy returns the policy used for hosts no TLSPolicy selects.
+func DefaultPolicy() *TLSPolicy {
+	return &TLSPolicy{
+		MinVersion:        tls.VersionTLS12,
+		MaxVersion:        tls.VersionTLS13,
+		CurvePreferences:  DefaultCurves,
+		SessionMode:       SessionStateful,
+		SessionLifetime:   300 * time.Second,
+		TicketKeyRotation: time.Hour,
+	}
+}
+
+// L4Protocol is TCP or UDP.
+type L4Protocol string
+
+const (
+	L4TCP L4Protocol = "TCP"
+	L4UDP L4Protocol = "UDP"
+)
+
+// L4Service is a port of meshgate forwarded as-is to a backend.
+type L4Service struct {
+	Protocol L4Protocol
+	// Port is meshgate's listening port.
+	Port    int
+	Backend *Backend
+	// IdleTimeout closes idle TCP connections / UDP flows; zero means the
+	// data plane default.
+	IdleTimeout time.Duration
+	// Source names the object it came from ("namespace/name").
+	Source string
+}
+
+// Holder publishes the current Table to the data plane. Load and Store are
+// safe for concurrent use; readers never block writers. The zero value
+// holds no table.
+type Holder struct {
+	p atomic.Pointer[Table]
+}
+
+// Load returns the current table, or nil before the first Store.
+func (h *Holder) Load() *Table { return h.p.Load() }
+
+// Store publishes t. The caller must not modify t afterwards.
+func (h *Holder) Store(t *Table) { h.p.Store(t) }
