@@ -1,0 +1,69 @@
+// Command meshgate is a Kubernetes ingress controller whose replicas share TLS
+// sessions across the cluster.
+//
+// Subcommands:
+//
+//	meshgate standalone  serve Kubernetes manifests read from files (no cluster)
+//	meshgate run         run as an ingress controller in a Kubernetes cluster
+//	meshgate mesh-ca     generate the session mesh's cluster CA
+//	meshgate version     print the version
+//
+// main only parses flags and wires packages together; the work is done in
+// controllers/, dataplane/ and sessionmesh/.
+package main
+
+import (
+	"fmt"
+	"io"
+	"os"
+)
+
+// version is set at build time with -ldflags "-X main.version=...".
+var version = "dev"
+
+func main() {
+	os.Exit(run(os.Args[1:], os.Stdout, os.Stderr))
+}
+
+func run(args []string, stdout, stderr io.Writer) int {
+	if len(args) == 0 {
+		usage(stderr)
+		return 2
+	}
+	cmd, rest := args[0], args[1:]
+	var err error
+	switch cmd {
+	case "standalone":
+		err = standaloneMain(rest, stderr)
+	case "run":
+		err = kubeMain(rest, stderr)
+	case "mesh-ca":
+		err = meshCAMain(rest, stdout, stderr)
+	case "version", "--version", "-version":
+		fmt.Fprintln(stdout, "meshgate", version)
+	case "help", "-h", "--help":
+		usage(stdout)
+	default:
+		fmt.Fprintf(stderr, "meshgate: unknown command %q\n", cmd)
+		usage(stderr)
+		return 2
+	}
+	if err != nil {
+		fmt.Fprintf(stderr, "meshgate %s: %v\n", cmd, err)
+		return 1
+	}
+	return 0
+}
+
+func usage(w io.Writer) {
+	fmt.Fprint(w, `usage: meshgate <command> [flags]
+
+commands:
+  standalone   serve Ingress/Service/EndpointSlice/Secret manifests from files
+  run          run as an ingress controller in a Kubernetes cluster
+  mesh-ca      generate the session mesh cluster CA (ca.crt, ca.key)
+  version      print the version
+
+Run "meshgate <command> -h" for the flags of a command.
+`)
+}
