@@ -1,0 +1,338 @@
+// Package store holds TLS session records in memory: a sharded map with a
+// TTL per record, a byte budget enforced by evicting the soonest-expiring
+// records, and tombstones so a revoked id cannot be resurrected by a late
+// replica message.
+//
+// A Store is safe for concurrent use. Get does not allocate.
+package store
+
+import (
+	"container/heap"
+	"context"
+	"encoding/binary"
+	"sync"
+	"sync/atomic"
+	"time"
+)
+
+// NumShards is the number of independently locked shards. Keys are random,
+// so they spread evenly.
+const NumShards = 64
+
+// Key identifies a session: the 128 random bits of a session id.
+type Key [16]byte
+
+// Binding is the hash of what a session was issued for (SNI name,
+// certificate, policy). A session only resumes under the same binding.
+type Binding [32]byte
+
+// Record is one session. The zero Record is not valid (Expires must be set).
+type Record struct {
+	Key     Key
+	Binding Binding
+	// Origin is the node id of the issuing node.
+	Origin uint64
+	// Created is when the issuing node stored it (unix nanoseconds); peers
+	// use it to measure replication latency.
+	Created int64
+	// Expires is the expiry (unix nanoseconds).
+	Expires int64
+	// State is the serialized tls.SessionState. It is secret. After Put the
+	// store owns it and nobody may modify it; Get returns it shared, read-only.
+	State []byte
+}
+
+// Status is the outcome of a Get.
+type Status uint8
+
+const (
+	// Found means the record is present and not expired.
+	Found Status = iota
+	// Missing means no record (or it was evicted).
+	Missing
+	// Expired means the record is present but past its expiry.
+	Expired
+	// Revoked means the id was deleted (tombstone).
+	Revoked
+)
+
+// String returns a metric-label friendly name.
+func (s Status) String() string {
+	switch s {
+	case Found:
+		return "found"
+	case Missing:
+		return "unknown_id"
+	case Expired:
+		return "expired"
+	case Revoked:
+		return "revoked"
+	}
+	return "invalid"
+}
+
+// recordOverhead is the accounted size of a record beyond its state bytes:
+// the entry struct, the map slot and the heap slot. It is an estimate used
+// for the byte budget; BenchmarkStoreMemory measures the real figure.
+const recordOverhead = 160
+
+// entry is what a shard keeps per key. A tombstone has tomb set and no state.
+type entry struct {
+	binding Binding
+	origin  uint64
+	created int64
+	expires int64
+	state   []byte
+	key     Key
+	heapIdx int32
+	tomb    bool
+}
+
+func (e *entry) size() int64 { return int64(len(e.state)) + recordOverhead }
+
+type shard struct {
+	mu     sync.RWMutex
+	m      map[Key]*entry
+	h      expiryHeap
+	bytes  int64
+	budget int64
+	_      [40]byte // keep shards on separate cache lines
+}
+
+// Store is the sharded session store. Create it with New.
+type Store struct {
+	shards  [NumShards]shard
+	records atomic.Int64 // live records (tombstones excluded)
+	tombs   atomic.Int64
+	bytes   atomic.Int64
+	evicted atomic.Uint64
+	expired atomic.Uint64
+}
+
+// New returns a store that keeps at most about budgetBytes of records
+// (state bytes plus a fixed per-record overhead). budgetBytes <= 0 means
+// 256 MiB. The budget is split evenly between shards; eviction removes the
+// soonest-expiring record of the shard that is over budget.
+func New(budgetBytes int64) *Store {
+	if budgetBytes <= 0 {
+		budgetBytes = 256 << 20
+	}
+	s := &Store{}
+	per := budgetBytes / NumShards
+	if per < recordOverhead*4 {
+		per = recordOverhead * 4
+	}
+	for i := range s.shards {
+		s.shards[i].m = make(map[Key]*entry)
+		s.shards[i].budget = per
+	}
+	return s
+}
+
+func (s *Store) shard(k Key) *shard {
+	return &s.shards[binary.LittleEndian.Uint64(k[:8])%NumShards]
+}
+
+// Put inserts r, taking ownership of r.State. It returns false (and stores
+// nothing) when the key is revoked, r is already expired at now, or a record
+// with the same key exists (records are immutable; first writer wins).
+func (s *Store) Put(r Record, now time.Time) bool {
+	if r.Expires <= now.UnixNano() {
+		return false
+	}
+	sh := s.shard(r.Key)
+	e := &entry{binding: r.Binding, origin: r.Origin, created: r.Created,
+		expires: r.Expires, state: r.State, key: r.Key}
+	sh.mu.Lock()
+	if old, ok := sh.m[r.Key]; ok {
+		if old.tomb || old.expires > now.UnixNano() {
+			sh.mu.Unlock()
+			return false
+		}
+		s.removeLocked(sh, old)
+	}
+	s.addLocked(sh, e)
+	s.evictLocked(sh)
+	sh.mu.Unlock()
+	return true
+}
+
+// Get looks k up. On Found the returned record's State is shared with the
+// store and must not be modified. Get does not allocate.
+func (s *Store) Get(k Key, now time.Time) (Record, Status) {
+	sh := s.shard(k)
+	sh.mu.RLock()
+	e, ok := sh.m[k]
+	if !ok {
+		sh.mu.RUnlock()
+		return Record{}, Missing
+	}
+	if e.tomb {
+		sh.mu.RUnlock()
+		return Record{}, Revoked
+	}
+	r := Record{Key: k, Binding: e.binding, Origin: e.origin, Created: e.created,
+		Expires: e.expires, State: e.state}
+	sh.mu.RUnlock()
+	if r.Expires <= now.UnixNano() {
+		return Record{}, Expired
+	}
+	return r, Found
+}
+
+// Delete revokes k: any record is dropped and a tombstone kept until
+// expires (unix nanoseconds), so later Puts of k are refused. It returns
+// true if a live record was removed.
+func (s *Store) Delete(k Key, expires int64, now time.Time) bool {
+	if expires <= now.UnixNano() {
+		expires = now.Add(time.Minute).UnixNano()
+	}
+	sh := s.shard(k)
+	sh.mu.Lock()
+	defer sh.mu.Unlock()
+	removed := false
+	if old, ok := sh.m[k]; ok {
+		if old.tomb {
+			return false
+		}
+		removed = true
+		s.removeLocked(sh, old)
+	}
+	s.addLocked(sh, &entry{key: k, expires: expires, tomb: true})
+	s.evictLocked(sh)
+	return removed
+}
+
+func (s *Store) addLocked(sh *shard, e *entry) {
+	sh.m[e.key] = e
+	heap.Push(&sh.h, e)
+	sh.bytes += e.size()
+	s.bytes.Add(e.size())
+	if e.tomb {
+		s.tombs.Add(1)
+	} else {
+		s.records.Add(1)
+	}
+}
+
+func (s *Store) removeLocked(sh *shard, e *entry) {
+	delete(sh.m, e.key)
+	heap.Remove(&sh.h, int(e.heapIdx))
+	sh.bytes -= e.size()
+	s.bytes.Add(-e.size())
+	if e.tomb {
+		s.tombs.Add(-1)
+	} else {
+		s.records.Add(-1)
+	}
+}
+
+func (s *Store) evictLocked(sh *shard) {
+	for sh.bytes > sh.budget && len(sh.h) > 0 {
+		s.removeLocked(sh, sh.h[0])
+		s.evicted.Add(1)
+	}
+}
+
+// Sweep removes every record and tombstone expired at now and returns how
+// many it removed.
+func (s *Store) Sweep(now time.Time) int {
+	n := 0
+	t := now.UnixNano()
+	for i := range s.shards {
+		sh := &s.shards[i]
+		sh.mu.Lock()
+		for len(sh.h) > 0 && sh.h[0].expires <= t {
+			s.removeLocked(sh, sh.h[0])
+			n++
+		}
+		sh.mu.Unlock()
+	}
+	s.expired.Add(uint64(n))
+	return n
+}
+
+// Run sweeps every interval (1 s if interval <= 0) until ctx is done.
+func (s *Store) Run(ctx context.Context, interval time.Duration) {
+	if interval <= 0 {
+		interval = time.Second
+	}
+	t := time.NewTicker(interval)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case now := <-t.C:
+			s.Sweep(now)
+		}
+	}
+}
+
+// Range calls fn for every live record, shard by shard, until fn returns
+// false. Records are copied out of a shard before fn runs, so fn may call
+// other Store methods. State slices are shared and read-only.
+func (s *Store) Range(now time.Time, fn func(Record) bool) {
+	t := now.UnixNano()
+	var buf []Record
+	for i := range s.shards {
+		sh := &s.shards[i]
+		buf = buf[:0]
+		sh.mu.RLock()
+		for k, e := range sh.m {
+			if !e.tomb && e.expires > t {
+				buf = append(buf, Record{Key: k, Binding: e.binding, Origin: e.origin,
+					Created: e.created, Expires: e.expires, State: e.state})
+			}
+		}
+		sh.mu.RUnlock()
+		for _, r := range buf {
+			if !fn(r) {
+				return
+			}
+		}
+	}
+}
+
+// Stats is a point-in-time view of the store counters.
+type Stats struct {
+	Records    int64  `json:"records"`
+	Tombstones int64  `json:"tombstones"`
+	Bytes      int64  `json:"bytes"`
+	Evicted    uint64 `json:"evicted"`
+	Expired    uint64 `json:"expired"`
+}
+
+// Stats returns the current counters.
+func (s *Store) Stats() Stats {
+	return Stats{Records: s.records.Load(), Tombstones: s.tombs.Load(),
+		Bytes: s.bytes.Load(), Evicted: s.evicted.Load(), Expired: s.expired.Load()}
+}
+
+// Len returns the number of live (not revoked) records, expired ones not
+// yet swept included.
+func (s *Store) Len() int { return int(s.records.Load()) }
+
+// expiryHeap is a min-heap of entries by expiry; entries track their index.
+type expiryHeap []*entry
+
+func (h expiryHeap) Len() int           { return len(h) }
+func (h expiryHeap) Less(i, j int) bool { return h[i].expires < h[j].expires }
+func (h expiryHeap) Swap(i, j int) {
+	h[i], h[j] = h[j], h[i]
+	h[i].heapIdx = int32(i)
+	h[j].heapIdx = int32(j)
+}
+func (h *expiryHeap) Push(x any) {
+	e := x.(*entry)
+	e.heapIdx = int32(len(*h))
+	*h = append(*h, e)
+}
+func (h *expiryHeap) Pop() any {
+	old := *h
+	e := old[len(old)-1]
+	old[len(old)-1] = nil
+	*h = old[:len(old)-1]
+	e.heapIdx = -1
+	return e
+}
