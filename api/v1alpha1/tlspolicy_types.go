@@ -7,6 +7,14 @@ import (
 // TLSPolicy sets how meshgate terminates TLS for the hosts it selects:
 // protocol versions, cipher suites, key-exchange groups and how sessions
 // resume across the replicas of the cluster.
+//
+// +kubebuilder:object:root=true
+// +kubebuilder:subresource:status
+// +kubebuilder:resource:shortName=tlsp,categories=meshgate
+// +kubebuilder:printcolumn:name="Mode",type=string,JSONPath=`.spec.sessionResumption.mode`
+// +kubebuilder:printcolumn:name="MinVersion",type=string,JSONPath=`.spec.minVersion`
+// +kubebuilder:printcolumn:name="Accepted",type=string,JSONPath=`.status.conditions[?(@.type=="Accepted")].status`
+// +kubebuilder:printcolumn:name="Age",type=date,JSONPath=`.metadata.creationTimestamp`
 type TLSPolicy struct {
 	metav1.TypeMeta   `json:",inline"`
 	metav1.ObjectMeta `json:"metadata,omitempty"`
@@ -16,12 +24,22 @@ type TLSPolicy struct {
 }
 
 // TLSPolicySpec selects hosts and sets TLS parameters for them.
+//
+// Versions compare as strings ("1.2" < "1.3"), which is what the CEL rules
+// below rely on.
+//
+// +kubebuilder:validation:XValidation:rule="!has(self.minVersion) || !has(self.maxVersion) || self.minVersion <= self.maxVersion",message="minVersion must not be above maxVersion"
+// +kubebuilder:validation:XValidation:rule="!has(self.cipherSuites) || size(self.cipherSuites) == 0 || !has(self.minVersion) || self.minVersion == '1.2'",message="cipherSuites apply to TLS 1.2 only and need minVersion 1.2 (TLS 1.3 suites are not configurable)"
 type TLSPolicySpec struct {
 	// Hosts lists the TLS host names (exact, or "*.example.com") of
 	// Ingresses in this namespace that this policy applies to. An Ingress
 	// may also name a policy with the meshgate.io/tls-policy annotation,
 	// which wins over host selection.
 	// +optional
+	// +kubebuilder:validation:MaxItems=64
+	// +kubebuilder:validation:items:MaxLength=253
+	// +kubebuilder:validation:items:Pattern=`^(\*\.)?[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$`
+	// +listType=set
 	Hosts []string `json:"hosts,omitempty"`
 
 	// IngressSelector selects Ingresses in this namespace by label; every
@@ -31,22 +49,30 @@ type TLSPolicySpec struct {
 
 	// MinVersion is the lowest TLS version accepted: "1.2" (default) or "1.3".
 	// +optional
+	// +kubebuilder:validation:Enum="1.2";"1.3"
 	MinVersion string `json:"minVersion,omitempty"`
 
 	// MaxVersion is the highest TLS version offered: "1.2" or "1.3" (default).
 	// +optional
+	// +kubebuilder:validation:Enum="1.2";"1.3"
 	MaxVersion string `json:"maxVersion,omitempty"`
 
 	// CipherSuites lists TLS 1.2 cipher suites by their IANA names
 	// (as Go's tls.CipherSuiteName prints them), in preference order.
 	// Empty means Go's secure defaults. TLS 1.3 suites are not configurable.
 	// +optional
+	// +kubebuilder:validation:MaxItems=16
+	// +kubebuilder:validation:items:Enum=TLS_ECDHE_ECDSA_WITH_AES_128_GCM_SHA256;TLS_ECDHE_ECDSA_WITH_AES_256_GCM_SHA384;TLS_ECDHE_RSA_WITH_AES_128_GCM_SHA256;TLS_ECDHE_RSA_WITH_AES_256_GCM_SHA384;TLS_ECDHE_RSA_WITH_CHACHA20_POLY1305_SHA256;TLS_ECDHE_ECDSA_WITH_CHACHA20_POLY1305_SHA256;TLS_ECDHE_ECDSA_WITH_AES_128_CBC_SHA;TLS_ECDHE_ECDSA_WITH_AES_256_CBC_SHA;TLS_ECDHE_RSA_WITH_AES_128_CBC_SHA;TLS_ECDHE_RSA_WITH_AES_256_CBC_SHA
+	// +listType=set
 	CipherSuites []string `json:"cipherSuites,omitempty"`
 
 	// Curves lists key-exchange groups in preference order: X25519,
 	// X25519MLKEM768, P-256, P-384, P-521. Empty means meshgate's default
 	// (X25519 first; see docs/tlspolicy.md for why).
 	// +optional
+	// +kubebuilder:validation:MaxItems=5
+	// +kubebuilder:validation:items:Enum=X25519;X25519MLKEM768;P-256;P-384;P-521
+	// +listType=set
 	Curves []string `json:"curves,omitempty"`
 
 	// SessionResumption configures cluster-wide session resumption.
@@ -59,6 +85,7 @@ type TLSPolicySpec struct {
 }
 
 // SessionResumptionMode is how sessions resume across replicas.
+// +kubebuilder:validation:Enum=Stateful;TicketKeys;Off
 type SessionResumptionMode string
 
 const (
@@ -78,13 +105,16 @@ type SessionResumption struct {
 	// +optional
 	Mode SessionResumptionMode `json:"mode,omitempty"`
 
-	// Lifetime is how long a session can be resumed (default 300s).
+	// Lifetime is how long a session can be resumed (default 300s),
+	// between 1s and 24h.
 	// +optional
+	// +kubebuilder:validation:XValidation:rule="duration(self) >= duration('1s') && duration(self) <= duration('24h')",message="lifetime must be between 1s and 24h"
 	Lifetime *metav1.Duration `json:"lifetime,omitempty"`
 
 	// TicketKeyRotation is how often the cluster ticket key rotates in
-	// TicketKeys mode (default 1h).
+	// TicketKeys mode (default 1h); at least 1m.
 	// +optional
+	// +kubebuilder:validation:XValidation:rule="duration(self) >= duration('1m')",message="ticketKeyRotation must be at least 1m"
 	TicketKeyRotation *metav1.Duration `json:"ticketKeyRotation,omitempty"`
 }
 
@@ -92,12 +122,36 @@ type SessionResumption struct {
 type TLSPolicyStatus struct {
 	// Conditions: Accepted and Programmed.
 	// +optional
+	// +listType=map
+	// +listMapKey=type
+	// +kubebuilder:validation:MaxItems=8
 	Conditions []metav1.Condition `json:"conditions,omitempty"`
 }
 
 // TLSPolicyList is a list of TLSPolicy.
+//
+// +kubebuilder:object:root=true
 type TLSPolicyList struct {
 	metav1.TypeMeta `json:",inline"`
 	metav1.ListMeta `json:"metadata,omitempty"`
 	Items           []TLSPolicy `json:"items"`
+}
+
+// Condition types and reasons written to TLSPolicy status.
+const (
+	// ConditionAccepted is True when the spec is valid and meshgate uses
+	// the policy; False with reason Invalid otherwise.
+	ConditionAccepted = "Accepted"
+	// ConditionProgrammed is True once a routing table using the policy's
+	// current generation is serving.
+	ConditionProgrammed = "Programmed"
+
+	ReasonAccepted   = "Accepted"
+	ReasonInvalid    = "Invalid"
+	ReasonProgrammed = "Programmed"
+	ReasonPending    = "Pending"
+)
+
+func init() {
+	SchemeBuilder.Register(&TLSPolicy{}, &TLSPolicyList{})
 }

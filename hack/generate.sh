@@ -1,0 +1,18 @@
+#!/usr/bin/env bash
+# Regenerates what controller-gen derives from source (`make generate`):
+#   api/v1alpha1/zz_generated.deepcopy.go   from the API types
+#   config/crd/bases/*.yaml                 CRDs with OpenAPI/CEL validation
+#   config/rbac/role.yaml                   ClusterRole from the
+#                                           // +kubebuilder:rbac markers in controllers/kube
+# controller-gen is built from the Go module proxy (hack/controller-gen.sh).
+# Idempotent; run it after changing api/ or an rbac marker and commit the result.
+set -euo pipefail
+root=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+cd "$root"
+cg=$(hack/controller-gen.sh)
+
+"$cg" object paths=./api/...
+"$cg" crd paths=./api/... output:crd:artifacts:config=config/crd/bases
+if [ -d controllers/kube ]; then
+  "$cg" rbac:roleName=meshgate paths=./controllers/kube/... output:rbac:artifacts:config=config/rbac
+fi
