@@ -1,0 +1,161 @@
+package harness
+
+import (
+	"fmt"
+	"io"
+	"net"
+	"path/filepath"
+	"strconv"
+	"sync"
+	"time"
+)
+
+// Runner is a T for programs (the benchmark driver, TestMain): Logf writes
+// to Out, Cleanup functions run in reverse order on Close. Safe for
+// concurrent use.
+type Runner struct {
+	Out      io.Writer
+	mu       sync.Mutex
+	cleanups []func()
+}
+
+// Helper implements T.
+func (r *Runner) Helper() {}
+
+// Logf implements T.
+func (r *Runner) Logf(format string, args ...any) {
+	if r.Out != nil {
+		fmt.Fprintf(r.Out, format+"\n", args...)
+	}
+}
+
+// Cleanup implements T.
+func (r *Runner) Cleanup(f func()) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	r.cleanups = append(r.cleanups, f)
+}
+
+// Close runs the registered cleanups, last first. Calling it again runs
+// only cleanups registered since.
+func (r *Runner) Close() {
+	r.mu.Lock()
+	cs := r.cleanups
+	r.cleanups = nil
+	r.mu.Unlock()
+	for i := len(cs) - 1; i >= 0; i-- {
+		cs[i]()
+	}
+}
+
+// Echo is a running echo backend.
+type Echo struct {
+	HTTPAddr string
+	UDPAddr  string
+	Proc     *Proc
+}
+
+// StartEcho runs bin/echo-backend on ip with free HTTP and UDP ports.
+func StartEcho(t T, bins Bins, dir, ip string) (*Echo, error) {
+	t.Helper()
+	e := &Echo{}
+	var err error
+	if e.HTTPAddr, err = FreeAddr(ip); err != nil {
+		return nil, err
+	}
+	if e.UDPAddr, err = FreeAddr(ip); err != nil {
+		return nil, err
+	}
+	e.Proc, err = Start(t, dir, "echo-backend", bins.Echo, "--listen", e.HTTPAddr, "--udp", e.UDPAddr, "--name", "echo-e2e")
+	if err != nil {
+		return nil, err
+	}
+	if err := WaitTCP(e.HTTPAddr, 5*time.Second); err != nil {
+		return nil, fmt.Errorf("echo backend: %w\n%s", err, e.Proc.Tail(2000))
+	}
+	return e, nil
+}
+
+// EnvOptions selects what SetupEnv starts.
+type EnvOptions struct {
+	Replicas int  // meshgate replicas (0 = none)
+	Nginx    int  // nginx servers (0 = none)
+	HTTP3    bool // meshgate --http3
+	UDPPort  int  // meshgate L4 UDP port to the UDP echo (0 = none)
+	NoMesh   bool // meshgate without the session mesh
+	// NginxTickets: see NginxConfig.Tickets.
+	NginxTickets bool
+}
+
+// Env is a complete scenario: echo backend, meshgate replicas behind
+// HAProxy (PROXY v2) and, optionally, nginx servers behind their own
+// HAProxy (PROXY v2 too, so both sides do the same work).
+type Env struct {
+	Dir      string
+	Bins     Bins
+	PKI      *PKI
+	Echo     *Echo
+	Cluster  *Cluster // nil without replicas
+	MeshLB   *HAProxy // in front of Cluster
+	Nginx    []*Nginx
+	NginxLB  *HAProxy // in front of Nginx
+	Manifest string   // manifest dir
+}
+
+// SetupEnv starts everything opts asks for under dir; t's cleanups stop it.
+func SetupEnv(t T, dir string, bins Bins, opts EnvOptions) (*Env, error) {
+	t.Helper()
+	if err := RequireTools("haproxy", "nginx", "openssl", "curl"); err != nil {
+		return nil, err
+	}
+	e := &Env{Dir: dir, Bins: bins}
+	var err error
+	if e.PKI, err = MakePKI(filepath.Join(dir, "pki"), Host); err != nil {
+		return nil, err
+	}
+	if e.Echo, err = StartEcho(t, bins, dir, "127.0.0.10"); err != nil {
+		return nil, err
+	}
+	if opts.Replicas > 0 {
+		m := Manifests{EchoAddr: e.Echo.HTTPAddr, SecretYAML: e.PKI.SecretYAML}
+		cm := ""
+		if opts.UDPPort != 0 {
+			m.UDPPort, m.UDPBackend, cm = opts.UDPPort, e.Echo.UDPAddr, "default/meshgate-l4"
+		}
+		if e.Manifest, err = m.Write(filepath.Join(dir, "manifests")); err != nil {
+			return nil, err
+		}
+		e.Cluster, err = StartCluster(t, ClusterConfig{
+			Bins: bins, Dir: dir, ManifestDir: e.Manifest, Replicas: opts.Replicas,
+			ProxyProtocol: true, HTTP3: opts.HTTP3, L4ConfigMap: cm, L4BindIP: cm != "", NoMesh: opts.NoMesh,
+		}, 30*time.Second)
+		if err != nil {
+			return nil, err
+		}
+		if e.MeshLB, err = StartHAProxy(t, dir, "haproxy-meshgate", "127.0.0.30", e.Cluster.HTTPSAddrs(), true); err != nil {
+			return nil, err
+		}
+	}
+	if opts.Nginx > 0 {
+		if e.Nginx, err = StartNginxTrio(t, dir, "nginx", opts.Nginx, e.PKI, e.Echo.HTTPAddr, opts.NginxTickets); err != nil {
+			return nil, err
+		}
+		if e.NginxLB, err = StartHAProxy(t, dir, "haproxy-nginx", "127.0.0.50", NginxAddrs(e.Nginx), true); err != nil {
+			return nil, err
+		}
+	}
+	return e, nil
+}
+
+// ResolveArg returns curl's --resolve value that sends Host to addr.
+func ResolveArg(addr string) string {
+	h, p, _ := net.SplitHostPort(addr)
+	return Host + ":" + p + ":" + h
+}
+
+// URL returns https://Host:port/path for addr's port.
+func URL(addr, path string) string {
+	_, p, _ := net.SplitHostPort(addr)
+	n, _ := strconv.Atoi(p)
+	return fmt.Sprintf("https://%s:%d%s", Host, n, path)
+}

@@ -1,0 +1,153 @@
+package harness
+
+import (
+	"fmt"
+	"net"
+	"os"
+	"path/filepath"
+	"strings"
+)
+
+// Manifests describes the standalone-mode objects a scenario serves: an
+// Ingress (class meshgate) for Host with TLS from the echo-tls Secret,
+// routing / to Service echo, whose EndpointSlice points at EchoAddr; and,
+// when UDPPort is set, the meshgate-l4 ConfigMap forwarding that UDP port
+// to UDPBackend.
+type Manifests struct {
+	EchoAddr   string // host:port of the echo backend's HTTP listener
+	SecretYAML string // path of the Secret manifest (hack/certs.sh output)
+	UDPPort    int    // meshgate UDP port ("udp.<port>" key); 0 = no ConfigMap
+	UDPBackend string // host:port of the UDP echo
+}
+
+// Write writes the manifests into dir (created) as echo.yaml and
+// secret.yaml, and returns dir.
+func (m Manifests) Write(dir string) (string, error) {
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		return "", fmt.Errorf("manifests: %w", err)
+	}
+	host, port, err := net.SplitHostPort(m.EchoAddr)
+	if err != nil {
+		return "", fmt.Errorf("manifests: echo addr: %w", err)
+	}
+	var b strings.Builder
+	fmt.Fprintf(&b, manifestTemplate, Host, host, port)
+	if m.UDPPort != 0 {
+		uh, up, err := net.SplitHostPort(m.UDPBackend)
+		if err != nil {
+			return "", fmt.Errorf("manifests: udp backend: %w", err)
+		}
+		fmt.Fprintf(&b, l4Template, m.UDPPort, up, uh, up)
+	}
+	if err := os.WriteFile(filepath.Join(dir, "echo.yaml"), []byte(b.String()), 0o644); err != nil {
+		return "", fmt.Errorf("manifests: %w", err)
+	}
+	secret, err := os.ReadFile(m.SecretYAML)
+	if err != nil {
+		return "", fmt.Errorf("manifests: %w", err)
+	}
+	if err := os.WriteFile(filepath.Join(dir, "secret.yaml"), secret, 0o600); err != nil {
+		return "", fmt.Errorf("manifests: %w", err)
+	}
+	return dir, nil
+}
+
+// manifestTemplate: host, endpoint IP, endpoint port.
+const manifestTemplate = `apiVersion: networking.k8s.io/v1
+kind: IngressClass
+metadata:
+  name: meshgate
+spec:
+  controller: meshgate.io/ingress-controller
+---
+apiVersion: networking.k8s.io/v1
+kind: Ingress
+metadata:
+  name: echo
+  namespace: default
+spec:
+  ingressClassName: meshgate
+  tls:
+  - hosts: [%[1]q]
+    secretName: echo-tls
+  rules:
+  - host: %[1]q
+    http:
+      paths:
+      - path: /
+        pathType: Prefix
+        backend:
+          service:
+            name: echo
+            port:
+              name: http
+---
+apiVersion: v1
+kind: Service
+metadata:
+  name: echo
+  namespace: default
+spec:
+  ports:
+  - name: http
+    port: 80
+    targetPort: %[3]s
+    protocol: TCP
+---
+apiVersion: discovery.k8s.io/v1
+kind: EndpointSlice
+metadata:
+  name: echo-1
+  namespace: default
+  labels:
+    kubernetes.io/service-name: echo
+addressType: IPv4
+ports:
+- name: http
+  port: %[3]s
+  protocol: TCP
+endpoints:
+- addresses: [%[2]q]
+  conditions:
+    ready: true
+`
+
+// l4Template: meshgate port, backend port, backend IP, backend port.
+const l4Template = `---
+apiVersion: v1
+kind: ConfigMap
+metadata:
+  name: meshgate-l4
+  namespace: default
+data:
+  udp.%[1]d: default/echo-udp:%[2]s
+---
+apiVersion: v1
+kind: Service
+metadata:
+  name: echo-udp
+  namespace: default
+spec:
+  ports:
+  - name: udp
+    port: %[2]s
+    targetPort: %[2]s
+    protocol: UDP
+---
+apiVersion: discovery.k8s.io/v1
+kind: EndpointSlice
+metadata:
+  name: echo-udp-1
+  namespace: default
+  labels:
+    kubernetes.io/service-name: echo-udp
+addressType: IPv4
+ports:
+- name: udp
+  port: %[4]s
+  protocol: UDP
+endpoints:
+- addresses: [%[3]q]
+  conditions:
+    ready: true
+`

@@ -1,0 +1,154 @@
+package harness
+
+import (
+	"fmt"
+	"os"
+	"path/filepath"
+	"time"
+)
+
+// NginxConfig is one nginx server terminating TLS for Host and proxying to
+// the echo backend: the comparison for a meshgate replica.
+type NginxConfig struct {
+	Dir           string // prefix dir: config, pid, logs, temp paths
+	Name          string
+	Listen        string // ip:port
+	PKI           *PKI
+	Upstream      string // echo backend host:port
+	ProxyProtocol bool   // expect PROXY headers (behind HAProxy send-proxy-v2)
+	Workers       int    // worker_processes; 0 = auto
+	// Tickets turns ssl_session_tickets on (each node its own random ticket
+	// key, nginx's default). Off (the default here) leaves only the per-node
+	// session-ID cache; Go's TLS 1.2 client resumes with tickets only, so
+	// Go-client TLS 1.2 comparisons need Tickets.
+	Tickets bool
+}
+
+// Nginx is a started nginx master (its workers share its process group).
+type Nginx struct {
+	Addr string
+	Proc *Proc
+}
+
+// StartNginx runs nginx in the foreground with its own configuration,
+// prefix dir and pid file. Each instance has its own per-node session cache
+// (ssl_session_cache shared:SSL:1m, 5 minutes like meshgate's default) and
+// session tickets off, so what resumes is exactly what that node's cache
+// holds: nginx's documented way to run several nodes without sharing.
+func StartNginx(t T, c NginxConfig) (*Nginx, error) {
+	t.Helper()
+	if err := RequireTools("nginx"); err != nil {
+		return nil, err
+	}
+	prefix := filepath.Join(c.Dir, c.Name)
+	for _, d := range []string{"logs", "tmp"} {
+		if err := mkdir(filepath.Join(prefix, d)); err != nil {
+			return nil, err
+		}
+	}
+	workers := "auto"
+	if c.Workers > 0 {
+		workers = fmt.Sprint(c.Workers)
+	}
+	user := ""
+	if os.Geteuid() == 0 {
+		user = "user root;" // workers must read the key and temp dirs
+	}
+	pp := ""
+	if c.ProxyProtocol {
+		pp = " proxy_protocol"
+	}
+	conf := fmt.Sprintf(`%[1]s
+worker_processes %[2]s;
+daemon off;
+pid %[3]s/nginx.pid;
+error_log %[3]s/logs/error.log warn;
+events { worker_connections 8192; }
+http {
+    access_log off;
+    client_body_temp_path %[3]s/tmp/body;
+    proxy_temp_path %[3]s/tmp/proxy;
+    fastcgi_temp_path %[3]s/tmp/fastcgi;
+    uwsgi_temp_path %[3]s/tmp/uwsgi;
+    scgi_temp_path %[3]s/tmp/scgi;
+    upstream echo {
+        server %[4]s;
+        keepalive 64;
+    }
+    server {
+        listen %[5]s ssl http2%[6]s;
+        server_name %[7]s;
+        ssl_certificate %[8]s;
+        ssl_certificate_key %[9]s;
+        ssl_protocols TLSv1.2 TLSv1.3;
+        ssl_session_cache shared:SSL:1m;
+        ssl_session_timeout 5m;
+        ssl_session_tickets %[11]s;
+        keepalive_requests 100000;
+        location / {
+            proxy_pass http://echo;
+            proxy_http_version 1.1;
+            proxy_set_header Connection "";
+            proxy_set_header Host $host;
+            proxy_set_header X-Forwarded-For %[10]s;
+            proxy_set_header X-Forwarded-Proto https;
+        }
+    }
+}
+`, user, workers, prefix, c.Upstream, c.Listen, pp, Host, c.PKI.ServerCert, c.PKI.ServerKey, xffVar(c.ProxyProtocol), onOff(c.Tickets))
+	confPath := filepath.Join(prefix, "nginx.conf")
+	if err := os.WriteFile(confPath, []byte(conf), 0o644); err != nil {
+		return nil, fmt.Errorf("nginx config: %w", err)
+	}
+	p, err := Start(t, c.Dir, c.Name, "nginx", "-p", prefix, "-c", confPath, "-e", filepath.Join(prefix, "logs", "error.log"))
+	if err != nil {
+		return nil, err
+	}
+	if err := WaitTCP(c.Listen, 5*time.Second); err != nil {
+		b, _ := os.ReadFile(filepath.Join(prefix, "logs", "error.log"))
+		return nil, fmt.Errorf("nginx %s: %w; error.log:\n%s\n%s", c.Name, err, b, p.Tail(2000))
+	}
+	return &Nginx{Addr: c.Listen, Proc: p}, nil
+}
+
+func onOff(b bool) string {
+	if b {
+		return "on"
+	}
+	return "off"
+}
+
+func xffVar(proxyProtocol bool) string {
+	if proxyProtocol {
+		return "$proxy_protocol_addr"
+	}
+	return "$remote_addr"
+}
+
+// StartNginxTrio starts n nginx servers on 127.0.0.(40+i), free ports,
+// named prefix-1..n, expecting PROXY headers, tickets as given.
+func StartNginxTrio(t T, dir, prefix string, n int, pki *PKI, upstream string, tickets bool) ([]*Nginx, error) {
+	t.Helper()
+	var out []*Nginx
+	for i := 1; i <= n; i++ {
+		addr, err := FreeAddr(fmt.Sprintf("127.0.0.%d", 40+i))
+		if err != nil {
+			return nil, err
+		}
+		ng, err := StartNginx(t, NginxConfig{Dir: dir, Name: fmt.Sprintf("%s-%d", prefix, i), Listen: addr, PKI: pki, Upstream: upstream, ProxyProtocol: true, Tickets: tickets})
+		if err != nil {
+			return nil, err
+		}
+		out = append(out, ng)
+	}
+	return out, nil
+}
+
+// NginxAddrs returns the listen addresses of ns.
+func NginxAddrs(ns []*Nginx) []string {
+	var out []string
+	for _, n := range ns {
+		out = append(out, n.Addr)
+	}
+	return out
+}

@@ -1,0 +1,70 @@
+package harness
+
+import (
+	"crypto/tls"
+	"crypto/x509"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+)
+
+// PKI is the demo certificate set hack/certs.sh writes.
+type PKI struct {
+	Dir        string
+	CACert     string // ca.crt
+	ServerCert string // server.crt (RSA-2048, SAN = hosts)
+	ServerKey  string // server.key
+	SecretYAML string // kubernetes.io/tls Secret "echo-tls" in "default"
+}
+
+// MakePKI runs hack/certs.sh (real openssl) into dir for hosts.
+func MakePKI(dir string, hosts ...string) (*PKI, error) {
+	root, err := RepoRoot()
+	if err != nil {
+		return nil, err
+	}
+	cmd := exec.Command(filepath.Join(root, "hack", "certs.sh"), append([]string{dir}, hosts...)...)
+	if out, err := cmd.CombinedOutput(); err != nil {
+		return nil, fmt.Errorf("hack/certs.sh: %w\n%s", err, out)
+	}
+	return &PKI{
+		Dir:        dir,
+		CACert:     filepath.Join(dir, "ca.crt"),
+		ServerCert: filepath.Join(dir, "server.crt"),
+		ServerKey:  filepath.Join(dir, "server.key"),
+		SecretYAML: filepath.Join(dir, "secret.yaml"),
+	}, nil
+}
+
+// Pool returns a cert pool holding the PKI's CA.
+func (p *PKI) Pool() (*x509.CertPool, error) {
+	b, err := os.ReadFile(p.CACert)
+	if err != nil {
+		return nil, fmt.Errorf("read CA: %w", err)
+	}
+	pool := x509.NewCertPool()
+	if !pool.AppendCertsFromPEM(b) {
+		return nil, fmt.Errorf("no certificate in %s", p.CACert)
+	}
+	return pool, nil
+}
+
+// ClientConfig returns a TLS client configuration for Host that trusts the
+// PKI's CA, pinned to version (tls.VersionTLS12 or tls.VersionTLS13), with a
+// fresh session cache of one entry per server name. Sharing the returned
+// config across connections is what makes them try to resume.
+func (p *PKI) ClientConfig(version uint16) (*tls.Config, error) {
+	pool, err := p.Pool()
+	if err != nil {
+		return nil, err
+	}
+	return &tls.Config{
+		ServerName:         Host,
+		RootCAs:            pool,
+		MinVersion:         version,
+		MaxVersion:         version,
+		ClientSessionCache: tls.NewLRUClientSessionCache(16),
+		NextProtos:         []string{"http/1.1"},
+	}, nil
+}

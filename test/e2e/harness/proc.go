@@ -1,0 +1,195 @@
+package harness
+
+import (
+	"errors"
+	"fmt"
+	"net"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"syscall"
+	"time"
+)
+
+// Proc is one started process (and its process group). Its methods are not
+// safe for concurrent use.
+type Proc struct {
+	Name    string
+	LogPath string // combined stdout+stderr
+	cmd     *exec.Cmd
+	done    chan struct{}
+	waitErr error
+}
+
+// Start runs bin with args in a new process group, output appended to
+// dir/name.log, and registers a cleanup with t that kills the group.
+func Start(t T, dir, name, bin string, args ...string) (*Proc, error) {
+	t.Helper()
+	logPath := filepath.Join(dir, name+".log")
+	f, err := os.OpenFile(logPath, os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o644)
+	if err != nil {
+		return nil, fmt.Errorf("start %s: %w", name, err)
+	}
+	defer f.Close()
+	fmt.Fprintf(f, "=== %s %s %s\n", time.Now().Format(time.RFC3339Nano), bin, strings.Join(args, " "))
+	cmd := exec.Command(bin, args...)
+	cmd.Stdout, cmd.Stderr = f, f
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
+	if err := cmd.Start(); err != nil {
+		return nil, fmt.Errorf("start %s: %w", name, err)
+	}
+	p := &Proc{Name: name, LogPath: logPath, cmd: cmd, done: make(chan struct{})}
+	go func() {
+		p.waitErr = cmd.Wait()
+		close(p.done)
+	}()
+	t.Cleanup(func() { p.Kill() })
+	return p, nil
+}
+
+// PID returns the process id (also its process group id).
+func (p *Proc) PID() int { return p.cmd.Process.Pid }
+
+// Exited reports whether the process has exited.
+func (p *Proc) Exited() bool {
+	select {
+	case <-p.done:
+		return true
+	default:
+		return false
+	}
+}
+
+// Kill sends SIGKILL to the whole process group and waits (bounded) for the
+// leader to be reaped. Calling it again is harmless.
+func (p *Proc) Kill() {
+	_ = syscall.Kill(-p.PID(), syscall.SIGKILL)
+	select {
+	case <-p.done:
+	case <-time.After(5 * time.Second):
+	}
+}
+
+// Stop sends SIGTERM to the leader and waits up to grace for it to exit,
+// then kills the group. It returns the leader's exit error (nil for exit 0).
+func (p *Proc) Stop(grace time.Duration) error {
+	_ = p.cmd.Process.Signal(syscall.SIGTERM)
+	select {
+	case <-p.done:
+		_ = syscall.Kill(-p.PID(), syscall.SIGKILL) // stray children
+		return p.waitErr
+	case <-time.After(grace):
+		p.Kill()
+		return fmt.Errorf("%s did not exit within %v of SIGTERM", p.Name, grace)
+	}
+}
+
+// Tail returns up to the last n bytes of the process log, for failure
+// messages.
+func (p *Proc) Tail(n int) string {
+	b, err := os.ReadFile(p.LogPath)
+	if err != nil {
+		return err.Error()
+	}
+	if len(b) > n {
+		b = b[len(b)-n:]
+	}
+	return string(b)
+}
+
+// CPUTicks returns utime+stime (in clock ticks, USER_HZ = 100 on Linux) of
+// every live process in p's process group, workers included.
+func (p *Proc) CPUTicks() (int64, error) {
+	return GroupCPUTicks(p.PID())
+}
+
+// GroupCPUTicks sums utime+stime over the live processes of process group
+// pgid, read from /proc/<pid>/stat.
+func GroupCPUTicks(pgid int) (int64, error) {
+	ents, err := os.ReadDir("/proc")
+	if err != nil {
+		return 0, fmt.Errorf("cpu ticks: %w", err)
+	}
+	var total int64
+	found := false
+	for _, e := range ents {
+		pid, err := strconv.Atoi(e.Name())
+		if err != nil {
+			continue
+		}
+		b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
+		if err != nil {
+			continue // exited meanwhile
+		}
+		// Fields after the parenthesised command name: state(3) ppid(4)
+		// pgrp(5) ... utime(14) stime(15).
+		s := string(b)
+		i := strings.LastIndexByte(s, ')')
+		if i < 0 {
+			continue
+		}
+		f := strings.Fields(s[i+1:])
+		if len(f) < 13 {
+			continue
+		}
+		pg, _ := strconv.Atoi(f[2])
+		if pg != pgid {
+			continue
+		}
+		ut, _ := strconv.ParseInt(f[11], 10, 64)
+		st, _ := strconv.ParseInt(f[12], 10, 64)
+		total += ut + st
+		found = true
+	}
+	if !found {
+		return 0, fmt.Errorf("cpu ticks: no live process in group %d", pgid)
+	}
+	return total, nil
+}
+
+// FreePort returns a port that is free for both TCP and UDP on ip at the
+// time of the call (the HTTPS listener and its HTTP/3 twin share it). There
+// is an unavoidable window before the caller's process binds it.
+func FreePort(ip string) (int, error) {
+	for range 50 {
+		ln, err := net.Listen("tcp", net.JoinHostPort(ip, "0"))
+		if err != nil {
+			return 0, fmt.Errorf("free port: %w", err)
+		}
+		port := ln.Addr().(*net.TCPAddr).Port
+		pc, err := net.ListenPacket("udp", net.JoinHostPort(ip, strconv.Itoa(port)))
+		_ = ln.Close()
+		if err == nil {
+			_ = pc.Close()
+			return port, nil
+		}
+	}
+	return 0, errors.New("free port: no port free for both TCP and UDP after 50 tries")
+}
+
+// FreeAddr is FreePort formatted as ip:port.
+func FreeAddr(ip string) (string, error) {
+	p, err := FreePort(ip)
+	if err != nil {
+		return "", err
+	}
+	return net.JoinHostPort(ip, strconv.Itoa(p)), nil
+}
+
+// WaitTCP waits until addr accepts TCP connections or timeout passes.
+func WaitTCP(addr string, timeout time.Duration) error {
+	deadline := time.Now().Add(timeout)
+	for {
+		c, err := net.DialTimeout("tcp", addr, 500*time.Millisecond)
+		if err == nil {
+			_ = c.Close()
+			return nil
+		}
+		if time.Now().After(deadline) {
+			return fmt.Errorf("%s not accepting after %v: %w", addr, timeout, err)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+}
