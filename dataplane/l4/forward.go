@@ -26,7 +26,7 @@ const (
 	DefaultMaxFlows       = 4096  // per UDP listener
 
 	copyBufSize     = 32 * 1024
-	maxDialAttempts = 3   // endpoints tried per connection
+	maxDialAttempts = 3    // endpoints tried per connection
 	maxRRKeys       = 4096 // round-robin counters kept before the map is reset
 )
 
