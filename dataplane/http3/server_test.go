@@ -1,0 +1,389 @@
+package http3
+
+import (
+	"context"
+	"crypto/ecdsa"
+	"crypto/elliptic"
+	"crypto/rand"
+	"crypto/tls"
+	"crypto/x509"
+	"crypto/x509/pkix"
+	"encoding/hex"
+	"io"
+	"math/big"
+	"net/http"
+	"net/http/httptest"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/quic-go/quic-go"
+	qhttp3 "github.com/quic-go/quic-go/http3"
+)
+
+func selfSigned(t testing.TB, names ...string) tls.Certificate {
+	t.Helper()
+	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	if err != nil {
+		t.Fatal(err)
+	}
+	tmpl := &x509.Certificate{
+		SerialNumber: big.NewInt(time.Now().UnixNano()), Subject: pkix.Name{CommonName: names[0]}, DNSNames: names,
+		NotBefore: time.Now().Add(-time.Hour), NotAfter: time.Now().Add(time.Hour),
+	}
+	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &key.PublicKey, key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	leaf, _ := x509.ParseCertificate(der)
+	return tls.Certificate{Certificate: [][]byte{der}, PrivateKey: key, Leaf: leaf}
+}
+
+// sessionMesh is the unit-test stand-in for the session mesh: stateful
+// tickets in a map shared by every config it produces.
+type sessionMesh struct {
+	mu      sync.Mutex
+	m       map[string][]byte
+	unwraps atomic.Int64 // successful lookups
+}
+
+// config returns a data-plane-like base config: GetConfigForClient hands
+// out one per-host config (same pointer per host) whose session hooks use
+// the shared map.
+func (s *sessionMesh) config(t testing.TB, cert tls.Certificate) *tls.Config {
+	host := &tls.Config{
+		Certificates: []tls.Certificate{cert},
+		WrapSession: func(cs tls.ConnectionState, ss *tls.SessionState) ([]byte, error) {
+			b, err := ss.Bytes()
+			if err != nil {
+				return nil, err
+			}
+			id := make([]byte, 16)
+			_, _ = rand.Read(id)
+			s.mu.Lock()
+			s.m[hex.EncodeToString(id)] = b
+			s.mu.Unlock()
+			return id, nil
+		},
+		UnwrapSession: func(id []byte, cs tls.ConnectionState) (*tls.SessionState, error) {
+			s.mu.Lock()
+			b := s.m[hex.EncodeToString(id)]
+			s.mu.Unlock()
+			if b == nil {
+				return nil, nil
+			}
+			s.unwraps.Add(1)
+			return tls.ParseSessionState(b)
+		},
+	}
+	return &tls.Config{
+		GetConfigForClient: func(*tls.ClientHelloInfo) (*tls.Config, error) { return host, nil },
+	}
+}
+
+type testServer struct {
+	*Server
+	url    string
+	reg    *prometheus.Registry
+	events chan string // "method early=bool used0rtt=bool"
+}
+
+func startServer(t testing.TB, base *tls.Config, allow func(string) bool) *testServer {
+	t.Helper()
+	ts := &testServer{reg: prometheus.NewRegistry(), events: make(chan string, 16)}
+	h := http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		body, _ := io.ReadAll(r.Body)
+		select {
+		case ts.events <- r.Method + " " + string(body):
+		default:
+		}
+		_, _ = io.WriteString(w, "hello "+r.Proto)
+	})
+	s, err := New(Config{Addr: "127.0.0.1:0", TLSConfig: base, Handler: h, Allow0RTT: allow, Registerer: ts.reg})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := s.Start(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+		defer cancel()
+		_ = s.Shutdown(ctx)
+	})
+	ts.Server, ts.url = s, "https://"+s.Addr().String()+"/"
+	return ts
+}
+
+func clientTLS(cert tls.Certificate, cache tls.ClientSessionCache) *tls.Config {
+	roots := x509.NewCertPool()
+	roots.AddCert(cert.Leaf)
+	return &tls.Config{RootCAs: roots, ServerName: "h.example", ClientSessionCache: cache}
+}
+
+func get(t testing.TB, tr *qhttp3.Transport, method, url string) *http.Response {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	req, _ := http.NewRequestWithContext(ctx, method, url, nil)
+	resp, err := tr.RoundTrip(req)
+	if err != nil {
+		t.Fatalf("%s %s: %v", method, url, err)
+	}
+	_, _ = io.ReadAll(resp.Body)
+	resp.Body.Close()
+	return resp
+}
+
+// waitTicket polls the client cache until the server's ticket arrived.
+func waitTicket(t testing.TB, cache tls.ClientSessionCache) {
+	t.Helper()
+	for range 500 {
+		if _, ok := cache.Get("h.example"); ok {
+			return
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	t.Fatal("no session ticket received")
+}
+
+func TestServeAndConfigCache(t *testing.T) {
+	cert := selfSigned(t, "h.example")
+	mesh := &sessionMesh{m: map[string][]byte{}}
+	ts := startServer(t, mesh.config(t, cert), nil)
+	for range 3 {
+		tr := &qhttp3.Transport{TLSClientConfig: clientTLS(cert, nil)}
+		resp := get(t, tr, http.MethodGet, ts.url)
+		tr.Close()
+		if resp.StatusCode != 200 || resp.Proto != "HTTP/3.0" || resp.TLS.NegotiatedProtocol != "h3" {
+			t.Fatalf("status %d proto %s alpn %q", resp.StatusCode, resp.Proto, resp.TLS.NegotiatedProtocol)
+		}
+	}
+	if n := ts.configs.len(); n != 1 {
+		t.Fatalf("derived per-host configs = %d, want 1 (cached across handshakes)", n)
+	}
+}
+
+// TestResumptionAcrossServers: a session issued by server A resumes on
+// server B because both use WrapSession/UnwrapSession on one shared store.
+func TestResumptionAcrossServers(t *testing.T) {
+	cert := selfSigned(t, "h.example")
+	mesh := &sessionMesh{m: map[string][]byte{}}
+	a := startServer(t, mesh.config(t, cert), nil)
+	b := startServer(t, mesh.config(t, cert), nil)
+	cache := tls.NewLRUClientSessionCache(8)
+
+	trA := &qhttp3.Transport{TLSClientConfig: clientTLS(cert, cache)}
+	if resp := get(t, trA, http.MethodGet, a.url); resp.TLS.DidResume {
+		t.Fatal("first connection resumed")
+	}
+	waitTicket(t, cache)
+	trA.Close()
+
+	trB := &qhttp3.Transport{TLSClientConfig: clientTLS(cert, cache)}
+	defer trB.Close()
+	resp := get(t, trB, http.MethodGet, b.url)
+	if !resp.TLS.DidResume {
+		t.Fatal("connection to server B did not resume the session from server A")
+	}
+	if n := mesh.unwraps.Load(); n != 1 {
+		t.Fatalf("UnwrapSession hits = %d, want 1", n)
+	}
+}
+
+// dialEarly resumes with 0-RTT and returns the connection and a client conn.
+func dialEarly(t testing.TB, url string, tlsConf *tls.Config) (*quic.Conn, *qhttp3.ClientConn) {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	c := tlsConf.Clone()
+	c.NextProtos = []string{qhttp3.NextProtoH3}
+	conn, err := quic.DialAddrEarly(ctx, strings.TrimSuffix(strings.TrimPrefix(url, "https://"), "/"), c, &quic.Config{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { conn.CloseWithError(0, "") })
+	tr := &qhttp3.Transport{}
+	return conn, tr.NewClientConn(conn)
+}
+
+// sendEarly writes a request on a fresh stream without waiting for the
+// handshake (0-RTT when the session allows it) and reads the response.
+func sendEarly(t testing.TB, cc *qhttp3.ClientConn, method, url string) *http.Response {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	str, err := cc.OpenRequestStream(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	req, _ := http.NewRequestWithContext(ctx, method, url, nil)
+	if err := str.SendRequestHeader(req); err != nil {
+		t.Fatal(err)
+	}
+	_ = str.Close()
+	resp, err := str.ReadResponse()
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, _ = io.ReadAll(resp.Body)
+	return resp
+}
+
+func Test0RTTPolicy(t *testing.T) {
+	cert := selfSigned(t, "h.example")
+	cases := []struct {
+		name      string
+		allow     func(string) bool
+		want0RTT  bool
+		wantPOST  []int // acceptable statuses for a POST sent in early data
+		wantRefus float64
+	}{
+		{"policy allows", func(h string) bool { return h == "h.example" }, true, []int{http.StatusTooEarly, http.StatusOK}, 0},
+		{"policy forbids host", func(h string) bool { return false }, false, []int{http.StatusOK}, 1},
+		{"no policy func", nil, false, []int{http.StatusOK}, 0},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			mesh := &sessionMesh{m: map[string][]byte{}}
+			ts := startServer(t, mesh.config(t, cert), tc.allow)
+			cache := tls.NewLRUClientSessionCache(8)
+			tr := &qhttp3.Transport{TLSClientConfig: clientTLS(cert, cache)}
+			get(t, tr, http.MethodGet, ts.url)
+			waitTicket(t, cache)
+			tr.Close()
+
+			conn, cc := dialEarly(t, ts.url, clientTLS(cert, cache))
+			if tc.want0RTT {
+				// Sent before the handshake completes, so in 0-RTT.
+				post := sendEarly(t, cc, http.MethodPost, ts.url)
+				get := sendEarly(t, cc, http.MethodGet, ts.url)
+				if get.StatusCode != http.StatusOK {
+					t.Fatalf("GET status %d", get.StatusCode)
+				}
+				ok := false
+				for _, s := range tc.wantPOST {
+					ok = ok || post.StatusCode == s
+				}
+				if !ok {
+					t.Fatalf("POST status %d, want one of %v", post.StatusCode, tc.wantPOST)
+				}
+				if post.StatusCode == http.StatusTooEarly {
+					t.Log("POST in 0-RTT answered 425")
+				}
+			}
+			<-conn.HandshakeComplete()
+			if used := conn.ConnectionState().Used0RTT; used != tc.want0RTT {
+				t.Fatalf("Used0RTT = %v, want %v", used, tc.want0RTT)
+			}
+			if got := counter(t, ts.reg, "meshgate_http3_0rtt_refused_total"); got != tc.wantRefus {
+				t.Fatalf("0rtt_refused = %v, want %v", got, tc.wantRefus)
+			}
+		})
+	}
+}
+
+func counter(t testing.TB, reg *prometheus.Registry, name string) float64 {
+	t.Helper()
+	mfs, err := reg.Gather()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, mf := range mfs {
+		if mf.GetName() == name {
+			return mf.GetMetric()[0].GetCounter().GetValue()
+		}
+	}
+	return 0
+}
+
+type fakeConn struct{ done chan struct{} }
+
+func (f fakeConn) HandshakeComplete() <-chan struct{} { return f.done }
+
+func TestEarlyDataGuard(t *testing.T) {
+	pending, complete := fakeConn{make(chan struct{})}, fakeConn{make(chan struct{})}
+	close(complete.done)
+	cases := []struct {
+		name   string
+		method string
+		conn   any
+		header string
+		want   int
+	}{
+		{"early POST", http.MethodPost, pending, "", http.StatusTooEarly},
+		{"early PUT", http.MethodPut, pending, "", http.StatusTooEarly},
+		{"early GET", http.MethodGet, pending, "", http.StatusOK},
+		{"early HEAD", http.MethodHead, pending, "", http.StatusOK},
+		{"early OPTIONS", http.MethodOptions, pending, "", http.StatusOK},
+		{"POST after handshake", http.MethodPost, complete, "", http.StatusOK},
+		{"POST marked Early-Data by a proxy", http.MethodPost, complete, "1", http.StatusTooEarly},
+		{"POST without conn", http.MethodPost, nil, "", http.StatusOK},
+	}
+	tooEarly := prometheus.NewCounter(prometheus.CounterOpts{Name: "x"})
+	h := earlyDataGuard(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {}), tooEarly)
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			r := httptest.NewRequest(tc.method, "/", nil)
+			if tc.conn != nil {
+				r = r.WithContext(context.WithValue(r.Context(), connKey{}, tc.conn))
+			}
+			if tc.header != "" {
+				r.Header.Set("Early-Data", tc.header)
+			}
+			w := httptest.NewRecorder()
+			h.ServeHTTP(w, r)
+			if w.Code != tc.want {
+				t.Fatalf("status %d, want %d", w.Code, tc.want)
+			}
+		})
+	}
+}
+
+func TestAltSvc(t *testing.T) {
+	h := AltSvc(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {}), 8443)
+	cases := []struct {
+		name string
+		tls  bool
+		want string
+	}{
+		{"tls", true, `h3=":8443"; ma=86400`},
+		{"plain", false, ""},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			r := httptest.NewRequest(http.MethodGet, "/", nil)
+			if tc.tls {
+				r.TLS = &tls.ConnectionState{}
+			}
+			w := httptest.NewRecorder()
+			h.ServeHTTP(w, r)
+			if got := w.Header().Get("Alt-Svc"); got != tc.want {
+				t.Fatalf("Alt-Svc %q, want %q", got, tc.want)
+			}
+		})
+	}
+	w := httptest.NewRecorder()
+	r := httptest.NewRequest(http.MethodGet, "/", nil)
+	r.TLS = &tls.ConnectionState{}
+	AltSvc(http.NotFoundHandler(), 0).ServeHTTP(w, r)
+	if got := w.Header().Get("Alt-Svc"); got != "" {
+		t.Fatalf("port 0 set Alt-Svc %q", got)
+	}
+}
+
+func TestNewValidates(t *testing.T) {
+	if _, err := New(Config{}); err == nil {
+		t.Fatal("empty config accepted")
+	}
+	s, err := New(Config{Addr: "127.0.0.1:0", TLSConfig: &tls.Config{}, Handler: http.NotFoundHandler()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := s.Shutdown(context.Background()); err != nil {
+		t.Fatalf("Shutdown before Start: %v", err)
+	}
+}
