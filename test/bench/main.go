@@ -1,0 +1,117 @@
+// Command bench runs meshgate's benchmarks side by side with nginx from
+// Debian in one run and writes the results table (docs/benchmarks.md) and
+// the cross-replica resumption plot (an SVG). hack/bench.sh (`make bench`)
+// runs it; every figure in the document comes from the run that wrote it.
+//
+//	go run ./test/bench --bin bin --out docs/benchmarks.md --svg docs/benchmarks-resumption.svg
+//
+// Scenarios (all on 127.0.0.0/8, the same echo backend behind both):
+//  1. keep-alive HTTPS requests/s with h2load, HTTP/1.1 and HTTP/2, one
+//     meshgate vs one nginx;
+//  2. full and resumed TLS 1.2 handshakes/s (RSA-2048) with openssl s_time
+//     -new / -reuse, one meshgate vs one nginx, with server CPU;
+//  3. the headline: three replicas behind HAProxy (round robin, PROXY v2),
+//     clients reconnecting with one cached session each: connections/s,
+//     resumption rate and server CPU per connection;
+//  4. cross-replica resumption rate for 1..5 replicas.
+package main
+
+import (
+	"context"
+	"flag"
+	"fmt"
+	"os"
+	"os/signal"
+	"path/filepath"
+	"syscall"
+	"time"
+
+	"github.com/meshgate/meshgate/test/e2e/harness"
+)
+
+func main() {
+	if err := run(); err != nil {
+		fmt.Fprintln(os.Stderr, "bench:", err)
+		os.Exit(1)
+	}
+}
+
+func run() error {
+	binDir := flag.String("bin", "bin", "directory with meshgate and echo-backend (built there if missing)")
+	out := flag.String("out", "docs/benchmarks.md", "results document to write")
+	svg := flag.String("svg", "docs/benchmarks-resumption.svg", "resumption plot to write")
+	dur := flag.Duration("duration", 8*time.Second, "duration of each h2load and s_time run")
+	conns := flag.Int("conns", 2400, "connections per headline run (8 concurrent clients)")
+	reconnects := flag.Int("reconnects", 200, "sequential reconnects per point of the replica sweep")
+	maxReplicas := flag.Int("max-replicas", 5, "largest replica count of the sweep")
+	flag.Parse()
+
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	ctx, cancel := context.WithTimeout(ctx, 15*time.Minute)
+	defer cancel()
+
+	if err := harness.RequireTools("haproxy", "nginx", "openssl", "h2load"); err != nil {
+		return err
+	}
+	dir, err := os.MkdirTemp("", "meshgate-bench-")
+	if err != nil {
+		return err
+	}
+	r := &harness.Runner{Out: os.Stderr}
+	defer r.Close()
+	bins, err := locateBins(*binDir)
+	if err != nil {
+		return err
+	}
+	b := &bench{ctx: ctx, r: r, dir: dir, bins: bins, dur: *dur, conns: *conns, reconnects: *reconnects, maxReplicas: *maxReplicas}
+	if b.pki, err = harness.MakePKI(filepath.Join(dir, "pki"), harness.Host); err != nil {
+		return err
+	}
+	if b.echo, err = harness.StartEcho(r, bins, dir, "127.0.0.10"); err != nil {
+		return err
+	}
+	rep := &report{Machine: describeMachine(), Started: time.Now().UTC(), Duration: *dur}
+	rep.LoadBefore = loadAvg()
+	b.log("1/4 keep-alive requests/s (h2load)")
+	rep.KeepAlive, rep.KeepAliveErr = b.keepAlive()
+	b.log("2/4 full vs resumed handshakes (openssl s_time)")
+	rep.Handshakes, rep.HandshakesErr = b.handshakes()
+	b.log("3/4 three replicas behind HAProxy, round-robin reconnects")
+	rep.Headline, rep.HeadlineErr = b.headline()
+	b.log("4/4 cross-replica resumption, 1..%d replicas", b.maxReplicas)
+	rep.Sweep, rep.SweepErr = b.sweep()
+	rep.Finished = time.Now().UTC()
+	rep.LoadAfter = loadAvg()
+	rep.SVGName = filepath.Base(*svg)
+	if err := os.WriteFile(*svg, []byte(plotSweep(rep.Sweep)), 0o644); err != nil {
+		return err
+	}
+	if err := os.WriteFile(*out, []byte(rep.markdown()), 0o644); err != nil {
+		return err
+	}
+	b.log("wrote %s and %s (work dir %s)", *out, *svg, dir)
+	if ctx.Err() == nil {
+		r.Close()
+		_ = os.RemoveAll(dir)
+	}
+	return nil
+}
+
+// locateBins uses dir/meshgate and dir/echo-backend, building them first
+// when missing.
+func locateBins(dir string) (harness.Bins, error) {
+	abs, err := filepath.Abs(dir)
+	if err != nil {
+		return harness.Bins{}, err
+	}
+	b := harness.Bins{Meshgate: filepath.Join(abs, "meshgate"), Echo: filepath.Join(abs, "echo-backend")}
+	for pkg, out := range map[string]string{"./cmd/meshgate": b.Meshgate, "./test/echo": b.Echo} {
+		if _, err := os.Stat(out); err != nil {
+			if err := harness.GoBuild(pkg, out); err != nil {
+				return b, err
+			}
+		}
+	}
+	return b, nil
+}

@@ -1,0 +1,194 @@
+package main
+
+import (
+	"fmt"
+	"os"
+	"os/exec"
+	"runtime"
+	"strings"
+	"time"
+)
+
+// report is everything one run measured; markdown renders it.
+type report struct {
+	Machine               []string
+	Started, Finished     time.Time
+	LoadBefore, LoadAfter string
+	KeepAlive             []keepAliveRow
+	KeepAliveErr          string
+	Handshakes            []handshakeRow
+	HandshakesErr         string
+	Headline              []headlineRow
+	HeadlineErr           string
+	Sweep                 []sweepPoint
+	SweepErr              string
+	SVGName               string
+	Duration              time.Duration // of each h2load and s_time run
+}
+
+func describeMachine() []string {
+	var m []string
+	m = append(m, "CPUs (nproc): "+cmdOut("nproc"))
+	for _, l := range strings.Split(cmdOut("lscpu"), "\n") {
+		if strings.HasPrefix(l, "Model name:") || strings.HasPrefix(l, "Thread(s) per core:") || strings.HasPrefix(l, "Hypervisor vendor:") {
+			m = append(m, strings.Join(strings.Fields(l), " "))
+		}
+	}
+	for _, l := range strings.Split(cmdOut("free", "-m"), "\n") {
+		if strings.HasPrefix(l, "Mem:") {
+			if f := strings.Fields(l); len(f) > 1 {
+				m = append(m, "Memory: "+f[1]+" MiB")
+			}
+		}
+	}
+	m = append(m, "Kernel: "+cmdOut("uname", "-sr"), "Go: "+runtime.Version())
+	nginx, _ := exec.Command("nginx", "-v").CombinedOutput()
+	m = append(m, "nginx: "+strings.TrimSpace(strings.TrimPrefix(string(nginx), "nginx version: ")))
+	m = append(m, "HAProxy: "+firstLine(cmdOut("haproxy", "-v")), "OpenSSL: "+cmdOut("openssl", "version"),
+		"h2load: "+firstLine(cmdOut("h2load", "--version")))
+	return m
+}
+
+func firstLine(s string) string {
+	l, _, _ := strings.Cut(s, "\n")
+	return l
+}
+
+func loadAvg() string {
+	b, err := os.ReadFile("/proc/loadavg")
+	if err != nil {
+		return "?"
+	}
+	f := strings.Fields(string(b))
+	if len(f) < 3 {
+		return "?"
+	}
+	return strings.Join(f[:3], " ")
+}
+
+func ratio(a, b float64) string {
+	if a == 0 || b == 0 {
+		return "–"
+	}
+	return fmt.Sprintf("%.2f×", a/b)
+}
+
+// errCell shortens an error for a table cell; the full text goes below it.
+func errCell(s string) string {
+	if s == "" {
+		return ""
+	}
+	return "failed (see notes)"
+}
+
+func (r *report) markdown() string {
+	var b strings.Builder
+	var notes []string
+	note := func(what, err string) {
+		if err != "" {
+			notes = append(notes, fmt.Sprintf("- **%s** could not run: `%s`", what, oneLine(err)))
+		}
+	}
+	w := func(format string, args ...any) { fmt.Fprintf(&b, format, args...) }
+	w("# meshgate benchmarks\n\n")
+	w("Written by `make bench` (hack/bench.sh → `go run ./test/bench`) from one run; nothing in this file is typed in by hand.\n")
+	w("meshgate and nginx run side by side in the same run, on the same machine, against the same echo backend (test/echo), so each figure is read as a ratio.\n\n")
+	w("Run: %s → %s (UTC). Load average before: %s, after: %s.\n\n", r.Started.Format(time.RFC3339), r.Finished.Format(time.RFC3339), r.LoadBefore, r.LoadAfter)
+	w("## Machine\n\n")
+	for _, m := range r.Machine {
+		w("- %s\n", m)
+	}
+	w("\nClients, servers, HAProxy and the echo backend all share these CPUs, so absolute numbers are low and noisy; the ratios are the point. Server CPU is utime+stime from /proc/<pid>/stat of every process of the server (nginx master and workers; each meshgate process), in ticks of 10 ms.\n\n")
+
+	w("## 1. Keep-alive HTTPS requests per second (h2load)\n\n")
+	w("One meshgate (standalone, no mesh) vs one nginx (`worker_processes auto`, upstream keepalive), each proxying to the echo backend. h2load, 1 thread, %s per run.\n\n", durNote(r))
+	if len(r.KeepAlive) > 0 {
+		w("| protocol | clients × streams | meshgate req/s | nginx req/s | meshgate / nginx | server CPU ticks per 10k req (meshgate / nginx) |\n|---|---|---|---|---|---|\n")
+		for _, k := range r.KeepAlive {
+			w("| %s | %d × %d | %s | %s | %s | %s / %s |\n", k.Proto, k.Clients, k.Streams,
+				num(k.Meshgate.ReqPerSec, k.MeshgateErr), num(k.Nginx.ReqPerSec, k.NginxErr), ratio(k.Meshgate.ReqPerSec, k.Nginx.ReqPerSec),
+				per(k.Meshgate.CPUTicks, k.Meshgate.Succeeded, 10000), per(k.Nginx.CPUTicks, k.Nginx.Succeeded, 10000))
+			note("h2load "+k.Proto+" meshgate", k.MeshgateErr)
+			note("h2load "+k.Proto+" nginx", k.NginxErr)
+		}
+	}
+	note("keep-alive scenario", r.KeepAliveErr)
+
+	w("\n## 2. Full vs resumed TLS 1.2 handshakes (openssl s_time, RSA-2048)\n\n")
+	w("`openssl s_time -tls1_2 -new` / `-reuse` (one connection at a time, no SNI, so the default certificate answers) against one meshgate and one nginx (session cache, tickets off: s_time resumes by session id there, by stateful ticket on meshgate).\n\n")
+	if len(r.Handshakes) > 0 {
+		w("| handshakes | meshgate /s | nginx /s | meshgate / nginx | server CPU ticks per 1000 (meshgate / nginx) | resumed marks (meshgate / nginx) |\n|---|---|---|---|---|---|\n")
+		for _, h := range r.Handshakes {
+			reused := "–"
+			if strings.HasPrefix(h.Mode, "resumed") {
+				reused = fmt.Sprintf("%d/%d / %d/%d", h.Meshgate.Reused, h.Meshgate.Conns, h.Nginx.Reused, h.Nginx.Conns)
+			}
+			w("| %s | %s | %s | %s | %.1f / %.1f | %s |\n", h.Mode, num(h.Meshgate.PerSec(), h.MeshgateErr), num(h.Nginx.PerSec(), h.NginxErr),
+				ratio(h.Meshgate.PerSec(), h.Nginx.PerSec()), h.Meshgate.TicksPer1000(), h.Nginx.TicksPer1000(), reused)
+			note("s_time "+h.Mode+" meshgate", h.MeshgateErr)
+			note("s_time "+h.Mode+" nginx", h.NginxErr)
+		}
+	}
+	note("handshake scenario", r.HandshakesErr)
+
+	w("\n## 3. Headline: three replicas behind a round-robin balancer\n\n")
+	w("Three meshgate replicas vs three nginx servers, each trio behind its own HAProxy (TCP mode, `balance roundrobin`, `send-proxy-v2`). %d concurrent clients, each keeping one TLS session for the host (like independent browsers), reconnect with zero think time and send one HTTP/1.1 request per connection. Go's TLS 1.2 client resumes with tickets only, so the TLS 1.2 nginx trio uses nginx's default per-node ticket keys; the TLS 1.3 trio uses the per-node session cache with tickets off.\n\n", headlineWorkers)
+	if len(r.Headline) > 0 {
+		w("| TLS | server | connections/s | resumed | server CPU ticks per 1000 conns | errors |\n|---|---|---|---|---|---|\n")
+		for _, h := range r.Headline {
+			w("| %s | meshgate (session mesh) | %.0f | %.1f%% | %.1f | %d |\n", h.Version, h.Meshgate.Stats.PerSecond(), h.Meshgate.Stats.Rate(), h.Meshgate.TicksPer1000(), h.Meshgate.Stats.Errors)
+			w("| %s | nginx (%s) | %.0f | %.1f%% | %.1f | %d |\n", h.Version, h.NginxVariant, h.Nginx.Stats.PerSecond(), h.Nginx.Stats.Rate(), h.Nginx.TicksPer1000(), h.Nginx.Stats.Errors)
+			w("| %s | **meshgate / nginx** | **%s** | | **%s** CPU per connection | |\n", h.Version,
+				ratio(h.Meshgate.Stats.PerSecond(), h.Nginx.Stats.PerSecond()), ratio(h.Meshgate.TicksPer1000(), h.Nginx.TicksPer1000()))
+			if h.Meshgate.Stats.FirstErr != nil {
+				note(h.Version+" meshgate first error", h.Meshgate.Stats.FirstErr.Error())
+			}
+			if h.Nginx.Stats.FirstErr != nil {
+				note(h.Version+" nginx first error", h.Nginx.Stats.FirstErr.Error())
+			}
+		}
+	}
+	note("headline scenario", r.HeadlineErr)
+
+	w("\n## 4. Cross-replica resumption rate, 1..N replicas\n\n")
+	w("One client, one cached session, sequential reconnects with zero think time through HAProxy round robin (so consecutive connections land on different replicas whenever there are two or more).\n\n")
+	if len(r.Sweep) > 0 {
+		w("![resumption rate by replica count](%s)\n\n", r.SVGName)
+		w("| replicas | meshgate TLS 1.2 | meshgate TLS 1.3 | nginx TLS 1.2 (per-node tickets) | nginx TLS 1.3 (per-node cache) |\n|---|---|---|---|---|\n")
+		for _, p := range r.Sweep {
+			w("| %d | %s | %s | %s | %s |\n", p.Replicas, p.Mesh12, p.Mesh13, p.NginxTickets12, p.NginxCache13)
+		}
+	}
+	note("replica sweep", r.SweepErr)
+	if len(notes) > 0 {
+		w("\n## Notes from this run\n\n%s\n", strings.Join(notes, "\n"))
+	}
+	w("\n## Reproduce\n\n```\nmake bench            # hack/bench.sh: installs Debian tools, builds, runs ~5 min\n```\n")
+	return b.String()
+}
+
+func durNote(r *report) string {
+	return r.Duration.String()
+}
+
+func num(v float64, err string) string {
+	if err != "" {
+		return errCell(err)
+	}
+	return fmt.Sprintf("%.0f", v)
+}
+
+func per(ticks int64, n, per int) string {
+	if n == 0 {
+		return "–"
+	}
+	return fmt.Sprintf("%.1f", float64(ticks)*float64(per)/float64(n))
+}
+
+func oneLine(s string) string {
+	s = strings.Join(strings.Fields(s), " ")
+	if len(s) > 400 {
+		s = s[:400] + "…"
+	}
+	return strings.ReplaceAll(s, "`", "'")
+}

@@ -1,0 +1,275 @@
+package main
+
+import (
+	"context"
+	"crypto/tls"
+	"fmt"
+	"path/filepath"
+	"time"
+
+	"github.com/meshgate/meshgate/test/e2e/harness"
+)
+
+// bench holds what every scenario shares. One goroutine uses it.
+type bench struct {
+	ctx         context.Context
+	r           *harness.Runner
+	dir         string
+	bins        harness.Bins
+	pki         *harness.PKI
+	echo        *harness.Echo
+	dur         time.Duration
+	conns       int
+	reconnects  int
+	maxReplicas int
+	seq         int
+}
+
+func (b *bench) log(format string, args ...any) { b.r.Logf("bench: "+format, args...) }
+
+// subdir returns a fresh work directory for one scenario.
+func (b *bench) subdir(name string) string {
+	b.seq++
+	return filepath.Join(b.dir, fmt.Sprintf("%02d-%s", b.seq, name))
+}
+
+// single starts one meshgate (no PROXY protocol, no peers) and one nginx
+// (session cache, tickets off) for the direct client benchmarks. Both stop
+// when the returned runner is closed.
+func (b *bench) single() (*harness.Runner, *harness.Replica, *harness.Nginx, error) {
+	r := &harness.Runner{Out: b.r.Out}
+	dir := b.subdir("single")
+	manifests, err := harness.Manifests{EchoAddr: b.echo.HTTPAddr, SecretYAML: b.pki.SecretYAML}.Write(filepath.Join(dir, "manifests"))
+	if err != nil {
+		return r, nil, nil, err
+	}
+	c, err := harness.StartCluster(r, harness.ClusterConfig{Bins: b.bins, Dir: dir, ManifestDir: manifests, Replicas: 1, NoMesh: true}, 30*time.Second)
+	if err != nil {
+		return r, nil, nil, err
+	}
+	addr, err := harness.FreeAddr("127.0.0.41")
+	if err != nil {
+		return r, nil, nil, err
+	}
+	ng, err := harness.StartNginx(r, harness.NginxConfig{Dir: dir, Name: "nginx-single", Listen: addr, PKI: b.pki, Upstream: b.echo.HTTPAddr})
+	if err != nil {
+		return r, nil, nil, err
+	}
+	return r, c.Replicas[0], ng, nil
+}
+
+// keepAliveRow is one protocol of scenario 1.
+type keepAliveRow struct {
+	Proto                 string
+	Clients, Streams      int
+	Meshgate, Nginx       h2loadResult
+	MeshgateErr, NginxErr string
+}
+
+func (b *bench) keepAlive() ([]keepAliveRow, string) {
+	r, mg, ng, err := b.single()
+	defer r.Close()
+	if err != nil {
+		return nil, err.Error()
+	}
+	var rows []keepAliveRow
+	for _, p := range []struct {
+		name             string
+		h1               bool
+		clients, streams int
+	}{{"HTTP/1.1", true, 32, 1}, {"HTTP/2", false, 8, 16}} {
+		row := keepAliveRow{Proto: p.name, Clients: p.clients, Streams: p.streams}
+		var err error
+		if row.Meshgate, err = runH2load(b.ctx, mg.HTTPSAddr, p.h1, p.clients, p.streams, b.dur, mg.Proc); err != nil {
+			row.MeshgateErr = err.Error()
+		}
+		if row.Nginx, err = runH2load(b.ctx, ng.Addr, p.h1, p.clients, p.streams, b.dur, ng.Proc); err != nil {
+			row.NginxErr = err.Error()
+		}
+		b.log("%s: meshgate %.0f req/s, nginx %.0f req/s", p.name, row.Meshgate.ReqPerSec, row.Nginx.ReqPerSec)
+		rows = append(rows, row)
+	}
+	return rows, ""
+}
+
+// handshakeRow is one s_time mode of scenario 2.
+type handshakeRow struct {
+	Mode                  string
+	Meshgate, Nginx       sTimeResult
+	MeshgateErr, NginxErr string
+}
+
+func (b *bench) handshakes() ([]handshakeRow, string) {
+	r, mg, ng, err := b.single()
+	defer r.Close()
+	if err != nil {
+		return nil, err.Error()
+	}
+	var rows []handshakeRow
+	for _, reuse := range []bool{false, true} {
+		row := handshakeRow{Mode: "full (-new)"}
+		if reuse {
+			row.Mode = "resumed (-reuse)"
+		}
+		var err error
+		if row.Meshgate, err = runSTime(b.ctx, mg.HTTPSAddr, reuse, b.dur, mg.Proc); err != nil {
+			row.MeshgateErr = err.Error()
+		}
+		if row.Nginx, err = runSTime(b.ctx, ng.Addr, reuse, b.dur, ng.Proc); err != nil {
+			row.NginxErr = err.Error()
+		}
+		b.log("%s: meshgate %.0f/s, nginx %.0f/s", row.Mode, row.Meshgate.PerSec(), row.Nginx.PerSec())
+		rows = append(rows, row)
+	}
+	return rows, ""
+}
+
+// trio is N replicas of one server kind behind HAProxy.
+type trio struct {
+	lb    *harness.HAProxy
+	procs []*harness.Proc
+}
+
+func (t trio) cpu() int64 {
+	var sum int64
+	for _, p := range t.procs {
+		n, _ := p.CPUTicks()
+		sum += n
+	}
+	return sum
+}
+
+// clusters starts n meshgate replicas and two sets of n nginx servers
+// (session cache with tickets off, and per-node ticket keys), each set
+// behind its own HAProxy sending PROXY v2. Closing the runner stops them.
+func (b *bench) clusters(n int) (r *harness.Runner, mesh, ngCache, ngTickets trio, err error) {
+	r = &harness.Runner{Out: b.r.Out}
+	dir := b.subdir(fmt.Sprintf("n%d", n))
+	manifests, err := harness.Manifests{EchoAddr: b.echo.HTTPAddr, SecretYAML: b.pki.SecretYAML}.Write(filepath.Join(dir, "manifests"))
+	if err != nil {
+		return
+	}
+	c, err := harness.StartCluster(r, harness.ClusterConfig{Bins: b.bins, Dir: dir, ManifestDir: manifests, Replicas: n, ProxyProtocol: true}, 30*time.Second)
+	if err != nil {
+		return
+	}
+	for _, rep := range c.Replicas {
+		mesh.procs = append(mesh.procs, rep.Proc)
+	}
+	if mesh.lb, err = harness.StartHAProxy(r, dir, "haproxy-meshgate", "127.0.0.30", c.HTTPSAddrs(), true); err != nil {
+		return
+	}
+	for _, set := range []struct {
+		t       *trio
+		tickets bool
+		name    string
+		ip      string
+	}{{&ngCache, false, "nginx-cache", "127.0.0.50"}, {&ngTickets, true, "nginx-tickets", "127.0.0.51"}} {
+		ng, e := harness.StartNginxTrio(r, dir, set.name, n, b.pki, b.echo.HTTPAddr, set.tickets)
+		if e != nil {
+			return r, mesh, ngCache, ngTickets, e
+		}
+		for _, x := range ng {
+			set.t.procs = append(set.t.procs, x.Proc)
+		}
+		if set.t.lb, e = harness.StartHAProxy(r, dir, "haproxy-"+set.name, set.ip, harness.NginxAddrs(ng), true); e != nil {
+			return r, mesh, ngCache, ngTickets, e
+		}
+	}
+	return
+}
+
+// loadResult is one side of a headline row.
+type loadResult struct {
+	Stats    harness.Stats
+	CPUTicks int64
+}
+
+// TicksPer1000 is server CPU ticks (10 ms) per 1000 connections.
+func (l loadResult) TicksPer1000() float64 {
+	if l.Stats.Conns == 0 {
+		return 0
+	}
+	return float64(l.CPUTicks) * 1000 / float64(l.Stats.Conns)
+}
+
+// headlineRow is one TLS version of scenario 3.
+type headlineRow struct {
+	Version         string
+	NginxVariant    string
+	Meshgate, Nginx loadResult
+}
+
+const headlineWorkers = 8
+
+func (b *bench) headline() ([]headlineRow, string) {
+	r, mesh, ngCache, ngTickets, err := b.clusters(3)
+	defer r.Close()
+	if err != nil {
+		return nil, err.Error()
+	}
+	var rows []headlineRow
+	for _, v := range []struct {
+		name    string
+		version uint16
+		ng      trio
+		variant string
+	}{
+		{"TLS 1.2", tls.VersionTLS12, ngTickets, "per-node ticket keys"},
+		{"TLS 1.3", tls.VersionTLS13, ngCache, "per-node session cache, tickets off"},
+	} {
+		row := headlineRow{Version: v.name, NginxVariant: v.variant}
+		row.Meshgate = b.load(v.version, mesh)
+		row.Nginx = b.load(v.version, v.ng)
+		b.log("%s: meshgate %.0f conn/s %v cpu %d ; nginx %.0f conn/s %v cpu %d", v.name,
+			row.Meshgate.Stats.PerSecond(), row.Meshgate.Stats, row.Meshgate.CPUTicks,
+			row.Nginx.Stats.PerSecond(), row.Nginx.Stats, row.Nginx.CPUTicks)
+		rows = append(rows, row)
+	}
+	return rows, ""
+}
+
+func (b *bench) load(version uint16, t trio) loadResult {
+	cfg, err := b.pki.ClientConfig(version)
+	if err != nil {
+		return loadResult{Stats: harness.Stats{Errors: 1, FirstErr: err}}
+	}
+	before := t.cpu()
+	st := harness.Load(b.ctx, cfg, t.lb.Addr, headlineWorkers, b.conns/headlineWorkers)
+	return loadResult{Stats: st, CPUTicks: t.cpu() - before}
+}
+
+// sweepPoint is one replica count of scenario 4.
+type sweepPoint struct {
+	Replicas                     int
+	Mesh12, Mesh13               harness.Stats
+	NginxTickets12, NginxCache13 harness.Stats
+}
+
+func (b *bench) sweep() ([]sweepPoint, string) {
+	var pts []sweepPoint
+	for n := 1; n <= b.maxReplicas && b.ctx.Err() == nil; n++ {
+		r, mesh, ngCache, ngTickets, err := b.clusters(n)
+		if err != nil {
+			r.Close()
+			return pts, fmt.Sprintf("%d replicas: %v", n, err)
+		}
+		p := sweepPoint{Replicas: n}
+		p.Mesh12 = b.reconnect(tls.VersionTLS12, mesh.lb.Addr)
+		p.Mesh13 = b.reconnect(tls.VersionTLS13, mesh.lb.Addr)
+		p.NginxTickets12 = b.reconnect(tls.VersionTLS12, ngTickets.lb.Addr)
+		p.NginxCache13 = b.reconnect(tls.VersionTLS13, ngCache.lb.Addr)
+		r.Close()
+		b.log("%d replicas: meshgate 1.2 %v 1.3 %v ; nginx 1.2 %v 1.3 %v", n, p.Mesh12, p.Mesh13, p.NginxTickets12, p.NginxCache13)
+		pts = append(pts, p)
+	}
+	return pts, ""
+}
+
+func (b *bench) reconnect(version uint16, addr string) harness.Stats {
+	cfg, err := b.pki.ClientConfig(version)
+	if err != nil {
+		return harness.Stats{Errors: 1, FirstErr: err}
+	}
+	return (&harness.Client{Config: cfg}).Reconnect(b.ctx, addr, b.reconnects, b.reconnects/10)
+}

@@ -1,0 +1,151 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"os/exec"
+	"regexp"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/meshgate/meshgate/test/e2e/harness"
+)
+
+// h2loadResult is one h2load run.
+type h2loadResult struct {
+	ReqPerSec float64
+	Succeeded int
+	Failed    int
+	CPUTicks  int64 // server CPU during the run
+}
+
+var (
+	reqPerSecRE = regexp.MustCompile(`finished in [0-9.]+[a-z]+, ([0-9.]+) req/s`)
+	requestsRE  = regexp.MustCompile(`requests: \d+ total, \d+ started, \d+ done, (\d+) succeeded, (\d+) failed`)
+	status2xxRE = regexp.MustCompile(`status codes: (\d+) 2xx`)
+)
+
+// runH2load measures keep-alive requests per second against addr (TLS,
+// SNI/authority harness.Host) for dur with clients connections and streams
+// concurrent streams each; h1 selects HTTP/1.1. server is the process whose
+// CPU is measured.
+func runH2load(ctx context.Context, addr string, h1 bool, clients, streams int, dur time.Duration, server *harness.Proc) (h2loadResult, error) {
+	args := []string{"-D", fmt.Sprint(int(dur.Seconds())), "-c", fmt.Sprint(clients), "-m", fmt.Sprint(streams), "-t", "1",
+		"--connect-to", addr, harness.URL(addr, "/bench")}
+	if h1 {
+		args = append([]string{"--h1"}, args...)
+	}
+	ctx, cancel := context.WithTimeout(ctx, dur+30*time.Second)
+	defer cancel()
+	t0, err := server.CPUTicks()
+	if err != nil {
+		return h2loadResult{}, err
+	}
+	out, err := exec.CommandContext(ctx, "h2load", args...).CombinedOutput()
+	t1, _ := server.CPUTicks()
+	if err != nil {
+		return h2loadResult{}, fmt.Errorf("h2load %s: %w\n%s", strings.Join(args, " "), err, tail(out))
+	}
+	var r h2loadResult
+	r.CPUTicks = t1 - t0
+	m := reqPerSecRE.FindSubmatch(out)
+	q := requestsRE.FindSubmatch(out)
+	s := status2xxRE.FindSubmatch(out)
+	if m == nil || q == nil || s == nil {
+		return r, fmt.Errorf("h2load: unexpected output:\n%s", tail(out))
+	}
+	r.ReqPerSec, _ = strconv.ParseFloat(string(m[1]), 64)
+	r.Succeeded, _ = strconv.Atoi(string(s[1]))
+	r.Failed, _ = strconv.Atoi(string(q[2]))
+	if r.Succeeded == 0 {
+		return r, fmt.Errorf("h2load: no 2xx responses:\n%s", tail(out))
+	}
+	return r, nil
+}
+
+// sTimeResult is one `openssl s_time` run.
+type sTimeResult struct {
+	Conns    int
+	Reused   int // connections s_time marked "r" (session reused)
+	Seconds  float64
+	CPUTicks int64
+}
+
+// PerSec is handshakes per wall-clock second.
+func (r sTimeResult) PerSec() float64 {
+	if r.Seconds == 0 {
+		return 0
+	}
+	return float64(r.Conns) / r.Seconds
+}
+
+// TicksPer1000 is server CPU ticks (10 ms) per 1000 handshakes.
+func (r sTimeResult) TicksPer1000() float64 {
+	if r.Conns == 0 {
+		return 0
+	}
+	return float64(r.CPUTicks) * 1000 / float64(r.Conns)
+}
+
+var sTimeRE = regexp.MustCompile(`(\d+) connections in [0-9.]+s;`)
+
+// runSTime runs `openssl s_time -connect addr -tls1_2 -new|-reuse` for dur
+// and measures the wall time itself (s_time's "real seconds" are whole
+// seconds). s_time sends no SNI, so the server's default certificate answers.
+func runSTime(ctx context.Context, addr string, reuse bool, dur time.Duration, server *harness.Proc) (sTimeResult, error) {
+	mode := "-new"
+	if reuse {
+		mode = "-reuse"
+	}
+	args := []string{"s_time", "-connect", addr, "-tls1_2", mode, "-time", fmt.Sprint(int(dur.Seconds()))}
+	ctx, cancel := context.WithTimeout(ctx, dur+30*time.Second)
+	defer cancel()
+	t0, err := server.CPUTicks()
+	if err != nil {
+		return sTimeResult{}, err
+	}
+	start := time.Now()
+	out, err := exec.CommandContext(ctx, "openssl", args...).CombinedOutput()
+	elapsed := time.Since(start)
+	t1, _ := server.CPUTicks()
+	if err != nil {
+		return sTimeResult{}, fmt.Errorf("openssl %s: %w\n%s", strings.Join(args, " "), err, tail(out))
+	}
+	all := sTimeRE.FindAllSubmatch(out, -1)
+	if len(all) == 0 {
+		return sTimeResult{}, fmt.Errorf("s_time: unexpected output:\n%s", tail(out))
+	}
+	var r sTimeResult
+	r.Conns, _ = strconv.Atoi(string(all[len(all)-1][1]))
+	r.Seconds = elapsed.Seconds()
+	r.CPUTicks = t1 - t0
+	if reuse {
+		// Progress marks: "r" reused, "*" new session.
+		if i := strings.LastIndex(string(out), "starting\n"); i >= 0 {
+			marks, _, _ := strings.Cut(string(out[i+len("starting\n"):]), "\n")
+			r.Reused = strings.Count(marks, "r")
+		}
+	}
+	if r.Conns == 0 {
+		return r, fmt.Errorf("s_time: no connections:\n%s", tail(out))
+	}
+	return r, nil
+}
+
+// tail returns the last 1500 bytes of b.
+func tail(b []byte) string {
+	if len(b) > 1500 {
+		b = b[len(b)-1500:]
+	}
+	return string(b)
+}
+
+// cmdOut runs a command and returns its trimmed output, or "" on error.
+func cmdOut(name string, args ...string) string {
+	out, err := exec.Command(name, args...).CombinedOutput()
+	if err != nil {
+		return ""
+	}
+	return strings.TrimSpace(string(out))
+}
