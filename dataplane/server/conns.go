@@ -1,0 +1,137 @@
+package server
+
+import (
+	"errors"
+	"fmt"
+	"net"
+	"net/netip"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/pires/go-proxyproto"
+)
+
+// errUntrustedSource refuses connections from outside TrustedProxies while
+// the PROXY header is required.
+var errUntrustedSource = errors.New("server: PROXY header required but source is not a trusted proxy")
+
+// trackedConn is every accepted connection as the server sees it: it counts
+// towards MaxConns and the open-connections gauge until closed, whoever owns
+// it by then (net/http, a hijacking handler, or the PreTLS hook).
+type trackedConn struct {
+	net.Conn
+	srv      *Server
+	listener string
+	once     sync.Once
+	// handedOff is set once the connection left the server's preparation
+	// (PROXY header, PreTLS, TLS handshake); Shutdown closes the others at
+	// once, as they are not in-flight requests yet.
+	handedOff atomic.Bool
+}
+
+// Close closes the connection and releases its slot. It is safe to call
+// more than once.
+func (c *trackedConn) Close() error {
+	err := c.Conn.Close()
+	c.once.Do(func() { c.srv.untrack(c) })
+	return err
+}
+
+// connQueue is the net.Listener handed to http.Server: it yields connections
+// that passed preparation. It is unbuffered, so a connection is either taken
+// by Serve or closed by deliver.
+type connQueue struct {
+	addr      net.Addr
+	ch        chan net.Conn
+	closed    chan struct{}
+	closeOnce sync.Once
+}
+
+func newConnQueue(addr net.Addr) *connQueue {
+	return &connQueue{addr: addr, ch: make(chan net.Conn), closed: make(chan struct{})}
+}
+
+// Accept implements net.Listener.
+func (q *connQueue) Accept() (net.Conn, error) {
+	select {
+	case c := <-q.ch:
+		return c, nil
+	case <-q.closed:
+		return nil, net.ErrClosed
+	}
+}
+
+// Close implements net.Listener; it only stops Accept (the server closes the
+// real socket).
+func (q *connQueue) Close() error {
+	q.closeOnce.Do(func() { close(q.closed) })
+	return nil
+}
+
+// Addr implements net.Listener.
+func (q *connQueue) Addr() net.Addr { return q.addr }
+
+// deliver hands c to Serve, or closes it if the queue is closed.
+func (q *connQueue) deliver(c net.Conn) {
+	select {
+	case q.ch <- c:
+	case <-q.closed:
+		_ = c.Close()
+	}
+}
+
+// proxyPolicy decides how the PROXY header of a connection from src is
+// treated. A non-nil error refuses the connection.
+func (s *Server) proxyPolicy(src net.Addr) (proxyproto.Policy, error) {
+	trusted := false
+	if ta, ok := src.(*net.TCPAddr); ok {
+		ip := ta.AddrPort().Addr().Unmap()
+		for _, p := range s.cfg.TrustedProxies {
+			if p.Contains(ip) {
+				trusted = true
+				break
+			}
+		}
+	}
+	switch {
+	case !trusted && s.cfg.ProxyProtocol:
+		return 0, errUntrustedSource
+	case !trusted:
+		return proxyproto.REJECT, nil
+	case s.cfg.ProxyProtocol:
+		return proxyproto.REQUIRE, nil
+	default:
+		return proxyproto.USE, nil
+	}
+}
+
+// readProxyHeader parses the PROXY header of c according to policy and
+// returns a connection whose RemoteAddr is the carried client address.
+func (s *Server) readProxyHeader(c net.Conn, deadline time.Time) (net.Conn, error) {
+	pol, err := s.proxyPolicy(c.RemoteAddr())
+	if err != nil {
+		return nil, fmt.Errorf("connection from %s: %w", c.RemoteAddr(), err)
+	}
+	timeout := time.Until(deadline)
+	if timeout <= 0 {
+		timeout = time.Millisecond
+	}
+	pc := proxyproto.NewConn(c, proxyproto.WithPolicy(pol), proxyproto.SetReadHeaderTimeout(timeout))
+	// A zero-length read forces the header to be parsed now; go-proxyproto
+	// reports a policy violation only on the first Read.
+	if _, err := pc.Read(nil); err != nil {
+		return nil, fmt.Errorf("PROXY header from %s: %w", c.RemoteAddr(), err)
+	}
+	return pc, nil
+}
+
+// trustedPrefixesValid reports a configuration error in TrustedProxies.
+func trustedPrefixesValid(ps []netip.Prefix) error {
+	for _, p := range ps {
+		if !p.IsValid() {
+			return fmt.Errorf("server: invalid trusted proxy prefix %v", p)
+		}
+	}
+	return nil
+}
