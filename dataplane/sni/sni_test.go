@@ -394,3 +394,14 @@ func quoteBytes(b []byte) string {
 	sb.WriteByte('"')
 	return sb.String()
 }
+
+func BenchmarkParseClientHello(b *testing.B) {
+	msg := captureHello(b, &tls.Config{ServerName: "bench.example", NextProtos: []string{"h2", "http/1.1"}})[5:]
+	b.SetBytes(int64(len(msg)))
+	b.ReportAllocs()
+	for b.Loop() {
+		if _, err := ParseClientHello(msg); err != nil {
+			b.Fatal(err)
+		}
+	}
+}
