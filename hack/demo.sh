@@ -19,6 +19,7 @@
 #                    WebSocket, UDP, cross-replica resumption with openssl), print
 #                    PASS/FAIL, stop everything and exit 0 only if all passed.
 #   READY_TIMEOUT=s  how long to wait for /readyz (default 60)
+#   DEMO_SAMPLES=dir manifests to serve (default config/samples/standalone)
 # Needs no stdin and never prompts.
 set -euo pipefail
 
@@ -59,8 +60,9 @@ mkdir -p "$logs"
 rm -rf "$manifests" && mkdir -p "$manifests"
 
 "$root/hack/certs.sh" "$pki" "$HOST"
-samples=(config/samples/standalone/*.yaml)
-[ -e "${samples[0]}" ] || die "no manifests in config/samples/standalone/"
+samples_dir=${DEMO_SAMPLES:-config/samples/standalone}
+samples=("$samples_dir"/*.yaml)
+[ -e "${samples[0]}" ] || die "no manifests in $samples_dir/"
 cp "${samples[@]}" "$manifests/"
 cp "$pki/secret.yaml" "$manifests/echo-tls-secret.yaml"
 # The L4 ConfigMap: UDP 5353 → the UDP echo, unless the samples bring one.

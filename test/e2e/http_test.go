@@ -43,7 +43,12 @@ func TestCurlThroughHAProxy(t *testing.T) {
 			if err != nil {
 				t.Fatalf("curl: %v\n%s", err, out)
 			}
-			body, version, _ := strings.Cut(strings.TrimSpace(string(out)), "\n")
+			text := strings.TrimSpace(string(out))
+			i := strings.LastIndexByte(text, '\n')
+			if i < 0 {
+				t.Fatalf("curl output without version line: %q", text)
+			}
+			body, version := text[:i], text[i+1:]
 			if version != tc.wantVersion {
 				t.Errorf("HTTP version %q, want %q", version, tc.wantVersion)
 			}

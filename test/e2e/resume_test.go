@@ -146,6 +146,7 @@ func TestKillReplica(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	outer := t // owns the restarted replica, so it outlives the subtest
 	for _, v := range []struct {
 		name    string
 		version uint16
@@ -173,7 +174,7 @@ func TestKillReplica(t *testing.T) {
 				t.Errorf("after kill: %v (want all but at most one successful connection resumed, <= 3 errors)", after)
 			}
 
-			if err := victim.Start(t); err != nil {
+			if err := victim.Start(outer); err != nil {
 				t.Fatal(err)
 			}
 			if err := victim.WaitReady(30 * time.Second); err != nil {
