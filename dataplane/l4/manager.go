@@ -5,11 +5,13 @@ import (
 	"errors"
 	"fmt"
 	"net"
+	"net/netip"
 	"strconv"
 	"sync"
 	"time"
 
 	"github.com/go-logr/logr"
+	"github.com/pires/go-proxyproto"
 
 	"github.com/meshgate/meshgate/dataplane/routing"
 )
@@ -38,6 +40,18 @@ type ManagerConfig struct {
 	// or is refused if RefuseWhenFull is set; both are counted as drops.
 	MaxFlows       int
 	RefuseWhenFull bool
+	// AcceptProxyProtocol requires a PROXY v1/v2 header (as sent by a load
+	// balancer such as an NLB or HAProxy) on every TCP listener; the client
+	// address it carries is what backends see in their own PROXY header.
+	// Connections from sources outside TrustedProxies are closed at accept.
+	// UDP listeners are unaffected.
+	AcceptProxyProtocol bool
+	// TrustedProxies lists the sources allowed to send PROXY headers; nil
+	// means 127.0.0.0/8 and ::1/128.
+	TrustedProxies []netip.Prefix
+	// ProxyHeaderTimeout bounds the wait for the PROXY header; zero means
+	// DefaultConnectTimeout.
+	ProxyHeaderTimeout time.Duration
 	// Metrics receives per-service metrics; nil means unregistered
 	// collectors.
 	Metrics *Metrics
@@ -90,6 +104,12 @@ func NewManager(cfg ManagerConfig) *Manager {
 	}
 	if cfg.Metrics == nil {
 		cfg.Metrics, _ = NewMetrics(nil)
+	}
+	if cfg.TrustedProxies == nil {
+		cfg.TrustedProxies = []netip.Prefix{netip.MustParsePrefix("127.0.0.0/8"), netip.MustParsePrefix("::1/128")}
+	}
+	if cfg.ProxyHeaderTimeout <= 0 {
+		cfg.ProxyHeaderTimeout = DefaultConnectTimeout
 	}
 	return &Manager{cfg: cfg, track: newTracker(), listeners: make(map[listenerKey]l4Listener)}
 }
@@ -147,6 +167,13 @@ func (m *Manager) listen(k listenerKey, s *routing.L4Service) (l4Listener, error
 		if err != nil {
 			return nil, fmt.Errorf("l4: listen tcp %s: %w", addr, err)
 		}
+		if m.cfg.AcceptProxyProtocol {
+			ln = &proxyproto.Listener{
+				Listener:          ln,
+				ConnPolicy:        trustPolicy(m.cfg.TrustedProxies),
+				ReadHeaderTimeout: m.cfg.ProxyHeaderTimeout,
+			}
+		}
 		l := newTCPListener(m, ln, s)
 		if !m.track.goFunc(l.serve) {
 			ln.Close()
@@ -195,6 +222,25 @@ func (m *Manager) Shutdown(ctx context.Context) error {
 	}
 	m.mu.Unlock()
 	return m.track.shutdown(ctx)
+}
+
+// trustPolicy requires a PROXY header from trusted sources and refuses
+// every other source (go-proxyproto closes such connections and keeps
+// accepting).
+func trustPolicy(trusted []netip.Prefix) proxyproto.ConnPolicyFunc {
+	return func(o proxyproto.ConnPolicyOptions) (proxyproto.Policy, error) {
+		if ta, ok := o.Upstream.(*net.TCPAddr); ok {
+			if ip, ok := netip.AddrFromSlice(ta.IP); ok {
+				ip = ip.Unmap()
+				for _, p := range trusted {
+					if p.Contains(ip) {
+						return proxyproto.REQUIRE, nil
+					}
+				}
+			}
+		}
+		return proxyproto.REJECT, proxyproto.ErrInvalidUpstream
+	}
 }
 
 func serviceName(proto routing.L4Protocol, port int) string {

@@ -6,6 +6,7 @@ import (
 	"errors"
 	"io"
 	"net"
+	"net/netip"
 	"strings"
 	"sync"
 	"testing"
@@ -255,5 +256,50 @@ func TestShutdownDrainsThenForceCloses(t *testing.T) {
 	}
 	if err := mgr.Update(&routing.Table{}); err == nil {
 		t.Fatal("Update after Shutdown succeeded")
+	}
+}
+
+func TestAcceptProxyProtocol(t *testing.T) {
+	srcs := make(chan string, 1)
+	ln := &proxyproto.Listener{Listener: listenTCP(t)}
+	be := tcpServer(t, ln, func(c net.Conn) {
+		_, _ = io.ReadAll(c)
+		srcs <- c.RemoteAddr().String()
+	})
+	cases := []struct {
+		name    string
+		trusted []netip.Prefix
+		wantSrc string // "" means the connection is refused
+	}{
+		{"trusted load balancer", nil, "198.18.0.9:5555"},
+		{"untrusted source", []netip.Prefix{netip.MustParsePrefix("10.0.0.0/8")}, ""},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			mgr, _ := newTestManager(t, ManagerConfig{AcceptProxyProtocol: true, TrustedProxies: tc.trusted})
+			port := freePort(t, routing.L4TCP)
+			if err := mgr.Update(l4Table(routing.L4Service{Protocol: routing.L4TCP, Port: port, Backend: backend("ns/pp:1", 2, be)})); err != nil {
+				t.Fatal(err)
+			}
+			c, err := net.Dial("tcp", addrOf(port))
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer c.Close()
+			hdr := proxyproto.HeaderProxyFromAddrs(1, &net.TCPAddr{IP: net.ParseIP("198.18.0.9").To4(), Port: 5555}, c.RemoteAddr())
+			_, _ = hdr.WriteTo(c)
+			_, _ = c.Write([]byte("data"))
+			_ = c.(*net.TCPConn).CloseWrite()
+			select {
+			case src := <-srcs:
+				if src != tc.wantSrc {
+					t.Fatalf("backend saw %q, want %q", src, tc.wantSrc)
+				}
+			case <-time.After(time.Second):
+				if tc.wantSrc != "" {
+					t.Fatal("backend saw nothing")
+				}
+			}
+		})
 	}
 }
