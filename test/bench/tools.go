@@ -47,8 +47,18 @@ func runH2load(ctx context.Context, addr string, h1 bool, clients, streams int, 
 	if err != nil {
 		return h2loadResult{}, fmt.Errorf("h2load %s: %w\n%s", strings.Join(args, " "), err, tail(out))
 	}
-	var r h2loadResult
+	r, err := parseH2load(out)
 	r.CPUTicks = t1 - t0
+	if err != nil {
+		return r, err
+	}
+	return r, nil
+}
+
+// parseH2load reads h2load's summary: requests per second, 2xx responses
+// and failed requests. It fails when any is missing or nothing succeeded.
+func parseH2load(out []byte) (h2loadResult, error) {
+	var r h2loadResult
 	m := reqPerSecRE.FindSubmatch(out)
 	q := requestsRE.FindSubmatch(out)
 	s := status2xxRE.FindSubmatch(out)
@@ -112,19 +122,26 @@ func runSTime(ctx context.Context, addr string, reuse bool, dur time.Duration, s
 	if err != nil {
 		return sTimeResult{}, fmt.Errorf("openssl %s: %w\n%s", strings.Join(args, " "), err, tail(out))
 	}
-	all := sTimeRE.FindAllSubmatch(out, -1)
-	if len(all) == 0 {
-		return sTimeResult{}, fmt.Errorf("s_time: unexpected output:\n%s", tail(out))
-	}
-	var r sTimeResult
-	r.Conns, _ = strconv.Atoi(string(all[len(all)-1][1]))
+	r, err := parseSTime(out, reuse)
 	r.Seconds = elapsed.Seconds()
 	r.CPUTicks = t1 - t0
+	return r, err
+}
+
+// parseSTime reads the connection count of s_time's last summary and, for
+// -reuse, counts the "r" (reused) progress marks of the timed loop.
+func parseSTime(out []byte, reuse bool) (sTimeResult, error) {
+	var r sTimeResult
+	all := sTimeRE.FindAllSubmatch(out, -1)
+	if len(all) == 0 {
+		return r, fmt.Errorf("s_time: unexpected output:\n%s", tail(out))
+	}
+	r.Conns, _ = strconv.Atoi(string(all[len(all)-1][1]))
 	if reuse {
 		// Progress marks: "r" reused, "*" new session.
 		if i := strings.LastIndex(string(out), "starting\n"); i >= 0 {
 			marks, _, _ := strings.Cut(string(out[i+len("starting\n"):]), "\n")
-			r.Reused = strings.Count(marks, "r")
+			r.Reused = min(strings.Count(marks, "r"), r.Conns)
 		}
 	}
 	if r.Conns == 0 {
