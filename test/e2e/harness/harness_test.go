@@ -65,6 +65,10 @@ func TestNginxTrioBehindHAProxy(t *testing.T) {
 			if rr.Rate() > 10 {
 				t.Errorf("round robin over per-node caches resumed %v; want almost none", rr)
 			}
+			load := Load(ctx, cfg, lb.Addr, 4, 10)
+			if load.Errors > 0 || load.Conns != 40 {
+				t.Errorf("concurrent load: %v", load)
+			}
 		})
 	}
 }
