@@ -79,11 +79,17 @@ func key(o metav1.Object) types.NamespacedName {
 	return types.NamespacedName{Namespace: o.GetNamespace(), Name: o.GetName()}
 }
 
-// unchanged reports whether an object with the same non-empty
-// resourceVersion is already stored (an informer resync).
+// unchanged reports whether old (which must be non-nil) has obj's
+// non-empty resourceVersion (an informer resync).
 func unchanged(old, obj metav1.Object) bool {
-	return old != nil && obj.GetResourceVersion() != "" &&
-		old.GetResourceVersion() == obj.GetResourceVersion()
+	return obj.GetResourceVersion() != "" && old.GetResourceVersion() == obj.GetResourceVersion()
+}
+
+// put stores v under k and reports whether it changed the map.
+func put[K comparable, V metav1.Object](m map[K]V, k K, v V) bool {
+	old, ok := m[k]
+	m[k] = v
+	return !ok || !unchanged(old, v)
 }
 
 // Insert adds or replaces obj and reports whether the routing table must be
@@ -95,29 +101,19 @@ func (c *Cache) Insert(obj metav1.Object) bool {
 	k := key(obj)
 	switch o := obj.(type) {
 	case *networkingv1.Ingress:
-		old := c.ingresses[k]
-		c.ingresses[k] = o
-		return !unchanged(old, o)
+		return put(c.ingresses, k, o)
 	case *networkingv1.IngressClass:
-		old := c.ingressClasses[o.Name]
-		c.ingressClasses[o.Name] = o
-		return !unchanged(old, o)
+		return put(c.ingressClasses, o.Name, o)
 	case *corev1.Service:
-		old := c.services[k]
-		c.services[k] = o
-		return !unchanged(old, o)
+		return put(c.services, k, o)
 	case *discoveryv1.EndpointSlice:
 		return c.insertSlice(k, o)
 	case *corev1.Secret:
 		return c.insertSecret(k, o)
 	case *corev1.ConfigMap:
-		old := c.configMaps[k]
-		c.configMaps[k] = o
-		return !unchanged(old, o) && c.isL4ConfigMap(k)
+		return put(c.configMaps, k, o) && c.isL4ConfigMap(k)
 	case *v1alpha1.TLSPolicy:
-		old := c.policies[k]
-		c.policies[k] = o
-		return !unchanged(old, o)
+		return put(c.policies, k, o)
 	}
 	return false
 }
@@ -127,6 +123,7 @@ func (c *Cache) insertSlice(k types.NamespacedName, o *discoveryv1.EndpointSlice
 	if old != nil {
 		c.unindexSlice(old)
 	}
+	changed := old == nil || !unchanged(old, o)
 	c.slices[k] = o
 	if svc := o.Labels[ServiceNameLabel]; svc != "" {
 		sk := types.NamespacedName{Namespace: o.Namespace, Name: svc}
@@ -137,7 +134,7 @@ func (c *Cache) insertSlice(k types.NamespacedName, o *discoveryv1.EndpointSlice
 		}
 		m[o.Name] = o
 	}
-	return !unchanged(old, o)
+	return changed
 }
 
 func (c *Cache) unindexSlice(o *discoveryv1.EndpointSlice) {

@@ -316,3 +316,7 @@ func problemStrings(ps []Problem) []string {
 	}
 	return out
 }
+
+type tlsPolicy = routing.TLSPolicy
+
+func contains(s, sub string) bool { return strings.Contains(s, sub) }
