@@ -16,7 +16,8 @@
 #   BIN=dir          where meshgate and echo-backend are (default ./bin; built if missing)
 #   DEMO_DIR=dir     work dir: PKI, manifests, logs (default ./_out/demo)
 #   DEMO_SMOKE=1     run the smoke checks (curl HTTP/1.1 + HTTP/2 on every replica,
-#                    WebSocket, UDP, cross-replica resumption with openssl), print
+#                    WebSocket, UDP, HTTP/3, cross-replica resumption with openssl
+#                    and over QUIC), print
 #                    PASS/FAIL, stop everything and exit 0 only if all passed.
 #   READY_TIMEOUT=s  how long to wait for /readyz (default 60)
 #   DEMO_SAMPLES=dir manifests to serve (default config/samples/standalone)
@@ -214,6 +215,9 @@ smoke() {
   for i in 1 2 3; do
     check "UDP echo via 127.0.0.$i:5353" "$BIN/echo-backend" udp-client --addr "127.0.0.$i:5353" --message "demo udp" --timeout 3s
   done
+  check "HTTP/3 on udp 8443, 8444, 8445, QUIC session of 8443 resumed on the others" \
+    "$BIN/echo-backend" h3-client --url "https://$HOST:8443/h3" --cacert "$ca" \
+    --connect 127.0.0.1:8443,127.0.0.1:8444,127.0.0.1:8445 --want-resume
   check "TLS 1.2 session from 8443 resumed on 8444 and 8445 (openssl)" resumes -tls1_2 TLSv1.2
   check "TLS 1.3 session from 8443 resumed on 8444 and 8445 (openssl)" resumes -tls1_3 TLSv1.3
   check "/status/sessionmesh on 9101" curl -sS --fail --max-time 5 http://127.0.0.1:9101/status/sessionmesh
@@ -240,6 +244,9 @@ meshgate demo is up: 3 replicas sharing TLS sessions. Work dir: $DEMO_DIR (logs 
 
   # WebSocket echo
   $BIN/echo-backend ws-client --url wss://$HOST:8443/ws --cacert $ca --connect 127.0.0.1:8443 --message hi
+
+  # HTTP/3 (Debian's curl has none): one QUIC connection per replica, one session cache
+  $BIN/echo-backend h3-client --url https://$HOST:8443/ --cacert $ca --connect 127.0.0.1:8443,127.0.0.1:8444,127.0.0.1:8445
 
   # UDP through the L4 proxy (replica i listens on 127.0.0.i:5353)
   $BIN/echo-backend udp-client --addr 127.0.0.2:5353 --message hi

@@ -17,9 +17,12 @@
 //
 //	echo-backend ws-client --url wss://echo.meshgate.test:8443/ws --cacert ca.crt [--connect 127.0.0.1:8443] [--message hi]
 //	echo-backend udp-client --addr 127.0.0.1:5353 [--message hi]
+//	echo-backend h3-client --url https://echo.meshgate.test:8443/ --cacert ca.crt --connect 127.0.0.1:8443,127.0.0.1:8444 [--want-resume]
 //
-// Each sends one message, prints the echo and exits 0 only if the echo
-// matches.
+// ws-client and udp-client send one message, print the echo and exit 0 only
+// if it matches. h3-client makes one HTTP/3 request per --connect address,
+// each on a new QUIC connection sharing one TLS session cache, and reports
+// whether each resumed.
 package main
 
 import (
@@ -46,6 +49,8 @@ func main() {
 	switch {
 	case len(args) > 0 && args[0] == "ws-client":
 		err = runWSClient(ctx, args[1:], os.Stdout)
+	case len(args) > 0 && args[0] == "h3-client":
+		err = runH3Client(ctx, args[1:], os.Stdout)
 	case len(args) > 0 && args[0] == "udp-client":
 		err = runUDPClient(ctx, args[1:], os.Stdout)
 	default:
