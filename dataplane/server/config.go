@@ -41,6 +41,11 @@ type SessionConfigurer interface {
 // it must then close it. Otherwise the server continues with the returned
 // connection, which must replay any bytes the function peeked. t is the
 // table current at accept time (may be nil before the first Store).
+//
+// The connection arrives with a read deadline (the end of the handshake
+// budget, ReadHeaderTimeout); a function taking ownership must set its own
+// deadlines. It runs on the connection's goroutine and may block for the
+// life of a connection it took (l4.Passthrough.Route fits).
 type PreTLSFunc func(c net.Conn, t *routing.Table) (net.Conn, bool)
 
 // Config configures a Server. The zero value of every field means the

@@ -269,7 +269,7 @@ func (s *Server) prepare(tc *trackedConn, kind string, q *connQueue) {
 	}
 	if kind == listenerHTTPS {
 		if s.cfg.PreTLS != nil {
-			_ = c.SetDeadline(deadline)
+			_ = c.SetReadDeadline(deadline)
 			c2, took := s.cfg.PreTLS(c, s.cfg.Table.Load())
 			if took {
 				tc.handedOff.Store(true)
