@@ -21,6 +21,7 @@ type Proc struct {
 	cmd     *exec.Cmd
 	done    chan struct{}
 	waitErr error
+	killed  bool // the group was SIGKILLed; never signal a possibly recycled pgid again
 }
 
 // Start runs bin with args in a new process group, output appended to
@@ -65,6 +66,10 @@ func (p *Proc) Exited() bool {
 // Kill sends SIGKILL to the whole process group and waits (bounded) for the
 // leader to be reaped. Calling it again is harmless.
 func (p *Proc) Kill() {
+	if p.killed {
+		return
+	}
+	p.killed = true
 	_ = syscall.Kill(-p.PID(), syscall.SIGKILL)
 	select {
 	case <-p.done:
@@ -78,7 +83,7 @@ func (p *Proc) Stop(grace time.Duration) error {
 	_ = p.cmd.Process.Signal(syscall.SIGTERM)
 	select {
 	case <-p.done:
-		_ = syscall.Kill(-p.PID(), syscall.SIGKILL) // stray children
+		p.Kill() // stray children
 		return p.waitErr
 	case <-time.After(grace):
 		p.Kill()
