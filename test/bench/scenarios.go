@@ -10,6 +10,10 @@ import (
 	"github.com/meshgate/meshgate/test/e2e/harness"
 )
 
+// quiet makes meshgate log errors only, as the nginx side runs with
+// access_log off.
+var quiet = []string{"--log-level", "error"}
+
 // bench holds what every scenario shares. One goroutine uses it.
 type bench struct {
 	ctx         context.Context
@@ -43,7 +47,7 @@ func (b *bench) single() (*harness.Runner, *harness.Replica, *harness.Nginx, err
 	if err != nil {
 		return r, nil, nil, err
 	}
-	c, err := harness.StartCluster(r, harness.ClusterConfig{Bins: b.bins, Dir: dir, ManifestDir: manifests, Replicas: 1, NoMesh: true}, 30*time.Second)
+	c, err := harness.StartCluster(r, harness.ClusterConfig{Bins: b.bins, Dir: dir, ManifestDir: manifests, Replicas: 1, NoMesh: true, ExtraArgs: quiet}, 30*time.Second)
 	if err != nil {
 		return r, nil, nil, err
 	}
@@ -149,7 +153,7 @@ func (b *bench) clusters(n int) (r *harness.Runner, mesh, ngCache, ngTickets tri
 	if err != nil {
 		return
 	}
-	c, err := harness.StartCluster(r, harness.ClusterConfig{Bins: b.bins, Dir: dir, ManifestDir: manifests, Replicas: n, ProxyProtocol: true}, 30*time.Second)
+	c, err := harness.StartCluster(r, harness.ClusterConfig{Bins: b.bins, Dir: dir, ManifestDir: manifests, Replicas: n, ProxyProtocol: true, ExtraArgs: quiet}, 30*time.Second)
 	if err != nil {
 		return
 	}
