@@ -19,6 +19,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/go-logr/logr"
@@ -36,9 +37,10 @@ type Server struct {
 	handler http.Handler
 	proxyPP bool // PROXY protocol parsing enabled
 
-	ctx    context.Context // cancelled when Shutdown begins
-	cancel context.CancelFunc
-	wg     sync.WaitGroup
+	ctx     context.Context // cancelled when Shutdown begins
+	cancel  context.CancelFunc
+	wg      sync.WaitGroup
+	pending atomic.Int64 // prepared connections being handed to net/http
 
 	mu        sync.Mutex
 	started   bool
@@ -292,8 +294,12 @@ func (s *Server) prepare(tc *trackedConn, kind string, q *connQueue) {
 	} else {
 		_ = c.SetDeadline(time.Time{})
 	}
+	// pending before handedOff: Shutdown waits for every connection it did
+	// not close to reach net/http.
+	s.pending.Add(1)
 	tc.handedOff.Store(true)
 	q.deliver(c)
+	s.pending.Add(-1)
 }
 
 // Shutdown stops accepting connections, lets in-flight requests, hijacked
@@ -320,15 +326,23 @@ func (s *Server) Shutdown(ctx context.Context) error {
 		for _, ln := range listeners {
 			_ = ln.Close()
 		}
-		for _, q := range queues {
-			_ = q.Close()
-		}
 		for _, tc := range preparing {
 			_ = tc.Close()
 		}
 	}
+	// Connections that finished their handshake before Shutdown are
+	// served: let net/http take them before it stops accepting.
 	var errs []error
+	if err := s.waitPending(ctx); err != nil {
+		errs = append(errs, err)
+	}
+	for _, q := range queues {
+		_ = q.Close()
+	}
 	for _, hs := range servers {
+		if len(errs) > 0 {
+			break
+		}
 		if err := hs.Shutdown(ctx); err != nil {
 			errs = append(errs, fmt.Errorf("server: drain: %w", err))
 			break
@@ -344,6 +358,18 @@ func (s *Server) Shutdown(ctx context.Context) error {
 	}
 	s.wg.Wait()
 	return errors.Join(errs...)
+}
+
+// waitPending waits until no prepared connection is waiting for net/http.
+func (s *Server) waitPending(ctx context.Context) error {
+	for s.pending.Load() > 0 {
+		select {
+		case <-ctx.Done():
+			return fmt.Errorf("server: handing over connections: %w", ctx.Err())
+		case <-time.After(time.Millisecond):
+		}
+	}
+	return nil
 }
 
 // waitConns waits until every tracked connection is closed.
