@@ -65,7 +65,7 @@ func run() error {
 		return err
 	}
 	b := &bench{ctx: ctx, r: r, dir: dir, bins: bins, dur: *dur, conns: *conns, reconnects: *reconnects, maxReplicas: *maxReplicas}
-	if b.pki, err = harness.MakePKI(filepath.Join(dir, "pki"), harness.Host); err != nil {
+	if b.pki, err = harness.MakePKI(filepath.Join(dir, "pki"), harness.Host, harness.OtherHost); err != nil {
 		return err
 	}
 	if b.echo, err = harness.StartEcho(r, bins, dir, "127.0.0.10"); err != nil {

@@ -8,6 +8,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -211,5 +212,70 @@ func mustDo(t *testing.T, ctx context.Context, c *harness.Client, addr string) {
 	t.Helper()
 	if _, err := c.Do(ctx, addr); err != nil {
 		t.Fatal(fmt.Errorf("priming via %s: %w", addr, err))
+	}
+}
+
+// stickyCache is a client session cache that offers the last session it
+// stored for any server name: a client trying to resume a session on a
+// virtual host it was not issued for. Safe for concurrent use.
+type stickyCache struct {
+	mu   sync.Mutex
+	last *tls.ClientSessionState
+}
+
+func (c *stickyCache) Get(string) (*tls.ClientSessionState, bool) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.last, c.last != nil
+}
+
+func (c *stickyCache) Put(_ string, cs *tls.ClientSessionState) {
+	if cs == nil {
+		return
+	}
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.last = cs
+}
+
+// TestSessionBoundToVirtualHost offers a session issued for Host when
+// connecting to OtherHost (same certificate, same backend): meshgate must
+// refuse to resume it (a full handshake, the request still served), on the
+// issuing replica and on another one, while the same session still resumes
+// for Host.
+func TestSessionBoundToVirtualHost(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	for _, v := range []struct {
+		name    string
+		version uint16
+	}{{"TLSv1.2", tls.VersionTLS12}, {"TLSv1.3", tls.VersionTLS13}} {
+		t.Run(v.name, func(t *testing.T) {
+			cache := &stickyCache{}
+			client := func(host string) *harness.Client {
+				cfg, err := env.PKI.ClientConfig(v.version)
+				if err != nil {
+					t.Fatal(err)
+				}
+				cfg.ServerName, cfg.ClientSessionCache = host, cache
+				return &harness.Client{Config: cfg}
+			}
+			mustDo(t, ctx, client(harness.Host), env.MeshLB.Direct[0])
+			issued := cache.last
+			for i, addr := range env.MeshLB.Direct[:2] {
+				cache.Put("", issued)
+				resumed, err := client(harness.OtherHost).Do(ctx, addr)
+				if err != nil {
+					t.Fatalf("replica %d, %s: %v", i+1, harness.OtherHost, err)
+				}
+				if resumed {
+					t.Errorf("replica %d resumed a session issued for %s on %s", i+1, harness.Host, harness.OtherHost)
+				}
+				cache.Put("", issued)
+				if resumed, err := client(harness.Host).Do(ctx, addr); err != nil || !resumed {
+					t.Errorf("replica %d, %s: resumed=%v err=%v; want the session to resume for its own host", i+1, harness.Host, resumed, err)
+				}
+			}
+		})
 	}
 }

@@ -110,7 +110,7 @@ func SetupEnv(t T, dir string, bins Bins, opts EnvOptions) (*Env, error) {
 	}
 	e := &Env{Dir: dir, Bins: bins}
 	var err error
-	if e.PKI, err = MakePKI(filepath.Join(dir, "pki"), Host); err != nil {
+	if e.PKI, err = MakePKI(filepath.Join(dir, "pki"), Host, OtherHost); err != nil {
 		return nil, err
 	}
 	if e.Echo, err = StartEcho(t, bins, dir, "127.0.0.10"); err != nil {

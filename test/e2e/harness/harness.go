@@ -31,6 +31,10 @@ type T interface {
 // Host is the virtual host every scenario serves (the demo's name).
 const Host = "echo.meshgate.test"
 
+// OtherHost is a second virtual host on the same certificate and backend,
+// for checks that a session issued for Host does not resume for it.
+const OtherHost = "other.meshgate.test"
+
 // RepoRoot returns the directory holding meshgate's go.mod, searched from
 // the working directory upwards.
 func RepoRoot() (string, error) {

@@ -9,7 +9,8 @@ import (
 )
 
 // Manifests describes the standalone-mode objects a scenario serves: an
-// Ingress (class meshgate) for Host with TLS from the echo-tls Secret,
+// Ingress (class meshgate) for Host and OtherHost with TLS from the echo-tls
+// Secret (whose certificate must name both, see MakePKI),
 // routing / to Service echo, whose EndpointSlice points at EchoAddr; and,
 // when UDPPort is set, the meshgate-l4 ConfigMap forwarding that UDP port
 // to UDPBackend.
@@ -31,7 +32,7 @@ func (m Manifests) Write(dir string) (string, error) {
 		return "", fmt.Errorf("manifests: echo addr: %w", err)
 	}
 	var b strings.Builder
-	fmt.Fprintf(&b, manifestTemplate, Host, host, port)
+	fmt.Fprintf(&b, manifestTemplate, Host, host, port, OtherHost)
 	if m.UDPPort != 0 {
 		uh, up, err := net.SplitHostPort(m.UDPBackend)
 		if err != nil {
@@ -52,7 +53,7 @@ func (m Manifests) Write(dir string) (string, error) {
 	return dir, nil
 }
 
-// manifestTemplate: host, endpoint IP, endpoint port.
+// manifestTemplate: host, endpoint IP, endpoint port, other host.
 const manifestTemplate = `apiVersion: networking.k8s.io/v1
 kind: IngressClass
 metadata:
@@ -68,10 +69,20 @@ metadata:
 spec:
   ingressClassName: meshgate
   tls:
-  - hosts: [%[1]q]
+  - hosts: [%[1]q, %[4]q]
     secretName: echo-tls
   rules:
   - host: %[1]q
+    http:
+      paths:
+      - path: /
+        pathType: Prefix
+        backend:
+          service:
+            name: echo
+            port:
+              name: http
+  - host: %[4]q
     http:
       paths:
       - path: /

@@ -16,7 +16,8 @@ import (
 const connTimeout = 5 * time.Second
 
 // Client makes TLS connections the way a browser reconnecting to a load
-// balancer does: each connection sends one HTTP/1.1 request for Host and
+// balancer does: each connection sends one HTTP/1.1 request for
+// Config.ServerName (Host when empty) and
 // reads the whole response (which also makes a TLS 1.3 client read the
 // server's NewSessionTicket), then closes.
 type Client struct {
@@ -54,7 +55,11 @@ func (c *Client) Do(ctx context.Context, addr string) (resumed bool, err error) 
 	if path == "" {
 		path = "/"
 	}
-	if _, err := fmt.Fprintf(conn, "GET %s HTTP/1.1\r\nHost: %s\r\nConnection: close\r\n\r\n", path, Host); err != nil {
+	host := c.Config.ServerName
+	if host == "" {
+		host = Host
+	}
+	if _, err := fmt.Fprintf(conn, "GET %s HTTP/1.1\r\nHost: %s\r\nConnection: close\r\n\r\n", path, host); err != nil {
 		return resumed, fmt.Errorf("write request: %w", err)
 	}
 	resp, err := http.ReadResponse(bufio.NewReader(conn), nil)
