@@ -357,6 +357,9 @@ func (s *Server) Shutdown(ctx context.Context) error {
 		s.forceClose()
 	}
 	s.wg.Wait()
+	if ic, ok := s.handler.(interface{ CloseIdleConnections() }); ok {
+		ic.CloseIdleConnections() // upstream pools of the proxy
+	}
 	return errors.Join(errs...)
 }
 

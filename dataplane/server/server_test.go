@@ -19,6 +19,7 @@ import (
 	"time"
 
 	"github.com/coder/websocket"
+	"github.com/go-logr/logr/funcr"
 	"github.com/pires/go-proxyproto"
 
 	"github.com/meshgate/meshgate/dataplane/routing"
@@ -379,5 +380,39 @@ func TestCurlHTTP2(t *testing.T) {
 				}
 			}
 		})
+	}
+}
+
+func TestAccessLogClientFromProxyProtocol(t *testing.T) {
+	lines := make(chan string, 100)
+	logger := funcr.New(func(prefix, args string) {
+		select {
+		case lines <- args:
+		default:
+		}
+	}, funcr.Options{Verbosity: 1})
+	f := newFixture(t, func(c *Config) {
+		c.ProxyProtocol = true
+		c.TrustedProxies = []netip.Prefix{netip.MustParsePrefix("127.0.0.0/8")}
+		c.Log = logger
+	})
+	hdr := proxyHeader(t, 2, "198.51.100.77:5000", f.httpsAddr())
+	resp, err := rawGET(t, f.httpsAddr(), hdr, &tls.Config{ServerName: "a.example.com", RootCAs: f.ca.pool}, "a.example.com")
+	if err != nil || resp.StatusCode != 200 {
+		t.Fatalf("request: %v", err)
+	}
+	deadline := time.After(5 * time.Second)
+	for {
+		select {
+		case l := <-lines:
+			if strings.Contains(l, `"msg"="access"`) || strings.Contains(l, `"access"`) {
+				if !strings.Contains(l, `"client"="198.51.100.77"`) || !strings.Contains(l, `"status"=200`) {
+					t.Fatalf("access log line lacks PROXY client or status: %s", l)
+				}
+				return
+			}
+		case <-deadline:
+			t.Fatal("no access log line")
+		}
 	}
 }
