@@ -180,16 +180,24 @@ func (l *udpListener) relay(f *flow) {
 		f.up.Close()
 	}()
 	buf := make([]byte, flowBufSize)
+	// The read deadline is armed once per idle period rather than per
+	// datagram: when it fires, it is re-armed from the last activity in
+	// either direction, or the flow ends.
+	_ = f.up.SetReadDeadline(time.Now().Add(l.idle()))
 	for {
-		idle := l.idle()
-		_ = f.up.SetReadDeadline(time.Now().Add(idle))
 		n, _, flags, _, err := f.up.ReadMsgUDPAddrPort(buf, nil)
 		if err != nil {
 			var ne net.Error
-			if errors.As(err, &ne) && ne.Timeout() && time.Since(time.Unix(0, f.last.Load())) < idle {
-				continue // the client is still sending
+			if errors.As(err, &ne) && ne.Timeout() {
+				idle := l.idle()
+				last := time.Unix(0, f.last.Load())
+				if time.Since(last) >= idle {
+					return
+				}
+				_ = f.up.SetReadDeadline(last.Add(idle))
+				continue
 			}
-			if errors.Is(err, net.ErrClosed) || (errors.As(err, &ne) && ne.Timeout()) {
+			if errors.Is(err, net.ErrClosed) {
 				return
 			}
 			continue // e.g. ECONNREFUSED from an ICMP port unreachable
