@@ -16,7 +16,9 @@ import (
 	discoveryv1 "k8s.io/api/discovery/v1"
 	networkingv1 "k8s.io/api/networking/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/utils/ptr"
+	"sigs.k8s.io/controller-runtime/pkg/client"
 )
 
 func service(ns, name string, port int32) *corev1.Service {
@@ -150,4 +152,8 @@ func certSerial(t *routing.Table, host string) string {
 		return ""
 	}
 	return h.Certificate.Leaf.SerialNumber.String()
+}
+
+func keyOf(o client.Object) types.NamespacedName {
+	return types.NamespacedName{Namespace: o.GetNamespace(), Name: o.GetName()}
 }
