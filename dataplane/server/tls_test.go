@@ -3,8 +3,10 @@ package server
 import (
 	"crypto/tls"
 	"net"
+	"net/http"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -255,4 +257,49 @@ func (r *replayConn) Read(p []byte) (int, error) {
 		return n, nil
 	}
 	return r.Conn.Read(p)
+}
+
+// TestTableSwapUnderLoad swaps tables (new TLS host pointers, new backend
+// pointers) while clients open fresh TLS connections: no request may fail.
+func TestTableSwapUnderLoad(t *testing.T) {
+	f := newFixture(t, nil)
+	stop := make(chan struct{})
+	var wg sync.WaitGroup
+	var failures, oks atomic.Int64
+	for range 4 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			c := f.client(t, false)
+			tr := c.Transport.(*http.Transport)
+			tr.DisableKeepAlives = true // a handshake per request
+			for i := 0; i < 60; i++ {
+				select {
+				case <-stop:
+					return
+				default:
+				}
+				resp, err := c.Get("https://a.example.com/swap")
+				if err != nil {
+					failures.Add(1)
+					continue
+				}
+				resp.Body.Close()
+				if resp.StatusCode != 200 {
+					failures.Add(1)
+					continue
+				}
+				oks.Add(1)
+			}
+		}()
+	}
+	for gen := uint64(2); gen < 40; gen++ {
+		f.holder.Store(f.newTable(gen))
+		time.Sleep(2 * time.Millisecond)
+	}
+	close(stop)
+	wg.Wait()
+	if failures.Load() != 0 || oks.Load() == 0 {
+		t.Fatalf("%d failed, %d ok during table swaps", failures.Load(), oks.Load())
+	}
 }

@@ -4,6 +4,7 @@ import (
 	"crypto/tls"
 	"errors"
 	"fmt"
+	"sync"
 	"sync/atomic"
 
 	"github.com/meshgate/meshgate/dataplane/routing"
@@ -21,41 +22,52 @@ type hostConfigs struct {
 }
 
 // tlsConfigs builds and caches per-host tls.Configs for the current table.
-// get is safe for concurrent use; the hot path is two atomic loads and a map
-// lookup.
+// configFor is safe for concurrent use; the hot path is two atomic loads and
+// a map lookup, and the configs of one table are built once, under mu.
 type tlsConfigs struct {
 	holder   *routing.Holder
 	sessions SessionConfigurer
 	cur      atomic.Pointer[hostConfigs]
+	mu       sync.Mutex // serialises rebuilds
 }
 
-// forTable returns the configs of t, building them when t is not the table
-// they were last built for. Concurrent builders may race; each result is
-// complete and the last one stored wins, which is harmless.
-func (tc *tlsConfigs) forTable(t *routing.Table) *hostConfigs {
+// configFor returns the configuration of host h of table t, building the
+// configs of t when t is the current table and not built yet. A handshake
+// that still holds a replaced table gets a one-off config, so it cannot
+// evict the current table's cache.
+func (tc *tlsConfigs) configFor(t *routing.Table, h *routing.TLSHost) *tls.Config {
 	if hc := tc.cur.Load(); hc != nil && hc.table == t {
-		return hc
+		return hc.configs[h]
+	}
+	tc.mu.Lock()
+	defer tc.mu.Unlock()
+	if hc := tc.cur.Load(); hc != nil && hc.table == t {
+		return hc.configs[h]
+	}
+	if t != tc.holder.Load() {
+		if h.Certificate == nil {
+			return nil
+		}
+		return tc.build(h)
 	}
 	hc := &hostConfigs{table: t, configs: make(map[*routing.TLSHost]*tls.Config)}
-	if t != nil {
-		add := func(h *routing.TLSHost) {
-			if h == nil || h.Certificate == nil {
-				return
-			}
-			if _, ok := hc.configs[h]; !ok {
-				hc.configs[h] = tc.build(h)
-			}
+	add := func(h *routing.TLSHost) {
+		if h == nil || h.Certificate == nil {
+			return
 		}
-		for _, h := range t.TLS.Exact {
-			add(h)
+		if _, ok := hc.configs[h]; !ok {
+			hc.configs[h] = tc.build(h)
 		}
-		for _, h := range t.TLS.Wildcards {
-			add(h)
-		}
-		add(t.TLS.Default)
 	}
+	for _, h := range t.TLS.Exact {
+		add(h)
+	}
+	for _, h := range t.TLS.Wildcards {
+		add(h)
+	}
+	add(t.TLS.Default)
 	tc.cur.Store(hc)
-	return hc
+	return hc.configs[h]
 }
 
 // build makes the tls.Config for one host.
@@ -97,7 +109,7 @@ func (tc *tlsConfigs) getConfigForClient(hello *tls.ClientHelloInfo) (*tls.Confi
 	if h == nil {
 		return nil, fmt.Errorf("%w %q", errNoCertificate, hello.ServerName)
 	}
-	cfg := tc.forTable(t).configs[h]
+	cfg := tc.configFor(t, h)
 	if cfg == nil {
 		return nil, fmt.Errorf("%w %q: host has no certificate", errNoCertificate, hello.ServerName)
 	}
