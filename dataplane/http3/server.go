@@ -49,8 +49,14 @@ type Config struct {
 	// client that tries 0-RTT on a host whose policy forbids it sees the
 	// early data rejected and must resend in 1-RTT (RFC 9001 4.6.2). Browsers
 	// and curl do; quic-go's own http3.Transport fails that request instead.
-	// Pass nil when no TLSPolicy allows 0-RTT so that clients never try.
+	// Set Any0RTT (or pass nil here) so that clients are not invited to try
+	// while no policy allows 0-RTT. TablePolicy builds both from the table.
 	Allow0RTT func(serverName string) bool
+	// Any0RTT, if set, is asked for every new QUIC connection whether any
+	// host may currently use 0-RTT; when false the connection neither
+	// accepts early data nor issues tickets that invite it. Nil means
+	// "Allow0RTT != nil". Must be safe for concurrent use and fast.
+	Any0RTT func() bool
 	// QUICConfig tunes quic-go (timeouts, stream limits); nil uses quic-go's
 	// defaults. It is cloned; its Allow0RTT is set from Allow0RTT != nil.
 	QUICConfig *quic.Config
@@ -138,6 +144,19 @@ func (s *Server) Start(ctx context.Context) error {
 		qc = s.cfg.QUICConfig.Clone()
 	}
 	qc.Allow0RTT = s.cfg.Allow0RTT != nil
+	if qc.Allow0RTT && s.cfg.Any0RTT != nil {
+		// Two prepared variants; quic-go asks per connection, before the
+		// ClientHello (and so the SNI) is known.
+		on, off := qc.Clone(), qc.Clone()
+		off.Allow0RTT = false
+		anyAllowed := s.cfg.Any0RTT
+		qc.GetConfigForClient = func(*quic.ClientInfo) (*quic.Config, error) {
+			if anyAllowed() {
+				return on, nil
+			}
+			return off, nil
+		}
+	}
 	pc, err := net.ListenPacket("udp", s.cfg.Addr)
 	if err != nil {
 		return fmt.Errorf("http3: listen %s: %w", s.cfg.Addr, err)

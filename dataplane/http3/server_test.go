@@ -91,7 +91,7 @@ type testServer struct {
 	events chan string // "method early=bool used0rtt=bool"
 }
 
-func startServer(t testing.TB, base *tls.Config, allow func(string) bool) *testServer {
+func startServer(t testing.TB, base *tls.Config, allow func(string) bool, anyHost ...func() bool) *testServer {
 	t.Helper()
 	ts := &testServer{reg: prometheus.NewRegistry(), events: make(chan string, 16)}
 	h := http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
@@ -102,7 +102,11 @@ func startServer(t testing.TB, base *tls.Config, allow func(string) bool) *testS
 		}
 		_, _ = io.WriteString(w, "hello "+r.Proto)
 	})
-	s, err := New(Config{Addr: "127.0.0.1:0", TLSConfig: base, Handler: h, Allow0RTT: allow, Registerer: ts.reg})
+	cfg := Config{Addr: "127.0.0.1:0", TLSConfig: base, Handler: h, Allow0RTT: allow, Registerer: ts.reg}
+	if len(anyHost) > 0 {
+		cfg.Any0RTT = anyHost[0]
+	}
+	s, err := New(cfg)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -238,18 +242,22 @@ func Test0RTTPolicy(t *testing.T) {
 	cases := []struct {
 		name      string
 		allow     func(string) bool
+		anyHost   func() bool
 		want0RTT  bool
 		wantPOST  []int // acceptable statuses for a POST sent in early data
 		wantRefus float64
 	}{
-		{"policy allows", func(h string) bool { return h == "h.example" }, true, []int{http.StatusTooEarly, http.StatusOK}, 0},
-		{"policy forbids host", func(h string) bool { return false }, false, []int{http.StatusOK}, 1},
-		{"no policy func", nil, false, []int{http.StatusOK}, 0},
+		{"policy allows", func(h string) bool { return h == "h.example" }, nil, true, []int{http.StatusTooEarly, http.StatusOK}, 0},
+		{"policy allows, any true", func(h string) bool { return h == "h.example" }, func() bool { return true }, true, []int{http.StatusTooEarly, http.StatusOK}, 0},
+		{"policy forbids host", func(h string) bool { return false }, nil, false, []int{http.StatusOK}, 1},
+		// No host allows 0-RTT: tickets do not invite it, nothing to refuse.
+		{"no host allows", func(h string) bool { return false }, func() bool { return false }, false, []int{http.StatusOK}, 0},
+		{"no policy func", nil, nil, false, []int{http.StatusOK}, 0},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
 			mesh := &sessionMesh{m: map[string][]byte{}}
-			ts := startServer(t, mesh.config(t, cert), tc.allow)
+			ts := startServer(t, mesh.config(t, cert), tc.allow, tc.anyHost)
 			cache := tls.NewLRUClientSessionCache(8)
 			tr := &qhttp3.Transport{TLSClientConfig: clientTLS(cert, cache)}
 			get(t, tr, http.MethodGet, ts.url)

@@ -16,7 +16,9 @@ import (
 // PassthroughConfig configures a Passthrough. The zero value is usable.
 type PassthroughConfig struct {
 	// PeekTimeout bounds the wait for the ClientHello; zero means
-	// DefaultPeekTimeout.
+	// DefaultPeekTimeout. A negative value leaves the connection's read
+	// deadline alone, so the caller's deadline (the server's handshake
+	// budget) bounds the peek; use that when the caller sets one.
 	PeekTimeout time.Duration
 	// ConnectTimeout bounds each backend dial unless the Backend sets its
 	// own; zero means DefaultConnectTimeout.
@@ -48,7 +50,7 @@ type Passthrough struct {
 
 // NewPassthrough returns a Passthrough with cfg's defaults filled in.
 func NewPassthrough(cfg PassthroughConfig) *Passthrough {
-	if cfg.PeekTimeout <= 0 {
+	if cfg.PeekTimeout == 0 {
 		cfg.PeekTimeout = DefaultPeekTimeout
 	}
 	if cfg.ConnectTimeout <= 0 {
@@ -85,7 +87,7 @@ func (p *Passthrough) Route(c net.Conn, t *routing.Table) (net.Conn, bool) {
 	if t == nil || len(t.Passthrough) == 0 {
 		return c, false
 	}
-	name, wrapped, err := sni.Peek(c, p.cfg.PeekTimeout)
+	name, wrapped, err := sni.Peek(c, max(p.cfg.PeekTimeout, 0))
 	if err != nil {
 		if isParseError(err) {
 			return wrapped, false // let the TLS server answer with an alert

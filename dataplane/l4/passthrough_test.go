@@ -240,3 +240,19 @@ func TestPassthroughNoTableDoesNotRead(t *testing.T) {
 		}
 	}
 }
+
+func TestPassthroughNegativePeekTimeoutUsesCallerDeadline(t *testing.T) {
+	tbl := &routing.Table{Passthrough: map[string]*routing.Backend{"x.example": backend("ns/x:443", 0, "127.0.0.1:1")}}
+	p := NewPassthrough(PassthroughConfig{PeekTimeout: -1})
+	a, b := net.Pipe()
+	defer b.Close()
+	_ = a.SetReadDeadline(time.Now().Add(50 * time.Millisecond))
+	start := time.Now()
+	conn, handled := p.Route(a, tbl)
+	if !handled || conn != nil {
+		t.Fatalf("silent client: Route = %v, %v; want nil, true", conn, handled)
+	}
+	if d := time.Since(start); d > 2*time.Second {
+		t.Fatalf("peek ignored the caller's deadline (%v)", d)
+	}
+}

@@ -25,9 +25,10 @@ const (
 // name (lowercased, "" when the client sent no SNI) and a connection that
 // replays every byte read so far before reading from c again.
 //
-// Peek sets c's read deadline to now+timeout first (timeout <= 0 means no
-// deadline) and clears it (zero time) before returning; a deadline set on c
-// before the call is not restored. It reads at most MaxPeekBytes and nothing
+// With timeout > 0, Peek sets c's read deadline to now+timeout first and
+// clears it (zero time) before returning; a deadline set on c before the
+// call is not restored. With timeout <= 0 Peek leaves c's deadlines
+// untouched, so a deadline the caller set bounds the peek. It reads at most MaxPeekBytes and nothing
 // past the end of the ClientHello; a ClientHello split across up to 8 TLS
 // records is reassembled.
 //

@@ -405,3 +405,16 @@ func BenchmarkParseClientHello(b *testing.B) {
 		}
 	}
 }
+
+func TestPeekKeepsCallerDeadline(t *testing.T) {
+	client, server := net.Pipe()
+	defer client.Close()
+	if err := server.SetReadDeadline(time.Now().Add(50 * time.Millisecond)); err != nil {
+		t.Fatal(err)
+	}
+	_, _, err := Peek(server, 0)
+	var ne net.Error
+	if !errors.As(err, &ne) || !ne.Timeout() {
+		t.Fatalf("err = %v, want the caller's deadline to expire", err)
+	}
+}
