@@ -174,9 +174,18 @@ func (u *upstreams) rebuild(t *routing.Table) *tableState {
 			live[ep] = true
 		}
 	}
+	names := make(map[string]bool, len(ts.backends))
+	for _, bs := range ts.backends {
+		names[bs.b.Name] = true
+	}
 	for addr := range u.health {
 		if !live[addr] {
 			delete(u.health, addr)
+		}
+	}
+	for name := range u.bmetrics {
+		if !names[name] {
+			delete(u.bmetrics, name) // its series stay; only the cache goes
 		}
 	}
 	u.cur.Store(ts)

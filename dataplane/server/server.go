@@ -128,6 +128,23 @@ func (s *Server) addr(kind string) net.Addr {
 	return s.addrs[kind]
 }
 
+// Ready reports whether the server serves traffic: started, not shutting
+// down, and a routing table published. Its signature fits admin.CheckFunc.
+func (s *Server) Ready(context.Context) error {
+	s.mu.Lock()
+	started, stopping := s.started, s.stopping
+	s.mu.Unlock()
+	switch {
+	case stopping:
+		return errors.New("listeners shutting down")
+	case !started:
+		return errors.New("listeners not started")
+	case s.cfg.Table.Load() == nil:
+		return errors.New("no routing table yet")
+	}
+	return nil
+}
+
 // Start binds the configured listeners and starts serving. It returns once
 // the sockets are bound (or with the first bind error, leaving nothing
 // bound). ctx bounds binding only; use Shutdown to stop. Start may be called

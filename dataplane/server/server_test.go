@@ -416,3 +416,33 @@ func TestAccessLogClientFromProxyProtocol(t *testing.T) {
 		}
 	}
 }
+
+func TestReady(t *testing.T) {
+	holder := &routing.Holder{}
+	s, err := New(Config{Table: holder, HTTPAddr: "127.0.0.1:0"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx := context.Background()
+	steps := []struct {
+		name    string
+		do      func()
+		wantErr string
+	}{
+		{"before start", func() {}, "not started"},
+		{"no table", func() {
+			if err := s.Start(ctx); err != nil {
+				t.Fatal(err)
+			}
+		}, "no routing table"},
+		{"ready", func() { holder.Store(&routing.Table{}) }, ""},
+		{"shutting down", func() { _ = s.Shutdown(ctx) }, "shutting down"},
+	}
+	for _, st := range steps {
+		st.do()
+		err := s.Ready(ctx)
+		if (st.wantErr == "") != (err == nil) || (err != nil && !strings.Contains(err.Error(), st.wantErr)) {
+			t.Fatalf("%s: Ready() = %v, want %q", st.name, err, st.wantErr)
+		}
+	}
+}
