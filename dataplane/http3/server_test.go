@@ -395,3 +395,85 @@ func TestNewValidates(t *testing.T) {
 		t.Fatalf("Shutdown before Start: %v", err)
 	}
 }
+
+func TestStartContextCancelCloses(t *testing.T) {
+	cert := selfSigned(t, "h.example")
+	s, err := New(Config{Addr: "127.0.0.1:0", TLSConfig: &tls.Config{Certificates: []tls.Certificate{cert}}, Handler: http.NotFoundHandler()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	if err := s.Start(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.Start(ctx); err == nil {
+		t.Fatal("second Start succeeded")
+	}
+	addr := s.Addr().String()
+	cancel()
+	select {
+	case <-s.done:
+	case <-time.After(5 * time.Second):
+		t.Fatal("serve goroutine still running after ctx cancel")
+	}
+	if err := s.Shutdown(context.Background()); err != nil {
+		t.Fatalf("Shutdown after cancel: %v", err)
+	}
+	// The UDP port is released.
+	s2, _ := New(Config{Addr: addr, TLSConfig: &tls.Config{Certificates: []tls.Certificate{cert}}, Handler: http.NotFoundHandler()})
+	if err := s2.Start(context.Background()); err != nil {
+		t.Fatalf("rebind %s: %v", addr, err)
+	}
+	_ = s2.Shutdown(context.Background())
+}
+
+func TestShutdownWaitsForInflight(t *testing.T) {
+	cert := selfSigned(t, "h.example")
+	release := make(chan struct{})
+	started := make(chan struct{}, 1)
+	h := http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		started <- struct{}{}
+		<-release
+		_, _ = io.WriteString(w, "done")
+	})
+	s, err := New(Config{Addr: "127.0.0.1:0", TLSConfig: &tls.Config{Certificates: []tls.Certificate{cert}}, Handler: h})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := s.Start(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	tr := &qhttp3.Transport{TLSClientConfig: clientTLS(cert, nil)}
+	defer tr.Close()
+	type result struct {
+		body string
+		err  error
+	}
+	res := make(chan result, 1)
+	go func() {
+		req, _ := http.NewRequest(http.MethodGet, "https://"+s.Addr().String()+"/", nil)
+		resp, err := tr.RoundTrip(req)
+		if err != nil {
+			res <- result{err: err}
+			return
+		}
+		b, err := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		res <- result{string(b), err}
+	}()
+	<-started
+	shut := make(chan error, 1)
+	go func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		defer cancel()
+		shut <- s.Shutdown(ctx)
+	}()
+	time.Sleep(50 * time.Millisecond)
+	close(release)
+	if r := <-res; r.err != nil || r.body != "done" {
+		t.Fatalf("in-flight request: %q, %v", r.body, r.err)
+	}
+	if err := <-shut; err != nil {
+		t.Fatalf("Shutdown: %v", err)
+	}
+}
