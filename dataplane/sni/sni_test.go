@@ -351,13 +351,19 @@ func selfSigned(t testing.TB, name string) tls.Certificate {
 	return tls.Certificate{Certificate: [][]byte{der}, PrivateKey: key, Leaf: leaf}
 }
 
-// TestWriteFuzzCorpus regenerates testdata/fuzz/FuzzParseClientHello from
-// real crypto/tls ClientHellos when SNI_WRITE_CORPUS=1.
-func TestWriteFuzzCorpus(t *testing.T) {
-	if os.Getenv("SNI_WRITE_CORPUS") != "1" {
-		t.Skip("set SNI_WRITE_CORPUS=1 to regenerate the committed fuzz corpus")
-	}
+// TestFuzzCorpus checks that the committed seed corpus of real crypto/tls
+// ClientHellos is present; with SNI_WRITE_CORPUS=1 it regenerates it.
+func TestFuzzCorpus(t *testing.T) {
 	dir := filepath.Join("testdata", "fuzz", "FuzzParseClientHello")
+	if os.Getenv("SNI_WRITE_CORPUS") != "1" {
+		for _, name := range []string{"tls13", "alpn", "tls12", "pq", "nosni", "minimal"} {
+			b, err := os.ReadFile(filepath.Join(dir, name))
+			if err != nil || !bytes.HasPrefix(b, []byte("go test fuzz v1\n[]byte(")) {
+				t.Errorf("seed %s missing or malformed (regenerate with SNI_WRITE_CORPUS=1): %v", name, err)
+			}
+		}
+		return
+	}
 	if err := os.MkdirAll(dir, 0o755); err != nil {
 		t.Fatal(err)
 	}
