@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"io"
 	"net"
+	"slices"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -114,7 +115,7 @@ func readN(r io.Reader, buf []byte, n int) ([]byte, error) {
 		return buf, fmt.Errorf("%w: more than %d bytes", ErrTooLarge, MaxPeekBytes)
 	}
 	start := len(buf)
-	buf = append(buf, make([]byte, n)...)
+	buf = slices.Grow(buf, n)[:start+n]
 	got, err := io.ReadFull(r, buf[start:])
 	buf = buf[:start+got]
 	if err != nil {
