@@ -38,6 +38,26 @@ func (c *trackedConn) Close() error {
 	return err
 }
 
+// CloseWrite half-closes the TCP connection (net/http's lingering close,
+// half-close in passthrough proxying).
+func (c *trackedConn) CloseWrite() error {
+	if cw, ok := c.Conn.(interface{ CloseWrite() error }); ok {
+		return cw.CloseWrite()
+	}
+	return errors.New("server: connection does not support CloseWrite")
+}
+
+// proxiedConn is a connection after its PROXY header: reads replay what the
+// parser buffered, RemoteAddr is the carried client, and CloseWrite reaches
+// the TCP socket.
+type proxiedConn struct {
+	*proxyproto.Conn
+	tc *trackedConn
+}
+
+// CloseWrite half-closes the underlying TCP connection.
+func (c proxiedConn) CloseWrite() error { return c.tc.CloseWrite() }
+
 // connQueue is the net.Listener handed to http.Server: it yields connections
 // that passed preparation. It is unbuffered, so a connection is either taken
 // by Serve or closed by deliver.
@@ -108,7 +128,7 @@ func (s *Server) proxyPolicy(src net.Addr) (proxyproto.Policy, error) {
 
 // readProxyHeader parses the PROXY header of c according to policy and
 // returns a connection whose RemoteAddr is the carried client address.
-func (s *Server) readProxyHeader(c net.Conn, deadline time.Time) (net.Conn, error) {
+func (s *Server) readProxyHeader(c *trackedConn, deadline time.Time) (net.Conn, error) {
 	pol, err := s.proxyPolicy(c.RemoteAddr())
 	if err != nil {
 		return nil, fmt.Errorf("connection from %s: %w", c.RemoteAddr(), err)
@@ -123,7 +143,7 @@ func (s *Server) readProxyHeader(c net.Conn, deadline time.Time) (net.Conn, erro
 	if _, err := pc.Read(nil); err != nil {
 		return nil, fmt.Errorf("PROXY header from %s: %w", c.RemoteAddr(), err)
 	}
-	return pc, nil
+	return proxiedConn{Conn: pc, tc: c}, nil
 }
 
 // trustedPrefixesValid reports a configuration error in TrustedProxies.

@@ -28,21 +28,29 @@ func FuzzProxyHeader(f *testing.F) {
 	f.Add([]byte("\r\n\r\n\x00\r\nQUIT\n\x21\x11\x00\x0c\xcb\x00\x71\x09\x7f\x00\x00\x01\x9c\x40\x20\xfbhello"), true)
 	f.Add([]byte("GET / HTTP/1.1\r\nHost: a\r\n\r\n"), false)
 	f.Add([]byte{}, true)
-	f.Fuzz(func(t *testing.T, in []byte, required bool) {
-		s := &Server{cfg: Config{
+	servers := map[bool]*Server{}
+	for _, required := range []bool{false, true} {
+		s, err := New(Config{
 			Table:          &routing.Holder{},
 			ProxyProtocol:  required,
 			TrustedProxies: []netip.Prefix{netip.MustParsePrefix("127.0.0.0/8")},
-		}}
+		})
+		if err != nil {
+			f.Fatal(err)
+		}
+		servers[required] = s
+	}
+	f.Fuzz(func(t *testing.T, in []byte, required bool) {
+		s := servers[required]
 		client, server := net.Pipe()
 		defer client.Close()
 		go func() {
 			_, _ = client.Write(in)
 			_ = client.Close()
 		}()
-		c, err := s.readProxyHeader(tcpPipe{server}, time.Now().Add(2*time.Second))
+		c, err := s.readProxyHeader(&trackedConn{Conn: tcpPipe{server}, srv: s}, time.Now().Add(2*time.Second))
 		if err != nil {
-			server.Close()
+			_ = server.Close()
 			return
 		}
 		defer c.Close()

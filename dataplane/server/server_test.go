@@ -446,3 +446,32 @@ func TestReady(t *testing.T) {
 		}
 	}
 }
+
+// TestBodyTooLargeReachesClient checks that a 413 answered before the body
+// was read reaches the client instead of a connection reset.
+func TestBodyTooLargeReachesClient(t *testing.T) {
+	f := newFixture(t, nil)
+	tbl := f.newTable(2)
+	small := *tbl.HTTP.CatchAll.Routes[0].Backend
+	small.MaxBodyBytes = 1000
+	tbl.HTTP.CatchAll = &routing.VirtualHost{Routes: []routing.Route{{PathType: routing.PathPrefix, Path: "/", Backend: &small}}}
+	f.holder.Store(tbl)
+	for _, listener := range []string{"http", "https"} {
+		t.Run(listener, func(t *testing.T) {
+			url := "http://" + f.httpAddr() + "/upload"
+			c := http.DefaultClient
+			if listener == "https" {
+				url, c = "https://a.example.com/upload", f.client(t, false)
+			}
+			body := strings.NewReader(strings.Repeat("x", 8<<20))
+			resp, err := c.Post(url, "application/octet-stream", body)
+			if err != nil {
+				t.Fatalf("POST: %v", err)
+			}
+			resp.Body.Close()
+			if resp.StatusCode != http.StatusRequestEntityTooLarge {
+				t.Fatalf("status %d, want 413", resp.StatusCode)
+			}
+		})
+	}
+}
