@@ -190,10 +190,10 @@ func TestMaxConns(t *testing.T) {
 	}
 }
 
-func TestGracefulDrain(t *testing.T) {
-	release, inFlight := make(chan struct{}), make(chan struct{})
-	f := newFixture(t, nil)
-	f.setBackend(func(w http.ResponseWriter, r *http.Request) {
+// drainBackend echoes WebSocket messages on /ws, holds /slow until release
+// (closing inFlight when it arrives) and answers "done".
+func drainBackend(inFlight, release chan struct{}) http.HandlerFunc {
+	return func(w http.ResponseWriter, r *http.Request) {
 		if r.URL.Path == "/ws" {
 			c, err := websocket.Accept(w, r, nil)
 			if err != nil {
@@ -213,7 +213,13 @@ func TestGracefulDrain(t *testing.T) {
 			<-release
 		}
 		_, _ = io.WriteString(w, "done")
-	})
+	}
+}
+
+func TestGracefulDrain(t *testing.T) {
+	release, inFlight := make(chan struct{}), make(chan struct{})
+	f := newFixture(t, nil)
+	f.setBackend(drainBackend(inFlight, release))
 	client := f.client(t, false)
 
 	// An open WebSocket (hijacked connection) and a slow request in flight.
