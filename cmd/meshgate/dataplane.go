@@ -1,0 +1,264 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net"
+	"net/http"
+	"strconv"
+	"sync"
+	"time"
+
+	"github.com/go-logr/logr"
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+
+	"github.com/meshgate/meshgate/dataplane/admin"
+	"github.com/meshgate/meshgate/dataplane/http3"
+	"github.com/meshgate/meshgate/dataplane/l4"
+	"github.com/meshgate/meshgate/dataplane/proxy"
+	"github.com/meshgate/meshgate/dataplane/routing"
+	"github.com/meshgate/meshgate/dataplane/server"
+	"github.com/meshgate/meshgate/sessionmesh"
+	"github.com/meshgate/meshgate/sessionmesh/pki"
+)
+
+// plane is one replica's data plane: listeners, L4 services, HTTP/3, the
+// session mesh node and the admin server, all reading one routing.Holder.
+// Data flows one way: a source stores tables into holder and calls
+// tableChanged; the plane only reads.
+type plane struct {
+	log    logr.Logger
+	holder *routing.Holder
+	reg    *prometheus.Registry
+
+	node  *sessionmesh.Node
+	srv   *server.Server
+	h3    *http3.Server // nil without --http3
+	l4    *l4.Manager
+	pass  *l4.Passthrough
+	adm   *admin.Server // nil without --metrics-addr
+	proxy *proxy.Handler
+
+	changed tableSignal
+}
+
+// tableSignal says "the holder has a new table". Sources notify it from
+// their own goroutine; bursts collapse into one pending signal.
+type tableSignal chan struct{}
+
+func newTableSignal() tableSignal { return make(tableSignal, 1) }
+
+// notify never blocks.
+func (s tableSignal) notify() {
+	select {
+	case s <- struct{}{}:
+	default:
+	}
+}
+
+// planeDeps are what the two modes supply beyond the common flags.
+type planeDeps struct {
+	peers   sessionmesh.PeerSource // nil: no peers
+	ca      *pki.CA                // nil: local-only session store
+	changed tableSignal            // required: notified after each table Store
+	reg     *prometheus.Registry   // required: every component's metrics
+}
+
+// newRegistry returns the process's metrics registry (no global registry:
+// each process, and each test, owns its own).
+func newRegistry() *prometheus.Registry {
+	reg := prometheus.NewRegistry()
+	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	return reg
+}
+
+func newPlane(f *commonFlags, log logr.Logger, holder *routing.Holder, deps planeDeps) (*plane, error) {
+	trusted, err := f.trustedPrefixes()
+	if err != nil {
+		return nil, err
+	}
+	reg := deps.reg
+	p := &plane{log: log, holder: holder, reg: reg, changed: deps.changed}
+
+	meshAddr := f.meshAddr
+	if deps.ca == nil {
+		meshAddr = "" // no PKI, no mesh: sessions resume on this replica only
+	}
+	p.node, err = sessionmesh.New(sessionmesh.Config{
+		NodeName:         f.nodeName,
+		ClusterID:        f.clusterID,
+		ListenAddr:       meshAddr,
+		Peers:            deps.peers,
+		CA:               deps.ca,
+		StoreBudgetBytes: f.sessionBudget,
+		Registerer:       reg,
+		Log:              log.WithName("sessionmesh"),
+	})
+	if err != nil {
+		return nil, err
+	}
+
+	httpsPort := portOf(f.httpsAddr)
+	p.proxy, err = proxy.New(proxy.Config{Table: holder, HTTPSPort: httpsPort, Registerer: reg, Log: log.WithName("proxy")})
+	if err != nil {
+		return nil, err
+	}
+	var handler = http3AltSvc(p.proxy, f.http3, httpsPort)
+
+	l4m, err := l4.NewMetrics(reg)
+	if err != nil {
+		return nil, err
+	}
+	p.pass = l4.NewPassthrough(l4.PassthroughConfig{PeekTimeout: -1, Metrics: l4m, Log: log.WithName("passthrough")})
+	bind := f.l4BindIP
+	if bind == "" {
+		bind = hostOf(f.httpsAddr)
+	}
+	p.l4 = l4.NewManager(l4.ManagerConfig{
+		BindIP: bind, AcceptProxyProtocol: f.proxyProtocol, TrustedProxies: trusted,
+		Metrics: l4m, Log: log.WithName("l4"),
+	})
+
+	p.srv, err = server.New(server.Config{
+		Table:          holder,
+		HTTPSAddr:      f.httpsAddr,
+		HTTPAddr:       f.httpAddr,
+		ProxyProtocol:  f.proxyProtocol,
+		TrustedProxies: trusted,
+		Sessions:       p.node,
+		PreTLS:         p.pass.Route,
+		Handler:        handler,
+		Registerer:     reg,
+		Log:            log.WithName("server"),
+	})
+	if err != nil {
+		return nil, err
+	}
+	if f.http3 {
+		allow0RTT, any0RTT := http3.TablePolicy(holder)
+		p.h3, err = http3.New(http3.Config{
+			Addr: f.httpsAddr, TLSConfig: p.srv.TLSConfig(), Handler: handler,
+			Allow0RTT: allow0RTT, Any0RTT: any0RTT,
+			Registerer: reg, Log: log.WithName("http3"),
+		})
+		if err != nil {
+			return nil, err
+		}
+	}
+	if f.metricsAddr != "" {
+		p.adm = admin.New(admin.Config{Addr: f.metricsAddr, Gatherer: reg})
+		p.adm.Handle("/status/sessionmesh", p.node.StatusHandler())
+		p.adm.AddCheck("sessionmesh", func(context.Context) error { return p.node.Ready() })
+		p.adm.AddCheck("dataplane", p.srv.Ready)
+	}
+	return p, nil
+}
+
+// run starts everything, serves until ctx is done, then drains: readiness
+// false → stop accepting → drain in-flight requests within grace → leave
+// the mesh → return.
+func (p *plane) run(ctx context.Context, grace time.Duration) error {
+	meshCtx, stopMesh := context.WithCancel(context.Background())
+	defer stopMesh()
+	meshDone := make(chan error, 1)
+	go func() { meshDone <- p.node.Run(meshCtx) }()
+
+	if p.adm != nil {
+		if err := p.adm.Start(ctx); err != nil {
+			return err
+		}
+	}
+	if err := p.srv.Start(ctx); err != nil {
+		return err
+	}
+	if p.h3 != nil {
+		if err := p.h3.Start(ctx); err != nil {
+			return err
+		}
+	}
+	p.log.Info("serving", "https", p.srv.HTTPSAddr(), "http", p.srv.HTTPAddr(), "mesh", p.node.MeshAddr(), "http3", p.h3 != nil)
+
+	var wg sync.WaitGroup
+	p.changed.notify() // apply whatever table is already there
+	wg.Go(func() { p.followTables(ctx) })
+	<-ctx.Done()
+	wg.Wait()
+
+	p.log.Info("shutting down", "grace", grace)
+	if p.adm != nil {
+		p.adm.SetShuttingDown()
+	}
+	sctx, cancel := context.WithTimeout(context.Background(), grace)
+	defer cancel()
+	// Every listener kind drains at once, within the one grace period.
+	stops := []func(context.Context) error{p.srv.Shutdown, p.l4.Shutdown, p.pass.Shutdown, p.h3Shutdown}
+	results := make([]error, len(stops))
+	var sw sync.WaitGroup
+	for i, stop := range stops {
+		sw.Go(func() { results[i] = stop(sctx) })
+	}
+	sw.Wait()
+	errs := results
+	p.proxy.CloseIdleConnections()
+	stopMesh()
+	if err := <-meshDone; err != nil {
+		errs = append(errs, fmt.Errorf("session mesh: %w", err))
+	}
+	if p.adm != nil {
+		if err := p.adm.Shutdown(sctx); err != nil {
+			errs = append(errs, err)
+		}
+	}
+	return errors.Join(errs...)
+}
+
+func (p *plane) h3Shutdown(ctx context.Context) error {
+	if p.h3 == nil {
+		return nil
+	}
+	return p.h3.Shutdown(ctx)
+}
+
+// followTables applies each new table to the parts that hold state per
+// table (L4 listeners). The HTTP and TLS paths read the holder directly.
+func (p *plane) followTables(ctx context.Context) {
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-p.changed:
+			if t := p.holder.Load(); t != nil {
+				if err := p.l4.Update(t); err != nil {
+					p.log.Error(err, "applying L4 services", "generation", t.Generation)
+				}
+			}
+		}
+	}
+}
+
+// http3AltSvc advertises HTTP/3 on TLS responses when it is enabled.
+func http3AltSvc(h http.Handler, enabled bool, port int) http.Handler {
+	if !enabled {
+		return h
+	}
+	return http3.AltSvc(h, port)
+}
+
+func portOf(addr string) int {
+	_, p, err := net.SplitHostPort(addr)
+	if err != nil {
+		return 0
+	}
+	n, _ := strconv.Atoi(p)
+	return n
+}
+
+func hostOf(addr string) string {
+	h, _, err := net.SplitHostPort(addr)
+	if err != nil {
+		return ""
+	}
+	return h
+}

@@ -1,0 +1,110 @@
+package main
+
+import (
+	"flag"
+	"fmt"
+	"net/netip"
+	"os"
+	"strings"
+	"time"
+
+	"github.com/go-logr/logr"
+	"github.com/go-logr/zapr"
+	"go.uber.org/zap"
+	"go.uber.org/zap/zapcore"
+)
+
+// commonFlags are the data-plane and mesh flags shared by `standalone` and
+// `run`. Their zero values are never used: register sets the defaults.
+type commonFlags struct {
+	httpsAddr     string
+	httpAddr      string
+	metricsAddr   string
+	nodeName      string
+	meshAddr      string
+	clusterID     string
+	proxyProtocol bool
+	trusted       string
+	http3         bool
+	ingressClass  string
+	l4ConfigMap   string
+	l4BindIP      string
+	shutdownGrace time.Duration
+	sessionMode   string
+	sessionBudget int64
+	logLevel      string
+}
+
+func (f *commonFlags) register(fs *flag.FlagSet) {
+	host, _ := os.Hostname()
+	fs.StringVar(&f.httpsAddr, "https-addr", "127.0.0.1:8443", "TLS listener address (TCP; its UDP twin with --http3)")
+	fs.StringVar(&f.httpAddr, "http-addr", "127.0.0.1:8080", "plain HTTP listener address (empty disables)")
+	fs.StringVar(&f.metricsAddr, "metrics-addr", "127.0.0.1:9101", "address of /metrics, /healthz, /readyz and /status/sessionmesh (empty disables)")
+	fs.StringVar(&f.nodeName, "node-name", host, "this replica's name, unique in the cluster")
+	fs.StringVar(&f.meshAddr, "mesh-addr", "", "session mesh listen address (empty: local session store only)")
+	fs.StringVar(&f.clusterID, "cluster-id", "", "mesh cluster id (default: fingerprint of the mesh CA)")
+	fs.BoolVar(&f.proxyProtocol, "proxy-protocol", false, "require a PROXY protocol v1/v2 header on the HTTPS and HTTP listeners")
+	fs.StringVar(&f.trusted, "trusted-proxies", "127.0.0.0/8,::1/128", "comma-separated CIDRs allowed to send PROXY protocol headers")
+	fs.BoolVar(&f.http3, "http3", false, "serve HTTP/3 on the UDP twin of --https-addr")
+	fs.StringVar(&f.ingressClass, "ingress-class", "meshgate", "name of our IngressClass (controller meshgate.io/ingress-controller)")
+	fs.StringVar(&f.l4ConfigMap, "l4-configmap", "", "namespace/name of the ConfigMap listing TCP/UDP services (tcp.<port>, udp.<port>)")
+	fs.StringVar(&f.l4BindIP, "l4-bind-ip", "", "IP the TCP/UDP service ports bind to (empty: the IP of --https-addr)")
+	fs.DurationVar(&f.shutdownGrace, "shutdown-grace", 10*time.Second, "how long SIGTERM waits for in-flight requests to drain")
+	fs.StringVar(&f.sessionMode, "session-mode", "Stateful", "resumption mode for hosts no TLSPolicy selects: Stateful, TicketKeys or Off")
+	fs.Int64Var(&f.sessionBudget, "session-store-bytes", 256<<20, "memory budget of the session store; the soonest-expiring sessions are evicted beyond it")
+	fs.StringVar(&f.logLevel, "log-level", "info", "log level: debug, info, error (debug logs every request)")
+}
+
+// trustedPrefixes parses --trusted-proxies.
+func (f *commonFlags) trustedPrefixes() ([]netip.Prefix, error) {
+	var out []netip.Prefix
+	for _, s := range strings.Split(f.trusted, ",") {
+		s = strings.TrimSpace(s)
+		if s == "" {
+			continue
+		}
+		p, err := netip.ParsePrefix(s)
+		if err != nil {
+			return nil, fmt.Errorf("--trusted-proxies: %w", err)
+		}
+		out = append(out, p)
+	}
+	return out, nil
+}
+
+// splitList splits a comma-separated flag value, dropping empty items.
+func splitList(s string) []string {
+	var out []string
+	for _, p := range strings.Split(s, ",") {
+		if p = strings.TrimSpace(p); p != "" {
+			out = append(out, p)
+		}
+	}
+	return out
+}
+
+// newLogger returns a JSON logr.Logger at the given level. Debug enables
+// V(1) (access logs).
+func newLogger(level string) (logr.Logger, error) {
+	var lvl zapcore.Level
+	switch level {
+	case "debug":
+		lvl = zapcore.Level(-1)
+	case "info", "":
+		lvl = zapcore.InfoLevel
+	case "error":
+		lvl = zapcore.ErrorLevel
+	default:
+		return logr.Discard(), fmt.Errorf("--log-level: unknown level %q", level)
+	}
+	cfg := zap.NewProductionConfig()
+	cfg.Level = zap.NewAtomicLevelAt(lvl)
+	cfg.Sampling = nil
+	cfg.EncoderConfig.TimeKey = "ts"
+	cfg.EncoderConfig.EncodeTime = zapcore.ISO8601TimeEncoder
+	z, err := cfg.Build()
+	if err != nil {
+		return logr.Discard(), fmt.Errorf("building logger: %w", err)
+	}
+	return zapr.NewLogger(z), nil
+}

@@ -1,0 +1,146 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"os"
+	"os/signal"
+	"syscall"
+	"time"
+
+	"k8s.io/client-go/rest"
+	"k8s.io/client-go/tools/clientcmd"
+
+	"github.com/meshgate/meshgate/controllers/build"
+	"github.com/meshgate/meshgate/controllers/kube"
+	"github.com/meshgate/meshgate/dataplane/routing"
+)
+
+// kubeMain implements `meshgate run`: the controllers feed the data plane
+// from a Kubernetes cluster, peers come from the mesh Service's
+// EndpointSlices and the mesh CA from a Secret.
+func kubeMain(args []string, stderr io.Writer) error {
+	fs := flag.NewFlagSet("run", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	var f commonFlags
+	f.register(fs)
+	kubeconfig := fs.String("kubeconfig", "", "kubeconfig file (default: in-cluster config, then $KUBECONFIG)")
+	namespace := fs.String("watch-namespace", "", "watch only this namespace (default: all)")
+	publishService := fs.String("publish-service", "", "namespace/name of meshgate's LoadBalancer Service whose addresses go into Ingress status")
+	publishAddr := fs.String("publish-status-address", "", "comma-separated fixed addresses for Ingress status (overrides --publish-service)")
+	leaderElect := fs.Bool("leader-elect", false, "elect one replica (Lease) to write status and create the mesh CA")
+	leaderNS := fs.String("leader-election-namespace", os.Getenv("POD_NAMESPACE"), "namespace of the leader Lease (default $POD_NAMESPACE)")
+	meshService := fs.String("mesh-service", "", "namespace/name of the headless Service listing mesh peers (port named \"mesh\")")
+	meshCASecret := fs.String("mesh-ca-secret", "", "namespace/name of the mesh CA Secret (created by the leader when absent)")
+	defaultCert := fs.String("default-certificate", "", "namespace/name of a kubernetes.io/tls Secret for unknown SNI names")
+	if err := fs.Parse(args); err != nil {
+		return err
+	}
+	log, err := newLogger(f.logLevel)
+	if err != nil {
+		return err
+	}
+	cfg, err := restConfig(*kubeconfig)
+	if err != nil {
+		return err
+	}
+	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
+	defer stop()
+
+	holder := &routing.Holder{}
+	changed := newTableSignal()
+	ctl, err := kube.New(cfg, kube.Options{
+		Holder: holder,
+		Build: build.Options{
+			IngressClass:       f.ingressClass,
+			DefaultCertificate: *defaultCert,
+			DefaultSessionMode: routing.SessionMode(f.sessionMode),
+			L4ConfigMap:        f.l4ConfigMap,
+		},
+		Namespace:               *namespace,
+		PublishService:          *publishService,
+		PublishStatusAddress:    splitList(*publishAddr),
+		LeaderElect:             *leaderElect,
+		LeaderElectionNamespace: *leaderNS,
+		MeshService:             *meshService,
+		MeshCASecret:            *meshCASecret,
+		Logger:                  log.WithName("controller"),
+		OnPublish:               func(*routing.Table, []build.Problem, time.Time) { changed.notify() },
+	})
+	if err != nil {
+		return err
+	}
+	ctlDone := make(chan error, 1)
+	ctlCtx, stopCtl := context.WithCancel(context.Background())
+	defer stopCtl()
+	go func() { ctlDone <- ctl.Start(ctlCtx) }()
+
+	deps := planeDeps{changed: changed, reg: newRegistry()}
+	if *meshService != "" {
+		deps.peers = chanPeers(ctl.Peers())
+	}
+	if *meshCASecret != "" && f.meshAddr != "" {
+		caCtx, cancel := context.WithTimeout(ctx, 2*time.Minute)
+		deps.ca, err = ctl.MeshCA(caCtx)
+		cancel()
+		if err != nil {
+			return err
+		}
+	}
+	pl, err := newPlane(&f, log, holder, deps)
+	if err != nil {
+		return err
+	}
+	err = pl.run(ctx, f.shutdownGrace)
+	stopCtl()
+	return errors.Join(err, <-ctlDone)
+}
+
+// restConfig loads --kubeconfig, else the in-cluster config, else the
+// default loading rules ($KUBECONFIG, ~/.kube/config).
+func restConfig(path string) (*rest.Config, error) {
+	if path != "" {
+		c, err := clientcmd.BuildConfigFromFlags("", path)
+		if err != nil {
+			return nil, fmt.Errorf("--kubeconfig: %w", err)
+		}
+		return c, nil
+	}
+	if c, err := rest.InClusterConfig(); err == nil {
+		return c, nil
+	}
+	rules := clientcmd.NewDefaultClientConfigLoadingRules()
+	c, err := clientcmd.NewNonInteractiveDeferredLoadingClientConfig(rules, nil).ClientConfig()
+	if err != nil {
+		return nil, fmt.Errorf("no in-cluster config and no kubeconfig: %w", err)
+	}
+	return c, nil
+}
+
+// chanPeers adapts the controller's peer-set stream to a PeerSource. The
+// controller's channel is never closed, so the adapter forwards until ctx
+// is done and then closes its own channel.
+type chanPeers <-chan []string
+
+func (c chanPeers) Peers(ctx context.Context) <-chan []string {
+	out := make(chan []string, 1)
+	go func() {
+		defer close(out)
+		for {
+			select {
+			case <-ctx.Done():
+				return
+			case set := <-c:
+				select {
+				case out <- set:
+				case <-ctx.Done():
+					return
+				}
+			}
+		}
+	}()
+	return out
+}
