@@ -29,6 +29,7 @@ import (
 const (
 	DefaultConnectTimeout      = 5 * time.Second
 	DefaultResponseTimeout     = 60 * time.Second
+	DefaultBodyReadTimeout     = 60 * time.Second
 	DefaultMaxIdleConns        = 1024
 	DefaultMaxIdleConnsPerHost = 64
 )
@@ -53,6 +54,11 @@ type Config struct {
 	// MaxBodyBytes bounds request bodies (413 beyond) when the backend sets
 	// none. Zero means unlimited.
 	MaxBodyBytes int64
+
+	// BodyReadTimeout bounds the wait for each read of a request body (a
+	// client stalling longer gets 408). It is an idle timeout, so large
+	// uploads at any steady rate pass. Default 60s.
+	BodyReadTimeout time.Duration
 
 	// MaxIdleConns and MaxIdleConnsPerHost size the upstream pools of each
 	// shared transport. Defaults 1024 and 64.
@@ -86,6 +92,9 @@ func New(cfg Config) (*Handler, error) {
 	}
 	if cfg.ResponseTimeout <= 0 {
 		cfg.ResponseTimeout = DefaultResponseTimeout
+	}
+	if cfg.BodyReadTimeout <= 0 {
+		cfg.BodyReadTimeout = DefaultBodyReadTimeout
 	}
 	if cfg.MaxIdleConns <= 0 {
 		cfg.MaxIdleConns = DefaultMaxIdleConns
@@ -124,7 +133,8 @@ type reqState struct {
 	attempts int
 	status   int
 	clientIP string
-	hv       [4]string // header values backing store
+	body     *timedBody // nil for requests without a body
+	hv       [4]string  // header values backing store
 }
 
 type stateKey struct{}
@@ -175,6 +185,11 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		}
 	}
 	st := &reqState{Context: r.Context(), be: bs, clientIP: clientIP(r.RemoteAddr)}
+	if r.Body != nil && r.Body != http.NoBody && r.ContentLength != 0 {
+		st.body = &timedBody{ReadCloser: r.Body, rc: http.NewResponseController(w), timeout: h.cfg.BodyReadTimeout}
+		defer st.body.finish()
+		r.Body = st.body
+	}
 	st.idx = bs.pick(start, -1)
 	defer func() {
 		// ReverseProxy panics with http.ErrAbortHandler when the response
@@ -243,6 +258,8 @@ func (h *Handler) errorHandler(w http.ResponseWriter, r *http.Request, err error
 	switch {
 	case errors.As(err, &mbe):
 		reason, status = "body_too_large", http.StatusRequestEntityTooLarge
+	case errors.Is(err, errBodyTimeout) || (st != nil && st.body != nil && st.body.timedOut.Load()):
+		reason, status = "client_body_timeout", http.StatusRequestTimeout
 	case r.Context().Err() != nil:
 		reason, status = "canceled", 499 // nginx's "client closed request"
 	case errors.As(err, &ne) && ne.Timeout():
@@ -260,6 +277,9 @@ func (h *Handler) errorHandler(w http.ResponseWriter, r *http.Request, err error
 	if status == 499 {
 		return
 	}
+	if status == http.StatusRequestTimeout && r.ProtoMajor == 1 {
+		w.Header()["Connection"] = connClose
+	}
 	h.plain(w, status, http.StatusText(status)+"\n")
 }
 
@@ -276,6 +296,7 @@ func (h *Handler) plain(w http.ResponseWriter, status int, body string) int {
 var (
 	textPlain = []string{"text/plain; charset=utf-8"}
 	nosniff   = []string{"nosniff"}
+	connClose = []string{"close"}
 )
 
 // redirect answers 308 to the HTTPS URL of r: same host (port replaced by

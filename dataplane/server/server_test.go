@@ -22,6 +22,7 @@ import (
 	"github.com/go-logr/logr/funcr"
 	"github.com/pires/go-proxyproto"
 
+	"github.com/meshgate/meshgate/dataplane/proxy"
 	"github.com/meshgate/meshgate/dataplane/routing"
 )
 
@@ -479,5 +480,35 @@ func TestBodyTooLargeReachesClient(t *testing.T) {
 				t.Fatalf("status %d, want 413", resp.StatusCode)
 			}
 		})
+	}
+}
+
+// TestBodyReadTimeoutHTTP2 checks the proxy's body idle timeout on an
+// HTTP/2 stream (a stream deadline, not the connection's).
+func TestBodyReadTimeoutHTTP2(t *testing.T) {
+	holder := &routing.Holder{}
+	h, err := proxy.New(proxy.Config{Table: holder, BodyReadTimeout: 200 * time.Millisecond})
+	if err != nil {
+		t.Fatal(err)
+	}
+	f := newFixture(t, func(c *Config) { c.Table, c.Handler = holder, h })
+	holder.Store(f.newTable(1))
+	pr, pw := io.Pipe()
+	defer pw.Close()
+	go func() { _, _ = pw.Write([]byte("0123456789")) }() // then stall
+	req, _ := http.NewRequest("POST", "https://a.example.com/upload", pr)
+	req.ContentLength = 100
+	c := f.client(t, true)
+	resp, err := c.Do(req)
+	if err != nil {
+		t.Fatalf("POST: %v", err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusRequestTimeout || resp.Proto != "HTTP/2.0" {
+		t.Fatalf("got %d %s, want 408 over HTTP/2", resp.StatusCode, resp.Proto)
+	}
+	// The connection still serves other streams.
+	if status, _, proto := get(t, c, "https://a.example.com/after"); status != 200 || proto != "HTTP/2.0" {
+		t.Fatalf("next stream: %d %s", status, proto)
 	}
 }
