@@ -230,8 +230,10 @@ func TestRoundRobinAndFailover(t *testing.T) {
 				health = bs.health[0]
 			}
 		}
-		if health == nil || health.fails.Load() != 1 {
-			t.Fatalf("dead endpoint failures = %v, want exactly 1 (ejected after the first)", health.fails.Load())
+		// Ejection lasts 1s, then 2s, 4s: however slow the machine, 30
+		// requests see the dead endpoint only a few times, not a third.
+		if health == nil || health.fails.Load() < 1 || health.fails.Load() > 3 {
+			t.Fatalf("dead endpoint tried %v times in 30 requests, want 1..3 (ejected)", health.fails.Load())
 		}
 	})
 	t.Run("POST not retried", func(t *testing.T) {
