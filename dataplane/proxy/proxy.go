@@ -273,7 +273,9 @@ func (h *Handler) errorHandler(w http.ResponseWriter, r *http.Request, err error
 		name = st.be.b.Name
 	}
 	h.metrics.upstream.WithLabelValues(name, reason).Inc()
-	h.log.V(1).Info("upstream error", "backend", name, "reason", reason, "err", err.Error())
+	if l := h.log.V(1); l.Enabled() {
+		l.Info("upstream error", "backend", name, "reason", reason, "err", err.Error())
+	}
 	if status == 499 {
 		return
 	}

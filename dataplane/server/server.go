@@ -280,7 +280,9 @@ func (s *Server) prepare(tc *trackedConn, kind string, q *connQueue) {
 		pc, err := s.readProxyHeader(tc, deadline)
 		if err != nil {
 			s.m.rejected.WithLabelValues(kind, "proxy_protocol").Inc()
-			log.V(1).Info("connection refused", "listener", kind, "reason", err.Error())
+			if l := log.V(1); l.Enabled() {
+				l.Info("connection refused", "listener", kind, "reason", err.Error())
+			}
 			_ = tc.Close()
 			return
 		}
@@ -301,7 +303,9 @@ func (s *Server) prepare(tc *trackedConn, kind string, q *connQueue) {
 		err := tlsConn.HandshakeContext(s.ctx)
 		if err != nil {
 			s.m.handshakeErrors.Inc()
-			log.V(1).Info("TLS handshake failed", "client", c.RemoteAddr().String(), "err", err.Error())
+			if l := log.V(1); l.Enabled() {
+				l.Info("TLS handshake failed", "client", c.RemoteAddr().String(), "err", err.Error())
+			}
 			_ = tlsConn.Close()
 			return
 		}
