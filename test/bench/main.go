@@ -23,6 +23,7 @@ import (
 	"os"
 	"os/signal"
 	"path/filepath"
+	"runtime"
 	"syscall"
 	"time"
 
@@ -40,7 +41,8 @@ func run() error {
 	binDir := flag.String("bin", "bin", "directory with meshgate and echo-backend (built there if missing)")
 	out := flag.String("out", "docs/benchmarks.md", "results document to write")
 	svg := flag.String("svg", "docs/benchmarks-resumption.svg", "resumption plot to write")
-	dur := flag.Duration("duration", 8*time.Second, "duration of each h2load and s_time run")
+	dur := flag.Duration("duration", 9*time.Second, "total duration of each h2load and s_time figure, per server")
+	rounds := flag.Int("rounds", 3, "alternate meshgate and nginx this many times per figure (a shared machine's load swings hit both)")
 	conns := flag.Int("conns", 2400, "connections per headline run (8 concurrent clients)")
 	reconnects := flag.Int("reconnects", 200, "sequential reconnects per point of the replica sweep")
 	maxReplicas := flag.Int("max-replicas", 5, "largest replica count of the sweep")
@@ -64,14 +66,14 @@ func run() error {
 	if err != nil {
 		return err
 	}
-	b := &bench{ctx: ctx, r: r, dir: dir, bins: bins, dur: *dur, conns: *conns, reconnects: *reconnects, maxReplicas: *maxReplicas}
+	b := &bench{ctx: ctx, r: r, dir: dir, bins: bins, dur: *dur, conns: *conns, reconnects: *reconnects, maxReplicas: *maxReplicas, rounds: max(1, *rounds)}
 	if b.pki, err = harness.MakePKI(filepath.Join(dir, "pki"), harness.Host, harness.OtherHost); err != nil {
 		return err
 	}
 	if b.echo, err = harness.StartEcho(r, bins, dir, "127.0.0.10"); err != nil {
 		return err
 	}
-	rep := &report{Machine: describeMachine(), Started: time.Now().UTC(), Duration: *dur}
+	rep := &report{Machine: describeMachine(), Started: time.Now().UTC(), Duration: *dur, Rounds: b.rounds, CPUs: runtime.NumCPU()}
 	rep.LoadBefore = loadAvg()
 	b.log("1/4 keep-alive requests/s (h2load)")
 	rep.KeepAlive, rep.KeepAliveErr = b.keepAlive()

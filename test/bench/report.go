@@ -23,7 +23,9 @@ type report struct {
 	Sweep                 []sweepPoint
 	SweepErr              string
 	SVGName               string
-	Duration              time.Duration // of each h2load and s_time run
+	Duration              time.Duration // of each h2load and s_time figure, per server
+	Rounds                int           // alternations per figure
+	CPUs                  int
 }
 
 func describeMachine() []string {
@@ -98,10 +100,13 @@ func (r *report) markdown() string {
 	for _, m := range r.Machine {
 		w("- %s\n", m)
 	}
+	if busy(r.LoadBefore, r.CPUs) || busy(r.LoadAfter, r.CPUs) {
+		w("\n**The machine was busy with other jobs during this run** (load average above its %d CPUs), so every absolute figure below is depressed and noisy. Each side-by-side figure alternates meshgate and nginx %d times so that load swings hit both sides; read the ratios, and re-run `make bench` on a quiet machine for absolute numbers.\n", r.CPUs, r.Rounds)
+	}
 	w("\nClients, servers, HAProxy and the echo backend all share these CPUs, so absolute numbers are low and noisy; the ratios are the point. Server CPU is utime+stime from /proc/<pid>/stat of every process of the server (nginx master and workers; each meshgate process), in ticks of 10 ms.\n\n")
 
 	w("## 1. Keep-alive HTTPS requests per second (h2load)\n\n")
-	w("One meshgate (standalone, no mesh) vs one nginx (`worker_processes auto`, upstream keepalive), each proxying to the echo backend. h2load, 1 thread, %s per run.\n\n", durNote(r))
+	w("One meshgate (standalone, no mesh) vs one nginx (`worker_processes auto`, upstream keepalive), each proxying to the echo backend. h2load, 1 thread, %s per server in %d alternating rounds; req/s is the mean of the rounds.\n\n", durNote(r), r.Rounds)
 	if len(r.KeepAlive) > 0 {
 		w("| protocol | clients × streams | meshgate req/s | nginx req/s | meshgate / nginx | server CPU ticks per 10k req (meshgate / nginx) |\n|---|---|---|---|---|---|\n")
 		for _, k := range r.KeepAlive {
@@ -115,7 +120,7 @@ func (r *report) markdown() string {
 	note("keep-alive scenario", r.KeepAliveErr)
 
 	w("\n## 2. Full vs resumed TLS 1.2 handshakes (openssl s_time, RSA-2048)\n\n")
-	w("`openssl s_time -tls1_2 -new` / `-reuse` (one connection at a time, no SNI, so the default certificate answers) against one meshgate and one nginx (session cache, tickets off: s_time resumes by session id there, by stateful ticket on meshgate).\n\n")
+	w("`openssl s_time -tls1_2 -new` / `-reuse` (one connection at a time, no SNI, so the default certificate answers) against one meshgate and one nginx (session cache, tickets off: s_time resumes by session id there, by stateful ticket on meshgate); %s per server in %d alternating rounds.\n\n", durNote(r), r.Rounds)
 	if len(r.Handshakes) > 0 {
 		w("| handshakes | meshgate /s | nginx /s | meshgate / nginx | server CPU ticks per 1000 (meshgate / nginx) | resumed marks (meshgate / nginx) |\n|---|---|---|---|---|---|\n")
 		for _, h := range r.Handshakes {
@@ -132,7 +137,7 @@ func (r *report) markdown() string {
 	note("handshake scenario", r.HandshakesErr)
 
 	w("\n## 3. Headline: three replicas behind a round-robin balancer\n\n")
-	w("Three meshgate replicas vs three nginx servers, each trio behind its own HAProxy (TCP mode, `balance roundrobin`, `send-proxy-v2`). %d concurrent clients, each keeping one TLS session for the host (like independent browsers), reconnect with zero think time and send one HTTP/1.1 request per connection. Go's TLS 1.2 client resumes with tickets only, so the TLS 1.2 nginx trio uses nginx's default per-node ticket keys; the TLS 1.3 trio uses the per-node session cache with tickets off.\n\n", headlineWorkers)
+	w("Three meshgate replicas vs three nginx servers, each trio behind its own HAProxy (TCP mode, `balance roundrobin`, `send-proxy-v2`). %d concurrent clients, each keeping one TLS session for the host (like independent browsers), reconnect with zero think time and send one HTTP/1.1 request per connection, in %d alternating rounds. With concurrent clients about 1/3 of nginx's reconnects land on the node that issued the session by chance; those are its resumptions. Server CPU covers the TLS handshake and proxying the one request (compare section 1 for the request part). Go's TLS 1.2 client resumes with tickets only, so the TLS 1.2 nginx trio uses nginx's default per-node ticket keys; the TLS 1.3 trio uses the per-node session cache with tickets off.\n\n", headlineWorkers, r.Rounds)
 	if len(r.Headline) > 0 {
 		w("| TLS | server | connections/s | resumed | server CPU ticks per 1000 conns | errors |\n|---|---|---|---|---|---|\n")
 		for _, h := range r.Headline {
@@ -163,8 +168,17 @@ func (r *report) markdown() string {
 	if len(notes) > 0 {
 		w("\n## Notes from this run\n\n%s\n", strings.Join(notes, "\n"))
 	}
-	w("\n## Reproduce\n\n```\nmake bench            # hack/bench.sh: installs Debian tools, builds, runs ~5 min\n```\n")
+	w("\n## Reproduce\n\n```\nmake bench            # hack/bench.sh: installs Debian tools, builds, runs ~3 min\n```\n")
 	return b.String()
+}
+
+// busy reports whether a /proc/loadavg triple's first figure exceeds cpus.
+func busy(load string, cpus int) bool {
+	var l1 float64
+	if _, err := fmt.Sscan(load, &l1); err != nil {
+		return false
+	}
+	return cpus > 0 && l1 > float64(cpus)
 }
 
 func durNote(r *report) string {

@@ -26,7 +26,13 @@ type bench struct {
 	conns       int
 	reconnects  int
 	maxReplicas int
+	rounds      int // each side-by-side figure alternates meshgate and nginx this many times
 	seq         int
+}
+
+// slice is the duration of one round of a timed run (at least a second).
+func (b *bench) slice() time.Duration {
+	return max(time.Second, (b.dur / time.Duration(b.rounds)).Truncate(time.Second))
 }
 
 func (b *bench) log(format string, args ...any) { b.r.Logf("bench: "+format, args...) }
@@ -83,12 +89,17 @@ func (b *bench) keepAlive() ([]keepAliveRow, string) {
 		clients, streams int
 	}{{"HTTP/1.1", true, 32, 1}, {"HTTP/2", false, 8, 16}} {
 		row := keepAliveRow{Proto: p.name, Clients: p.clients, Streams: p.streams}
-		var err error
-		if row.Meshgate, err = runH2load(b.ctx, mg.HTTPSAddr, p.h1, p.clients, p.streams, b.dur, mg.Proc); err != nil {
-			row.MeshgateErr = err.Error()
-		}
-		if row.Nginx, err = runH2load(b.ctx, ng.Addr, p.h1, p.clients, p.streams, b.dur, ng.Proc); err != nil {
-			row.NginxErr = err.Error()
+		for range b.rounds {
+			m, err := runH2load(b.ctx, mg.HTTPSAddr, p.h1, p.clients, p.streams, b.slice(), mg.Proc)
+			if err != nil {
+				row.MeshgateErr = err.Error()
+			}
+			row.Meshgate.add(m, b.rounds)
+			n, err := runH2load(b.ctx, ng.Addr, p.h1, p.clients, p.streams, b.slice(), ng.Proc)
+			if err != nil {
+				row.NginxErr = err.Error()
+			}
+			row.Nginx.add(n, b.rounds)
 		}
 		b.log("%s: meshgate %.0f req/s, nginx %.0f req/s", p.name, row.Meshgate.ReqPerSec, row.Nginx.ReqPerSec)
 		rows = append(rows, row)
@@ -115,12 +126,17 @@ func (b *bench) handshakes() ([]handshakeRow, string) {
 		if reuse {
 			row.Mode = "resumed (-reuse)"
 		}
-		var err error
-		if row.Meshgate, err = runSTime(b.ctx, mg.HTTPSAddr, reuse, b.dur, mg.Proc); err != nil {
-			row.MeshgateErr = err.Error()
-		}
-		if row.Nginx, err = runSTime(b.ctx, ng.Addr, reuse, b.dur, ng.Proc); err != nil {
-			row.NginxErr = err.Error()
+		for range b.rounds {
+			m, err := runSTime(b.ctx, mg.HTTPSAddr, reuse, b.slice(), mg.Proc)
+			if err != nil {
+				row.MeshgateErr = err.Error()
+			}
+			row.Meshgate.add(m)
+			n, err := runSTime(b.ctx, ng.Addr, reuse, b.slice(), ng.Proc)
+			if err != nil {
+				row.NginxErr = err.Error()
+			}
+			row.Nginx.add(n)
 		}
 		b.log("%s: meshgate %.0f/s, nginx %.0f/s", row.Mode, row.Meshgate.PerSec(), row.Nginx.PerSec())
 		rows = append(rows, row)
@@ -189,6 +205,12 @@ type loadResult struct {
 	CPUTicks int64
 }
 
+// add accumulates one round.
+func (l *loadResult) add(o loadResult) {
+	l.Stats.Add(o.Stats)
+	l.CPUTicks += o.CPUTicks
+}
+
 // TicksPer1000 is server CPU ticks (10 ms) per 1000 connections.
 func (l loadResult) TicksPer1000() float64 {
 	if l.Stats.Conns == 0 {
@@ -223,8 +245,10 @@ func (b *bench) headline() ([]headlineRow, string) {
 		{"TLS 1.3", tls.VersionTLS13, ngCache, "per-node session cache, tickets off"},
 	} {
 		row := headlineRow{Version: v.name, NginxVariant: v.variant}
-		row.Meshgate = b.load(v.version, mesh)
-		row.Nginx = b.load(v.version, v.ng)
+		for range b.rounds {
+			row.Meshgate.add(b.load(v.version, mesh))
+			row.Nginx.add(b.load(v.version, v.ng))
+		}
 		b.log("%s: meshgate %.0f conn/s %v cpu %d ; nginx %.0f conn/s %v cpu %d", v.name,
 			row.Meshgate.Stats.PerSecond(), row.Meshgate.Stats, row.Meshgate.CPUTicks,
 			row.Nginx.Stats.PerSecond(), row.Nginx.Stats, row.Nginx.CPUTicks)
@@ -238,8 +262,8 @@ func (b *bench) load(version uint16, t trio) loadResult {
 	if err != nil {
 		return loadResult{Stats: harness.Stats{Errors: 1, FirstErr: err}}
 	}
-	before := t.cpu()
-	st := harness.Load(b.ctx, cfg, t.lb.Addr, headlineWorkers, b.conns/headlineWorkers)
+	var before int64
+	st := harness.Load(b.ctx, cfg, t.lb.Addr, headlineWorkers, max(1, b.conns/headlineWorkers/b.rounds), func() { before = t.cpu() })
 	return loadResult{Stats: st, CPUTicks: t.cpu() - before}
 }
 

@@ -18,12 +18,13 @@ func plotSweep(pts []sweepPoint) string {
 	)
 	series := []struct {
 		name, color, dash string
+		width             int // TLS 1.2 lines are wide and pale so a TLS 1.3 line on top stays visible
 		get               func(sweepPoint) harness.Stats
 	}{
-		{"meshgate TLS 1.2", "#1f77b4", "", func(p sweepPoint) harness.Stats { return p.Mesh12 }},
-		{"meshgate TLS 1.3", "#2ca02c", "", func(p sweepPoint) harness.Stats { return p.Mesh13 }},
-		{"nginx TLS 1.2", "#d62728", "6,4", func(p sweepPoint) harness.Stats { return p.NginxTickets12 }},
-		{"nginx TLS 1.3", "#ff7f0e", "6,4", func(p sweepPoint) harness.Stats { return p.NginxCache13 }},
+		{"meshgate TLS 1.2", "#9ecae1", "", 7, func(p sweepPoint) harness.Stats { return p.Mesh12 }},
+		{"meshgate TLS 1.3", "#08519c", "", 2, func(p sweepPoint) harness.Stats { return p.Mesh13 }},
+		{"nginx TLS 1.2", "#fcae91", "", 7, func(p sweepPoint) harness.Stats { return p.NginxTickets12 }},
+		{"nginx TLS 1.3", "#a50f15", "6,4", 2, func(p sweepPoint) harness.Stats { return p.NginxCache13 }},
 	}
 	maxN := 1
 	for _, p := range pts {
@@ -60,15 +61,15 @@ func plotSweep(pts []sweepPoint) string {
 			dash = fmt.Sprintf(` stroke-dasharray="%s"`, s.dash)
 		}
 		if len(path) > 0 {
-			fmt.Fprintf(&b, `<polyline fill="none" stroke="%s" stroke-width="2"%s points="%s"/>`+"\n", s.color, dash, strings.Join(path, " "))
+			fmt.Fprintf(&b, `<polyline fill="none" stroke="%s" stroke-width="%d"%s points="%s"/>`+"\n", s.color, s.width, dash, strings.Join(path, " "))
 			for _, pt := range path {
 				xy := strings.Split(pt, ",")
 				fmt.Fprintf(&b, `<circle cx="%s" cy="%s" r="3" fill="%s"/>`+"\n", xy[0], xy[1], s.color)
 			}
 		}
 		ly := top + 20 + i*20
-		fmt.Fprintf(&b, `<line x1="%d" y1="%d" x2="%d" y2="%d" stroke="%s" stroke-width="2"%s/><text x="%d" y="%d">%s</text>`+"\n",
-			left+plotW+15, ly, left+plotW+45, ly, s.color, dash, left+plotW+50, ly+4, s.name)
+		fmt.Fprintf(&b, `<line x1="%d" y1="%d" x2="%d" y2="%d" stroke="%s" stroke-width="%d"%s/><text x="%d" y="%d">%s</text>`+"\n",
+			left+plotW+15, ly, left+plotW+45, ly, s.color, s.width, dash, left+plotW+50, ly+4, s.name)
 	}
 	b.WriteString("</svg>\n")
 	return b.String()

@@ -55,6 +55,15 @@ func runH2load(ctx context.Context, addr string, h1 bool, clients, streams int, 
 	return r, nil
 }
 
+// add accumulates one of rounds equally long runs: request rates average,
+// counts and CPU add up.
+func (r *h2loadResult) add(o h2loadResult, rounds int) {
+	r.ReqPerSec += o.ReqPerSec / float64(rounds)
+	r.Succeeded += o.Succeeded
+	r.Failed += o.Failed
+	r.CPUTicks += o.CPUTicks
+}
+
 // parseH2load reads h2load's summary: requests per second, 2xx responses
 // and failed requests. It fails when any is missing or nothing succeeded.
 func parseH2load(out []byte) (h2loadResult, error) {
@@ -80,6 +89,14 @@ type sTimeResult struct {
 	Reused   int // connections s_time marked "r" (session reused)
 	Seconds  float64
 	CPUTicks int64
+}
+
+// add accumulates another run.
+func (r *sTimeResult) add(o sTimeResult) {
+	r.Conns += o.Conns
+	r.Reused += o.Reused
+	r.Seconds += o.Seconds
+	r.CPUTicks += o.CPUTicks
 }
 
 // PerSec is handshakes per wall-clock second.

@@ -65,7 +65,7 @@ func TestNginxTrioBehindHAProxy(t *testing.T) {
 			if rr.Rate() > 10 {
 				t.Errorf("round robin over per-node caches resumed %v; want almost none", rr)
 			}
-			load := Load(ctx, cfg, lb.Addr, 4, 10)
+			load := Load(ctx, cfg, lb.Addr, 4, 10, nil)
 			if load.Errors > 0 || load.Conns != 40 {
 				t.Errorf("concurrent load: %v", load)
 			}

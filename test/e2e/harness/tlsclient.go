@@ -110,10 +110,12 @@ func (s Stats) String() string {
 	return out
 }
 
-func (s *Stats) add(o Stats) {
+// Add accumulates o into s (Elapsed too).
+func (s *Stats) Add(o Stats) {
 	s.Conns += o.Conns
 	s.Resumed += o.Resumed
 	s.Errors += o.Errors
+	s.Elapsed += o.Elapsed
 	if s.FirstErr == nil {
 		s.FirstErr = o.FirstErr
 	}
@@ -150,9 +152,10 @@ func (c *Client) Reconnect(ctx context.Context, addr string, n, maxErrors int) S
 // Load runs workers clients concurrently, each with its own session cache
 // cloned from base (so each keeps one session per host, like independent
 // browsers), each making perWorker reconnects to addr after a priming
-// connection. It returns the summed stats; Elapsed is the wall time of the
-// measured part.
-func Load(ctx context.Context, base *tls.Config, addr string, workers, perWorker int) Stats {
+// connection. primed, when not nil, runs after the priming connections and
+// before the measured part (e.g. to sample server CPU). It returns the
+// summed stats; Elapsed is the wall time of the measured part.
+func Load(ctx context.Context, base *tls.Config, addr string, workers, perWorker int, primed func()) Stats {
 	clients := make([]*Client, workers)
 	for i := range clients {
 		cfg := base.Clone()
@@ -165,6 +168,9 @@ func Load(ctx context.Context, base *tls.Config, addr string, workers, perWorker
 			total.Errors++
 			total.FirstErr = fmt.Errorf("priming: %w", err)
 		}
+	}
+	if primed != nil {
+		primed()
 	}
 	var mu sync.Mutex
 	var wg sync.WaitGroup
@@ -186,8 +192,9 @@ func Load(ctx context.Context, base *tls.Config, addr string, workers, perWorker
 					s.Resumed++
 				}
 			}
+			s.Elapsed = 0 // the total's Elapsed is the wall time of all workers
 			mu.Lock()
-			total.add(s)
+			total.Add(s)
 			mu.Unlock()
 		})
 	}
