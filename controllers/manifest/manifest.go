@@ -10,7 +10,8 @@
 //
 // Each file holds one or more documents separated by "---" lines; a
 // "kind: List" document contributes its items. The kinds meshgate reads are
-// decoded strictly (unknown fields are errors, as with kubectl):
+// decoded strictly (unknown fields and duplicate keys are errors, as with
+// kubectl):
 // networking.k8s.io/v1 Ingress and IngressClass, v1 Service, Secret and
 // ConfigMap, discovery.k8s.io/v1 EndpointSlice and meshgate.io/v1alpha1
 // TLSPolicy. Documents of any other kind (Namespace, Deployment, CRDs …)
@@ -213,7 +214,7 @@ func (l *Loader) decode(file string, data []byte, seen map[string]string) ([]met
 		if err != nil {
 			return nil, nil, fmt.Errorf("manifest: %s: document %d: %w", file, d.doc, err)
 		}
-		js, err := yaml.YAMLToJSON(doc)
+		js, err := yaml.YAMLToJSONStrict(doc) // duplicate keys are errors
 		if err != nil {
 			return nil, nil, fmt.Errorf("manifest: %s: document %d: %w", file, d.doc, err)
 		}

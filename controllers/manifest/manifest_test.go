@@ -123,6 +123,7 @@ func TestDecodeErrors(t *testing.T) {
 		{"no name", "apiVersion: v1\nkind: Secret\nmetadata: {namespace: a}\n", "metadata.name is required"},
 		{"cluster scoped with namespace", "apiVersion: networking.k8s.io/v1\nkind: IngressClass\nmetadata: {name: a, namespace: b}\n", "cluster-scoped"},
 		{"duplicate", "apiVersion: v1\nkind: ConfigMap\nmetadata: {name: a}\n---\napiVersion: v1\nkind: ConfigMap\nmetadata: {name: a, namespace: default}\n", "document 2 (ConfigMap default/a): also defined at f.yaml: document 1"},
+		{"duplicate key", "apiVersion: v1\nkind: ConfigMap\nmetadata: {name: a}\ndata: {x: a}\ndata: {y: b}\n", `key "data" already set in map`},
 		{"bad yaml", "apiVersion: v1\nkind: [\n", "f.yaml: document 1"},
 		{"scalar document", "hello\n", "not a Kubernetes object"},
 		{"bad types", "apiVersion: v1\nkind: Service\nmetadata: {name: x}\nspec: {ports: 3}\n", "(Service x)"},
