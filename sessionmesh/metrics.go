@@ -141,8 +141,8 @@ func (m *metrics) Collect(ch chan<- prometheus.Metric) {
 		c("messages_in_total", counter, float64(ms.MsgsIn))
 		c("messages_out_total", counter, float64(ms.MsgsOut))
 		c("drops_total", counter, float64(ms.Drops))
-		for r, v := range ms.Rejected {
-			c("rejected_connections_total", counter, float64(v), r)
+		for _, r := range mesh.RejectReasons() {
+			c("rejected_connections_total", counter, float64(ms.Rejected[r]), r)
 		}
 	}
 	for i, name := range versionNames {

@@ -33,6 +33,13 @@ const (
 	RejectTooLarge     = "frame_too_large"
 )
 
+// RejectReasons returns every rejection reason, so metrics can export
+// zero-valued series up front.
+func RejectReasons() []string {
+	return []string{RejectNoClientCert, RejectBadCert, RejectHandshake, RejectHello, RejectCluster,
+		RejectVersion, RejectName, RejectSelf, RejectTooMany, RejectMalformed, RejectTooLarge}
+}
+
 var errSelf = errors.New("mesh: connected to self")
 
 // conn is one established mesh connection. Its writer runs in the owner
@@ -326,9 +333,23 @@ func (c *conn) writeResp(msg wire.Message) error {
 }
 
 // flushPeer writes everything queued for the peer, records in frames of at
-// most BatchBytes (or one record if larger).
+// most BatchBytes (or one record if larger). If the connection fails, the
+// records taken from the queue are counted as drops (the peer catches up on
+// the sessions only through point lookups, or a snapshot when it restarts).
 func (c *conn) flushPeer(b *batch) error {
 	c.peer.take(b)
+	n := len(b.recs) + len(b.tombs)
+	err := c.writeBatch(b)
+	if err != nil {
+		c.peer.drops.Add(uint64(n))
+		c.m.stats.drops.Add(uint64(n))
+	}
+	clear(b.recs)
+	b.recs = b.recs[:0]
+	return err
+}
+
+func (c *conn) writeBatch(b *batch) error {
 	c.wmu.Lock()
 	defer c.wmu.Unlock()
 	c.setWriteDeadline()
@@ -357,8 +378,6 @@ func (c *conn) flushPeer(b *batch) error {
 		c.peer.sent.Add(uint64(n))
 		recs = recs[n:]
 	}
-	clear(b.recs)
-	b.recs = b.recs[:0]
 	return c.bw.Flush()
 }
 
