@@ -101,7 +101,11 @@ func newPlane(f *commonFlags, log logr.Logger, holder *routing.Holder, deps plan
 	}
 
 	httpsPort := portOf(f.httpsAddr)
-	p.proxy, err = proxy.New(proxy.Config{Table: holder, HTTPSPort: httpsPort, Registerer: reg, Log: log.WithName("proxy")})
+	redirectPort := f.redirectPort
+	if redirectPort == 0 {
+		redirectPort = httpsPort
+	}
+	p.proxy, err = proxy.New(proxy.Config{Table: holder, HTTPSPort: redirectPort, Registerer: reg, Log: log.WithName("proxy")})
 	if err != nil {
 		return nil, err
 	}

@@ -29,6 +29,7 @@ type commonFlags struct {
 	ingressClass  string
 	l4ConfigMap   string
 	l4BindIP      string
+	redirectPort  int
 	shutdownGrace time.Duration
 	sessionMode   string
 	sessionBudget int64
@@ -49,6 +50,7 @@ func (f *commonFlags) register(fs *flag.FlagSet) {
 	fs.StringVar(&f.ingressClass, "ingress-class", "meshgate", "name of our IngressClass (controller meshgate.io/ingress-controller)")
 	fs.StringVar(&f.l4ConfigMap, "l4-configmap", "", "namespace/name of the ConfigMap listing TCP/UDP services (tcp.<port>, udp.<port>)")
 	fs.StringVar(&f.l4BindIP, "l4-bind-ip", "", "IP the TCP/UDP service ports bind to (empty: the IP of --https-addr)")
+	fs.IntVar(&f.redirectPort, "redirect-https-port", 0, "port put into HTTP→HTTPS redirects (default: the port of --https-addr; 443 omits it). Set it behind a balancer that maps 443 to another port")
 	fs.DurationVar(&f.shutdownGrace, "shutdown-grace", 10*time.Second, "how long SIGTERM waits for in-flight requests to drain")
 	fs.StringVar(&f.sessionMode, "session-mode", "Stateful", "resumption mode for hosts no TLSPolicy selects: Stateful, TicketKeys or Off")
 	fs.Int64Var(&f.sessionBudget, "session-store-bytes", 256<<20, "memory budget of the session store; the soonest-expiring sessions are evicted beyond it")
