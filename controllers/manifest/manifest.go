@@ -57,7 +57,9 @@ const (
 
 // Skipped is a document of a kind meshgate does not read.
 type Skipped struct {
-	// File and Document (1-based) locate it.
+	// File and Document locate it. Documents are numbered from 1 in
+	// file order, counting those with content (a "---" directly followed
+	// by another "---" adds no number); list items share their List's.
 	File     string
 	Document int
 	// APIVersion, Kind, Namespace and Name as written.
