@@ -1,0 +1,97 @@
+package main
+
+import (
+	"bytes"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+)
+
+func TestRunDispatch(t *testing.T) {
+	for _, tc := range []struct {
+		name     string
+		args     []string
+		code     int
+		inStdout string
+		inStderr string
+	}{
+		{"no args", nil, 2, "", "usage: meshgate"},
+		{"unknown", []string{"frobnicate"}, 2, "", `unknown command "frobnicate"`},
+		{"version", []string{"version"}, 0, "meshgate dev", ""},
+		{"help", []string{"help"}, 0, "standalone", ""},
+		{"standalone needs manifests", []string{"standalone"}, 1, "", "--manifests is required"},
+		{"mesh needs pki", []string{"standalone", "--manifests", "x", "--mesh-addr", "127.0.0.1:0"}, 1, "", "--mesh-addr needs --mesh-dir"},
+		{"bad log level", []string{"standalone", "--manifests", "x", "--log-level", "loud"}, 1, "", "unknown level"},
+		{"mesh-ca needs out", []string{"mesh-ca"}, 1, "", "--out is required"},
+		{"bad flag", []string{"standalone", "--nope"}, 1, "", "flag provided but not defined"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			var out, errb bytes.Buffer
+			if code := run(tc.args, &out, &errb); code != tc.code {
+				t.Fatalf("exit %d, want %d; stderr: %s", code, tc.code, errb.String())
+			}
+			if !strings.Contains(out.String(), tc.inStdout) {
+				t.Errorf("stdout %q lacks %q", out.String(), tc.inStdout)
+			}
+			if !strings.Contains(errb.String(), tc.inStderr) {
+				t.Errorf("stderr %q lacks %q", errb.String(), tc.inStderr)
+			}
+		})
+	}
+}
+
+func TestStandaloneBadManifestIsFatalAndNamed(t *testing.T) {
+	dir := t.TempDir()
+	bad := filepath.Join(dir, "bad.yaml")
+	if err := os.WriteFile(bad, []byte("apiVersion: v1\nkind: Service\nmetadata: [oops\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	var out, errb bytes.Buffer
+	code := run([]string{"standalone", "--manifests", dir, "--https-addr", "127.0.0.1:0", "--http-addr", "", "--metrics-addr", ""}, &out, &errb)
+	if code != 1 {
+		t.Fatalf("exit %d, want 1; stderr: %s", code, errb.String())
+	}
+	if !strings.Contains(errb.String(), "bad.yaml") {
+		t.Errorf("error does not name the file: %s", errb.String())
+	}
+}
+
+func TestMeshCAWritesAndRefusesOverwrite(t *testing.T) {
+	dir := filepath.Join(t.TempDir(), "mesh")
+	var out, errb bytes.Buffer
+	if code := run([]string{"mesh-ca", "--out", dir}, &out, &errb); code != 0 {
+		t.Fatalf("exit %d: %s", code, errb.String())
+	}
+	if !strings.Contains(out.String(), "cluster id sha256-") {
+		t.Errorf("stdout %q lacks the cluster id", out.String())
+	}
+	st, err := os.Stat(filepath.Join(dir, "ca.key"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if st.Mode().Perm() != 0o600 {
+		t.Errorf("ca.key mode %v, want 0600", st.Mode().Perm())
+	}
+	if code := run([]string{"mesh-ca", "--out", dir}, &out, &errb); code != 1 {
+		t.Fatalf("second mesh-ca exit %d, want 1 (no overwrite)", code)
+	}
+}
+
+func TestFlagHelpers(t *testing.T) {
+	f := commonFlags{trusted: "10.0.0.0/8, ::1/128,"}
+	ps, err := f.trustedPrefixes()
+	if err != nil || len(ps) != 2 || ps[0].String() != "10.0.0.0/8" {
+		t.Fatalf("trustedPrefixes = %v, %v", ps, err)
+	}
+	f.trusted = "10.0.0.300/8"
+	if _, err := f.trustedPrefixes(); err == nil {
+		t.Fatal("bad CIDR accepted")
+	}
+	if got := splitList(" a:1, ,b:2,"); len(got) != 2 || got[1] != "b:2" {
+		t.Fatalf("splitList = %q", got)
+	}
+	if portOf("127.0.0.1:8443") != 8443 || portOf("nope") != 0 || hostOf("[::1]:1") != "::1" {
+		t.Fatal("portOf/hostOf")
+	}
+}
