@@ -137,12 +137,13 @@ func (r *report) markdown() string {
 	note("handshake scenario", r.HandshakesErr)
 
 	w("\n## 3. Headline: three replicas behind a round-robin balancer\n\n")
-	w("Three meshgate replicas vs three nginx servers, each trio behind its own HAProxy (TCP mode, `balance roundrobin`, `send-proxy-v2`). %d concurrent clients, each keeping one TLS session for the host (like independent browsers), reconnect with zero think time and send one HTTP/1.1 request per connection, in %d alternating rounds. With concurrent clients about 1/3 of nginx's reconnects land on the node that issued the session by chance; those are its resumptions. Server CPU covers the TLS handshake and proxying the one request (compare section 1 for the request part). Go's TLS 1.2 client resumes with tickets only, so the TLS 1.2 nginx trio uses nginx's default per-node ticket keys; the TLS 1.3 trio uses the per-node session cache with tickets off.\n\n", headlineWorkers, r.Rounds)
+	w("Three meshgate replicas vs three nginx servers, each trio behind its own HAProxy (TCP mode, `balance roundrobin`, `send-proxy-v2`). %d concurrent clients, each keeping one TLS session for the host (like independent browsers), reconnect with zero think time and send one HTTP/1.1 request per connection, in %d alternating rounds. With concurrent clients about 1/3 of nginx's reconnects land on the node that issued the session by chance; those are its resumptions. Server CPU covers the TLS handshake, the session mesh's replication and proxying the one request (compare section 1 for the request part). The \"mesh off\" row is the same meshgate with per-replica session stores: the difference to the first row is what the mesh costs and saves. Go's TLS 1.2 client resumes with tickets only, so the TLS 1.2 nginx trio uses nginx's default per-node ticket keys; the TLS 1.3 trio uses the per-node session cache with tickets off.\n\n", headlineWorkers, r.Rounds)
 	if len(r.Headline) > 0 {
 		w("| TLS | server | connections/s | resumed | server CPU ticks per 1000 conns | errors |\n|---|---|---|---|---|---|\n")
 		for _, h := range r.Headline {
 			w("| %s | meshgate (session mesh) | %.0f | %.1f%% | %.1f | %d |\n", h.Version, h.Meshgate.Stats.PerSecond(), h.Meshgate.Stats.Rate(), h.Meshgate.TicksPer1000(), h.Meshgate.Stats.Errors)
 			w("| %s | nginx (%s) | %.0f | %.1f%% | %.1f | %d |\n", h.Version, h.NginxVariant, h.Nginx.Stats.PerSecond(), h.Nginx.Stats.Rate(), h.Nginx.TicksPer1000(), h.Nginx.Stats.Errors)
+			w("| %s | meshgate, mesh off (per-replica sessions) | %.0f | %.1f%% | %.1f | %d |\n", h.Version, h.NoMesh.Stats.PerSecond(), h.NoMesh.Stats.Rate(), h.NoMesh.TicksPer1000(), h.NoMesh.Stats.Errors)
 			w("| %s | **meshgate / nginx** | **%s** | | **%s** CPU per connection | |\n", h.Version,
 				ratio(h.Meshgate.Stats.PerSecond(), h.Nginx.Stats.PerSecond()), ratio(h.Meshgate.TicksPer1000(), h.Nginx.TicksPer1000()))
 			if h.Meshgate.Stats.FirstErr != nil {

@@ -159,24 +159,34 @@ func (t trio) cpu() int64 {
 	return sum
 }
 
+// meshgateSet starts n meshgate replicas behind HAProxy (PROXY v2) with
+// their own manifests under dir; noMesh runs them without the session mesh
+// (each replica keeps its own sessions, like nginx's per-node cache).
+func (b *bench) meshgateSet(r *harness.Runner, dir string, n int, noMesh bool, lbIP string) (trio, error) {
+	var t trio
+	manifests, err := harness.Manifests{EchoAddr: b.echo.HTTPAddr, SecretYAML: b.pki.SecretYAML}.Write(filepath.Join(dir, "manifests"))
+	if err != nil {
+		return t, err
+	}
+	c, err := harness.StartCluster(r, harness.ClusterConfig{Bins: b.bins, Dir: dir, ManifestDir: manifests, Replicas: n,
+		ProxyProtocol: true, NoMesh: noMesh, ExtraArgs: quiet}, 30*time.Second)
+	if err != nil {
+		return t, err
+	}
+	for _, rep := range c.Replicas {
+		t.procs = append(t.procs, rep.Proc)
+	}
+	t.lb, err = harness.StartHAProxy(r, dir, "haproxy-meshgate", lbIP, c.HTTPSAddrs(), true)
+	return t, err
+}
+
 // clusters starts n meshgate replicas and two sets of n nginx servers
 // (session cache with tickets off, and per-node ticket keys), each set
 // behind its own HAProxy sending PROXY v2. Closing the runner stops them.
 func (b *bench) clusters(n int) (r *harness.Runner, mesh, ngCache, ngTickets trio, err error) {
 	r = &harness.Runner{Out: b.r.Out}
 	dir := b.subdir(fmt.Sprintf("n%d", n))
-	manifests, err := harness.Manifests{EchoAddr: b.echo.HTTPAddr, SecretYAML: b.pki.SecretYAML}.Write(filepath.Join(dir, "manifests"))
-	if err != nil {
-		return
-	}
-	c, err := harness.StartCluster(r, harness.ClusterConfig{Bins: b.bins, Dir: dir, ManifestDir: manifests, Replicas: n, ProxyProtocol: true, ExtraArgs: quiet}, 30*time.Second)
-	if err != nil {
-		return
-	}
-	for _, rep := range c.Replicas {
-		mesh.procs = append(mesh.procs, rep.Proc)
-	}
-	if mesh.lb, err = harness.StartHAProxy(r, dir, "haproxy-meshgate", "127.0.0.30", c.HTTPSAddrs(), true); err != nil {
+	if mesh, err = b.meshgateSet(r, dir, n, false, "127.0.0.30"); err != nil {
 		return
 	}
 	for _, set := range []struct {
@@ -224,6 +234,8 @@ type headlineRow struct {
 	Version         string
 	NginxVariant    string
 	Meshgate, Nginx loadResult
+	// NoMesh is meshgate with the session mesh off: what the mesh buys.
+	NoMesh loadResult
 }
 
 const headlineWorkers = 8
@@ -231,6 +243,10 @@ const headlineWorkers = 8
 func (b *bench) headline() ([]headlineRow, string) {
 	r, mesh, ngCache, ngTickets, err := b.clusters(3)
 	defer r.Close()
+	if err != nil {
+		return nil, err.Error()
+	}
+	noMesh, err := b.meshgateSet(r, b.subdir("nomesh"), 3, true, "127.0.0.32")
 	if err != nil {
 		return nil, err.Error()
 	}
@@ -248,6 +264,7 @@ func (b *bench) headline() ([]headlineRow, string) {
 		for range b.rounds {
 			row.Meshgate.add(b.load(v.version, mesh))
 			row.Nginx.add(b.load(v.version, v.ng))
+			row.NoMesh.add(b.load(v.version, noMesh))
 		}
 		b.log("%s: meshgate %.0f conn/s %v cpu %d ; nginx %.0f conn/s %v cpu %d", v.name,
 			row.Meshgate.Stats.PerSecond(), row.Meshgate.Stats, row.Meshgate.CPUTicks,
