@@ -221,6 +221,9 @@ func (c *conn) handle(msg wire.Message) error {
 			return errProtocol
 		}
 		r, ok := h.Lookup(v.Key)
+		if ok && len(r.State) > wire.MaxStateSize {
+			ok, r = false, store.Record{} // not replicable; the peer does a full handshake
+		}
 		return c.writeMsg(&wire.LookupResponse{ID: v.ID, Found: ok, Record: r})
 	case *wire.SnapshotRequest:
 		if c.peer != nil {
@@ -400,6 +403,9 @@ func (c *conn) streamSnapshot(id uint64) error {
 		chunk, size = chunk[:0], 0
 	}
 	c.m.cfg.Handler.Snapshot(func(r store.Record) bool {
+		if len(r.State) > wire.MaxStateSize {
+			return true // stays local to this node
+		}
 		chunk = append(chunk, r)
 		size += wire.RecordSize(&r)
 		count++

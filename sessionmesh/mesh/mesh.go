@@ -109,9 +109,10 @@ type Config struct {
 	// minus the record's Created) for every replicated record.
 	OnReplicated func(time.Duration)
 
-	QueueRecords      int           // per-peer queue bound; 16384
+	QueueRecords      int           // per-peer queue bound in records; 16384
+	QueueBytes        int           // per-peer queue bound in encoded bytes; 32 MiB
 	BatchBytes        int           // flush threshold; 64 KiB
-	FlushInterval     time.Duration // max batching delay; 1 ms
+	FlushInterval     time.Duration // max batching delay under load; 250 µs
 	HeartbeatInterval time.Duration // 500 ms
 	DeadAfter         time.Duration // read timeout declaring a peer dead; 3 s
 	DialTimeout       time.Duration // dial + TLS + hello; 2 s
@@ -133,9 +134,10 @@ func (c *Config) setDefaults() {
 		}
 	}
 	defInt(&c.QueueRecords, 16384)
+	defInt(&c.QueueBytes, 32<<20)
 	defInt(&c.BatchBytes, 64<<10)
 	defInt(&c.MaxInbound, 256)
-	def(&c.FlushInterval, time.Millisecond)
+	def(&c.FlushInterval, 250*time.Microsecond)
 	def(&c.HeartbeatInterval, 500*time.Millisecond)
 	def(&c.DeadAfter, 3*time.Second)
 	def(&c.DialTimeout, 2*time.Second)

@@ -346,3 +346,27 @@ func TestNoGoroutineLeak(t *testing.T) {
 	}
 	waitFor(t, "goroutines back to baseline", func() bool { return runtime.NumGoroutine() <= base })
 }
+
+func TestOversizedStateStaysLocal(t *testing.T) {
+	ca, _ := pki.NewCA("t")
+	a, b := pair(t, ca)
+	big := record(1)
+	big.State = make([]byte, wire.MaxStateSize+1)
+	a.h.s.Put(big, time.Now())
+	a.Insert(big)
+	ctx, cancel := context.WithTimeout(context.Background(), time.Second)
+	defer cancel()
+	if _, ok, err := b.Lookup(ctx, NodeID("a"), big.Key); ok || err != nil {
+		t.Fatalf("lookup of oversized state: found=%v err=%v", ok, err)
+	}
+	small := record(2)
+	a.h.s.Put(small, time.Now())
+	a.Insert(small)
+	waitFor(t, "connection still usable", func() bool { _, ok := b.h.Lookup(small.Key); return ok })
+	if _, ok := b.h.Lookup(big.Key); ok {
+		t.Fatal("oversized state replicated")
+	}
+	if st := b.Status(); st.Rejected[RejectMalformed] != 0 {
+		t.Fatalf("connection rejected: %v", st.Rejected)
+	}
+}

@@ -77,15 +77,19 @@ func (p *peer) setState(s string) {
 }
 
 func (p *peer) enqueueRecord(r store.Record) {
+	if len(r.State) > wire.MaxStateSize {
+		return // not replicable (the receiver would reject the frame)
+	}
+	size := wire.RecordSize(&r)
 	p.mu.Lock()
-	if len(p.recs)+len(p.tombs) >= p.m.cfg.QueueRecords {
+	if len(p.recs)+len(p.tombs) >= p.m.cfg.QueueRecords || p.queued+size > p.m.cfg.QueueBytes {
 		p.mu.Unlock()
 		p.drops.Add(1)
 		p.m.stats.drops.Add(1)
 		return
 	}
 	p.recs = append(p.recs, r)
-	p.queued += wire.RecordSize(&r)
+	p.queued += size
 	big := p.queued >= p.m.cfg.BatchBytes
 	p.mu.Unlock()
 	if big {
