@@ -184,8 +184,8 @@ func (n *Node) Run(ctx context.Context) error {
 	return err
 }
 
-// Kill stops the mesh as a crash would (no Goodbye); Run then returns once
-// its context is also cancelled. For tests of failure handling.
+// Kill stops the mesh as a crash would (no Goodbye to peers) and makes Run
+// return. For tests of failure handling.
 func (n *Node) Kill() {
 	if n.mesh != nil {
 		n.mesh.Kill()
@@ -208,11 +208,10 @@ func (n *Node) Ready() error {
 // Revoke deletes the session named by a session id (ticket identity)
 // everywhere. It returns false if the id is not a valid stateful id.
 func (n *Node) Revoke(identity []byte) bool {
-	origin, key, ok := n.parseID(identity)
+	_, key, ok := n.parseID(identity)
 	if !ok {
 		return false
 	}
-	_ = origin
 	exp := time.Now().Add(time.Hour).UnixNano()
 	if r, st := n.store.Get(key, time.Now()); st == store.Found {
 		exp = r.Expires

@@ -370,3 +370,18 @@ func TestOversizedStateStaysLocal(t *testing.T) {
 		t.Fatalf("connection rejected: %v", st.Rejected)
 	}
 }
+
+func TestOwnAddressUnderAnotherSpelling(t *testing.T) {
+	ca, _ := pki.NewCA("t")
+	pa := make(chanPeers, 1)
+	a := startMesh(t, ca, "a", pa, nil)
+	_, port, _ := net.SplitHostPort(a.Addr())
+	pa <- []string{net.JoinHostPort("localhost", port)}
+	waitFor(t, "self detected", func() bool {
+		st := a.Status()
+		return len(st.Peers) == 1 && st.Peers[0].State == StateSelf
+	})
+	if !a.Synced() {
+		waitFor(t, "alone is synced", a.Synced)
+	}
+}

@@ -21,6 +21,7 @@ const (
 	StateOnline     = "online"
 	StateBackoff    = "backoff"
 	StateLeft       = "left"
+	StateSelf       = "self" // the address turned out to be this node
 )
 
 // peer is the outbound side towards one address: the send queue and the
@@ -187,6 +188,11 @@ func (p *peer) run(ctx context.Context) {
 	for ctx.Err() == nil {
 		p.setState(StateConnecting)
 		c, err := p.dial(ctx)
+		if errors.Is(err, errSelf) {
+			p.setState(StateSelf) // stays in the set, never dialed again
+			<-ctx.Done()
+			return
+		}
 		if err == nil {
 			backoff = p.m.cfg.ReconnectMin
 			p.serve(ctx, c)
@@ -232,6 +238,11 @@ func (p *peer) dial(ctx context.Context) (*conn, error) {
 		raw.Close()
 		return nil, fmt.Errorf("mesh: tls handshake with %s: %w", p.addr, err)
 	}
+	if certs := tc.ConnectionState().PeerCertificates; len(certs) > 0 &&
+		certs[0].Subject.CommonName == p.m.cfg.NodeName {
+		raw.Close()
+		return nil, errSelf // our own address under another spelling
+	}
 	c := newConn(p.m, tc, p)
 	if err := c.writeMsg(p.m.hello()); err != nil {
 		raw.Close()
@@ -240,9 +251,6 @@ func (p *peer) dial(ctx context.Context) (*conn, error) {
 	h, err := c.readHello()
 	if err != nil {
 		raw.Close()
-		if errors.Is(err, errSelf) {
-			p.left.Store(true) // our own address under another name: stop trying hard
-		}
 		return nil, err
 	}
 	p.mu.Lock()
