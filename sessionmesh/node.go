@@ -74,8 +74,8 @@ type Node struct {
 	id      uint64
 	store   *store.Store
 	mesh    *mesh.Mesh // nil when local-only
-	macKey  []byte
-	macs    sync.Pool // of hash.Hash (HMAC under macKey)
+	ipad    [64]byte   // HMAC pads of the session-id MAC key
+	opad    [64]byte
 	tickets *ticketRing
 	m       *metrics
 
@@ -106,14 +106,21 @@ func New(cfg Config) (*Node, error) {
 	n.tickets = newTicketRing(cfg.NodeName)
 	n.tickets.tick(cfg.NodeName, cfg.TicketKeyRotation, time.Now()) // first key
 	var err error
+	macKey := make([]byte, 32)
 	if cfg.CA != nil {
-		n.macKey, err = cfg.CA.DeriveKey("session-id-mac")
+		macKey, err = cfg.CA.DeriveKey("session-id-mac")
 		if err != nil {
 			return nil, fmt.Errorf("sessionmesh: %w", err)
 		}
 	} else {
-		n.macKey = make([]byte, 32)
-		rand.Read(n.macKey)
+		rand.Read(macKey)
+	}
+	for i := range n.ipad { // HMAC pads (RFC 2104); the key is shorter than a block
+		var k byte
+		if i < len(macKey) {
+			k = macKey[i]
+		}
+		n.ipad[i], n.opad[i] = k^0x36, k^0x5c
 	}
 	n.m = newMetrics(n)
 	if cfg.ListenAddr != "" {

@@ -7,7 +7,6 @@ import (
 	"crypto/sha256"
 	"crypto/tls"
 	"encoding/binary"
-	"hash"
 	"net"
 	"time"
 
@@ -31,19 +30,19 @@ const (
 	idMACOff  = 25
 )
 
-// mac computes the truncated id MAC over id[:idMACOff].
+// mac computes HMAC-SHA256(macKey, id[:idMACOff]) truncated to 128 bits.
+// It is HMAC spelled out over stack buffers with the key pads precomputed in
+// New, so it does not allocate (hmac.New and hash.Hash.Sum would).
 func (n *Node) mac(id []byte) [16]byte {
-	h, ok := n.macs.Get().(hash.Hash)
-	if ok {
-		h.Reset()
-	} else {
-		h = hmac.New(sha256.New, n.macKey)
-	}
-	h.Write(id[:idMACOff])
-	var buf [sha256.Size]byte
-	h.Sum(buf[:0])
-	n.macs.Put(h)
-	return [16]byte(buf[:16])
+	var in [64 + idMACOff]byte
+	copy(in[:64], n.ipad[:])
+	copy(in[64:], id[:idMACOff])
+	inner := sha256.Sum256(in[:])
+	var out [64 + sha256.Size]byte
+	copy(out[:64], n.opad[:])
+	copy(out[64:], inner[:])
+	sum := sha256.Sum256(out[:])
+	return [16]byte(sum[:16])
 }
 
 func (n *Node) mintID(key store.Key) []byte {
