@@ -7,6 +7,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -22,27 +23,25 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/log"
 )
 
-// One real kube-apiserver + etcd for the package (envtest). The binaries
+// One real kube-apiserver + etcd for the package (envtest), started by the
+// first test that needs it (unit tests and fuzzing do not). The binaries
 // come from hack/envtest-assets.sh (built from Go modules, cached); when
 // KUBEBUILDER_ASSETS is unset the script is run here. Nothing skips: a
-// control plane that cannot start fails every test.
+// control plane that cannot start fails every test that needs it.
 var (
 	testCfg    *rest.Config
 	testClient client.Client
+	testEnv    *envtest.Environment
 	suiteErr   error
+	envOnce    sync.Once
 	nsCounter  atomic.Int64
 )
 
 func TestMain(m *testing.M) {
 	log.SetLogger(logr.Discard())
-	env, err := startEnv()
-	if err != nil {
-		suiteErr = err
-		fmt.Fprintln(os.Stderr, "envtest:", err)
-	}
 	code := m.Run()
-	if env != nil {
-		if err := env.Stop(); err != nil {
+	if testEnv != nil {
+		if err := testEnv.Stop(); err != nil {
 			fmt.Fprintln(os.Stderr, "envtest stop:", err)
 		}
 	}
@@ -90,13 +89,15 @@ func startEnv() (*envtest.Environment, error) {
 		_ = env.Stop()
 		return nil, err
 	}
-	testCfg, testClient = cfg, c
+	testCfg, testClient, testEnv = cfg, c, env
 	return env, nil
 }
 
-// requireEnv fails the test when the control plane did not start.
+// requireEnv starts the control plane once and fails the test when it
+// cannot start.
 func requireEnv(t testing.TB) {
 	t.Helper()
+	envOnce.Do(func() { _, suiteErr = startEnv() })
 	if suiteErr != nil {
 		t.Fatalf("envtest control plane unavailable: %v", suiteErr)
 	}
