@@ -33,13 +33,17 @@ repo_dir="$root/bin/k8s/$key"
 
 log() { [ "${ENVTEST_QUIET:-}" = 1 ] || echo "envtest-assets: $*" >&2; }
 
+# The version output is captured before matching: piping it into grep -q
+# under pipefail fails at random (grep exits early, the binary gets SIGPIPE).
 have_apiserver() {
-  [ -x "$1/kube-apiserver" ] &&
-    "$1/kube-apiserver" --version 2>/dev/null | grep -qx "Kubernetes v${K8S_VERSION}"
+  local v
+  [ -x "$1/kube-apiserver" ] && v=$("$1/kube-apiserver" --version 2>/dev/null) &&
+    [ "$v" = "Kubernetes v${K8S_VERSION}" ]
 }
 have_etcd() {
-  [ -x "$1/etcd" ] &&
-    "$1/etcd" --version 2>/dev/null | grep -q "^etcd Version: ${ETCD_VERSION}\$"
+  local v
+  [ -x "$1/etcd" ] && v=$("$1/etcd" --version 2>/dev/null) &&
+    [[ "$v" == "etcd Version: ${ETCD_VERSION}"$'\n'* ]]
 }
 
 # gobuild DIR OUT PKG [LDFLAGS]: builds PKG inside tools module DIR into OUT
