@@ -13,6 +13,7 @@ import (
 	discoveryv1 "k8s.io/api/discovery/v1"
 	eventsv1 "k8s.io/api/events/v1"
 	networkingv1 "k8s.io/api/networking/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/utils/ptr"
 	"sigs.k8s.io/controller-runtime/pkg/client"
@@ -230,4 +231,51 @@ func TestEventsOnBadInput(t *testing.T) {
 		}
 		return reasons[build.ReasonServiceNotFound] && reasons[build.ReasonSecretNotFound]
 	})
+}
+
+func TestStatusRemovedWhenIngressLeavesOurClass(t *testing.T) {
+	ns := newNamespace(t)
+	bo := testBuild(t)
+	mustCreate(t, ingressClass(bo.IngressClass, bo.ControllerName, false))
+	h := &routing.Holder{}
+	startController(t, Options{Holder: h, Build: bo, Namespace: ns, PublishStatusAddress: []string{"192.0.2.9"}})
+	ctx := context.Background()
+	mustCreate(t, ingress(ns, "web", "a.example.com", "svc", &bo.IngressClass))
+	lb := func() []networkingv1.IngressLoadBalancerIngress {
+		var ing networkingv1.Ingress
+		if err := testClient.Get(ctx, types.NamespacedName{Namespace: ns, Name: "web"}, &ing); err != nil {
+			t.Fatal(err)
+		}
+		return ing.Status.LoadBalancer.Ingress
+	}
+	eventually(t, 15*time.Second, "status written", func() bool { return len(lb()) == 1 })
+	var ing networkingv1.Ingress
+	if err := testClient.Get(ctx, types.NamespacedName{Namespace: ns, Name: "web"}, &ing); err != nil {
+		t.Fatal(err)
+	}
+	ing.Spec.IngressClassName = ptr.To("someone-else")
+	if err := testClient.Update(ctx, &ing); err != nil {
+		t.Fatal(err)
+	}
+	eventually(t, 15*time.Second, "status removed", func() bool { return len(lb()) == 0 })
+	waitTable(t, h, "host gone", func(tb *routing.Table) bool { return !hasHost(tb, "a.example.com") })
+}
+
+func TestL4ConfigMapOnly(t *testing.T) {
+	ns := newNamespace(t)
+	bo := testBuild(t)
+	bo.L4ConfigMap = ns + "/l4"
+	h := &routing.Holder{}
+	startController(t, Options{Holder: h, Build: bo, Namespace: ns})
+	mustCreate(t, service(ns, "db", 5432), slice(ns, "db-1", "db", "http", 5432, "198.18.4.1"),
+		&corev1.ConfigMap{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: "other"},
+			Data: map[string]string{"tcp.9000": ns + "/db:5432"}},
+		&corev1.ConfigMap{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: "l4"},
+			Data: map[string]string{"tcp.5432": ns + "/db:5432"}})
+	tb := waitTable(t, h, "L4 service", func(tb *routing.Table) bool {
+		return len(tb.L4) == 1 && tb.L4[0].Backend != nil && len(tb.L4[0].Backend.Endpoints) == 1
+	})
+	if got := tb.L4[0]; got.Port != 5432 || got.Protocol != routing.L4TCP {
+		t.Fatalf("L4 = %+v, want only tcp 5432 from the configured ConfigMap", got)
+	}
 }

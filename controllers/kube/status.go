@@ -170,6 +170,10 @@ type statusWriter struct {
 
 	// owned by Start's goroutine
 	emitted map[problemKey]struct{}
+	// written lists the Ingresses this leader gave an address, so that an
+	// Ingress leaving our class (or deleted Ingress status management) has
+	// its address removed again.
+	written map[types.NamespacedName]struct{}
 }
 
 type problemKey struct {
@@ -181,6 +185,7 @@ func newStatusWriter(opts Options, c client.Client, rec recorder.EventRecorder) 
 		opts: opts, c: c, rec: rec, log: opts.Logger.WithName("status"),
 		notify:  make(chan struct{}, 1),
 		emitted: map[problemKey]struct{}{},
+		written: map[types.NamespacedName]struct{}{},
 	}
 }
 

@@ -25,7 +25,20 @@ func (w *statusWriter) apply(ctx context.Context, d *desiredStatus) error {
 	for nn, want := range d.ingresses {
 		if err := w.applyIngress(ctx, nn, want); err != nil {
 			errs = append(errs, err)
+			continue
 		}
+		w.written[nn] = struct{}{}
+	}
+	for nn := range w.written {
+		if _, ok := d.ingresses[nn]; ok {
+			continue
+		}
+		// No longer ours: take our address back.
+		if err := w.applyIngress(ctx, nn, nil); err != nil {
+			errs = append(errs, err)
+			continue
+		}
+		delete(w.written, nn)
 	}
 	for nn, want := range d.policies {
 		if err := w.applyPolicy(ctx, nn, want); err != nil {
