@@ -1,0 +1,104 @@
+{{/* Chart name, truncated to the 63 characters a label allows. */}}
+{{- define "meshgate.name" -}}
+{{- default .Chart.Name .Values.nameOverride | trunc 63 | trimSuffix "-" }}
+{{- end }}
+
+{{/* Fully qualified app name: release name, plus the chart name unless the release already contains it. */}}
+{{- define "meshgate.fullname" -}}
+{{- if .Values.fullnameOverride }}
+{{- .Values.fullnameOverride | trunc 63 | trimSuffix "-" }}
+{{- else }}
+{{- $name := default .Chart.Name .Values.nameOverride }}
+{{- if contains $name .Release.Name }}
+{{- .Release.Name | trunc 63 | trimSuffix "-" }}
+{{- else }}
+{{- printf "%s-%s" .Release.Name $name | trunc 63 | trimSuffix "-" }}
+{{- end }}
+{{- end }}
+{{- end }}
+
+{{/* Selector labels: stable across upgrades. */}}
+{{- define "meshgate.selectorLabels" -}}
+app.kubernetes.io/name: {{ include "meshgate.name" . }}
+app.kubernetes.io/instance: {{ .Release.Name }}
+{{- end }}
+
+{{/* Common labels. */}}
+{{- define "meshgate.labels" -}}
+helm.sh/chart: {{ printf "%s-%s" .Chart.Name .Chart.Version | replace "+" "_" | trunc 63 | trimSuffix "-" }}
+{{ include "meshgate.selectorLabels" . }}
+app.kubernetes.io/version: {{ .Chart.AppVersion | quote }}
+app.kubernetes.io/managed-by: {{ .Release.Service }}
+app.kubernetes.io/component: controller
+app.kubernetes.io/part-of: meshgate
+{{- end }}
+
+{{- define "meshgate.serviceAccountName" -}}
+{{- if .Values.serviceAccount.create }}
+{{- default (include "meshgate.fullname" .) .Values.serviceAccount.name }}
+{{- else }}
+{{- default "default" .Values.serviceAccount.name }}
+{{- end }}
+{{- end }}
+
+{{- define "meshgate.image" -}}
+{{- if .Values.image.digest }}
+{{- printf "%s@%s" .Values.image.repository .Values.image.digest }}
+{{- else }}
+{{- printf "%s:%s" .Values.image.repository (default .Chart.AppVersion .Values.image.tag) }}
+{{- end }}
+{{- end }}
+
+{{/* Headless Service for mesh peer discovery. */}}
+{{- define "meshgate.meshServiceName" -}}
+{{- printf "%s-mesh" (include "meshgate.fullname" .) | trunc 63 | trimSuffix "-" }}
+{{- end }}
+
+{{/* Secret holding the mesh CA (ca.crt, ca.key). */}}
+{{- define "meshgate.meshCASecretName" -}}
+{{- default (printf "%s-mesh-ca" (include "meshgate.fullname" .) | trunc 63 | trimSuffix "-") .Values.meshCA.existingSecret }}
+{{- end }}
+
+{{/* terminationGracePeriodSeconds: preStop sleep + drain + margin. */}}
+{{- define "meshgate.terminationGracePeriodSeconds" -}}
+{{- add .Values.drain.preStopSleepSeconds .Values.drain.shutdownGraceSeconds .Values.drain.marginSeconds }}
+{{- end }}
+
+{{/* Annotations of the LoadBalancer Service: NLB ones from values, then the user's. */}}
+{{- define "meshgate.serviceAnnotations" -}}
+{{- $a := dict }}
+{{- with .Values.service.aws.nlb }}
+{{- if .enabled }}
+{{- $_ := set $a "service.beta.kubernetes.io/aws-load-balancer-type" "external" }}
+{{- $_ := set $a "service.beta.kubernetes.io/aws-load-balancer-nlb-target-type" .targetType }}
+{{- $_ := set $a "service.beta.kubernetes.io/aws-load-balancer-scheme" .scheme }}
+{{- $attrs := prepend .attributes (printf "load_balancing.cross_zone.enabled=%t" .crossZone) }}
+{{- $_ := set $a "service.beta.kubernetes.io/aws-load-balancer-attributes" (join "," $attrs) }}
+{{- if .targetGroupAttributes }}
+{{- $_ := set $a "service.beta.kubernetes.io/aws-load-balancer-target-group-attributes" (join "," .targetGroupAttributes) }}
+{{- end }}
+{{- if $.Values.proxyProtocol.enabled }}
+{{- $_ := set $a "service.beta.kubernetes.io/aws-load-balancer-proxy-protocol" "*" }}
+{{- end }}
+{{- end }}
+{{- end }}
+{{- range $k, $v := .Values.service.annotations }}
+{{- $_ := set $a $k $v }}
+{{- end }}
+{{- if $a }}
+{{- toYaml $a }}
+{{- end }}
+{{- end }}
+
+{{/* Checks that values fit together; fails the render otherwise. */}}
+{{- define "meshgate.validate" -}}
+{{- if and .Values.proxyProtocol.enabled (not .Values.proxyProtocol.trustedProxies) }}
+{{- fail "proxyProtocol.enabled needs proxyProtocol.trustedProxies: the load balancer's source CIDRs (for an NLB, the VPC CIDR)" }}
+{{- end }}
+{{- if and .Values.service.aws.nlb.enabled (ne .Values.service.type "LoadBalancer") }}
+{{- fail "service.aws.nlb.enabled needs service.type LoadBalancer" }}
+{{- end }}
+{{- if lt (int .Values.replicaCount) 1 }}
+{{- fail "replicaCount must be at least 1" }}
+{{- end }}
+{{- end }}
