@@ -288,7 +288,9 @@ func checkNetworkPolicy(t *testing.T, np *networkingv1.NetworkPolicy, podLabels 
 	}
 }
 
-func selectorOf(np *networkingv1.NetworkPolicy) map[string]string { return np.Spec.PodSelector.MatchLabels }
+func selectorOf(np *networkingv1.NetworkPolicy) map[string]string {
+	return np.Spec.PodSelector.MatchLabels
+}
 
 func checkDefaults(t *testing.T, r *rendered) {
 	dep := one[appsv1.Deployment](t, r, "Deployment")
@@ -337,11 +339,11 @@ func checkDefaults(t *testing.T, r *rendered) {
 func checkNLB(t *testing.T, r *rendered) {
 	svc := byName[corev1.Service](t, r, "Service", "meshgate")
 	want := map[string]string{
-		nlbPrefix + "type":                     "external",
-		nlbPrefix + "nlb-target-type":          "ip",
-		nlbPrefix + "scheme":                   "internet-facing",
-		nlbPrefix + "attributes":               "load_balancing.cross_zone.enabled=true",
-		nlbPrefix + "proxy-protocol":           "*",
+		nlbPrefix + "type":                    "external",
+		nlbPrefix + "nlb-target-type":         "ip",
+		nlbPrefix + "scheme":                  "internet-facing",
+		nlbPrefix + "attributes":              "load_balancing.cross_zone.enabled=true",
+		nlbPrefix + "proxy-protocol":          "*",
 		nlbPrefix + "target-group-attributes": "deregistration_delay.timeout_seconds=60",
 	}
 	if !maps.Equal(svc.Annotations, want) {
