@@ -157,7 +157,8 @@ type Mesh struct {
 	stats     counters
 
 	mu    sync.Mutex
-	peers map[string]*peer // by address
+	peers map[string]*peer        // by address; guarded by mu
+	list  atomic.Pointer[[]*peer] // immutable snapshot of peers for lock-free reads
 
 	leave   atomic.Bool // send Goodbye on shutdown
 	kill    context.CancelFunc
@@ -312,6 +313,11 @@ func (m *Mesh) setPeers(ctx context.Context, set []string) int {
 			go p.run(pctx)
 		}
 	}
+	list := make([]*peer, 0, len(m.peers))
+	for _, p := range m.peers {
+		list = append(list, p)
+	}
+	m.list.Store(&list)
 	m.mu.Unlock()
 	for _, p := range stopped {
 		<-p.done
@@ -319,11 +325,14 @@ func (m *Mesh) setPeers(ctx context.Context, set []string) int {
 	return len(want)
 }
 
+// eachPeer calls fn for every current peer without holding a lock, so the
+// insert path does not contend on the mesh mutex. A peer being removed may
+// still receive a call; its queue is then simply discarded.
 func (m *Mesh) eachPeer(fn func(*peer)) {
-	m.mu.Lock()
-	defer m.mu.Unlock()
-	for _, p := range m.peers {
-		fn(p)
+	if l := m.list.Load(); l != nil {
+		for _, p := range *l {
+			fn(p)
+		}
 	}
 }
 
