@@ -64,7 +64,7 @@ func (h *handler) desired(problems []build.Problem) *desiredStatus {
 	invalid := map[types.NamespacedName]string{}
 	for _, p := range problems {
 		nn := types.NamespacedName{Namespace: p.Namespace, Name: p.Name}
-		if p.Kind == "TLSPolicy" {
+		if p.Kind == "TLSPolicy" && p.Reason == build.ReasonInvalidPolicy {
 			invalid[nn] = p.Message
 		}
 		d.problems = append(d.problems, problemRef{Problem: p, ref: h.reference(p, nn, byName)})
