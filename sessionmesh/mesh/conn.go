@@ -478,6 +478,7 @@ func (m *Mesh) serveInbound(ctx context.Context, raw net.Conn) {
 		return
 	}
 	raw.SetDeadline(time.Time{})
+	m.peerBack(c.peerName)
 	m.stats.inbound.Add(1)
 	c.run(ctx)
 	m.stats.inbound.Add(-1)
@@ -502,6 +503,17 @@ func (m *Mesh) peerLeft(name string) {
 	m.eachPeer(func(p *peer) {
 		if p.nameLoad() == name {
 			p.left.Store(true)
+		}
+	})
+}
+
+// peerBack wakes the outbound side towards a peer that just dialed us, so
+// a restarted peer is reconnected at once instead of after the backoff.
+func (m *Mesh) peerBack(name string) {
+	m.eachPeer(func(p *peer) {
+		if !p.online.Load() && p.nameLoad() == name {
+			p.left.Store(false)
+			signal(p.redial)
 		}
 	})
 }

@@ -385,3 +385,22 @@ func TestOwnAddressUnderAnotherSpelling(t *testing.T) {
 		waitFor(t, "alone is synced", a.Synced)
 	}
 }
+
+func TestRestartedPeerReconnectedAtOnce(t *testing.T) {
+	ca, _ := pki.NewCA("t")
+	slow := func(c *Config) { c.ReconnectMin, c.ReconnectMax = 5*time.Second, 10*time.Second }
+	pa := make(chanPeers, 1)
+	a := startMesh(t, ca, "a", pa, slow)
+	b := startMesh(t, ca, "b", StaticPeers{a.Addr()}, slow)
+	addr := b.Addr()
+	pa <- []string{addr}
+	waitFor(t, "a online", func() bool { return len(a.OnlineNames()) == 1 })
+	b.stop() // Goodbye: a would now wait ReconnectMax before redialing
+	waitFor(t, "a sees b gone", func() bool { return len(a.OnlineNames()) == 0 })
+	b2 := startMesh(t, ca, "b", StaticPeers{a.Addr()}, func(c *Config) { slow(c); c.ListenAddr = addr })
+	start := time.Now()
+	waitFor(t, "a redials b at once", func() bool { return len(a.OnlineNames()) == 1 && len(b2.OnlineNames()) == 1 })
+	if d := time.Since(start); d > 4*time.Second {
+		t.Fatalf("reconnect took %v", d)
+	}
+}

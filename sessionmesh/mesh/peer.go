@@ -32,6 +32,7 @@ type peer struct {
 	cancel context.CancelFunc
 	done   chan struct{}
 
+	redial chan struct{} // the peer dialed us: cut the backoff short
 	wake   chan struct{} // records or tombstones queued
 	urgent chan struct{} // lookups, keys or snapshot request queued
 
@@ -54,7 +55,7 @@ type peer struct {
 
 func newPeer(m *Mesh, addr string) *peer {
 	return &peer{m: m, addr: addr, done: make(chan struct{}),
-		wake: make(chan struct{}, 1), urgent: make(chan struct{}, 1),
+		wake: make(chan struct{}, 1), urgent: make(chan struct{}, 1), redial: make(chan struct{}, 1),
 		pending: make(map[uint64]chan *wire.LookupResponse), state: StateConnecting}
 }
 
@@ -216,8 +217,11 @@ func (p *peer) run(ctx context.Context) {
 			t.Stop()
 			return
 		case <-t.C:
+			backoff = min(backoff*2, p.m.cfg.ReconnectMax)
+		case <-p.redial: // it is back (e.g. restarted): dial now
+			t.Stop()
+			backoff = p.m.cfg.ReconnectMin
 		}
-		backoff = min(backoff*2, p.m.cfg.ReconnectMax)
 	}
 }
 
