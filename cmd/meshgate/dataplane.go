@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"net"
 	"net/http"
+	"net/http/pprof"
 	"strconv"
 	"sync"
 	"time"
@@ -40,6 +41,8 @@ type plane struct {
 	pass  *l4.Passthrough
 	adm   *admin.Server // nil without --metrics-addr
 	proxy *proxy.Handler
+
+	pprofAddr string // --pprof-addr; "" disables
 
 	changed tableSignal
 }
@@ -80,7 +83,7 @@ func newPlane(f *commonFlags, log logr.Logger, holder *routing.Holder, deps plan
 		return nil, err
 	}
 	reg := deps.reg
-	p := &plane{log: log, holder: holder, reg: reg, changed: deps.changed}
+	p := &plane{log: log, holder: holder, reg: reg, changed: deps.changed, pprofAddr: f.pprofAddr}
 
 	meshAddr := f.meshAddr
 	if deps.ca == nil {
@@ -174,6 +177,13 @@ func (p *plane) run(ctx context.Context, grace time.Duration) error {
 			return err
 		}
 	}
+	if p.pprofAddr != "" {
+		stopPprof, err := startPprof(ctx, p.pprofAddr, p.log)
+		if err != nil {
+			return err
+		}
+		defer stopPprof()
+	}
 	if err := p.srv.Start(ctx); err != nil {
 		return err
 	}
@@ -240,6 +250,36 @@ func (p *plane) followTables(ctx context.Context) {
 			}
 		}
 	}
+}
+
+// startPprof serves net/http/pprof on its own listener at addr (opt-in
+// profiling, kept off the admin and traffic ports). The returned function
+// closes it; it is safe to call once.
+func startPprof(ctx context.Context, addr string, log logr.Logger) (func(), error) {
+	var lc net.ListenConfig
+	ln, err := lc.Listen(ctx, "tcp", addr)
+	if err != nil {
+		return nil, fmt.Errorf("--pprof-addr: %w", err)
+	}
+	mux := http.NewServeMux()
+	mux.HandleFunc("/debug/pprof/", pprof.Index)
+	mux.HandleFunc("/debug/pprof/cmdline", pprof.Cmdline)
+	mux.HandleFunc("/debug/pprof/profile", pprof.Profile)
+	mux.HandleFunc("/debug/pprof/symbol", pprof.Symbol)
+	mux.HandleFunc("/debug/pprof/trace", pprof.Trace)
+	hs := &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second}
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		if err := hs.Serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
+			log.Error(err, "pprof server stopped")
+		}
+	}()
+	log.Info("serving pprof", "addr", ln.Addr().String())
+	return func() {
+		_ = hs.Close()
+		<-done
+	}, nil
 }
 
 // http3AltSvc advertises HTTP/3 on TLS responses when it is enabled.

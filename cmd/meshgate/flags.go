@@ -34,6 +34,7 @@ type commonFlags struct {
 	sessionMode   string
 	sessionBudget int64
 	logLevel      string
+	pprofAddr     string
 }
 
 func (f *commonFlags) register(fs *flag.FlagSet) {
@@ -55,6 +56,7 @@ func (f *commonFlags) register(fs *flag.FlagSet) {
 	fs.StringVar(&f.sessionMode, "session-mode", "Stateful", "resumption mode for hosts no TLSPolicy selects: Stateful, TicketKeys or Off")
 	fs.Int64Var(&f.sessionBudget, "session-store-bytes", 256<<20, "memory budget of the session store; the soonest-expiring sessions are evicted beyond it")
 	fs.StringVar(&f.logLevel, "log-level", "info", "log level: debug, info, error (debug logs every request)")
+	fs.StringVar(&f.pprofAddr, "pprof-addr", "", "address serving net/http/pprof under /debug/pprof/ for profiling (empty disables; never expose it publicly)")
 }
 
 // trustedPrefixes parses --trusted-proxies.

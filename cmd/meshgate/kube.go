@@ -73,17 +73,28 @@ func kubeMain(args []string, stderr io.Writer) error {
 	if err != nil {
 		return err
 	}
+	// The controller stops the data plane when it fails (e.g. it lost the
+	// leader Lease): the process then drains and exits, and restarts clean.
 	ctlDone := make(chan error, 1)
 	ctlCtx, stopCtl := context.WithCancel(context.Background())
 	defer stopCtl()
-	go func() { ctlDone <- ctl.Start(ctlCtx) }()
+	planeCtx, stopPlane := context.WithCancel(ctx)
+	defer stopPlane()
+	go func() {
+		err := ctl.Start(ctlCtx)
+		if err != nil {
+			log.Error(err, "controller stopped; shutting down")
+		}
+		stopPlane()
+		ctlDone <- err
+	}()
 
 	deps := planeDeps{changed: changed, reg: newRegistry()}
 	if *meshService != "" {
 		deps.peers = chanPeers(ctl.Peers())
 	}
 	if *meshCASecret != "" && f.meshAddr != "" {
-		caCtx, cancel := context.WithTimeout(ctx, 2*time.Minute)
+		caCtx, cancel := context.WithTimeout(planeCtx, 2*time.Minute)
 		deps.ca, err = ctl.MeshCA(caCtx)
 		cancel()
 		if err != nil {
@@ -94,7 +105,7 @@ func kubeMain(args []string, stderr io.Writer) error {
 	if err != nil {
 		return err
 	}
-	err = pl.run(ctx, f.shutdownGrace)
+	err = pl.run(planeCtx, f.shutdownGrace)
 	stopCtl()
 	return errors.Join(err, <-ctlDone)
 }
