@@ -396,7 +396,7 @@ func checkFull(t *testing.T, r *rendered) {
 	args := dep.Spec.Template.Spec.Containers[0].Args
 	for flag, want := range map[string]string{
 		"mesh-ca-secret": "meshgate-system/my-mesh-ca", "ingress-class": "edge", "session-mode": "TicketKeys",
-		"l4-configmap": "meshgate-system/l4-services", "log-level": "debug", "cluster-id": "prod-eu",
+		"l4-configmap": "meshgate-system/l4-services", "default-certificate": "meshgate-system/wildcard-tls", "log-level": "debug", "cluster-id": "prod-eu",
 		"shutdown-grace": "45s",
 	} {
 		if got := argValue2(args, flag); got != want {
