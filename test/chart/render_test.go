@@ -63,8 +63,10 @@ func renderCases() []renderCase {
 	}
 }
 
+// TestRender renders every case (the documented commands included) and
+// checks the invariants, then the case's own expectations.
 func TestRender(t *testing.T) {
-	for _, tc := range renderCases() {
+	for _, tc := range allCases(t) {
 		t.Run(tc.name, func(t *testing.T) {
 			r := mustRender(t, tc.in)
 			checkInvariants(t, tc.in, r)

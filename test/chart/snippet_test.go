@@ -3,6 +3,7 @@ package chart
 import (
 	"fmt"
 	"regexp"
+	"slices"
 	"strings"
 	"testing"
 
@@ -112,26 +113,35 @@ func parseHelmInstall(cmd string) (install, error) {
 	return in, nil
 }
 
-// snippetCases are the documented commands as render cases.
-func snippetCases(t *testing.T) []renderCase {
+// installGuidePath is the install guide; its helm install commands are
+// rendered, checked and applied too.
+const installGuidePath = "docs/install.md"
+
+// snippetCases are the README snippet's commands as render cases.
+func snippetCases(t *testing.T) []renderCase { return docCases(t, snippetPath, "snippet") }
+
+// docCases are the helm install commands of a document as render cases.
+func docCases(t *testing.T, path, prefix string) []renderCase {
 	t.Helper()
-	cmds := snippetCommands(string(readRepoFile(t, snippetPath)))
+	cmds := snippetCommands(string(readRepoFile(t, path)))
 	if len(cmds) == 0 {
-		t.Fatalf("%s shows no helm install command", snippetPath)
+		t.Fatalf("%s shows no helm install command", path)
 	}
 	var out []renderCase
 	for i, cmd := range cmds {
 		in, err := parseHelmInstall(cmd)
 		if err != nil {
-			t.Fatalf("%s command %d: %v", snippetPath, i+1, err)
+			t.Fatalf("%s command %d: %v", path, i+1, err)
 		}
-		out = append(out, renderCase{name: fmt.Sprintf("snippet-%d", i+1), in: in, check: func(*testing.T, *rendered) {}})
+		out = append(out, renderCase{name: fmt.Sprintf("%s-%d", prefix, i+1), in: in, check: func(*testing.T, *rendered) {}})
 	}
 	return out
 }
 
 // allCases are the render cases plus the documented commands.
-func allCases(t *testing.T) []renderCase { return append(renderCases(), snippetCases(t)...) }
+func allCases(t *testing.T) []renderCase {
+	return slices.Concat(renderCases(), snippetCases(t), docCases(t, installGuidePath, "install-guide"))
+}
 
 // TestReadmeSnippet: the documented commands render (with the same
 // invariants as every case), the EKS one through ci/nlb-values.yaml — the
