@@ -30,8 +30,8 @@ const (
 	DefaultConnectTimeout      = 5 * time.Second
 	DefaultResponseTimeout     = 60 * time.Second
 	DefaultBodyReadTimeout     = 60 * time.Second
-	DefaultMaxIdleConns        = 1024
-	DefaultMaxIdleConnsPerHost = 64
+	DefaultMaxIdleConns        = 2048
+	DefaultMaxIdleConnsPerHost = 256
 )
 
 // Config configures a Handler. Zero values mean the documented defaults;
@@ -61,7 +61,11 @@ type Config struct {
 	BodyReadTimeout time.Duration
 
 	// MaxIdleConns and MaxIdleConnsPerHost size the upstream pools of each
-	// shared transport. Defaults 1024 and 64.
+	// shared transport. Defaults 2048 and 256. MaxIdleConnsPerHost must
+	// cover the concurrent requests to one endpoint: beyond it every
+	// finished upstream connection is closed and the next request dials
+	// (HTTP/2 clients multiplex many streams onto few client connections,
+	// so concurrency per endpoint can exceed the client connection count).
 	MaxIdleConns        int
 	MaxIdleConnsPerHost int
 
