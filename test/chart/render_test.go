@@ -91,6 +91,9 @@ func TestRenderRejects(t *testing.T) {
 		{"bad trusted proxy", []string{"proxyProtocol.enabled=true", "proxyProtocol.trustedProxies={10.0.0.1}"}, "trustedProxies"},
 		{"bad NLB scheme", []string{"service.aws.nlb.enabled=true", "service.aws.nlb.scheme=public"}, "scheme"},
 		{"bad l4 configmap", []string{"controller.l4ConfigMap=just-a-name"}, "l4ConfigMap"},
+		{"l4 ports without a configmap", []string{"l4Ports[0].name=pg", "l4Ports[0].protocol=TCP", "l4Ports[0].port=15432", "l4Ports[0].servicePort=5432"}, "l4ConfigMap"},
+		{"l4 port below 1025", []string{"controller.l4ConfigMap=a/b", "l4Ports[0].name=dns", "l4Ports[0].protocol=UDP", "l4Ports[0].port=53", "l4Ports[0].servicePort=53"}, "port"},
+		{"l4 port named like a listener", []string{"controller.l4ConfigMap=a/b", "l4Ports[0].name=mesh", "l4Ports[0].protocol=TCP", "l4Ports[0].port=17946", "l4Ports[0].servicePort=7946"}, "taken"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			_, err := render(install{Release: "meshgate", Namespace: "meshgate-system", Set: tc.set})
@@ -441,6 +444,21 @@ func checkFull(t *testing.T, r *rendered) {
 		}
 	}
 	pub := byName[corev1.Service](t, r, "Service", "edge")
+	l4 := map[string]string{}
+	for _, p := range pub.Spec.Ports {
+		l4[p.Name] = fmt.Sprintf("%d/%s->%s", p.Port, p.Protocol, p.TargetPort.String())
+	}
+	if l4["postgres"] != "5432/TCP->postgres" || l4["dns"] != "53/UDP->dns" {
+		t.Errorf("L4 Service ports %v", l4)
+	}
+	np := one[networkingv1.NetworkPolicy](t, r, "NetworkPolicy")
+	open := map[string]bool{}
+	for _, p := range np.Spec.Ingress[0].Ports {
+		open[p.Port.String()+"/"+string(*p.Protocol)] = true
+	}
+	if !open["postgres/TCP"] || !open["dns/UDP"] {
+		t.Errorf("NetworkPolicy traffic rule opens %v, want the L4 ports too", open)
+	}
 	if pub.Annotations["example.com/owner"] != "edge-team" || pub.Spec.LoadBalancerClass == nil ||
 		*pub.Spec.LoadBalancerClass != "example.com/l4" || len(pub.Spec.LoadBalancerSourceRanges) != 1 {
 		t.Errorf("Service %+v %v", pub.Spec, pub.Annotations)

@@ -98,6 +98,14 @@ app.kubernetes.io/part-of: meshgate
 {{- if and .Values.service.aws.nlb.enabled (ne .Values.service.type "LoadBalancer") }}
 {{- fail "service.aws.nlb.enabled needs service.type LoadBalancer" }}
 {{- end }}
+{{- if and .Values.l4Ports (not .Values.controller.l4ConfigMap) }}
+{{- fail "l4Ports needs controller.l4ConfigMap: the ConfigMap that tells meshgate what to proxy on them" }}
+{{- end }}
+{{- range .Values.l4Ports }}
+{{- if has .name (list "https" "https-udp" "http" "metrics" "mesh") }}
+{{- fail (printf "l4Ports: the name %q is taken by a meshgate listener" .name) }}
+{{- end }}
+{{- end }}
 {{- if lt (int .Values.replicaCount) 1 }}
 {{- fail "replicaCount must be at least 1" }}
 {{- end }}
