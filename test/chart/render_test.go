@@ -350,6 +350,9 @@ func checkNLB(t *testing.T, r *rendered) {
 		nlbPrefix + "attributes":              "load_balancing.cross_zone.enabled=true",
 		nlbPrefix + "proxy-protocol":          "*",
 		nlbPrefix + "target-group-attributes": "deregistration_delay.timeout_seconds=60",
+		nlbPrefix + "healthcheck-protocol":    "HTTP",
+		nlbPrefix + "healthcheck-port":        "9101",
+		nlbPrefix + "healthcheck-path":        "/readyz",
 	}
 	if !maps.Equal(svc.Annotations, want) {
 		t.Errorf("NLB annotations\n got %v\nwant %v", svc.Annotations, want)

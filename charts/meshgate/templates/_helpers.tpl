@@ -72,6 +72,12 @@ app.kubernetes.io/part-of: meshgate
 {{- $_ := set $a "service.beta.kubernetes.io/aws-load-balancer-type" "external" }}
 {{- $_ := set $a "service.beta.kubernetes.io/aws-load-balancer-nlb-target-type" .targetType }}
 {{- $_ := set $a "service.beta.kubernetes.io/aws-load-balancer-scheme" .scheme }}
+{{- /* Health-check meshgate's readiness, not the traffic port: a draining
+       replica fails /readyz and the NLB stops picking it, and no PROXY
+       header is needed on the check. */}}
+{{- $_ := set $a "service.beta.kubernetes.io/aws-load-balancer-healthcheck-protocol" "HTTP" }}
+{{- $_ := set $a "service.beta.kubernetes.io/aws-load-balancer-healthcheck-port" ($.Values.controller.ports.metrics | toString) }}
+{{- $_ := set $a "service.beta.kubernetes.io/aws-load-balancer-healthcheck-path" "/readyz" }}
 {{- $attrs := prepend .attributes (printf "load_balancing.cross_zone.enabled=%t" .crossZone) }}
 {{- $_ := set $a "service.beta.kubernetes.io/aws-load-balancer-attributes" (join "," $attrs) }}
 {{- if .targetGroupAttributes }}
