@@ -33,9 +33,11 @@ envtest: ## kube-apiserver + etcd built from the Go module proxy, cached by vers
 vet:
 	@test -z "$$(gofmt -l $$(git ls-files '*.go'))" || { gofmt -l $$(git ls-files '*.go'); echo 'gofmt needed'; exit 1; }
 	$(GO) vet ./...
+	cd test/chart && $(GO) vet ./...
 
-test: deps envtest build vet ## Every test: unit, fuzz seeds, envtest, end to end.
-	KUBEBUILDER_ASSETS="$$(hack/envtest-assets.sh)" MESHGATE_BIN=$(BIN) \
+test: deps envtest build vet ## Every test: unit, fuzz seeds, envtest, end to end, Helm chart.
+	export KUBEBUILDER_ASSETS="$$(hack/envtest-assets.sh)" MESHGATE_BIN=$(BIN); \
+	  (cd test/chart && $(GO) test -timeout $(TEST_TIMEOUT) -count=1 ./...) && \
 	  $(GO) test -timeout $(TEST_TIMEOUT) -count=1 ./...
 
 unit: ## Fast package tests only (no envtest, no e2e).

@@ -191,3 +191,13 @@ func TestShellWords(t *testing.T) {
 		}
 	}
 }
+
+// TestReadmeCarriesSnippet keeps README.md's install section the very text
+// whose helm commands the tests above render and apply.
+func TestReadmeCarriesSnippet(t *testing.T) {
+	readme := string(readRepoFile(t, "README.md"))
+	snippet := strings.TrimSpace(string(readRepoFile(t, snippetPath)))
+	if !strings.Contains(readme, snippet) {
+		t.Fatalf("README.md does not contain %s verbatim; paste it into the README's Install section", snippetPath)
+	}
+}
