@@ -5,6 +5,7 @@ import (
 	"crypto/tls"
 	"io"
 	"net/http"
+	"net/netip"
 	"testing"
 )
 
@@ -38,6 +39,33 @@ func BenchmarkTLSConnect(b *testing.B) {
 				}
 			})
 		}
+	}
+}
+
+// BenchmarkTLSConnectProxyProtocol is BenchmarkTLSConnect/*/resumed with
+// PROXY parsing on (loopback trusted, header optional and absent), the
+// default of meshgate's --trusted-proxies: the per-connection cost of
+// looking for a header and of the connection wrapper afterwards.
+func BenchmarkTLSConnectProxyProtocol(b *testing.B) {
+	f := newFixture(b, func(c *Config) {
+		c.TrustedProxies = []netip.Prefix{netip.MustParsePrefix("127.0.0.0/8")}
+	})
+	for _, v := range []struct {
+		name string
+		max  uint16
+	}{{"tls12", tls.VersionTLS12}, {"tls13", tls.VersionTLS13}} {
+		b.Run(v.name+"/resumed", func(b *testing.B) {
+			cfg := &tls.Config{ServerName: "a.example.com", RootCAs: f.ca.pool, MaxVersion: v.max,
+				ClientSessionCache: tls.NewLRUClientSessionCache(1)}
+			connectOnce(b, f.httpsAddr(), cfg)
+			b.ReportAllocs()
+			b.ResetTimer()
+			for b.Loop() {
+				if st := connectOnce(b, f.httpsAddr(), cfg); !st.DidResume {
+					b.Fatal("not resumed")
+				}
+			}
+		})
 	}
 }
 

@@ -47,16 +47,54 @@ func (c *trackedConn) CloseWrite() error {
 	return errors.New("server: connection does not support CloseWrite")
 }
 
-// proxiedConn is a connection after its PROXY header: reads replay what the
-// parser buffered, RemoteAddr is the carried client, and CloseWrite reaches
-// the TCP socket.
+// proxiedConn is a connection after its PROXY header: reads first replay
+// the bytes the header parser had buffered past the header, then go
+// straight to the tracked TCP connection; RemoteAddr and LocalAddr are the
+// addresses the header carried (the socket's when it had none). It replaces
+// go-proxyproto's Conn once the header is parsed, so that the connection's
+// life (every TLS record read, every SetReadDeadline of net/http) pays no
+// extra buffering layer or per-deadline allocation.
+//
+// Reads are not safe for concurrent use (TLS serialises them).
 type proxiedConn struct {
-	*proxyproto.Conn
-	tc *trackedConn
+	*trackedConn
+	pending       []byte // buffered bytes past the header, replayed first
+	local, remote net.Addr
 }
 
-// CloseWrite half-closes the underlying TCP connection.
-func (c proxiedConn) CloseWrite() error { return c.tc.CloseWrite() }
+// Read implements net.Conn.
+func (c *proxiedConn) Read(p []byte) (int, error) {
+	if len(c.pending) > 0 {
+		n := copy(p, c.pending)
+		c.pending = c.pending[n:]
+		if len(c.pending) == 0 {
+			c.pending = nil
+		}
+		return n, nil
+	}
+	return c.trackedConn.Read(p)
+}
+
+// RemoteAddr is the client address the PROXY header carried.
+func (c *proxiedConn) RemoteAddr() net.Addr { return c.remote }
+
+// LocalAddr is the destination address the PROXY header carried.
+func (c *proxiedConn) LocalAddr() net.Addr { return c.local }
+
+// errBufferedTaken stops proxyproto.Conn.WriteTo once it has handed over
+// its buffered bytes.
+var errBufferedTaken = errors.New("server: buffered bytes taken")
+
+// bufferedTaker is the io.Writer given to proxyproto.Conn.WriteTo: WriteTo
+// writes the parser's buffered bytes first, in one Write, and then would
+// copy the socket; failing that first Write takes exactly the buffered
+// bytes and leaves the socket unread.
+type bufferedTaker struct{ b []byte }
+
+func (w *bufferedTaker) Write(p []byte) (int, error) {
+	w.b = append([]byte(nil), p...)
+	return 0, errBufferedTaken
+}
 
 // connQueue is the net.Listener handed to http.Server: it yields connections
 // that passed preparation. It is unbuffered, so a connection is either taken
@@ -143,7 +181,18 @@ func (s *Server) readProxyHeader(c *trackedConn, deadline time.Time) (net.Conn, 
 	if _, err := pc.Read(nil); err != nil {
 		return nil, fmt.Errorf("PROXY header from %s: %w", c.RemoteAddr(), err)
 	}
-	return proxiedConn{Conn: pc, tc: c}, nil
+	// Keep the header's addresses and the bytes read past the header, and
+	// drop go-proxyproto's wrapper for the rest of the connection.
+	remote, local := pc.RemoteAddr(), pc.LocalAddr()
+	// Any other error than errBufferedTaken means nothing was buffered and
+	// the parser kept a read error (a header timeout under an optional
+	// policy, EOF): the socket reports it again on the next read.
+	var bt bufferedTaker
+	_, _ = pc.WriteTo(&bt)
+	if len(bt.b) == 0 {
+		bt.b = nil
+	}
+	return &proxiedConn{trackedConn: c, pending: bt.b, local: local, remote: remote}, nil
 }
 
 // trustedPrefixesValid reports a configuration error in TrustedProxies.

@@ -18,6 +18,20 @@ type metrics struct {
 	rejected        *prometheus.CounterVec
 
 	hs [2][2]prometheus.Counter // [tls12, tls13][full, resumed]
+
+	// Per-listener children, indexed by listenerIndex: touched on every
+	// accepted and every closed connection.
+	openBy     [2]prometheus.Gauge
+	acceptedBy [2]prometheus.Counter
+}
+
+// listenerIndex maps a listener kind to its slot in the per-listener
+// children.
+func listenerIndex(kind string) int {
+	if kind == listenerHTTP {
+		return 1
+	}
+	return 0
 }
 
 const (
@@ -52,6 +66,10 @@ func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 		for j, r := range []string{"false", "true"} {
 			m.hs[i][j] = m.handshakes.WithLabelValues(v, r)
 		}
+	}
+	for i, kind := range []string{listenerHTTPS, listenerHTTP} {
+		m.openBy[i] = m.open.WithLabelValues(kind)
+		m.acceptedBy[i] = m.accepted.WithLabelValues(kind)
 	}
 	if reg == nil {
 		return m, nil
