@@ -12,6 +12,7 @@ import (
 	"runtime"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/meshgate/meshgate/sessionmesh/store"
@@ -51,7 +52,14 @@ type conn struct {
 	peerName string
 	fr       *wire.Reader
 	resp     chan wire.Message // snapshot requests for the writer; bounded
-	snapID   uint64
+
+	// snapID is the id of the snapshot requested on this outbound
+	// connection and not yet ended (0: none). The writer sets it, the
+	// reader clears it on SnapshotEnd.
+	snapID atomic.Uint64
+	// snapInitial marks that snapID is the node's initial sync (set before
+	// run; then read and cleared by the reader only).
+	snapInitial bool
 
 	// wmu serializes writers: the owner goroutine's batches and heartbeats,
 	// and point lookups written directly by the requesting handshake
@@ -236,16 +244,23 @@ func (c *conn) handle(msg wire.Message) error {
 		}
 		c.peer.deliver(v)
 	case *wire.SnapshotChunk:
-		if c.peer == nil || v.ID != c.snapID {
+		if c.peer == nil || v.ID == 0 || v.ID != c.snapID.Load() {
 			return errProtocol
 		}
 		h.HandleInsert(c.peerName, v.Records)
 	case *wire.SnapshotEnd:
-		if c.peer == nil || v.ID != c.snapID {
+		if c.peer == nil || v.ID == 0 || v.ID != c.snapID.Load() {
 			return errProtocol
 		}
-		c.m.sync.finish()
-		c.m.cfg.Log.Info("mesh snapshot received", "peer", c.peerName, "records", v.Count)
+		c.snapID.Store(0)
+		if c.snapInitial {
+			c.snapInitial = false // later snapshots on this connection are re-syncs
+			c.m.sync.finish()
+			c.m.cfg.Log.Info("mesh snapshot received", "peer", c.peerName, "records", v.Count)
+		} else {
+			c.m.resyncs.Add(1)
+			c.m.cfg.Log.Info("mesh re-sync received", "peer", c.peerName, "records", v.Count)
+		}
 	case *wire.Goodbye:
 		if c.peer != nil {
 			c.peer.left.Store(true)
@@ -268,6 +283,7 @@ func (c *conn) writeLoop(ctx, cctx context.Context) error {
 	if c.peer != nil {
 		wake, urgent = c.peer.wake, c.peer.urgent
 		signal(wake) // flush whatever queued while disconnected
+		c.maybeResync()
 	}
 	flush := time.NewTimer(time.Hour)
 	flush.Stop()
@@ -293,6 +309,7 @@ func (c *conn) writeLoop(ctx, cctx context.Context) error {
 		case <-urgent:
 			flush.Stop()
 			armed = false
+			c.maybeResync()
 			err = c.flushPeer(&b)
 		case <-wake:
 			// Idle connection: send at once (latency). Busy: batch until
@@ -312,6 +329,9 @@ func (c *conn) writeLoop(ctx, cctx context.Context) error {
 			err = c.flushPeer(&b)
 			lastFlush = time.Now()
 		case now := <-hb.C:
+			if c.peer != nil {
+				c.maybeResync()
+			}
 			if now.Sub(last) < c.m.cfg.HeartbeatInterval/2 {
 				continue
 			}
@@ -479,9 +499,11 @@ func (m *Mesh) serveInbound(ctx context.Context, raw net.Conn) {
 	}
 	raw.SetDeadline(time.Time{})
 	m.peerBack(c.peerName)
+	m.inboundUp(c.peerName)
 	m.stats.inbound.Add(1)
 	c.run(ctx)
 	m.stats.inbound.Add(-1)
+	m.inboundDown(c.peerName)
 }
 
 func classifyTLS(err error) string {

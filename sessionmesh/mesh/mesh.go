@@ -165,6 +165,11 @@ type Mesh struct {
 	started atomic.Bool
 	sync    syncState
 	reqID   atomic.Uint64
+
+	resyncMu      sync.Mutex
+	resync        resyncState // guarded by resyncMu
+	resyncPending atomic.Bool // resync.want is not empty
+	resyncs       atomic.Uint64
 }
 
 // New validates cfg and binds the listener, so Addr is known before Run.
@@ -186,6 +191,7 @@ func New(cfg Config) (*Mesh, error) {
 	}
 	m.sync.init()
 	m.stats.init()
+	m.resync = resyncState{inbound: make(map[string]int), lost: make(map[string]bool), want: make(map[string]bool)}
 	m.serverTLS, m.clientTLS = m.tlsConfigs()
 	return m, nil
 }

@@ -275,8 +275,10 @@ func (p *peer) serve(ctx context.Context, c *conn) {
 	}
 	snap := p.m.sync.claim()
 	if snap {
-		c.snapID = p.m.reqID.Add(1)
-		c.queueResp(&wire.SnapshotRequest{ID: c.snapID})
+		c.snapInitial = true
+		id := p.m.reqID.Add(1)
+		c.snapID.Store(id)
+		c.queueResp(&wire.SnapshotRequest{ID: id})
 	}
 	p.cur.Store(c)
 	c.run(ctx)
@@ -284,6 +286,9 @@ func (p *peer) serve(ctx context.Context, c *conn) {
 	p.online.Store(false)
 	if snap {
 		p.m.sync.release()
+	}
+	if !snap && c.snapID.Load() != 0 {
+		p.m.markResync(c.peerName) // the re-sync was cut short: ask again
 	}
 	p.m.cfg.Log.V(1).Info("mesh peer offline", "peer", p.addr)
 }

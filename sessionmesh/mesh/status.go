@@ -51,6 +51,7 @@ type Status struct {
 	MsgsIn      uint64            `json:"messages_in"`
 	MsgsOut     uint64            `json:"messages_out"`
 	Drops       uint64            `json:"drops"`
+	Resyncs     uint64            `json:"resyncs"` // re-sync snapshots received after a lost connection
 	Rejected    map[string]uint64 `json:"rejected"`
 }
 
@@ -60,7 +61,7 @@ func (m *Mesh) Status() Status {
 		Inbound: m.stats.inbound.Load(), BytesIn: m.stats.bytesIn.Load(),
 		BytesOut: m.stats.bytesOut.Load(), MsgsIn: m.stats.msgsIn.Load(),
 		MsgsOut: m.stats.msgsOut.Load(), Drops: m.stats.drops.Load(),
-		Rejected: make(map[string]uint64)}
+		Resyncs: m.resyncs.Load(), Rejected: make(map[string]uint64)}
 	m.eachPeer(func(p *peer) {
 		p.mu.Lock()
 		ps := PeerStatus{Addr: p.addr, Name: p.name, State: p.state,
