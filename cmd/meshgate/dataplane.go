@@ -7,6 +7,8 @@ import (
 	"net"
 	"net/http"
 	"net/http/pprof"
+	"os"
+	"runtime/debug"
 	"strconv"
 	"sync"
 	"time"
@@ -167,6 +169,7 @@ func newPlane(f *commonFlags, log logr.Logger, holder *routing.Holder, deps plan
 // false → stop accepting → drain in-flight requests within grace → leave
 // the mesh → return.
 func (p *plane) run(ctx context.Context, grace time.Duration) error {
+	applyGCDefault(p.log)
 	meshCtx, stopMesh := context.WithCancel(context.Background())
 	defer stopMesh()
 	meshDone := make(chan error, 1)
@@ -250,6 +253,22 @@ func (p *plane) followTables(ctx context.Context) {
 			}
 		}
 	}
+}
+
+// defaultGCPercent is the garbage collector target used when GOGC is not
+// set: the data plane's heap is small and mostly short-lived per-request
+// garbage, so trading some memory for fewer collections cuts CPU per
+// request and per handshake. GOGC (and GOMEMLIMIT) in the environment
+// override it as usual.
+const defaultGCPercent = 200
+
+// applyGCDefault sets defaultGCPercent unless the operator set GOGC.
+func applyGCDefault(log logr.Logger) {
+	if _, set := os.LookupEnv("GOGC"); set {
+		return
+	}
+	debug.SetGCPercent(defaultGCPercent)
+	log.V(1).Info("GC target set", "gcPercent", defaultGCPercent)
 }
 
 // startPprof serves net/http/pprof on its own listener at addr (opt-in
