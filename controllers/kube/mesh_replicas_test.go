@@ -34,6 +34,7 @@ const meshReplicaConns = 150
 // sessions issued by another one; and a replica leaving the EndpointSlice
 // leaves the survivors' peer sets.
 func TestMeshReplicas(t *testing.T) {
+	checkReplicaGoroutines(t)
 	deadline := time.Now().Add(55 * time.Second)
 	ns := newNamespace(t)
 	bo := testBuild(t)

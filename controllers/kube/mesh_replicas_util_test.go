@@ -10,6 +10,8 @@ import (
 	"net/http"
 	"os"
 	"os/exec"
+	"runtime"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -273,4 +275,56 @@ func roundRobin(t *testing.T, addrs []string, base *tls.Config, n int) resumeSta
 		}
 	}
 	return st
+}
+
+// meshReplicaFrames name the functions whose goroutines belong to the
+// replicas: session mesh nodes, data planes, the peer adapter and the
+// controllers' own runnables.
+var meshReplicaFrames = []string{
+	"meshgate/sessionmesh", "meshgate/dataplane/server", "meshgate/dataplane/proxy",
+	"kube.meshReplicaPeers", "kube.(*handler)", "kube.(*statusWriter)", "kube.(*caEnsurer)",
+}
+
+// checkReplicaGoroutines registers a cleanup, run after every cleanup
+// registered later (LIFO), that fails the test if goroutines of the
+// replicas are still running 5 s after they were stopped.
+func checkReplicaGoroutines(t *testing.T) {
+	t.Helper()
+	t.Cleanup(func() {
+		var left []string
+		for deadline := time.Now().Add(5 * time.Second); ; time.Sleep(20 * time.Millisecond) {
+			left = replicaGoroutines()
+			if len(left) == 0 || time.Now().After(deadline) {
+				break
+			}
+		}
+		for _, g := range left {
+			t.Errorf("goroutine left running:\n%s", g)
+		}
+	})
+}
+
+func replicaGoroutines() []string {
+	buf := make([]byte, 1<<20)
+	for {
+		n := runtime.Stack(buf, true)
+		if n < len(buf) {
+			buf = buf[:n]
+			break
+		}
+		buf = make([]byte, 2*len(buf))
+	}
+	var out []string
+	for _, g := range strings.Split(string(buf), "\n\n") {
+		if strings.Contains(g, "checkReplicaGoroutines") { // this cleanup
+			continue
+		}
+		for _, f := range meshReplicaFrames {
+			if strings.Contains(g, f) {
+				out = append(out, g)
+				break
+			}
+		}
+	}
+	return out
 }
