@@ -30,13 +30,6 @@ type loadCounts struct {
 	firstErr                              atomic.Pointer[error]
 }
 
-// firstAfterKill counts, per client, the first connection to a survivor
-// that started after the kill, by who issued the session it offered.
-type firstAfterKill struct {
-	fromVictim, fromVictimResumed       atomic.Int64
-	fromSurvivors, fromSurvivorsResumed atomic.Int64
-}
-
 // TestKillReplicaUnderLoad runs steady load from independent TLS 1.3
 // clients (one session each, round robin over the three replicas, zero
 // think time) and SIGKILLs one replica in the middle. Connections to the
@@ -53,10 +46,23 @@ func TestKillReplicaUnderLoad(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	// Sessions issued before the kill, by the victim ([0]) and by replica-1
+	// ([1]), one per client, offered to the survivors after the kill.
+	var primed [2][]*harness.Client
+	for j, r := range []*harness.Replica{c.Replicas[victim], c.Replicas[0]} {
+		for range 24 {
+			cfg := base.Clone()
+			cfg.ClientSessionCache = tls.NewLRUClientSessionCache(4)
+			cl := &harness.Client{Config: cfg}
+			if _, err := cl.Do(ctx, r.HTTPSAddr); err != nil {
+				t.Fatalf("priming on %s: %v", r.Name, err)
+			}
+			primed[j] = append(primed[j], cl)
+		}
+	}
 	const workers = 12
 	var killed atomic.Bool
 	var before, after loadCounts
-	var first firstAfterKill
 	loadCtx, stopLoad := context.WithCancel(ctx)
 	defer stopLoad()
 	var wg sync.WaitGroup
@@ -65,30 +71,11 @@ func TestKillReplicaUnderLoad(t *testing.T) {
 		cfg.ClientSessionCache = tls.NewLRUClientSessionCache(4)
 		cl := &harness.Client{Config: cfg}
 		wg.Go(func() {
-			issuer, counted := -1, false // who issued the session the client holds
 			for i := w; loadCtx.Err() == nil; i++ {
 				target := i % len(c.Replicas)
-				started := killed.Load()
 				resumed, err := cl.Do(loadCtx, c.Replicas[target].HTTPSAddr)
 				if loadCtx.Err() != nil {
 					return
-				}
-				if started && !counted && target != victim && err == nil && issuer >= 0 {
-					counted = true
-					if issuer == victim {
-						first.fromVictim.Add(1)
-						if resumed {
-							first.fromVictimResumed.Add(1)
-						}
-					} else {
-						first.fromSurvivors.Add(1)
-						if resumed {
-							first.fromSurvivorsResumed.Add(1)
-						}
-					}
-				}
-				if err == nil {
-					issuer = target // TLS 1.3: every connection brings a new ticket
 				}
 				// By completion time: a connection the kill cut short counts
 				// after it.
@@ -126,13 +113,26 @@ func TestKillReplicaUnderLoad(t *testing.T) {
 	t.Logf("FAULT: kill-under-load before: %d ok, %d on survivors of which %d resumed, %d failed",
 		b.ok.Load(), b.survivorConns.Load(), b.survivorResumed.Load(), b.failedOnVictim.Load()+b.failedOnSurvivors.Load())
 	full := a.survivorConns.Load() - a.survivorResumed.Load()
-	lostV := first.fromVictim.Load() - first.fromVictimResumed.Load()
-	lostS := first.fromSurvivors.Load() - first.fromSurvivorsResumed.Load()
 	t.Logf("FAULT: kill-under-load after SIGKILL of %s (%v of load, %d clients): %d ok; requests failed: %d on the killed replica, %d on survivors; survivor connections %d, resumed %d, full handshakes %d",
 		c.Replicas[victim].Name, time.Since(killAt).Round(time.Millisecond), workers, a.ok.Load(),
 		a.failedOnVictim.Load(), a.failedOnSurvivors.Load(), a.survivorConns.Load(), a.survivorResumed.Load(), full)
-	t.Logf("FAULT: kill-under-load sessions issued before the kill, first offered to a survivor: by survivors %d, lost %d; by the killed replica %d, lost %d",
-		first.fromSurvivors.Load(), lostS, first.fromVictim.Load(), lostV)
+	var lost [2]int
+	for j, ps := range primed {
+		for i, cl := range ps {
+			resumed, err := cl.Do(ctx, c.Replicas[i%2].HTTPSAddr)
+			if err != nil {
+				t.Fatalf("pre-kill session client on %s: %v", c.Replicas[i%2].Name, err)
+			}
+			if !resumed {
+				lost[j]++
+			}
+		}
+	}
+	t.Logf("FAULT: kill-under-load sessions issued before the kill and lost on survivors: %d of %d issued by the killed replica, %d of %d issued by a survivor",
+		lost[0], len(primed[0]), lost[1], len(primed[1]))
+	if lost[0]+lost[1] > 0 {
+		t.Errorf("sessions issued before the kill did not resume on survivors")
+	}
 	for _, r := range c.Replicas[:victim] {
 		if st, err := status(r); err == nil {
 			t.Logf("FAULT: kill-under-load %s resumption misses by reason: %v", r.Name, st.Misses)
@@ -147,14 +147,14 @@ func TestKillReplicaUnderLoad(t *testing.T) {
 	if a.survivorConns.Load() < 50 {
 		t.Errorf("only %d connections to survivors after the kill", a.survivorConns.Load())
 	}
-	// A session the victim issued in the last milliseconds before SIGKILL
-	// may have died in its send buffers: those losses are what the kill
-	// costs. Any other full handshake on a survivor is the replication race
-	// the cluster has without faults too (a ticket issued on one survivor
-	// and offered to the other before it arrived and while the point lookup
-	// timed out on this loaded machine): a few per thousand are tolerated.
-	if extra, allowed := full-lostV, 2+a.survivorConns.Load()/500; extra > allowed {
-		t.Errorf("%d full handshakes on survivors not explained by sessions the killed replica issued (allowed %d)", extra, allowed)
+	// Connections that completed on survivors but did a full handshake: the
+	// replication race (a ticket issued an instant before it is offered to
+	// another replica, the point lookup timing out on this loaded machine),
+	// plus tickets the victim issued in its last milliseconds, lost in its
+	// send buffers. Bounded at 1 %; the claim itself (sessions issued before
+	// the kill resume) is checked with the primed clients above.
+	if allowed := 2 + a.survivorConns.Load()/100; full > allowed {
+		t.Errorf("%d full handshakes on survivors after the kill (allowed %d)", full, allowed)
 	}
 }
 
