@@ -191,7 +191,7 @@ func New(cfg Config) (*Mesh, error) {
 	}
 	m.sync.init()
 	m.stats.init()
-	m.resync = resyncState{inbound: make(map[string]int), lost: make(map[string]bool), want: make(map[string]bool)}
+	m.resync = resyncState{lost: make(map[string]bool), want: make(map[string]bool)}
 	m.serverTLS, m.clientTLS = m.tlsConfigs()
 	return m, nil
 }

@@ -22,18 +22,22 @@ import (
 // online. A re-sync cut short by a connection loss is requested again. At
 // most one snapshot is in flight per outbound connection.
 
+// maxResyncNames bounds the names remembered in resyncState. Peer names
+// change with every pod in Kubernetes; a node that has seen more departed
+// peers than this forgets them all (it may then miss one re-sync, and the
+// point lookup still covers the sessions).
+const maxResyncNames = 4096
+
 // resyncState is guarded by Mesh.resyncMu.
 type resyncState struct {
-	inbound map[string]int  // live inbound connections by peer name
-	lost    map[string]bool // an inbound connection from the name ended
-	want    map[string]bool // re-sync requested, not yet sent
+	lost map[string]bool // an inbound connection from the name ended
+	want map[string]bool // re-sync requested, not yet sent
 }
 
 // inboundUp records an established inbound connection from name. If an
 // earlier one from the same name was lost, a re-sync from it is requested.
 func (m *Mesh) inboundUp(name string) {
 	m.resyncMu.Lock()
-	m.resync.inbound[name]++
 	again := m.resync.lost[name]
 	delete(m.resync.lost, name)
 	m.resyncMu.Unlock()
@@ -45,9 +49,8 @@ func (m *Mesh) inboundUp(name string) {
 // inboundDown records the end of an inbound connection from name.
 func (m *Mesh) inboundDown(name string) {
 	m.resyncMu.Lock()
-	m.resync.inbound[name]--
-	if m.resync.inbound[name] <= 0 {
-		delete(m.resync.inbound, name)
+	if len(m.resync.lost) >= maxResyncNames {
+		clear(m.resync.lost)
 	}
 	m.resync.lost[name] = true
 	m.resyncMu.Unlock()
@@ -56,6 +59,9 @@ func (m *Mesh) inboundDown(name string) {
 // markResync asks the outbound connection to name for a snapshot.
 func (m *Mesh) markResync(name string) {
 	m.resyncMu.Lock()
+	if len(m.resync.want) >= maxResyncNames {
+		clear(m.resync.want)
+	}
 	m.resync.want[name] = true
 	m.resyncPending.Store(true)
 	m.resyncMu.Unlock()
