@@ -49,7 +49,7 @@ func newTopo(t *testing.T, n int) *netTopo {
 	if os.Geteuid() != 0 {
 		t.Fatal("the partition test needs root (network namespaces); CI runs as root")
 	}
-	for _, tool := range []string{"ip"} {
+	for _, tool := range []string{"ip", "tc"} {
 		if _, err := exec.LookPath(tool); err != nil {
 			t.Fatalf("%s (iproute2) is required: %v", tool, err)
 		}
@@ -159,36 +159,72 @@ func TestPartitionHeal(t *testing.T) {
 	k := 2 // replica-3
 	l := startLoader(t, meshDir, "198.18.0.1", []string{rs[0].MeshAddr, rs[1].MeshAddr})
 
-	if err := run("ip", "link", "set", nt.meshPort(k+1), "down"); err != nil {
+	// Round 1: plain heal. Round 2: the healed link is slow (tbf, 50 Mbit/s
+	// each way; this kernel has no sch_netem for added delay), so the cost
+	// of the re-sync's full snapshot shows.
+	partitionRound(t, s, nt, rs, l, k, "", 20_000, 200)
+	partitionRound(t, s, nt, rs, l, k, "50mbit", 20_000, 200)
+}
+
+// partitionRound cuts replica k's mesh link, adds synthetic sessions on
+// the majority side and real ones on k, heals (shaping the link to rate
+// when not empty) and measures convergence.
+func partitionRound(t *testing.T, s *scenario, nt *netTopo, rs []*harness.Replica, l *loader, k int, rate string, synthetic, real int) {
+	t.Helper()
+	port := nt.meshPort(k + 1)
+	start := make([]int64, len(rs))
+	for i, r := range rs {
+		start[i] = records(r)
+	}
+	if err := run("ip", "link", "set", port, "down"); err != nil {
 		t.Fatal(err)
 	}
 	cut := time.Now()
-	const synthetic, real = 20_000, 200
 	l.insert(t, synthetic)
 	handshakes(t, s, rs[k].HTTPSAddr, real)
 	waitUntil(t, "both sides see the partition", 15*time.Second, func() bool {
-		for _, r := range rs {
+		for i, r := range rs {
 			st, err := status(r)
-			if err != nil || st.Mesh.PeersOnline != 1+btoi(r == rs[k])*-1 {
+			want := 1 // the other majority replica
+			if i == k {
+				want = 0
+			}
+			if err != nil || st.Mesh.PeersOnline != want {
 				return false
 			}
 		}
 		return true
 	})
-	before := make([]int64, len(rs))
+	during := make([]int64, len(rs))
 	for i, r := range rs {
-		before[i] = records(r)
+		during[i] = records(r)
 	}
-	t.Logf("FAULT: partition of %s (bridge port down) %v; records during: %v", rs[k].Name, time.Since(cut).Round(time.Millisecond), before)
-	if before[k] >= before[0] {
-		t.Fatalf("isolated replica already holds the majority's records: %v", before)
+	st0, err := status(rs[k])
+	if err != nil {
+		t.Fatal(err)
 	}
-
-	if err := run("ip", "link", "set", nt.meshPort(k+1), "up"); err != nil {
+	t.Logf("FAULT: partition of %s (bridge port down) %v; records during: %v", rs[k].Name, time.Since(cut).Round(time.Millisecond), during)
+	if during[k] >= during[0] {
+		t.Fatalf("isolated replica already holds the majority's records: %v", during)
+	}
+	link := "full speed"
+	if rate != "" {
+		link = rate + " each way (tbf)"
+		shape := []string{"root", "tbf", "rate", rate, "burst", "256kb", "latency", "200ms"}
+		for _, c := range [][]string{
+			append([]string{"tc", "qdisc", "add", "dev", port}, shape...),
+			append([]string{"ip", "netns", "exec", nt.ns(k + 1), "tc", "qdisc", "add", "dev", "mesh0"}, shape...),
+		} {
+			if err := run(c...); err != nil {
+				t.Fatalf("shape link: %v", err)
+			}
+		}
+	}
+	if err := run("ip", "link", "set", port, "up"); err != nil {
 		t.Fatal(err)
 	}
 	var counts []int64
-	took := waitUntil(t, "records equal on every replica after heal", 40*time.Second, func() bool {
+	took := waitUntil(t, "records equal on every replica after heal", 45*time.Second, func() bool {
 		counts = counts[:0]
 		for _, r := range rs {
 			counts = append(counts, records(r))
@@ -199,19 +235,12 @@ func TestPartitionHeal(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	t.Logf("FAULT: partition-heal convergence %v after link up: %d records on every replica (%d synthetic from the majority side, %d handshakes on the isolated side); re-syncs on %s: %d",
-		took.Round(time.Millisecond), counts[0], synthetic, real, rs[k].Name, st.Mesh.Resyncs)
-	if counts[0] < synthetic+real {
-		t.Errorf("converged on %d records, want at least %d", counts[0], synthetic+real)
+	t.Logf("FAULT: partition-heal convergence %v after link up (%s): %d records on every replica (%d synthetic added on the majority side, %d handshakes on the isolated side); re-sync snapshots received by %s: %d",
+		took.Round(time.Millisecond), link, counts[0], synthetic, real, rs[k].Name, st.Mesh.Resyncs-st0.Mesh.Resyncs)
+	if want := start[0] + int64(synthetic+real); counts[0] < want {
+		t.Errorf("converged on %d records, want at least %d", counts[0], want)
 	}
-	if st.Mesh.Resyncs == 0 {
+	if st.Mesh.Resyncs == st0.Mesh.Resyncs {
 		t.Errorf("%s converged without a re-sync", rs[k].Name)
 	}
-}
-
-func btoi(b bool) int {
-	if b {
-		return 1
-	}
-	return 0
 }
