@@ -20,8 +20,9 @@ import (
 // stop or restart its processes (TestKillReplica makes its own cluster).
 var env *harness.Env
 
-// udpPort is meshgate's L4 UDP port in env (bound on each replica's IP).
-var udpPort int
+// udpPort and tcpPort are meshgate's L4 UDP and TCP ports in env (bound on
+// each replica's IP).
+var udpPort, tcpPort int
 
 func TestMain(m *testing.M) {
 	os.Exit(run(m))
@@ -52,7 +53,11 @@ func run(m *testing.M) int {
 		fmt.Fprintln(os.Stderr, "e2e:", err)
 		return 1
 	}
-	env, err = harness.SetupEnv(r, dir, bins, harness.EnvOptions{Replicas: 3, Nginx: 3, HTTP3: true, UDPPort: udpPort})
+	if tcpPort, err = harness.FreePort("127.0.0.21"); err != nil {
+		fmt.Fprintln(os.Stderr, "e2e:", err)
+		return 1
+	}
+	env, err = harness.SetupEnv(r, dir, bins, harness.EnvOptions{Replicas: 3, Nginx: 3, HTTP3: true, UDPPort: udpPort, TCPPort: tcpPort})
 	if err != nil {
 		fmt.Fprintln(os.Stderr, "e2e: setup:", err)
 		return 1

@@ -52,6 +52,7 @@ func (r *Runner) Close() {
 type Echo struct {
 	HTTPAddr string
 	UDPAddr  string
+	TCPAddr  string
 	Proc     *Proc
 }
 
@@ -66,7 +67,11 @@ func StartEcho(t T, bins Bins, dir, ip string) (*Echo, error) {
 	if e.UDPAddr, err = FreeAddr(ip); err != nil {
 		return nil, err
 	}
-	e.Proc, err = Start(t, dir, "echo-backend", bins.Echo, "--listen", e.HTTPAddr, "--udp", e.UDPAddr, "--name", "echo-e2e")
+	if e.TCPAddr, err = FreeAddr(ip); err != nil {
+		return nil, err
+	}
+	e.Proc, err = Start(t, dir, "echo-backend", bins.Echo, "--listen", e.HTTPAddr, "--udp", e.UDPAddr,
+		"--tcp", e.TCPAddr, "--name", "echo-e2e")
 	if err != nil {
 		return nil, err
 	}
@@ -82,6 +87,7 @@ type EnvOptions struct {
 	Nginx    int  // nginx servers (0 = none)
 	HTTP3    bool // meshgate --http3
 	UDPPort  int  // meshgate L4 UDP port to the UDP echo (0 = none)
+	TCPPort  int  // meshgate L4 TCP port to the TCP echo (0 = none; needs UDPPort)
 	NoMesh   bool // meshgate without the session mesh
 	// NginxTickets: see NginxConfig.Tickets.
 	NginxTickets bool
@@ -121,6 +127,7 @@ func SetupEnv(t T, dir string, bins Bins, opts EnvOptions) (*Env, error) {
 		cm := ""
 		if opts.UDPPort != 0 {
 			m.UDPPort, m.UDPBackend, cm = opts.UDPPort, e.Echo.UDPAddr, "default/meshgate-l4"
+			m.TCPPort, m.TCPBackend = opts.TCPPort, e.Echo.TCPAddr
 		}
 		if e.Manifest, err = m.Write(filepath.Join(dir, "manifests")); err != nil {
 			return nil, err

@@ -19,6 +19,8 @@ type Manifests struct {
 	SecretYAML string // path of the Secret manifest (hack/certs.sh output)
 	UDPPort    int    // meshgate UDP port ("udp.<port>" key); 0 = no ConfigMap
 	UDPBackend string // host:port of the UDP echo
+	TCPPort    int    // meshgate TCP port ("tcp.<port>" key, in the same ConfigMap); 0 = none
+	TCPBackend string // host:port of the TCP echo
 }
 
 // Write writes the manifests into dir (created) as echo.yaml and
@@ -38,7 +40,18 @@ func (m Manifests) Write(dir string) (string, error) {
 		if err != nil {
 			return "", fmt.Errorf("manifests: udp backend: %w", err)
 		}
-		fmt.Fprintf(&b, l4Template, m.UDPPort, up, uh, up)
+		tcpEntry := ""
+		if m.TCPPort != 0 {
+			tcpEntry = fmt.Sprintf("\n  tcp.%d: default/echo-tcp:echo", m.TCPPort)
+		}
+		fmt.Fprintf(&b, l4Template, m.UDPPort, up, uh, up, tcpEntry)
+		if m.TCPPort != 0 {
+			th, tp, err := net.SplitHostPort(m.TCPBackend)
+			if err != nil {
+				return "", fmt.Errorf("manifests: tcp backend: %w", err)
+			}
+			fmt.Fprintf(&b, tcpTemplate, tp, th)
+		}
 	}
 	if err := os.WriteFile(filepath.Join(dir, "echo.yaml"), []byte(b.String()), 0o644); err != nil {
 		return "", fmt.Errorf("manifests: %w", err)
@@ -131,7 +144,7 @@ metadata:
   name: meshgate-l4
   namespace: default
 data:
-  udp.%[1]d: default/echo-udp:%[2]s
+  udp.%[1]d: default/echo-udp:%[2]s%[5]s
 ---
 apiVersion: v1
 kind: Service
@@ -159,6 +172,39 @@ ports:
   protocol: UDP
 endpoints:
 - addresses: [%[3]q]
+  conditions:
+    ready: true
+`
+
+// tcpTemplate: backend port, backend IP. The ConfigMap names the Service
+// port by name, as ingress-nginx users do.
+const tcpTemplate = `---
+apiVersion: v1
+kind: Service
+metadata:
+  name: echo-tcp
+  namespace: default
+spec:
+  ports:
+  - name: echo
+    port: %[1]s
+    targetPort: %[1]s
+    protocol: TCP
+---
+apiVersion: discovery.k8s.io/v1
+kind: EndpointSlice
+metadata:
+  name: echo-tcp-1
+  namespace: default
+  labels:
+    kubernetes.io/service-name: echo-tcp
+addressType: IPv4
+ports:
+- name: echo
+  port: %[1]s
+  protocol: TCP
+endpoints:
+- addresses: [%[2]q]
   conditions:
     ready: true
 `
