@@ -287,8 +287,10 @@ func (p *peer) serve(ctx context.Context, c *conn) {
 	if snap {
 		p.m.sync.release()
 	}
-	if !snap && c.snapID.Load() != 0 {
-		p.m.markResync(c.peerName) // the re-sync was cut short: ask again
+	// The reader has exited: snapInitial is ours to read. A re-sync cut
+	// short is asked for again (an initial sync moves to the next peer).
+	if c.snapID.Load() != 0 && !c.snapInitial {
+		p.m.markResync(c.peerName)
 	}
 	p.m.cfg.Log.V(1).Info("mesh peer offline", "peer", p.addr)
 }
