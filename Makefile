@@ -35,10 +35,14 @@ vet:
 	$(GO) vet ./...
 	cd test/chart && $(GO) vet ./...
 
+# Package tests run in parallel; the process-level suites under test/ (real
+# replicas, HAProxy, nginx, network namespaces) one package at a time, so
+# their timing bounds never compete with each other for the CPUs.
 test: deps envtest build vet ## Every test: unit, fuzz seeds, envtest, end to end, Helm chart.
 	export KUBEBUILDER_ASSETS="$$(hack/envtest-assets.sh)" MESHGATE_BIN=$(BIN); \
 	  (cd test/chart && $(GO) test -timeout $(TEST_TIMEOUT) -count=1 ./...) && \
-	  $(GO) test -timeout $(TEST_TIMEOUT) -count=1 ./...
+	  $(GO) test -timeout $(TEST_TIMEOUT) -count=1 $$($(GO) list ./... | grep -v '/test/') && \
+	  $(GO) test -p 1 -timeout $(TEST_TIMEOUT) -count=1 ./test/...
 
 unit: ## Fast package tests only (no envtest, no e2e).
 	$(GO) test -count=1 $$($(GO) list ./... | grep -v -e /test/e2e -e /controllers/kube)
