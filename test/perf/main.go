@@ -10,7 +10,10 @@
 //
 // Scenarios: h1 (h2load --h1, 32 clients), h2 (h2load, 8 clients x 16
 // streams), reuse / new (openssl s_time -tls1_2 -reuse / -new). The loads are
-// those of test/bench's scenarios 1 and 2, so figures compare.
+// those of test/bench's scenarios 1 and 2, so figures compare. Scenario mesh
+// (not in the default list) is test/bench's headline load on three meshgate
+// replicas with the session mesh behind HAProxy, meshgate only, with a
+// profile per replica.
 package main
 
 import (
@@ -53,7 +56,7 @@ type options struct {
 
 func parseFlags() (options, error) {
 	var o options
-	scen := flag.String("scenarios", "h1,h2,reuse", "comma-separated scenarios: h1, h2, reuse, new")
+	scen := flag.String("scenarios", "h1,h2,reuse", "comma-separated scenarios: h1, h2, reuse, new, mesh")
 	extra := flag.String("meshgate-args", "", "extra meshgate flags, space-separated")
 	flag.StringVar(&o.bin, "bin", "bin", "directory with meshgate and echo-backend")
 	flag.IntVar(&o.rounds, "rounds", 3, "alternate meshgate and nginx this many times per scenario")
@@ -148,6 +151,12 @@ func run() error {
 		}
 	}
 	for _, s := range o.scenarios {
+		if s == "mesh" {
+			if err := runMesh(ctx, o, bins, dir, pki, echo); err != nil {
+				return fmt.Errorf("mesh: %w", err)
+			}
+			continue
+		}
 		if err := runScenario(ctx, o, s, targets); err != nil {
 			return err
 		}
