@@ -2,11 +2,11 @@
 # hack/profile.sh — profile meshgate's data plane under load, side by side
 # with nginx (test/perf): h2load keep-alive HTTP/1.1 and HTTP/2, openssl
 # s_time resumed and full TLS 1.2 handshakes, alternating servers in rounds
-# so a shared machine's load swings hit every side.
-# Scenario "mesh" (not default) runs test/bench's headline load on three
-# replicas with the session mesh behind HAProxy and profiles each replica. Prints rate and server
+# so a shared machine's load swings hit every side. Prints rate and server
 # CPU ticks per unit of work; with PROFILE_DIR set, saves a CPU profile of
-# meshgate (via its opt-in --pprof-addr) for each meshgate round.
+# meshgate (via its opt-in --pprof-addr) for each meshgate round. Scenario
+# "mesh" (not in the default list) runs test/bench's headline load on three
+# replicas with the session mesh behind HAProxy and profiles each replica.
 #
 #   hack/profile.sh                                  # all scenarios
 #   PROFILE_DIR=/tmp/prof hack/profile.sh --scenarios reuse
