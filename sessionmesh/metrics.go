@@ -54,6 +54,7 @@ type metrics struct {
 	full          [2]atomic.Uint64
 	resumed       [2]atomic.Uint64
 	wraps         [numModes]atomic.Uint64
+	rewraps       atomic.Uint64
 	remoteLookups atomic.Uint64
 	remoteHits    atomic.Uint64
 	latency       prometheus.Histogram
@@ -88,6 +89,7 @@ func newMetrics(n *Node) *metrics {
 	d("resumption_misses_total", "Offered sessions that could not resume, by reason.", "reason")
 	d("handshakes_total", "Completed TLS handshakes by TLS version and kind (full or resumed).", "version", "kind")
 	d("wraps_total", "Sessions issued (WrapSession calls), by session mode.", "mode")
+	d("rewraps_total", "TLS 1.2 re-wraps of a just-resumed session answered from the store, without storing or replicating it again.")
 	d("remote_lookups_total", "Point lookups sent to an issuing peer on a local miss.")
 	d("remote_lookup_hits_total", "Point lookups answered with the session.")
 	return m
@@ -156,6 +158,7 @@ func (m *metrics) Collect(ch chan<- prometheus.Metric) {
 	for i, name := range modeNames {
 		c("wraps_total", counter, float64(m.wraps[i].Load()), name)
 	}
+	c("rewraps_total", counter, float64(m.rewraps.Load()))
 	c("remote_lookups_total", counter, float64(m.remoteLookups.Load()))
 	c("remote_lookup_hits_total", counter, float64(m.remoteHits.Load()))
 	m.latency.Collect(ch)

@@ -3,7 +3,6 @@ package sessionmesh
 import (
 	"context"
 	"crypto/hmac"
-	"crypto/rand"
 	"crypto/sha256"
 	"crypto/tls"
 	"encoding/binary"
@@ -149,16 +148,49 @@ type statefulHost struct {
 	lifetime time.Duration
 }
 
+// sessionKey derives the store key of a session from its serialized state:
+// HMAC-SHA256(cluster MAC key, label || state), truncated to 128 bits.
+//
+// Every new session carries fresh secrets, so its key is as unguessable as
+// a random one (the MAC key never leaves the cluster). What the derivation
+// adds is that the same state always gets the same key, on every replica:
+// Go's TLS 1.2 server re-wraps the very session it just resumed on every
+// resumed handshake, and wrap then finds the record already stored and
+// skips storing and replicating it again.
+func (n *Node) sessionKey(state []byte) store.Key {
+	h := sha256.New()
+	h.Write(n.ipad[:])
+	h.Write([]byte("meshgate session key v1\x00"))
+	h.Write(state)
+	var inner [sha256.Size]byte
+	h.Sum(inner[:0])
+	h.Reset()
+	h.Write(n.opad[:])
+	h.Write(inner[:])
+	var sum [sha256.Size]byte
+	h.Sum(sum[:0])
+	return store.Key(sum[:len(store.Key{})])
+}
+
 func (s *statefulHost) wrap(cs tls.ConnectionState, ss *tls.SessionState) ([]byte, error) {
 	state, err := ss.Bytes()
 	if err != nil {
 		return nil, err
 	}
 	n := s.n
-	var key store.Key
-	rand.Read(key[:])
+	key := n.sessionKey(state)
 	now := time.Now()
-	r := store.Record{Key: key, Binding: s.hb.bind(cs.ServerName), Origin: n.id,
+	binding := s.hb.bind(cs.ServerName)
+	if cs.DidResume {
+		if old, st := n.store.Get(key, now); st == store.Found && old.Binding == binding {
+			// A TLS 1.2 re-wrap of the session just resumed: the cluster
+			// already holds it (with its original expiry, which Go also
+			// enforces from the state's creation time).
+			n.m.rewraps.Add(1)
+			return n.mintID(key), nil
+		}
+	}
+	r := store.Record{Key: key, Binding: binding, Origin: n.id,
 		Created: now.UnixNano(), Expires: now.Add(s.lifetime).UnixNano(), State: state}
 	n.store.Put(r, now)
 	if n.mesh != nil && len(state) <= wire.MaxStateSize {
