@@ -16,3 +16,5 @@ cg=$(hack/controller-gen.sh)
 if [ -d controllers/kube ]; then
   "$cg" rbac:roleName=meshgate paths=./controllers/kube/... output:rbac:artifacts:config=config/rbac
 fi
+# The Helm chart ships the same CRDs (test/chart fails when they differ).
+cp config/crd/bases/*.yaml charts/meshgate/crds/

@@ -66,9 +66,11 @@ type TLSPolicySpec struct {
 	// +listType=set
 	CipherSuites []string `json:"cipherSuites,omitempty"`
 
-	// Curves lists key-exchange groups in preference order: X25519,
-	// X25519MLKEM768, P-256, P-384, P-521. Empty means meshgate's default
-	// (X25519 first; see docs/tlspolicy.md for why).
+	// Curves is the set of key-exchange groups offered: X25519,
+	// X25519MLKEM768, P-256, P-384, P-521. The order is ignored (Go's TLS
+	// stack applies its own preference, hybrid post-quantum first). Empty
+	// means meshgate's default: X25519MLKEM768, X25519, P-256, P-384 (see
+	// docs/tlspolicy.md for the CPU cost and why it is on).
 	// +optional
 	// +kubebuilder:validation:MaxItems=5
 	// +kubebuilder:validation:items:Enum=X25519;X25519MLKEM768;P-256;P-384;P-521

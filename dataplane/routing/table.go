@@ -195,12 +195,14 @@ type TLSPolicy struct {
 	Allow0RTT         bool          // HTTP/3 early data
 }
 
-// DefaultCurves is meshgate's default key-exchange preference: X25519 first.
-// Go's default puts the hybrid X25519MLKEM768 first, which costs about 25 %
-// more server CPU per handshake, TLS 1.3 resumptions included (psk_dhe_ke);
-// a TLSPolicy may put tls.X25519MLKEM768 first to prefer post-quantum key
-// exchange. See docs/tlspolicy.md.
-var DefaultCurves = []tls.CurveID{tls.X25519, tls.CurveP256, tls.X25519MLKEM768, tls.CurveP384}
+// DefaultCurves is meshgate's default set of key-exchange groups. Go's
+// crypto/tls ignores the order of CurvePreferences and prefers the hybrid
+// post-quantum X25519MLKEM768 whenever the client offers it, so this is a set:
+// the hybrid is on by default (it protects recorded traffic, resumed TLS 1.3
+// connections included, against a later break of X25519) at about 25 % more
+// server CPU per TLS 1.3 handshake. A TLSPolicy whose curves leave it out
+// turns it off. See docs/tlspolicy.md.
+var DefaultCurves = []tls.CurveID{tls.X25519MLKEM768, tls.X25519, tls.CurveP256, tls.CurveP384}
 
 // DefaultPolicy returns the policy used for hosts no TLSPolicy selects.
 func DefaultPolicy() *TLSPolicy {
