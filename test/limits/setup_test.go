@@ -1,0 +1,114 @@
+// Package limits drives one real bin/meshgate to its data-plane limits:
+// slowloris clients, oversized headers, thousands of idle keep-alive
+// connections and hundreds of concurrent WebSockets, checking that each is
+// cut off or served within bounded memory.
+package limits
+
+import (
+	"context"
+	"crypto/tls"
+	"fmt"
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/meshgate/meshgate/test/e2e/harness"
+)
+
+type env struct {
+	pki *harness.PKI
+	r   *harness.Replica
+}
+
+// raiseNoFile lifts the soft RLIMIT_NOFILE to the hard limit (inherited
+// by meshgate, started afterwards) and returns it.
+func raiseNoFile(t *testing.T) uint64 {
+	t.Helper()
+	var rl syscall.Rlimit
+	if err := syscall.Getrlimit(syscall.RLIMIT_NOFILE, &rl); err != nil {
+		t.Fatal(err)
+	}
+	rl.Cur = rl.Max
+	if err := syscall.Setrlimit(syscall.RLIMIT_NOFILE, &rl); err != nil {
+		t.Fatal(err)
+	}
+	return rl.Cur
+}
+
+// setup starts the echo backend and one meshgate replica (no mesh, no
+// PROXY protocol) serving harness.Host.
+func setup(t *testing.T) *env {
+	t.Helper()
+	raiseNoFile(t)
+	dir := t.TempDir()
+	bins, err := harness.BuildBins(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := harness.RequireTools("openssl"); err != nil {
+		t.Fatal(err)
+	}
+	pki, err := harness.MakePKI(filepath.Join(dir, "pki"), harness.Host, harness.OtherHost)
+	if err != nil {
+		t.Fatal(err)
+	}
+	echo, err := harness.StartEcho(t, bins, dir, "127.0.0.10")
+	if err != nil {
+		t.Fatal(err)
+	}
+	man, err := harness.Manifests{EchoAddr: echo.HTTPAddr, SecretYAML: pki.SecretYAML}.Write(filepath.Join(dir, "manifests"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	c, err := harness.StartCluster(t, harness.ClusterConfig{Bins: bins, Dir: dir, ManifestDir: man, Replicas: 1, NoMesh: true}, 30*time.Second)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return &env{pki: pki, r: c.Replicas[0]}
+}
+
+// tlsConfig trusts the test CA; the shared session cache makes repeated
+// connections resume (cheap handshakes, as from one browser).
+func (e *env) tlsConfig(t *testing.T, protos ...string) *tls.Config {
+	t.Helper()
+	pool, err := e.pki.Pool()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(protos) == 0 {
+		protos = []string{"http/1.1"}
+	}
+	return &tls.Config{ServerName: harness.Host, RootCAs: pool, NextProtos: protos,
+		ClientSessionCache: tls.NewLRUClientSessionCache(8)}
+}
+
+// mustServe checks that a fresh HTTPS request succeeds.
+func (e *env) mustServe(t *testing.T) {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	if _, err := (&harness.Client{Config: e.tlsConfig(t)}).Do(ctx, e.r.HTTPSAddr); err != nil {
+		t.Fatalf("meshgate stopped serving HTTPS: %v", err)
+	}
+}
+
+// rssKiB reads VmRSS of pid from /proc.
+func rssKiB(t *testing.T, pid int) int64 {
+	t.Helper()
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", pid))
+	if err != nil {
+		t.Fatalf("read status: %v", err)
+	}
+	for _, l := range strings.Split(string(b), "\n") {
+		if f := strings.Fields(l); len(f) >= 2 && f[0] == "VmRSS:" {
+			n, _ := strconv.ParseInt(f[1], 10, 64)
+			return n
+		}
+	}
+	t.Fatal("no VmRSS")
+	return 0
+}
