@@ -12,6 +12,9 @@ import (
 	"github.com/go-logr/zapr"
 	"go.uber.org/zap"
 	"go.uber.org/zap/zapcore"
+
+	"github.com/meshgate/meshgate/controllers/build"
+	"github.com/meshgate/meshgate/dataplane/routing"
 )
 
 // commonFlags are the data-plane and mesh flags shared by `standalone` and
@@ -32,6 +35,7 @@ type commonFlags struct {
 	redirectPort  int
 	shutdownGrace time.Duration
 	sessionMode   string
+	defaultCert   string
 	sessionBudget int64
 	logLevel      string
 	pprofAddr     string
@@ -54,9 +58,29 @@ func (f *commonFlags) register(fs *flag.FlagSet) {
 	fs.IntVar(&f.redirectPort, "redirect-https-port", 0, "port put into HTTP→HTTPS redirects (default: the port of --https-addr; 443 omits it). Set it behind a balancer that maps 443 to another port")
 	fs.DurationVar(&f.shutdownGrace, "shutdown-grace", 10*time.Second, "how long SIGTERM waits for in-flight requests to drain")
 	fs.StringVar(&f.sessionMode, "session-mode", "Stateful", "resumption mode for hosts no TLSPolicy selects: Stateful, TicketKeys or Off")
+	fs.StringVar(&f.defaultCert, "default-certificate", "", "namespace/name of a kubernetes.io/tls Secret for unknown SNI names (default: the first valid TLS Ingress's)")
 	fs.Int64Var(&f.sessionBudget, "session-store-bytes", 256<<20, "memory budget of the session store; the soonest-expiring sessions are evicted beyond it")
 	fs.StringVar(&f.logLevel, "log-level", "info", "log level: debug, info, error (debug logs every request)")
 	fs.StringVar(&f.pprofAddr, "pprof-addr", "", "address serving net/http/pprof under /debug/pprof/ for profiling (empty disables; never expose it publicly)")
+}
+
+// validate checks flag values no package checks at parse time.
+func (f *commonFlags) validate() error {
+	switch routing.SessionMode(f.sessionMode) {
+	case routing.SessionStateful, routing.SessionTicketKeys, routing.SessionOff:
+		return nil
+	}
+	return fmt.Errorf("--session-mode: %q is not Stateful, TicketKeys or Off", f.sessionMode)
+}
+
+// buildOptions are the table builder's options, the same in both modes.
+func (f *commonFlags) buildOptions() build.Options {
+	return build.Options{
+		IngressClass:       f.ingressClass,
+		DefaultCertificate: f.defaultCert,
+		DefaultSessionMode: routing.SessionMode(f.sessionMode),
+		L4ConfigMap:        f.l4ConfigMap,
+	}
 }
 
 // trustedPrefixes parses --trusted-proxies.

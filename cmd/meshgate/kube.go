@@ -35,8 +35,10 @@ func kubeMain(args []string, stderr io.Writer) error {
 	leaderNS := fs.String("leader-election-namespace", os.Getenv("POD_NAMESPACE"), "namespace of the leader Lease (default $POD_NAMESPACE)")
 	meshService := fs.String("mesh-service", "", "namespace/name of the headless Service listing mesh peers (port named \"mesh\")")
 	meshCASecret := fs.String("mesh-ca-secret", "", "namespace/name of the mesh CA Secret (created by the leader when absent)")
-	defaultCert := fs.String("default-certificate", "", "namespace/name of a kubernetes.io/tls Secret for unknown SNI names")
 	if err := fs.Parse(args); err != nil {
+		return err
+	}
+	if err := f.validate(); err != nil {
 		return err
 	}
 	log, err := newLogger(f.logLevel)
@@ -53,13 +55,8 @@ func kubeMain(args []string, stderr io.Writer) error {
 	holder := &routing.Holder{}
 	changed := newTableSignal()
 	ctl, err := kube.New(cfg, kube.Options{
-		Holder: holder,
-		Build: build.Options{
-			IngressClass:       f.ingressClass,
-			DefaultCertificate: *defaultCert,
-			DefaultSessionMode: routing.SessionMode(f.sessionMode),
-			L4ConfigMap:        f.l4ConfigMap,
-		},
+		Holder:                  holder,
+		Build:                   f.buildOptions(),
 		Namespace:               *namespace,
 		PublishService:          *publishService,
 		PublishStatusAddress:    splitList(*publishAddr),
@@ -91,7 +88,7 @@ func kubeMain(args []string, stderr io.Writer) error {
 
 	deps := planeDeps{changed: changed, reg: newRegistry()}
 	if *meshService != "" {
-		deps.peers = chanPeers(ctl.Peers())
+		deps.peers = kube.PeerSource(ctl.Peers())
 	}
 	if *meshCASecret != "" && f.meshAddr != "" {
 		caCtx, cancel := context.WithTimeout(planeCtx, 2*time.Minute)
@@ -129,29 +126,4 @@ func restConfig(path string) (*rest.Config, error) {
 		return nil, fmt.Errorf("no in-cluster config and no kubeconfig: %w", err)
 	}
 	return c, nil
-}
-
-// chanPeers adapts the controller's peer-set stream to a PeerSource. The
-// controller's channel is never closed, so the adapter forwards until ctx
-// is done and then closes its own channel.
-type chanPeers <-chan []string
-
-func (c chanPeers) Peers(ctx context.Context) <-chan []string {
-	out := make(chan []string, 1)
-	go func() {
-		defer close(out)
-		for {
-			select {
-			case <-ctx.Done():
-				return
-			case set := <-c:
-				select {
-				case out <- set:
-				case <-ctx.Done():
-					return
-				}
-			}
-		}
-	}()
-	return out
 }

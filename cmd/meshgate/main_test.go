@@ -23,6 +23,7 @@ func TestRunDispatch(t *testing.T) {
 		{"standalone needs manifests", []string{"standalone"}, 1, "", "--manifests is required"},
 		{"mesh needs pki", []string{"standalone", "--manifests", "x", "--mesh-addr", "127.0.0.1:0"}, 1, "", "--mesh-addr needs --mesh-dir"},
 		{"bad log level", []string{"standalone", "--manifests", "x", "--log-level", "loud"}, 1, "", "unknown level"},
+		{"bad session mode", []string{"standalone", "--manifests", "x", "--session-mode", "Sometimes"}, 1, "", "--session-mode"},
 		{"mesh-ca needs out", []string{"mesh-ca"}, 1, "", "--out is required"},
 		{"bad flag", []string{"standalone", "--nope"}, 1, "", "flag provided but not defined"},
 	} {

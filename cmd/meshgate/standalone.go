@@ -10,7 +10,6 @@ import (
 	"os/signal"
 	"syscall"
 
-	"github.com/meshgate/meshgate/controllers/build"
 	"github.com/meshgate/meshgate/controllers/standalone"
 	"github.com/meshgate/meshgate/dataplane/routing"
 	"github.com/meshgate/meshgate/sessionmesh"
@@ -27,12 +26,14 @@ func standaloneMain(args []string, stderr io.Writer) error {
 	manifests := fs.String("manifests", "", "file or directory of Kubernetes YAML manifests (required)")
 	peers := fs.String("peers", "", "comma-separated mesh peer addresses (host:port); our own address is ignored")
 	meshDir := fs.String("mesh-dir", "", "directory holding the mesh CA (ca.crt, ca.key) from `meshgate mesh-ca`; required with --mesh-addr")
-	defaultCert := fs.String("default-certificate", "", "namespace/name of a kubernetes.io/tls Secret for unknown SNI names")
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
 	if *manifests == "" {
 		return errors.New("--manifests is required")
+	}
+	if err := f.validate(); err != nil {
+		return err
 	}
 	log, err := newLogger(f.logLevel)
 	if err != nil {
@@ -54,14 +55,9 @@ func standaloneMain(args []string, stderr io.Writer) error {
 
 	holder := &routing.Holder{}
 	src, err := standalone.New(standalone.Config{
-		Path:   *manifests,
-		Holder: holder,
-		Build: build.Options{
-			IngressClass:       f.ingressClass,
-			DefaultCertificate: *defaultCert,
-			DefaultSessionMode: routing.SessionMode(f.sessionMode),
-			L4ConfigMap:        f.l4ConfigMap,
-		},
+		Path:       *manifests,
+		Holder:     holder,
+		Build:      f.buildOptions(),
 		Log:        log.WithName("standalone"),
 		Registerer: deps.reg,
 		OnReload: func(r standalone.Result) {

@@ -135,7 +135,7 @@ func startMeshReplicas(t *testing.T, ns string, bo build.Options, meshIPs []stri
 		}
 		r.node, err = sessionmesh.New(sessionmesh.Config{
 			NodeName: r.name, ListenAddr: net.JoinHostPort(meshIPs[i], port),
-			Peers: meshReplicaPeers(r.ctl.Peers()), CA: ca,
+			Peers: PeerSource(r.ctl.Peers()), CA: ca,
 			Log: testr.NewWithOptions(t, testr.Options{Verbosity: 0}).WithName(r.name),
 		})
 		if err != nil {

@@ -25,31 +25,6 @@ import (
 // Helpers of TestMeshReplicas: three replicas wired as `meshgate run` wires
 // one (cmd/meshgate/kube.go), sharing the suite's API server.
 
-// meshReplicaPeers adapts Controller.Peers to sessionmesh.PeerSource, like
-// chanPeers in cmd/meshgate: the controller's channel is never closed, so
-// the adapter forwards until ctx is done and then closes its own channel.
-type meshReplicaPeers <-chan []string
-
-func (c meshReplicaPeers) Peers(ctx context.Context) <-chan []string {
-	out := make(chan []string, 1)
-	go func() {
-		defer close(out)
-		for {
-			select {
-			case <-ctx.Done():
-				return
-			case set := <-c:
-				select {
-				case out <- set:
-				case <-ctx.Done():
-					return
-				}
-			}
-		}
-	}()
-	return out
-}
-
 // meshReplica is one replica: controller, session mesh node, data plane.
 type meshReplica struct {
 	name   string

@@ -1,6 +1,7 @@
 package kube
 
 import (
+	"context"
 	"net"
 	"slices"
 	"strconv"
@@ -68,4 +69,31 @@ func peersFrom(slicesByName map[string]*discoveryv1.EndpointSlice, portName stri
 	}
 	slices.Sort(out)
 	return slices.Compact(out)
+}
+
+// PeerSource adapts a stream of full peer sets that is never closed (such
+// as Controller.Peers) to the session mesh's PeerSource contract: each call
+// to Peers forwards the sets until its ctx is done and then closes the
+// channel it returned.
+type PeerSource <-chan []string
+
+// Peers implements sessionmesh.PeerSource.
+func (c PeerSource) Peers(ctx context.Context) <-chan []string {
+	out := make(chan []string, 1)
+	go func() {
+		defer close(out)
+		for {
+			select {
+			case <-ctx.Done():
+				return
+			case set := <-c:
+				select {
+				case out <- set:
+				case <-ctx.Done():
+					return
+				}
+			}
+		}
+	}()
+	return out
 }
