@@ -272,8 +272,20 @@ func TestBrowserResumesAcrossReplicas(t *testing.T) {
 	nginxLB := startHAProxy(t, dir, "haproxy-nginx", "127.0.0.50", nginxAddrs)
 
 	var full0, res0, miss0 float64
-	twoVisits(t, chromium, meshLB, func() { full0, res0, miss0 = handshakes(t, cluster.Replicas) })
+	per0 := make([]float64, len(cluster.Replicas))
+	twoVisits(t, chromium, meshLB, func() {
+		full0, res0, miss0 = handshakes(t, cluster.Replicas)
+		for i, r := range cluster.Replicas {
+			_, per0[i], _ = handshakes(t, []*harness.Replica{r})
+		}
+	})
 	full1, res1, miss1 := handshakes(t, cluster.Replicas)
+	var perReplica []string
+	for i, r := range cluster.Replicas {
+		_, res, _ := handshakes(t, []*harness.Replica{r})
+		perReplica = append(perReplica, fmt.Sprintf("%s %d", r.Name, int(res-per0[i])))
+	}
+	t.Logf("second visit's resumptions by replica: %s", strings.Join(perReplica, ", "))
 	mX, mY, mMiss := int(res1-res0), int(res1-res0+full1-full0), int(miss1-miss0)
 
 	var skip []int
