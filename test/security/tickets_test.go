@@ -86,6 +86,12 @@ func TestForgedSessionFlood(t *testing.T) {
 			if err != nil || state == nil {
 				t.Fatalf("resumption state: %v", err)
 			}
+			// NewResumptionState writes into the SessionState it is given,
+			// so every forged session gets its own copy.
+			stateBytes, err := state.Bytes()
+			if err != nil {
+				t.Fatal(err)
+			}
 			var i atomic.Int64
 			forge := func() *tls.ClientSessionState {
 				k := i.Add(1)
@@ -101,7 +107,11 @@ func TestForgedSessionFlood(t *testing.T) {
 				default:
 					b = randBytes(1 + int(k%200))
 				}
-				s, err := tls.NewResumptionState(b, state)
+				st, err := tls.ParseSessionState(stateBytes)
+				if err != nil {
+					panic(fmt.Sprintf("ParseSessionState: %v", err))
+				}
+				s, err := tls.NewResumptionState(b, st)
 				if err != nil {
 					panic(fmt.Sprintf("NewResumptionState: %v", err))
 				}
