@@ -131,16 +131,19 @@ func newPlane(f *commonFlags, log logr.Logger, holder *routing.Holder, deps plan
 	})
 
 	p.srv, err = server.New(server.Config{
-		Table:          holder,
-		HTTPSAddr:      f.httpsAddr,
-		HTTPAddr:       f.httpAddr,
-		ProxyProtocol:  f.proxyProtocol,
-		TrustedProxies: trusted,
-		Sessions:       p.node,
-		PreTLS:         p.pass.Route,
-		Handler:        handler,
-		Registerer:     reg,
-		Log:            log.WithName("server"),
+		Table:             holder,
+		HTTPSAddr:         f.httpsAddr,
+		HTTPAddr:          f.httpAddr,
+		ProxyProtocol:     f.proxyProtocol,
+		TrustedProxies:    trusted,
+		Sessions:          p.node,
+		PreTLS:            p.pass.Route,
+		ReadHeaderTimeout: f.headerTimeout,
+		IdleTimeout:       f.idleTimeout,
+		MaxConns:          f.maxConns,
+		Handler:           handler,
+		Registerer:        reg,
+		Log:               log.WithName("server"),
 	})
 	if err != nil {
 		return nil, err

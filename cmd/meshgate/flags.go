@@ -33,6 +33,9 @@ type commonFlags struct {
 	l4ConfigMap   string
 	l4BindIP      string
 	redirectPort  int
+	headerTimeout time.Duration
+	idleTimeout   time.Duration
+	maxConns      int
 	shutdownGrace time.Duration
 	sessionMode   string
 	defaultCert   string
@@ -56,6 +59,9 @@ func (f *commonFlags) register(fs *flag.FlagSet) {
 	fs.StringVar(&f.l4ConfigMap, "l4-configmap", "", "namespace/name of the ConfigMap listing TCP/UDP services (tcp.<port>, udp.<port>)")
 	fs.StringVar(&f.l4BindIP, "l4-bind-ip", "", "IP the TCP/UDP service ports bind to (empty: the IP of --https-addr)")
 	fs.IntVar(&f.redirectPort, "redirect-https-port", 0, "port put into HTTP→HTTPS redirects (default: the port of --https-addr; 443 omits it). Set it behind a balancer that maps 443 to another port")
+	fs.DurationVar(&f.headerTimeout, "read-header-timeout", 10*time.Second, "bound on the PROXY header, the TLS handshake and the request headers of a connection (slowloris)")
+	fs.DurationVar(&f.idleTimeout, "idle-timeout", 120*time.Second, "close keep-alive connections idle this long")
+	fs.IntVar(&f.maxConns, "max-conns", 10000, "open client connections of the HTTPS and HTTP listeners together (WebSockets and passthrough included); more are closed at accept")
 	fs.DurationVar(&f.shutdownGrace, "shutdown-grace", 10*time.Second, "how long SIGTERM waits for in-flight requests to drain")
 	fs.StringVar(&f.sessionMode, "session-mode", "Stateful", "resumption mode for hosts no TLSPolicy selects: Stateful, TicketKeys or Off")
 	fs.StringVar(&f.defaultCert, "default-certificate", "", "namespace/name of a kubernetes.io/tls Secret for unknown SNI names (default: the first valid TLS Ingress's)")
