@@ -45,7 +45,7 @@ test: deps envtest build vet ## Every test: unit, fuzz seeds, envtest, end to en
 	  $(GO) test -p 1 -timeout $(TEST_TIMEOUT) -count=1 ./test/...
 
 unit: ## Fast package tests only (no envtest, no e2e).
-	$(GO) test -count=1 $$($(GO) list ./... | grep -v -e /test/e2e -e /controllers/kube)
+	$(GO) test -count=1 $$($(GO) list ./... | grep -v -e /test/e2e -e /internal/source/kube)
 
 generate: ## Deepcopy, CRDs and RBAC with controller-gen.
 	hack/generate.sh

@@ -15,13 +15,13 @@ run() { # package, -bench regexp, benchtime
 }
 
 {
-  run ./sessionmesh/store 'StoreMemory|Get$' 1x
-  run ./sessionmesh 'Handshake|UnwrapLocal' 200x
-  run ./sessionmesh 'ZeroThinkTime' 1000x
-  run ./sessionmesh/mesh 'InsertThroughput' 300000x
-  run ./sessionmesh/mesh 'ReplicationLatency' 2x
-  run ./controllers/build 'Build10k' 3x
-  run ./dataplane/routing 'Match|TLSLookup' 1s
+  run ./internal/sessionmesh/store 'StoreMemory|Get$' 1x
+  run ./internal/sessionmesh 'Handshake|UnwrapLocal' 200x
+  run ./internal/sessionmesh 'ZeroThinkTime' 1000x
+  run ./internal/sessionmesh/mesh 'InsertThroughput' 300000x
+  run ./internal/sessionmesh/mesh 'ReplicationLatency' 2x
+  run ./internal/translate 'Build10k' 3x
+  run ./internal/routing 'Match|TLSLookup' 1s
 } >"${TMPDIR:-/tmp}/meshgate-bench-go.txt"
 
 echo "| benchmark | iterations | ns/op | other metrics (this run) |"

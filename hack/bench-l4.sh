@@ -33,7 +33,7 @@ cleanup() {
 }
 trap cleanup EXIT
 
-go build -o "$TMP/l4bench" ./dataplane/l4/internal/l4bench
+go build -o "$TMP/l4bench" ./internal/dataplane/l4/internal/l4bench
 
 BE_TCP=$BASE BE_UDP=$((BASE + 1))
 MG_TCP=$((BASE + 10)) MG_UDP=$((BASE + 11))

@@ -2,7 +2,7 @@
 # Builds the envtest control plane (kube-apiserver and etcd) from Go modules
 # and prints the directory to use as KUBEBUILDER_ASSETS.
 #
-#   KUBEBUILDER_ASSETS=$(hack/envtest-assets.sh) go test ./controllers/kube/...
+#   KUBEBUILDER_ASSETS=$(hack/envtest-assets.sh) go test ./internal/source/kube/...
 #
 # Nothing but the Go module proxy is used: kube-apiserver comes from
 # k8s.io/kubernetes cmd/kube-apiserver (hack/tools/k8s pins every k8s.io

@@ -3,7 +3,7 @@
 #   api/v1alpha1/zz_generated.deepcopy.go   from the API types
 #   config/crd/bases/*.yaml                 CRDs with OpenAPI/CEL validation
 #   config/rbac/role.yaml                   ClusterRole from the
-#                                           // +kubebuilder:rbac markers in controllers/kube
+#                                           // +kubebuilder:rbac markers in internal/source/kube
 # controller-gen is built from the Go module proxy (hack/controller-gen.sh).
 # Idempotent; run it after changing api/ or an rbac marker and commit the result.
 set -euo pipefail
@@ -13,8 +13,8 @@ cg=$(hack/controller-gen.sh)
 
 "$cg" object paths=./api/...
 "$cg" crd paths=./api/... output:crd:artifacts:config=config/crd/bases
-if [ -d controllers/kube ]; then
-  "$cg" rbac:roleName=meshgate paths=./controllers/kube/... output:rbac:artifacts:config=config/rbac
+if [ -d internal/source/kube ]; then
+  "$cg" rbac:roleName=meshgate paths=./internal/source/kube/... output:rbac:artifacts:config=config/rbac
 fi
 # The Helm chart ships the same CRDs (test/chart fails when they differ).
 cp config/crd/bases/*.yaml charts/meshgate/crds/

@@ -17,14 +17,14 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
 
-	"github.com/meshgate/meshgate/dataplane/admin"
-	"github.com/meshgate/meshgate/dataplane/http3"
-	"github.com/meshgate/meshgate/dataplane/l4"
-	"github.com/meshgate/meshgate/dataplane/proxy"
-	"github.com/meshgate/meshgate/dataplane/routing"
-	"github.com/meshgate/meshgate/dataplane/server"
-	"github.com/meshgate/meshgate/sessionmesh"
-	"github.com/meshgate/meshgate/sessionmesh/pki"
+	"github.com/meshgate/meshgate/internal/dataplane/admin"
+	"github.com/meshgate/meshgate/internal/dataplane/http3"
+	"github.com/meshgate/meshgate/internal/dataplane/l4"
+	"github.com/meshgate/meshgate/internal/dataplane/proxy"
+	"github.com/meshgate/meshgate/internal/dataplane/server"
+	"github.com/meshgate/meshgate/internal/routing"
+	"github.com/meshgate/meshgate/internal/sessionmesh"
+	"github.com/meshgate/meshgate/internal/sessionmesh/pki"
 )
 
 // plane is one replica's data plane: listeners, L4 services, HTTP/3, the

@@ -13,8 +13,8 @@ import (
 	"go.uber.org/zap"
 	"go.uber.org/zap/zapcore"
 
-	"github.com/meshgate/meshgate/controllers/build"
-	"github.com/meshgate/meshgate/dataplane/routing"
+	"github.com/meshgate/meshgate/internal/routing"
+	"github.com/meshgate/meshgate/internal/translate"
 )
 
 // commonFlags are the data-plane and mesh flags shared by `standalone` and
@@ -80,8 +80,8 @@ func (f *commonFlags) validate() error {
 }
 
 // buildOptions are the table builder's options, the same in both modes.
-func (f *commonFlags) buildOptions() build.Options {
-	return build.Options{
+func (f *commonFlags) buildOptions() translate.Options {
+	return translate.Options{
 		IngressClass:       f.ingressClass,
 		DefaultCertificate: f.defaultCert,
 		DefaultSessionMode: routing.SessionMode(f.sessionMode),

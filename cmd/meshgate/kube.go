@@ -14,9 +14,9 @@ import (
 	"k8s.io/client-go/rest"
 	"k8s.io/client-go/tools/clientcmd"
 
-	"github.com/meshgate/meshgate/controllers/build"
-	"github.com/meshgate/meshgate/controllers/kube"
-	"github.com/meshgate/meshgate/dataplane/routing"
+	"github.com/meshgate/meshgate/internal/routing"
+	"github.com/meshgate/meshgate/internal/source/kube"
+	"github.com/meshgate/meshgate/internal/translate"
 )
 
 // kubeMain implements `meshgate run`: the controllers feed the data plane
@@ -65,7 +65,7 @@ func kubeMain(args []string, stderr io.Writer) error {
 		MeshService:             *meshService,
 		MeshCASecret:            *meshCASecret,
 		Logger:                  log.WithName("controller"),
-		OnPublish:               func(*routing.Table, []build.Problem, time.Time) { changed.notify() },
+		OnPublish:               func(*routing.Table, []translate.Problem, time.Time) { changed.notify() },
 	})
 	if err != nil {
 		return err

@@ -9,7 +9,7 @@
 //	meshgate version     print the version
 //
 // main only parses flags and wires packages together; the work is done in
-// controllers/, dataplane/ and sessionmesh/.
+// the packages under internal/ (docs/architecture.md draws them).
 package main
 
 import (

@@ -5,7 +5,7 @@ import (
 	"fmt"
 	"io"
 
-	"github.com/meshgate/meshgate/sessionmesh/pki"
+	"github.com/meshgate/meshgate/internal/sessionmesh/pki"
 )
 
 // meshCAMain implements `meshgate mesh-ca --out DIR`: it writes a new mesh

@@ -10,10 +10,10 @@ import (
 	"os/signal"
 	"syscall"
 
-	"github.com/meshgate/meshgate/controllers/standalone"
-	"github.com/meshgate/meshgate/dataplane/routing"
-	"github.com/meshgate/meshgate/sessionmesh"
-	"github.com/meshgate/meshgate/sessionmesh/pki"
+	"github.com/meshgate/meshgate/internal/routing"
+	"github.com/meshgate/meshgate/internal/sessionmesh"
+	"github.com/meshgate/meshgate/internal/sessionmesh/pki"
+	"github.com/meshgate/meshgate/internal/source/standalone"
 )
 
 // standaloneMain implements `meshgate standalone`: Kubernetes manifests read

@@ -8,7 +8,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/meshgate/meshgate/test/e2e/harness"
+	"github.com/meshgate/meshgate/test/harness"
 )
 
 // TestClientToolsAgainstNginx checks the h2load and s_time drivers (and

@@ -27,7 +27,7 @@ import (
 	"syscall"
 	"time"
 
-	"github.com/meshgate/meshgate/test/e2e/harness"
+	"github.com/meshgate/meshgate/test/harness"
 )
 
 func main() {

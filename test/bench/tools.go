@@ -9,7 +9,7 @@ import (
 	"strings"
 	"time"
 
-	"github.com/meshgate/meshgate/test/e2e/harness"
+	"github.com/meshgate/meshgate/test/harness"
 )
 
 // h2loadResult is one h2load run.

@@ -121,7 +121,7 @@ func roleFileGrants(t *testing.T, path string) grantSet {
 }
 
 // regeneratedGrants runs controller-gen's rbac generator over
-// controllers/kube, as hack/generate.sh does, into a temporary directory.
+// internal/source/kube, as hack/generate.sh does, into a temporary directory.
 func regeneratedGrants(t *testing.T) grantSet {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Minute)
@@ -132,7 +132,7 @@ func regeneratedGrants(t *testing.T) grantSet {
 	}
 	dir := t.TempDir()
 	cmd := exec.CommandContext(ctx, strings.TrimSpace(string(cgPath)), "rbac:roleName=meshgate",
-		"paths=./controllers/kube/...", "output:rbac:artifacts:config="+dir)
+		"paths=./internal/source/kube/...", "output:rbac:artifacts:config="+dir)
 	cmd.Dir = repoRoot
 	cmd.Env = append(os.Environ(), "GOWORK=off")
 	if out, err := cmd.CombinedOutput(); err != nil {

@@ -9,7 +9,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/meshgate/meshgate/test/e2e/harness"
+	"github.com/meshgate/meshgate/test/harness"
 )
 
 // TestDemoSmoke runs `hack/demo.sh` in DEMO_SMOKE mode: the three-replica

@@ -9,7 +9,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/meshgate/meshgate/test/e2e/harness"
+	"github.com/meshgate/meshgate/test/harness"
 	"github.com/quic-go/quic-go"
 	"github.com/quic-go/quic-go/http3"
 )

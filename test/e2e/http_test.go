@@ -10,7 +10,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/meshgate/meshgate/test/e2e/harness"
+	"github.com/meshgate/meshgate/test/harness"
 )
 
 // clientIP is the source address the curl client uses; HAProxy carries it

@@ -12,7 +12,7 @@ import (
 	"os"
 	"testing"
 
-	"github.com/meshgate/meshgate/test/e2e/harness"
+	"github.com/meshgate/meshgate/test/harness"
 )
 
 // env is the shared scenario: echo backend, three meshgate replicas behind

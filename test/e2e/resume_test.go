@@ -12,7 +12,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/meshgate/meshgate/test/e2e/harness"
+	"github.com/meshgate/meshgate/test/harness"
 )
 
 // reconnects is how many round-robin reconnects each Go-client check makes

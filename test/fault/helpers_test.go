@@ -21,11 +21,11 @@ import (
 
 	"github.com/go-logr/logr"
 
-	"github.com/meshgate/meshgate/sessionmesh/mesh"
-	"github.com/meshgate/meshgate/sessionmesh/pki"
-	"github.com/meshgate/meshgate/sessionmesh/store"
-	"github.com/meshgate/meshgate/sessionmesh/wire"
-	"github.com/meshgate/meshgate/test/e2e/harness"
+	"github.com/meshgate/meshgate/internal/sessionmesh/mesh"
+	"github.com/meshgate/meshgate/internal/sessionmesh/pki"
+	"github.com/meshgate/meshgate/internal/sessionmesh/store"
+	"github.com/meshgate/meshgate/internal/sessionmesh/wire"
+	"github.com/meshgate/meshgate/test/harness"
 )
 
 var (

@@ -8,7 +8,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/meshgate/meshgate/test/e2e/harness"
+	"github.com/meshgate/meshgate/test/harness"
 )
 
 // startCluster starts three standalone replicas on 127.0.0.21–23 serving s.

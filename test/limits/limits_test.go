@@ -17,10 +17,10 @@ import (
 
 	"github.com/coder/websocket"
 
-	"github.com/meshgate/meshgate/test/e2e/harness"
+	"github.com/meshgate/meshgate/test/harness"
 )
 
-// readHeaderTimeout is meshgate's default (dataplane/server), which the
+// readHeaderTimeout is meshgate's default (internal/dataplane/server), which the
 // standalone command does not expose as a flag.
 const readHeaderTimeout = 10 * time.Second
 

@@ -11,7 +11,7 @@ import (
 	"strings"
 	"time"
 
-	"github.com/meshgate/meshgate/test/e2e/harness"
+	"github.com/meshgate/meshgate/test/harness"
 )
 
 // meshWorkers is the concurrency of the mesh scenario (test/bench's

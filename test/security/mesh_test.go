@@ -14,10 +14,10 @@ import (
 	"testing"
 	"time"
 
-	"github.com/meshgate/meshgate/sessionmesh/mesh"
-	"github.com/meshgate/meshgate/sessionmesh/pki"
-	"github.com/meshgate/meshgate/sessionmesh/wire"
-	"github.com/meshgate/meshgate/test/e2e/harness"
+	"github.com/meshgate/meshgate/internal/sessionmesh/mesh"
+	"github.com/meshgate/meshgate/internal/sessionmesh/pki"
+	"github.com/meshgate/meshgate/internal/sessionmesh/wire"
+	"github.com/meshgate/meshgate/test/harness"
 )
 
 const rejected = "meshgate_sessionmesh_rejected_connections_total"

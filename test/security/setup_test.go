@@ -17,7 +17,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/meshgate/meshgate/test/e2e/harness"
+	"github.com/meshgate/meshgate/test/harness"
 )
 
 // env is a 3-replica mesh serving harness.Host directly (no PROXY header).

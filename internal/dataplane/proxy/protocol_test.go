@@ -1,0 +1,65 @@
+package proxy
+
+import (
+	"io"
+	"net/http"
+	"net/http/httptest"
+	"testing"
+
+	"github.com/meshgate/meshgate/internal/routing"
+)
+
+func TestUpstreamProtocols(t *testing.T) {
+	protoEcho := http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		_, _ = io.WriteString(w, r.Proto+" "+r.Header.Get("X-Forwarded-Host"))
+	})
+	plain := httptest.NewServer(protoEcho)
+	defer plain.Close()
+
+	h2c := httptest.NewUnstartedServer(protoEcho)
+	var p http.Protocols
+	p.SetHTTP1(true)
+	p.SetUnencryptedHTTP2(true)
+	h2c.Config.Protocols = &p
+	h2c.Start()
+	defer h2c.Close()
+
+	tlsBackend := httptest.NewUnstartedServer(protoEcho)
+	tlsBackend.EnableHTTP2 = true
+	tlsBackend.StartTLS()
+	defer tlsBackend.Close()
+
+	tests := []struct {
+		name  string
+		proto routing.Protocol
+		srv   *httptest.Server
+		want  string
+	}{
+		{"http", "", plain, "HTTP/1.1 p.example.com"},
+		{"h2c", routing.ProtocolH2C, h2c, "HTTP/2.0 p.example.com"},
+		{"grpc is h2c", routing.ProtocolGRPC, h2c, "HTTP/2.0 p.example.com"},
+		{"https self-signed with h2", routing.ProtocolHTTPS, tlsBackend, "HTTP/2.0 p.example.com"},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			b := be("proto", addrOf(tc.srv))
+			b.Protocol = tc.proto
+			var holder routing.Holder
+			holder.Store(table(1, vhost("p.example.com", prefix("/", b))))
+			_, fe := newProxy(t, Config{Table: &holder})
+			for range 3 { // pooled connections are reused across requests
+				req, _ := http.NewRequest("GET", fe.URL+"/", nil)
+				req.Host = "p.example.com"
+				resp, err := http.DefaultClient.Do(req)
+				if err != nil {
+					t.Fatal(err)
+				}
+				body, _ := io.ReadAll(resp.Body)
+				resp.Body.Close()
+				if resp.StatusCode != 200 || string(body) != tc.want {
+					t.Fatalf("got %d %q, want 200 %q", resp.StatusCode, body, tc.want)
+				}
+			}
+		})
+	}
+}

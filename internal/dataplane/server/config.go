@@ -1,0 +1,129 @@
+package server
+
+import (
+	"crypto/tls"
+	"net"
+	"net/http"
+	"net/netip"
+	"time"
+
+	"github.com/go-logr/logr"
+	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/meshgate/meshgate/internal/routing"
+)
+
+// Defaults applied by New to zero-valued Config fields.
+const (
+	DefaultReadHeaderTimeout = 10 * time.Second
+	DefaultIdleTimeout       = 120 * time.Second
+	DefaultMaxHeaderBytes    = 64 << 10
+	DefaultMaxConns          = 10000
+)
+
+// SessionConfigurer installs TLS session resumption on a per-host
+// configuration. The session mesh implements it (WrapSession/UnwrapSession
+// for stateful sessions, or SetSessionTicketKeys for cluster-wide ticket
+// keys).
+//
+// ConfigureTLS is called once per TLS host and table generation, never per
+// handshake, from whatever goroutine first needs the configuration; it must
+// be safe for concurrent use. cfg is freshly built and owned by the caller:
+// the implementation may set session-related fields on it but must not keep
+// a reference to modify it later (a tls.Config must not be modified after use).
+type SessionConfigurer interface {
+	ConfigureTLS(cfg *tls.Config, host *routing.TLSHost)
+}
+
+// PreTLSFunc inspects a connection accepted on the TLS port before the TLS
+// handshake (after PROXY protocol parsing). If it returns true it has taken
+// ownership of the connection (SNI passthrough) and the server forgets it;
+// it must then close it. Otherwise the server continues with the returned
+// connection, which must replay any bytes the function peeked. t is the
+// table current at accept time (may be nil before the first Store).
+//
+// The connection arrives with a read deadline (the end of the handshake
+// budget, ReadHeaderTimeout); a function taking ownership must set its own
+// deadlines. It runs on the connection's goroutine and may block for the
+// life of a connection it took (l4.Passthrough.Route fits).
+type PreTLSFunc func(c net.Conn, t *routing.Table) (net.Conn, bool)
+
+// Config configures a Server. The zero value of every field means the
+// documented default; Table is required.
+type Config struct {
+	// Table publishes the routing table; required. The server reads it per
+	// TLS handshake and per request, never caches a *Table beyond that.
+	Table *routing.Holder
+
+	// HTTPSAddr is the TLS listener address ("" disables it).
+	HTTPSAddr string
+	// HTTPAddr is the plain HTTP listener address ("" disables it).
+	HTTPAddr string
+
+	// ProxyProtocol requires a PROXY protocol v1/v2 header on every
+	// connection of both listeners. Connections from sources outside
+	// TrustedProxies are then refused outright, and trusted connections
+	// without a header are refused.
+	//
+	// With ProxyProtocol false and TrustedProxies non-empty, the header is
+	// optional from trusted sources. In every mode a source outside
+	// TrustedProxies that sends a header is refused. With ProxyProtocol false
+	// and no TrustedProxies, no PROXY parsing happens at all.
+	//
+	// The address carried by the header becomes the connection's RemoteAddr,
+	// hence the request's RemoteAddr, X-Forwarded-For and the access log.
+	ProxyProtocol  bool
+	TrustedProxies []netip.Prefix
+
+	// Sessions installs session resumption on each per-host tls.Config.
+	// Nil means Go's default session tickets (process-local keys). Hosts
+	// whose policy says SessionOff get SessionTicketsDisabled and are not
+	// passed to Sessions.
+	Sessions SessionConfigurer
+
+	// PreTLS, if set, is called for each connection on the TLS port before
+	// the handshake (SNI passthrough hook). See PreTLSFunc.
+	PreTLS PreTLSFunc
+
+	// Handler serves requests of both listeners. Nil means a proxy.Handler
+	// built from Table, Registerer and Log, redirecting plain HTTP to the
+	// port of HTTPSAddr.
+	Handler http.Handler
+
+	// ReadHeaderTimeout bounds the PROXY header, the TLS handshake and the
+	// reading of request headers. Default 10s.
+	ReadHeaderTimeout time.Duration
+	// IdleTimeout closes keep-alive connections idle this long. Default 120s.
+	IdleTimeout time.Duration
+	// MaxHeaderBytes bounds request headers. Default 64 KiB.
+	MaxHeaderBytes int
+	// WriteTimeout bounds writing a response; zero means none, so that
+	// streaming responses and WebSockets are not cut.
+	WriteTimeout time.Duration
+	// MaxConns bounds the open connections of both listeners together,
+	// including hijacked and passthrough ones; further connections are
+	// closed at accept. Default 10000.
+	MaxConns int
+
+	// Registerer receives the server's metrics (and the default handler's).
+	// Nil means metrics are kept but not registered.
+	Registerer prometheus.Registerer
+	// Log receives errors and, at V(1), per-connection events. The zero
+	// value discards.
+	Log logr.Logger
+}
+
+func (c *Config) setDefaults() {
+	if c.ReadHeaderTimeout <= 0 {
+		c.ReadHeaderTimeout = DefaultReadHeaderTimeout
+	}
+	if c.IdleTimeout <= 0 {
+		c.IdleTimeout = DefaultIdleTimeout
+	}
+	if c.MaxHeaderBytes <= 0 {
+		c.MaxHeaderBytes = DefaultMaxHeaderBytes
+	}
+	if c.MaxConns <= 0 {
+		c.MaxConns = DefaultMaxConns
+	}
+}

@@ -1,0 +1,288 @@
+package server
+
+import (
+	"context"
+	"crypto/ecdsa"
+	"crypto/elliptic"
+	"crypto/rand"
+	"crypto/tls"
+	"crypto/x509"
+	"crypto/x509/pkix"
+	"encoding/json"
+	"encoding/pem"
+	"io"
+	"math/big"
+	"net"
+	"net/http"
+	"net/http/httptest"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/meshgate/meshgate/internal/routing"
+)
+
+// testCA is a throw-away certificate authority.
+type testCA struct {
+	cert *x509.Certificate
+	key  *ecdsa.PrivateKey
+	pool *x509.CertPool
+	pem  []byte
+}
+
+func newCA(t testing.TB) *testCA {
+	t.Helper()
+	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	if err != nil {
+		t.Fatal(err)
+	}
+	tmpl := &x509.Certificate{
+		SerialNumber:          big.NewInt(1),
+		Subject:               pkix.Name{CommonName: "meshgate test CA"},
+		NotBefore:             time.Now().Add(-time.Hour),
+		NotAfter:              time.Now().Add(24 * time.Hour),
+		IsCA:                  true,
+		BasicConstraintsValid: true,
+		KeyUsage:              x509.KeyUsageCertSign,
+	}
+	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &key.PublicKey, key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cert, _ := x509.ParseCertificate(der)
+	pool := x509.NewCertPool()
+	pool.AddCert(cert)
+	return &testCA{cert: cert, key: key, pool: pool,
+		pem: pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der})}
+}
+
+// leaf issues a serving certificate for names (the first is the CN).
+func (ca *testCA) leaf(t testing.TB, names ...string) *tls.Certificate {
+	t.Helper()
+	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	if err != nil {
+		t.Fatal(err)
+	}
+	serial, _ := rand.Int(rand.Reader, big.NewInt(1<<62))
+	tmpl := &x509.Certificate{
+		SerialNumber: serial,
+		Subject:      pkix.Name{CommonName: names[0]},
+		DNSNames:     names,
+		NotBefore:    time.Now().Add(-time.Hour),
+		NotAfter:     time.Now().Add(24 * time.Hour),
+		KeyUsage:     x509.KeyUsageDigitalSignature,
+		ExtKeyUsage:  []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth},
+	}
+	der, err := x509.CreateCertificate(rand.Reader, tmpl, ca.cert, &key.PublicKey, ca.key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	leaf, _ := x509.ParseCertificate(der)
+	return &tls.Certificate{Certificate: [][]byte{der}, PrivateKey: key, Leaf: leaf}
+}
+
+func tlsHost(name string, c *tls.Certificate) *routing.TLSHost {
+	return &routing.TLSHost{Name: name, Certificate: c, Policy: routing.DefaultPolicy()}
+}
+
+// echo is what the test backend reports.
+type echo struct {
+	Host string      `json:"host"`
+	Path string      `json:"path"`
+	Hdr  http.Header `json:"header"`
+}
+
+// newBackend starts an HTTP backend answering an echo JSON; handler, if
+// set, runs first and may answer itself (returning true).
+func newBackend(t testing.TB, handler func(w http.ResponseWriter, r *http.Request) bool) *httptest.Server {
+	t.Helper()
+	s := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if handler != nil && handler(w, r) {
+			return
+		}
+		w.Header().Set("Content-Type", "application/json")
+		_ = json.NewEncoder(w).Encode(echo{Host: r.Host, Path: r.URL.Path, Hdr: r.Header})
+	}))
+	t.Cleanup(s.Close)
+	return s
+}
+
+// fixture is a running Server with certificates for a.example.com,
+// *.wild.example.com and a default certificate, all routed to backend.
+type fixture struct {
+	ca      *testCA
+	holder  *routing.Holder
+	srv     *Server
+	reg     *prometheus.Registry
+	backend *httptest.Server
+	certs   map[string]*tls.Certificate
+	handler atomic.Pointer[http.HandlerFunc] // replaces the echo when set
+}
+
+// setBackend makes the backend run h instead of answering an echo.
+func (f *fixture) setBackend(h http.HandlerFunc) { f.handler.Store(&h) }
+
+// newTable builds the fixture table routing every host to backend.
+func (f *fixture) newTable(gen uint64) *routing.Table {
+	b := &routing.Backend{Name: "default/echo:80", Endpoints: []string{f.backend.Listener.Addr().String()}}
+	vh := &routing.VirtualHost{Routes: []routing.Route{{PathType: routing.PathPrefix, Path: "/", Backend: b}}}
+	secure := &routing.VirtualHost{Name: "secure.example.com", TLS: true, SSLRedirect: true, Routes: vh.Routes}
+	return &routing.Table{
+		Generation: gen,
+		HTTP: routing.HTTPRoutes{
+			Hosts:    map[string]*routing.VirtualHost{"secure.example.com": secure},
+			CatchAll: vh,
+		},
+		TLS: routing.TLSHosts{
+			Exact: map[string]*routing.TLSHost{
+				"a.example.com":      tlsHost("a.example.com", f.certs["a"]),
+				"secure.example.com": tlsHost("secure.example.com", f.certs["secure"]),
+			},
+			Wildcards: map[string]*routing.TLSHost{"wild.example.com": tlsHost("*.wild.example.com", f.certs["wild"])},
+			Default:   tlsHost("", f.certs["default"]),
+		},
+	}
+}
+
+// newFixture starts a server; mod may adjust the Config before New.
+func newFixture(t testing.TB, mod func(*Config)) *fixture {
+	t.Helper()
+	ca := newCA(t)
+	f := &fixture{
+		ca:     ca,
+		holder: &routing.Holder{},
+		reg:    prometheus.NewRegistry(),
+		certs: map[string]*tls.Certificate{
+			"a":       ca.leaf(t, "a.example.com"),
+			"secure":  ca.leaf(t, "secure.example.com"),
+			"wild":    ca.leaf(t, "*.wild.example.com"),
+			"default": ca.leaf(t, "default.example.com"),
+		},
+	}
+	f.backend = newBackend(t, func(w http.ResponseWriter, r *http.Request) bool {
+		if h := f.handler.Load(); h != nil {
+			(*h)(w, r)
+			return true
+		}
+		return false
+	})
+	f.holder.Store(f.newTable(1))
+	cfg := Config{
+		Table:      f.holder,
+		HTTPSAddr:  "127.0.0.1:0",
+		HTTPAddr:   "127.0.0.1:0",
+		Registerer: f.reg,
+	}
+	if mod != nil {
+		mod(&cfg)
+	}
+	srv, err := New(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := srv.Start(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	f.srv = srv
+	t.Cleanup(func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		defer cancel()
+		_ = srv.Shutdown(ctx)
+	})
+	return f
+}
+
+func (f *fixture) httpsAddr() string { return f.srv.HTTPSAddr().String() }
+func (f *fixture) httpAddr() string  { return f.srv.HTTPAddr().String() }
+
+// client returns an HTTP client that dials the HTTPS listener for every
+// host, verifies against the test CA and offers protos via ALPN.
+// Idle connections are closed at cleanup so Shutdown does not wait for the
+// HTTP/2 GOAWAY grace period.
+func (f *fixture) client(t testing.TB, h2 bool) *http.Client {
+	tr := &http.Transport{
+		TLSClientConfig: &tls.Config{RootCAs: f.ca.pool},
+		DialContext: func(ctx context.Context, network, _ string) (net.Conn, error) {
+			var d net.Dialer
+			return d.DialContext(ctx, network, f.httpsAddr())
+		},
+		ForceAttemptHTTP2: h2,
+	}
+	if !h2 {
+		tr.TLSNextProto = map[string]func(string, *tls.Conn) http.RoundTripper{}
+	}
+	t.Cleanup(tr.CloseIdleConnections)
+	return &http.Client{Transport: tr, Timeout: 10 * time.Second}
+}
+
+// get performs GET url and returns status, decoded echo (if JSON) and proto.
+func get(t testing.TB, c *http.Client, url string) (int, *echo, string) {
+	t.Helper()
+	resp, err := c.Get(url)
+	if err != nil {
+		t.Fatalf("GET %s: %v", url, err)
+	}
+	defer resp.Body.Close()
+	raw, _ := io.ReadAll(resp.Body)
+	var e *echo
+	if resp.Header.Get("Content-Type") == "application/json" {
+		e = new(echo)
+		if err := json.Unmarshal(raw, e); err != nil {
+			t.Fatalf("decode: %v", err)
+		}
+	}
+	return resp.StatusCode, e, resp.Proto
+}
+
+// metricSum sums the values of the series of family name whose labels
+// include want, and counts them.
+func metricSum(t testing.TB, g prometheus.Gatherer, name string, want map[string]string) (float64, int) {
+	t.Helper()
+	mfs, err := g.Gather()
+	if err != nil {
+		t.Fatal(err)
+	}
+	var sum float64
+	var n int
+	for _, mf := range mfs {
+		if mf.GetName() != name {
+			continue
+		}
+	series:
+		for _, m := range mf.GetMetric() {
+			for k, v := range want {
+				found := false
+				for _, lp := range m.GetLabel() {
+					if lp.GetName() == k && lp.GetValue() == v {
+						found = true
+					}
+				}
+				if !found {
+					continue series
+				}
+			}
+			n++
+			switch {
+			case m.Counter != nil:
+				sum += m.Counter.GetValue()
+			case m.Gauge != nil:
+				sum += m.Gauge.GetValue()
+			}
+		}
+	}
+	return sum, n
+}
+
+// waitFor polls cond every 10ms for up to 5s.
+func waitFor(t testing.TB, what string, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(5 * time.Second)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatalf("timed out waiting for %s", what)
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+}

@@ -1,0 +1,447 @@
+// Package server runs meshgate's client-facing TCP listeners: the TLS
+// listener (SNI certificate selection per routing table, ALPN h2 and
+// http/1.1, session resumption installed by a SessionConfigurer) and the
+// plain HTTP listener, both optionally behind PROXY protocol.
+//
+// Each accepted connection is prepared on its own goroutine (PROXY header,
+// PreTLS hook, TLS handshake, all bounded by ReadHeaderTimeout) before it is
+// handed to net/http, so a slow client never blocks the accept loop.
+package server
+
+import (
+	"context"
+	"crypto/tls"
+	"errors"
+	"fmt"
+	"log"
+	"net"
+	"net/http"
+	"strconv"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/go-logr/logr"
+
+	"github.com/meshgate/meshgate/internal/dataplane/proxy"
+)
+
+// Server owns the HTTPS and HTTP listeners. Its methods are safe for
+// concurrent use.
+type Server struct {
+	cfg     Config
+	m       *metrics
+	tlsc    *tlsConfigs
+	base    *tls.Config
+	handler http.Handler
+	proxyPP bool // PROXY protocol parsing enabled
+
+	ctx     context.Context // cancelled when Shutdown begins
+	cancel  context.CancelFunc
+	wg      sync.WaitGroup
+	pending atomic.Int64 // prepared connections being handed to net/http
+
+	mu        sync.Mutex
+	started   bool
+	stopping  bool
+	listeners []net.Listener
+	queues    []*connQueue
+	servers   []*http.Server
+	addrs     map[string]net.Addr
+	conns     map[*trackedConn]struct{}
+}
+
+// New validates cfg and builds a Server; it does not bind anything.
+func New(cfg Config) (*Server, error) {
+	if cfg.Table == nil {
+		return nil, errors.New("server: Config.Table is required")
+	}
+	if err := trustedPrefixesValid(cfg.TrustedProxies); err != nil {
+		return nil, err
+	}
+	cfg.setDefaults()
+	m, err := newMetrics(cfg.Registerer)
+	if err != nil {
+		return nil, err
+	}
+	s := &Server{
+		cfg:     cfg,
+		m:       m,
+		tlsc:    &tlsConfigs{holder: cfg.Table, sessions: cfg.Sessions},
+		proxyPP: cfg.ProxyProtocol || len(cfg.TrustedProxies) > 0,
+		addrs:   make(map[string]net.Addr),
+		conns:   make(map[*trackedConn]struct{}),
+	}
+	s.base = &tls.Config{
+		MinVersion:         tls.VersionTLS12,
+		NextProtos:         []string{"h2", "http/1.1"},
+		GetConfigForClient: s.tlsc.getConfigForClient,
+	}
+	s.handler = cfg.Handler
+	if s.handler == nil {
+		h, err := proxy.New(proxy.Config{
+			Table:      cfg.Table,
+			HTTPSPort:  portOf(cfg.HTTPSAddr),
+			Registerer: cfg.Registerer,
+			Log:        cfg.Log,
+		})
+		if err != nil {
+			return nil, fmt.Errorf("server: default handler: %w", err)
+		}
+		s.handler = h
+	}
+	s.ctx, s.cancel = context.WithCancel(context.Background())
+	return s, nil
+}
+
+// portOf returns the numeric port of a host:port address, or 0.
+func portOf(addr string) int {
+	_, p, err := net.SplitHostPort(addr)
+	if err != nil {
+		return 0
+	}
+	n, _ := strconv.Atoi(p)
+	return n
+}
+
+// TLSConfig returns the base TLS configuration: its GetConfigForClient picks
+// the per-host configuration (certificate, policy, sessions, NextProtos h2
+// and http/1.1) from the current table. Callers must Clone it before changing
+// anything; for HTTP/3 use quic-go's http3.ConfigureTLSConfig, which rewrites
+// NextProtos of the per-host configs too.
+func (s *Server) TLSConfig() *tls.Config { return s.base }
+
+// Handler returns the http.Handler serving both listeners.
+func (s *Server) Handler() http.Handler { return s.handler }
+
+// HTTPSAddr returns the bound TLS listener address, or nil before Start or
+// when disabled. Useful with port 0.
+func (s *Server) HTTPSAddr() net.Addr { return s.addr(listenerHTTPS) }
+
+// HTTPAddr returns the bound plain HTTP listener address, or nil.
+func (s *Server) HTTPAddr() net.Addr { return s.addr(listenerHTTP) }
+
+func (s *Server) addr(kind string) net.Addr {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.addrs[kind]
+}
+
+// Ready reports whether the server serves traffic: started, not shutting
+// down, and a routing table published. Its signature fits admin.CheckFunc.
+func (s *Server) Ready(context.Context) error {
+	s.mu.Lock()
+	started, stopping := s.started, s.stopping
+	s.mu.Unlock()
+	switch {
+	case stopping:
+		return errors.New("listeners shutting down")
+	case !started:
+		return errors.New("listeners not started")
+	case s.cfg.Table.Load() == nil:
+		return errors.New("no routing table yet")
+	}
+	return nil
+}
+
+// Start binds the configured listeners and starts serving. It returns once
+// the sockets are bound (or with the first bind error, leaving nothing
+// bound). ctx bounds binding only; use Shutdown to stop. Start may be called
+// once; after Shutdown it fails.
+func (s *Server) Start(ctx context.Context) error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.started || s.stopping {
+		return errors.New("server: Start called twice or after Shutdown")
+	}
+	// TCP keep-alive after 30s idle with the kernel's probe interval and
+	// count: two setsockopt calls per accepted connection instead of Go's
+	// default four (idle, interval, count), on every connection of a
+	// reconnect-heavy load.
+	lc := net.ListenConfig{KeepAliveConfig: net.KeepAliveConfig{Enable: true, Idle: 30 * time.Second, Interval: -1, Count: -1}}
+	type bound struct {
+		kind string
+		ln   net.Listener
+	}
+	var bs []bound
+	for _, want := range []struct{ kind, addr string }{
+		{listenerHTTPS, s.cfg.HTTPSAddr}, {listenerHTTP, s.cfg.HTTPAddr},
+	} {
+		if want.addr == "" {
+			continue
+		}
+		ln, err := lc.Listen(ctx, "tcp", want.addr)
+		if err != nil {
+			for _, b := range bs {
+				_ = b.ln.Close()
+			}
+			return fmt.Errorf("server: listen %s %s: %w", want.kind, want.addr, err)
+		}
+		bs = append(bs, bound{want.kind, ln})
+	}
+	s.started = true
+	for _, b := range bs {
+		q := newConnQueue(b.ln.Addr())
+		hs := s.newHTTPServer(b.kind)
+		s.listeners = append(s.listeners, b.ln)
+		s.queues = append(s.queues, q)
+		s.servers = append(s.servers, hs)
+		s.addrs[b.kind] = b.ln.Addr()
+		s.wg.Add(2)
+		go s.acceptLoop(b.ln, b.kind, q)
+		go s.serve(hs, q, b.kind)
+	}
+	return nil
+}
+
+func (s *Server) newHTTPServer(kind string) *http.Server {
+	var p http.Protocols
+	p.SetHTTP1(true)
+	if kind == listenerHTTPS {
+		p.SetHTTP2(true)
+	}
+	return &http.Server{
+		Handler:           s.handler,
+		ReadHeaderTimeout: s.cfg.ReadHeaderTimeout,
+		IdleTimeout:       s.cfg.IdleTimeout,
+		WriteTimeout:      s.cfg.WriteTimeout,
+		MaxHeaderBytes:    s.cfg.MaxHeaderBytes,
+		Protocols:         &p,
+		ErrorLog:          log.New(logrWriter{s.cfg.Log.WithValues("listener", kind)}, "", 0),
+	}
+}
+
+func (s *Server) serve(hs *http.Server, q *connQueue, kind string) {
+	defer s.wg.Done()
+	if err := hs.Serve(q); err != nil && !errors.Is(err, http.ErrServerClosed) {
+		s.cfg.Log.Error(err, "serve stopped", "listener", kind)
+	}
+}
+
+// acceptLoop accepts raw connections until the listener is closed.
+func (s *Server) acceptLoop(ln net.Listener, kind string, q *connQueue) {
+	defer s.wg.Done()
+	var backoff time.Duration
+	for {
+		c, err := ln.Accept()
+		if err != nil {
+			if errors.Is(err, net.ErrClosed) || s.ctx.Err() != nil {
+				return
+			}
+			// Resource exhaustion (EMFILE and friends): back off, bounded.
+			backoff = min(max(2*backoff, 5*time.Millisecond), time.Second)
+			s.cfg.Log.Error(err, "accept failed", "listener", kind, "retryIn", backoff)
+			select {
+			case <-time.After(backoff):
+			case <-s.ctx.Done():
+				return
+			}
+			continue
+		}
+		backoff = 0
+		tc := s.track(c, kind)
+		if tc == nil {
+			_ = c.Close()
+			s.m.rejected.WithLabelValues(kind, "limit").Inc()
+			continue
+		}
+		s.m.acceptedBy[listenerIndex(kind)].Inc()
+		s.wg.Add(1)
+		go s.prepare(tc, kind, q)
+	}
+}
+
+// track registers c, or returns nil when MaxConns is reached or the server
+// is stopping.
+func (s *Server) track(c net.Conn, kind string) *trackedConn {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.stopping || len(s.conns) >= s.cfg.MaxConns {
+		return nil
+	}
+	tc := &trackedConn{Conn: c, srv: s, listener: kind}
+	s.conns[tc] = struct{}{}
+	s.m.openBy[listenerIndex(kind)].Inc()
+	return tc
+}
+
+func (s *Server) untrack(tc *trackedConn) {
+	s.mu.Lock()
+	delete(s.conns, tc)
+	s.mu.Unlock()
+	s.m.openBy[listenerIndex(tc.listener)].Dec()
+}
+
+// prepare runs the per-connection preamble and hands the connection to
+// net/http (or to PreTLS).
+func (s *Server) prepare(tc *trackedConn, kind string, q *connQueue) {
+	defer s.wg.Done()
+	log := s.cfg.Log
+	var c net.Conn = tc
+	deadline := time.Now().Add(s.cfg.ReadHeaderTimeout)
+	if s.proxyPP {
+		pc, err := s.readProxyHeader(tc, deadline)
+		if err != nil {
+			s.m.rejected.WithLabelValues(kind, "proxy_protocol").Inc()
+			if l := log.V(1); l.Enabled() {
+				l.Info("connection refused", "listener", kind, "reason", err.Error())
+			}
+			_ = tc.Close()
+			return
+		}
+		c = pc
+	}
+	if kind == listenerHTTPS {
+		if s.cfg.PreTLS != nil {
+			_ = c.SetReadDeadline(deadline)
+			c2, took := s.cfg.PreTLS(c, s.cfg.Table.Load())
+			if took {
+				tc.handedOff.Store(true)
+				return
+			}
+			c = c2
+		}
+		tlsConn := tls.Server(c, s.base)
+		_ = tlsConn.SetDeadline(deadline)
+		err := tlsConn.HandshakeContext(s.ctx)
+		if err != nil {
+			s.m.handshakeErrors.Inc()
+			if l := log.V(1); l.Enabled() {
+				l.Info("TLS handshake failed", "client", c.RemoteAddr().String(), "err", err.Error())
+			}
+			_ = tlsConn.Close()
+			return
+		}
+		_ = tlsConn.SetDeadline(time.Time{})
+		s.m.handshake(tlsConn.ConnectionState())
+		c = tlsConn
+	} else {
+		_ = c.SetDeadline(time.Time{})
+	}
+	// pending before handedOff: Shutdown waits for every connection it did
+	// not close to reach net/http.
+	s.pending.Add(1)
+	tc.handedOff.Store(true)
+	q.deliver(c)
+	s.pending.Add(-1)
+}
+
+// Shutdown stops accepting connections, lets in-flight requests, hijacked
+// connections (WebSockets) and passthrough connections finish, then returns.
+// When ctx ends first, every remaining connection is closed and ctx's error
+// is returned. Shutdown is idempotent and may be called concurrently or
+// before Start.
+func (s *Server) Shutdown(ctx context.Context) error {
+	s.mu.Lock()
+	first := !s.stopping
+	s.stopping = true
+	listeners, queues, servers := s.listeners, s.queues, s.servers
+	var preparing []*trackedConn
+	if first {
+		for tc := range s.conns {
+			if !tc.handedOff.Load() {
+				preparing = append(preparing, tc)
+			}
+		}
+	}
+	s.mu.Unlock()
+	if first {
+		s.cancel()
+		for _, ln := range listeners {
+			_ = ln.Close()
+		}
+		for _, tc := range preparing {
+			_ = tc.Close()
+		}
+	}
+	// Connections that finished their handshake before Shutdown are
+	// served: let net/http take them before it stops accepting.
+	var errs []error
+	if err := s.waitPending(ctx); err != nil {
+		errs = append(errs, err)
+	}
+	for _, q := range queues {
+		_ = q.Close()
+	}
+	for _, hs := range servers {
+		if len(errs) > 0 {
+			break
+		}
+		if err := hs.Shutdown(ctx); err != nil {
+			errs = append(errs, fmt.Errorf("server: drain: %w", err))
+			break
+		}
+	}
+	if len(errs) == 0 {
+		if err := s.waitConns(ctx); err != nil {
+			errs = append(errs, err)
+		}
+	}
+	if len(errs) > 0 {
+		s.forceClose()
+	}
+	s.wg.Wait()
+	if ic, ok := s.handler.(interface{ CloseIdleConnections() }); ok {
+		ic.CloseIdleConnections() // upstream pools of the proxy
+	}
+	return errors.Join(errs...)
+}
+
+// waitPending waits until no prepared connection is waiting for net/http.
+func (s *Server) waitPending(ctx context.Context) error {
+	for s.pending.Load() > 0 {
+		select {
+		case <-ctx.Done():
+			return fmt.Errorf("server: handing over connections: %w", ctx.Err())
+		case <-time.After(time.Millisecond):
+		}
+	}
+	return nil
+}
+
+// waitConns waits until every tracked connection is closed.
+func (s *Server) waitConns(ctx context.Context) error {
+	t := time.NewTicker(10 * time.Millisecond)
+	defer t.Stop()
+	for {
+		s.mu.Lock()
+		n := len(s.conns)
+		s.mu.Unlock()
+		if n == 0 {
+			return nil
+		}
+		select {
+		case <-ctx.Done():
+			return fmt.Errorf("server: %d connections still open: %w", n, ctx.Err())
+		case <-t.C:
+		}
+	}
+}
+
+// forceClose closes the HTTP servers and every remaining connection.
+func (s *Server) forceClose() {
+	s.mu.Lock()
+	servers := s.servers
+	conns := make([]*trackedConn, 0, len(s.conns))
+	for tc := range s.conns {
+		conns = append(conns, tc)
+	}
+	s.mu.Unlock()
+	for _, hs := range servers {
+		_ = hs.Close()
+	}
+	for _, tc := range conns {
+		_ = tc.Close()
+	}
+}
+
+// logrWriter adapts net/http's ErrorLog to logr at V(1): what it reports
+// (client protocol errors, panics) is per-connection noise, not an operator
+// error.
+type logrWriter struct{ log logr.Logger }
+
+func (w logrWriter) Write(p []byte) (int, error) {
+	w.log.V(1).Info(strings.TrimSpace(string(p)))
+	return len(p), nil
+}

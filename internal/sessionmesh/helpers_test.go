@@ -1,0 +1,260 @@
+package sessionmesh
+
+import (
+	"context"
+	"crypto/rand"
+	"crypto/rsa"
+	"crypto/tls"
+	"crypto/x509"
+	"crypto/x509/pkix"
+
+	"io"
+	"math/big"
+	"net"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/go-logr/logr"
+
+	"github.com/meshgate/meshgate/internal/routing"
+	"github.com/meshgate/meshgate/internal/sessionmesh/mesh"
+	"github.com/meshgate/meshgate/internal/sessionmesh/pki"
+)
+
+// serverCert is an RSA-2048 certificate for a.example.com and
+// b.example.com, with the pool that trusts it. Generated once: RSA keys are
+// slow to make and the value is never modified.
+var serverCert = sync.OnceValues(func() (*tls.Certificate, *x509.CertPool) {
+	key, err := rsa.GenerateKey(rand.Reader, 2048)
+	if err != nil {
+		panic(err)
+	}
+	tmpl := &x509.Certificate{SerialNumber: big.NewInt(1), Subject: pkix.Name{CommonName: "a.example.com"},
+		DNSNames: []string{"a.example.com", "b.example.com"}, NotBefore: time.Now().Add(-time.Hour),
+		NotAfter: time.Now().Add(time.Hour), KeyUsage: x509.KeyUsageDigitalSignature | x509.KeyUsageKeyEncipherment,
+		ExtKeyUsage: []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth}}
+	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &key.PublicKey, key)
+	if err != nil {
+		panic(err)
+	}
+	leaf, _ := x509.ParseCertificate(der)
+	pool := x509.NewCertPool()
+	pool.AddCert(leaf)
+	return &tls.Certificate{Certificate: [][]byte{der}, PrivateKey: key, Leaf: leaf}, pool
+})
+
+// feed is a PeerSource the test pushes peer sets into.
+type feed struct{ ch chan []string }
+
+func newFeed() *feed { return &feed{ch: make(chan []string, 16)} }
+
+func (f *feed) Peers(ctx context.Context) <-chan []string {
+	out := make(chan []string)
+	go func() {
+		defer close(out)
+		for {
+			select {
+			case <-ctx.Done():
+				return
+			case s := <-f.ch:
+				select {
+				case out <- s:
+				case <-ctx.Done():
+					return
+				}
+			}
+		}
+	}()
+	return out
+}
+
+// testNode is a Node with its running context and a TLS server using it.
+type testNode struct {
+	*Node
+	feed    *feed
+	cancel  context.CancelFunc
+	done    chan struct{}
+	tlsAddr string
+	tlsLn   net.Listener
+}
+
+func fastMesh(c *mesh.Config) {
+	c.InitialSync = 300 * time.Millisecond
+	c.ReconnectMin = 10 * time.Millisecond
+	c.ReconnectMax = 200 * time.Millisecond
+	c.HeartbeatInterval = 100 * time.Millisecond
+	c.DeadAfter = time.Second
+}
+
+func newTestNode(t testing.TB, ca *pki.CA, name string, mode routing.SessionMode, mut func(*Config)) *testNode {
+	t.Helper()
+	f := newFeed()
+	cfg := Config{NodeName: name, ListenAddr: "127.0.0.1:0", CA: ca, Peers: f,
+		Log: logr.Discard(), MeshTuning: fastMesh}
+	if mut != nil {
+		mut(&cfg)
+	}
+	n, err := New(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	tn := &testNode{Node: n, feed: f, done: make(chan struct{})}
+	ctx, cancel := context.WithCancel(context.Background())
+	tn.cancel = cancel
+	go func() { defer close(tn.done); n.Run(ctx) }()
+	tn.serveTLS(t, mode)
+	t.Cleanup(tn.stop)
+	return tn
+}
+
+func (tn *testNode) stop() {
+	tn.cancel()
+	<-tn.done
+	if tn.tlsLn != nil {
+		tn.tlsLn.Close()
+	}
+}
+
+// serveTLS starts a TLS server configured through ConfigureTLS that writes
+// one byte per connection (so TLS 1.3 clients receive their tickets).
+func (tn *testNode) serveTLS(t testing.TB, mode routing.SessionMode) {
+	cert, _ := serverCert()
+	pol := routing.DefaultPolicy()
+	pol.SessionMode = mode
+	pol.Name, pol.Generation = "default/p", 1
+	pol.TicketKeyRotation = time.Hour
+	cfg := &tls.Config{Certificates: []tls.Certificate{*cert}, CurvePreferences: routing.DefaultCurves}
+	tn.ConfigureTLS(cfg, &routing.TLSHost{Name: "*.example.com", Certificate: cert, Policy: pol})
+	ln, err := tls.Listen("tcp", "127.0.0.1:0", cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	tn.tlsLn, tn.tlsAddr = ln, ln.Addr().String()
+	go func() {
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			go func() {
+				defer c.Close()
+				c.SetDeadline(time.Now().Add(5 * time.Second))
+				if c.(*tls.Conn).Handshake() == nil {
+					c.Write([]byte{1})
+					io.Copy(io.Discard, c)
+				}
+			}()
+		}
+	}()
+}
+
+// cluster starts n nodes named node-0.. and connects them in a full mesh.
+func cluster(t testing.TB, n int, mode routing.SessionMode) ([]*testNode, *pki.CA) {
+	t.Helper()
+	ca, err := pki.NewCA("test")
+	if err != nil {
+		t.Fatal(err)
+	}
+	nodes := make([]*testNode, n)
+	var addrs []string
+	for i := range nodes {
+		nodes[i] = newTestNode(t, ca, "node-"+string(rune('0'+i)), mode, nil)
+		addrs = append(addrs, nodes[i].MeshAddr())
+	}
+	for _, tn := range nodes {
+		tn.feed.ch <- addrs
+	}
+	waitFor(t, "mesh connected", func() bool {
+		for _, tn := range nodes {
+			if len(tn.mesh.OnlineNames()) != n-1 || tn.Ready() != nil {
+				return false
+			}
+		}
+		return true
+	})
+	return nodes, ca
+}
+
+func waitFor(t testing.TB, what string, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(10 * time.Second)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatalf("timed out waiting for %s", what)
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+}
+
+// client is a TLS client keeping one session cache, like a browser.
+type client struct {
+	cache tls.ClientSessionCache
+	max   uint16
+	sni   string
+}
+
+func newClient(version uint16) *client {
+	return &client{cache: tls.NewLRUClientSessionCache(8), max: version, sni: "a.example.com"}
+}
+
+// connect does one handshake against addr, reads the server's byte and
+// reports whether the session was resumed.
+func (c *client) connect(addr string) (bool, error) {
+	_, pool := serverCert()
+	conn, err := tls.Dial("tcp", addr, &tls.Config{ServerName: c.sni, RootCAs: pool,
+		ClientSessionCache: c.cache, MinVersion: c.max, MaxVersion: c.max,
+		CurvePreferences: []tls.CurveID{tls.X25519}})
+	if err != nil {
+		return false, err
+	}
+	defer conn.Close()
+	conn.SetDeadline(time.Now().Add(5 * time.Second))
+	var b [1]byte
+	if _, err := io.ReadFull(conn, b[:]); err != nil {
+		return false, err
+	}
+	return conn.ConnectionState().DidResume, nil
+}
+
+func (c *client) mustConnect(t testing.TB, addr string) bool {
+	t.Helper()
+	r, err := c.connect(addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return r
+}
+
+// fixedCache offers the one session it holds for any server name.
+type fixedCache struct{ s *tls.ClientSessionState }
+
+func (f *fixedCache) Get(string) (*tls.ClientSessionState, bool) { return f.s, f.s != nil }
+func (f *fixedCache) Put(_ string, s *tls.ClientSessionState) {
+	if s != nil && f.s == nil {
+		f.s = s
+	}
+}
+
+// identity returns the ticket identity the cache holds for name.
+func identity(t testing.TB, cache tls.ClientSessionCache, name string) []byte {
+	t.Helper()
+	cs, ok := cache.Get(name)
+	if !ok {
+		t.Fatal("no session cached")
+	}
+	id, _, err := cs.ResumptionState()
+	if err != nil {
+		t.Fatal(err)
+	}
+	return id
+}
+
+func newCA(t testing.TB) (*pki.CA, error) {
+	t.Helper()
+	ca, err := pki.NewCA("test")
+	if err != nil {
+		t.Fatal(err)
+	}
+	return ca, nil
+}

@@ -1,0 +1,400 @@
+// Package mesh is the session mesh transport: a full mesh of mutually
+// authenticated TLS 1.3 connections between replicas, carrying the wire
+// protocol.
+//
+// Connection roles. Every node dials every peer it learns from its
+// PeerSource and accepts connections from every peer, so a pair of nodes
+// shares two connections. No dedupe is needed because roles are fixed: a
+// node's outbound connection carries what that node originates (inserts,
+// deletes, ticket keys, lookup and snapshot requests); its inbound
+// connections carry what peers originate, and the answers to requests go
+// back on the connection they came on. Each connection has one owner
+// goroutine (the writer) and one reader goroutine it starts and joins.
+//
+// Sending never blocks the caller: each peer has a bounded queue. A record
+// queued on an idle connection is sent at once; under load records are
+// batched and flushed when the queue holds BatchBytes or FlushInterval after
+// the previous flush. When the queue is full new records are dropped and counted; the
+// session still resumes on the node that issued it and, through the point
+// lookup, on any node that can reach the issuer.
+package mesh
+
+import (
+	"context"
+	"crypto/sha256"
+	"crypto/tls"
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"net"
+	"slices"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/go-logr/logr"
+
+	"github.com/meshgate/meshgate/internal/sessionmesh/pki"
+	"github.com/meshgate/meshgate/internal/sessionmesh/store"
+	"github.com/meshgate/meshgate/internal/sessionmesh/wire"
+)
+
+// NodeID maps a node name to the 64-bit id carried in session ids.
+func NodeID(name string) uint64 {
+	sum := sha256.Sum256([]byte(name))
+	return binary.BigEndian.Uint64(sum[:8])
+}
+
+// Handler receives what peers send. The mesh calls it from connection
+// goroutines, concurrently; implementations must be safe for concurrent
+// use and must not block for long. Slices passed in are owned by the
+// handler.
+type Handler interface {
+	// HandleInsert stores records replicated or streamed from peer `from`.
+	HandleInsert(from string, recs []store.Record)
+	// HandleDelete applies revocations.
+	HandleDelete(from string, ts []wire.Tombstone)
+	// HandleTicketKeys merges a ticket key ring.
+	HandleTicketKeys(from string, keys []wire.TicketKey)
+	// Lookup answers a peer's point lookup from the local store only.
+	Lookup(key store.Key) (store.Record, bool)
+	// Snapshot calls fn for every live record until fn returns false.
+	Snapshot(fn func(store.Record) bool)
+	// TicketKeys returns the current key ring, sent to each peer on connect;
+	// nil if none.
+	TicketKeys() []wire.TicketKey
+}
+
+// PeerSource yields the set of peer mesh addresses. Peers returns a channel
+// on which each value is the complete current set (not a delta); the
+// channel is closed when ctx is done. The mesh ignores its own address. The
+// first value should come promptly: readiness waits for it.
+type PeerSource interface {
+	Peers(ctx context.Context) <-chan []string
+}
+
+// StaticPeers is a fixed PeerSource (--peers).
+type StaticPeers []string
+
+// Peers implements PeerSource: it sends the list once.
+func (s StaticPeers) Peers(ctx context.Context) <-chan []string {
+	ch := make(chan []string, 1)
+	ch <- slices.Clone(s)
+	go func() { <-ctx.Done(); close(ch) }()
+	return ch
+}
+
+// Config configures a Mesh. Zero durations and sizes take the defaults
+// noted per field.
+type Config struct {
+	// NodeName is this node's unique name; it must equal the CN of Cert.
+	NodeName string
+	// ClusterID must match on every node of a cluster.
+	ClusterID string
+	// ListenAddr is the TCP address to listen on (":0" picks a port).
+	ListenAddr string
+	// AdvertiseAddr is sent in Hello; defaults to the bound address.
+	AdvertiseAddr string
+	// CA verifies peers. Required.
+	CA *pki.CA
+	// Cert returns this node's certificate (e.g. pki.NodeCert.Get). Required.
+	Cert func() (*tls.Certificate, error)
+	// Peers yields the peer sets; nil means no peers.
+	Peers PeerSource
+	// Handler receives peer messages. Required.
+	Handler Handler
+	// Log receives connection events; never secrets.
+	Log logr.Logger
+	// OnReplicated, if set, observes insert-to-visible latency (receive time
+	// minus the record's Created) for every replicated record.
+	OnReplicated func(time.Duration)
+
+	QueueRecords      int           // per-peer queue bound in records; 16384
+	QueueBytes        int           // per-peer queue bound in encoded bytes; 32 MiB
+	BatchBytes        int           // flush threshold; 64 KiB
+	FlushInterval     time.Duration // max batching delay under load; 250 µs
+	HeartbeatInterval time.Duration // 500 ms
+	DeadAfter         time.Duration // read timeout declaring a peer dead; 3 s
+	DialTimeout       time.Duration // dial + TLS + hello; 2 s
+	ReconnectMin      time.Duration // 50 ms
+	ReconnectMax      time.Duration // 5 s
+	InitialSync       time.Duration // wait for a reachable peer before Ready; 3 s
+	MaxInbound        int           // concurrent inbound connections; 256
+}
+
+func (c *Config) setDefaults() {
+	def := func(d *time.Duration, v time.Duration) {
+		if *d <= 0 {
+			*d = v
+		}
+	}
+	defInt := func(d *int, v int) {
+		if *d <= 0 {
+			*d = v
+		}
+	}
+	defInt(&c.QueueRecords, 16384)
+	defInt(&c.QueueBytes, 32<<20)
+	defInt(&c.BatchBytes, 64<<10)
+	defInt(&c.MaxInbound, 256)
+	def(&c.FlushInterval, 250*time.Microsecond)
+	def(&c.HeartbeatInterval, 500*time.Millisecond)
+	def(&c.DeadAfter, 3*time.Second)
+	def(&c.DialTimeout, 2*time.Second)
+	def(&c.ReconnectMin, 50*time.Millisecond)
+	def(&c.ReconnectMax, 5*time.Second)
+	def(&c.InitialSync, 3*time.Second)
+}
+
+// Mesh is one node's view of the mesh. Create with New, start with Run.
+// Its methods are safe for concurrent use.
+type Mesh struct {
+	cfg       Config
+	ln        net.Listener
+	addr      string
+	serverTLS *tls.Config
+	clientTLS *tls.Config
+	stats     counters
+
+	mu    sync.Mutex
+	peers map[string]*peer        // by address; guarded by mu
+	list  atomic.Pointer[[]*peer] // immutable snapshot of peers for lock-free reads
+
+	leave   atomic.Bool // send Goodbye on shutdown
+	kill    context.CancelFunc
+	started atomic.Bool
+	sync    syncState
+	reqID   atomic.Uint64
+
+	resyncMu      sync.Mutex
+	resync        resyncState // guarded by resyncMu
+	resyncPending atomic.Bool // resync.want is not empty
+	resyncs       atomic.Uint64
+}
+
+// New validates cfg and binds the listener, so Addr is known before Run.
+func New(cfg Config) (*Mesh, error) {
+	if cfg.NodeName == "" || cfg.ClusterID == "" || cfg.CA == nil || cfg.Cert == nil || cfg.Handler == nil {
+		return nil, errors.New("mesh: NodeName, ClusterID, CA, Cert and Handler are required")
+	}
+	if len(cfg.NodeName) > wire.MaxNameLen || len(cfg.ClusterID) > wire.MaxNameLen {
+		return nil, errors.New("mesh: node name or cluster id too long")
+	}
+	cfg.setDefaults()
+	ln, err := net.Listen("tcp", cfg.ListenAddr)
+	if err != nil {
+		return nil, fmt.Errorf("mesh: listen: %w", err)
+	}
+	m := &Mesh{cfg: cfg, ln: ln, addr: ln.Addr().String(), peers: make(map[string]*peer)}
+	if m.cfg.AdvertiseAddr == "" {
+		m.cfg.AdvertiseAddr = m.addr
+	}
+	m.sync.init()
+	m.stats.init()
+	m.resync = resyncState{lost: make(map[string]bool), want: make(map[string]bool)}
+	m.serverTLS, m.clientTLS = m.tlsConfigs()
+	return m, nil
+}
+
+func (m *Mesh) tlsConfigs() (server, client *tls.Config) {
+	getCert := func(*tls.ClientHelloInfo) (*tls.Certificate, error) { return m.cfg.Cert() }
+	server = &tls.Config{
+		MinVersion:     tls.VersionTLS13,
+		ClientAuth:     tls.RequireAndVerifyClientCert,
+		ClientCAs:      m.cfg.CA.Pool(),
+		GetCertificate: getCert,
+	}
+	client = &tls.Config{
+		MinVersion: tls.VersionTLS13,
+		// Host names are not checked (peers are addressed by IP or pod name);
+		// VerifyConnection verifies the chain against the cluster CA instead.
+		InsecureSkipVerify: true,
+		VerifyConnection: func(cs tls.ConnectionState) error {
+			raw := make([][]byte, len(cs.PeerCertificates))
+			for i, c := range cs.PeerCertificates {
+				raw[i] = c.Raw
+			}
+			_, err := m.cfg.CA.VerifyPeer(raw)
+			return err
+		},
+		GetClientCertificate: func(*tls.CertificateRequestInfo) (*tls.Certificate, error) { return m.cfg.Cert() },
+	}
+	return server, client
+}
+
+// Addr returns the bound listen address.
+func (m *Mesh) Addr() string { return m.addr }
+
+// Run serves the mesh until ctx is done, then leaves cleanly (Goodbye to
+// every peer) and returns after every goroutine it started has exited. Run
+// may be called once.
+func (m *Mesh) Run(ctx context.Context) error {
+	if !m.started.CompareAndSwap(false, true) {
+		return errors.New("mesh: Run called twice")
+	}
+	ctx, kill := context.WithCancel(ctx)
+	m.mu.Lock()
+	m.kill = kill
+	m.mu.Unlock()
+	defer kill()
+	m.leave.Store(true)
+
+	var wg sync.WaitGroup
+	wg.Go(func() { m.acceptLoop(ctx, &wg) })
+	wg.Go(func() { m.watchPeers(ctx) })
+	wg.Go(func() { m.sync.waitInitial(ctx, m.cfg.InitialSync) })
+	<-ctx.Done()
+	m.ln.Close()
+	m.mu.Lock()
+	for _, p := range m.peers {
+		p.cancel()
+	}
+	m.mu.Unlock()
+	wg.Wait()
+	m.mu.Lock()
+	for _, p := range m.peers {
+		<-p.done
+	}
+	m.mu.Unlock()
+	return nil
+}
+
+// Kill stops the mesh like a crash: no Goodbye is sent. Run returns.
+func (m *Mesh) Kill() {
+	m.leave.Store(false)
+	m.mu.Lock()
+	k := m.kill
+	m.mu.Unlock()
+	if k != nil {
+		k()
+	} else {
+		m.ln.Close()
+	}
+}
+
+func (m *Mesh) watchPeers(ctx context.Context) {
+	if m.cfg.Peers == nil {
+		m.sync.peerSet(0)
+		return
+	}
+	ch := m.cfg.Peers.Peers(ctx)
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case set, ok := <-ch:
+			if !ok {
+				return
+			}
+			n := m.setPeers(ctx, set)
+			m.sync.peerSet(n)
+		}
+	}
+}
+
+// setPeers starts peers new in set and stops peers missing from it; it
+// returns the number of peers (own address excluded).
+func (m *Mesh) setPeers(ctx context.Context, set []string) int {
+	want := make(map[string]bool, len(set))
+	for _, a := range set {
+		if a != "" && a != m.addr && a != m.cfg.AdvertiseAddr && a != m.cfg.ListenAddr {
+			want[a] = true
+		}
+	}
+	var stopped []*peer
+	m.mu.Lock()
+	for a, p := range m.peers {
+		if !want[a] {
+			p.cancel()
+			stopped = append(stopped, p)
+			delete(m.peers, a)
+		}
+	}
+	for a := range want {
+		if _, ok := m.peers[a]; !ok {
+			p := newPeer(m, a)
+			m.peers[a] = p
+			pctx, cancel := context.WithCancel(ctx)
+			p.cancel = cancel
+			go p.run(pctx)
+		}
+	}
+	list := make([]*peer, 0, len(m.peers))
+	for _, p := range m.peers {
+		list = append(list, p)
+	}
+	m.list.Store(&list)
+	m.mu.Unlock()
+	for _, p := range stopped {
+		<-p.done
+	}
+	return len(want)
+}
+
+// eachPeer calls fn for every current peer without holding a lock, so the
+// insert path does not contend on the mesh mutex. A peer being removed may
+// still receive a call; its queue is then simply discarded.
+func (m *Mesh) eachPeer(fn func(*peer)) {
+	if l := m.list.Load(); l != nil {
+		for _, p := range *l {
+			fn(p)
+		}
+	}
+}
+
+// Insert queues r for every peer. It never blocks; full queues drop and
+// count. The mesh shares r.State read-only.
+func (m *Mesh) Insert(r store.Record) {
+	m.eachPeer(func(p *peer) { p.enqueueRecord(r) })
+}
+
+// Delete queues a revocation for every peer.
+func (m *Mesh) Delete(t wire.Tombstone) {
+	m.eachPeer(func(p *peer) { p.enqueueTomb(t) })
+}
+
+// BroadcastTicketKeys sends the key ring to every connected peer (and to
+// peers connecting later through Handler.TicketKeys).
+func (m *Mesh) BroadcastTicketKeys(keys []wire.TicketKey) {
+	m.eachPeer(func(p *peer) { p.enqueueKeys(keys) })
+}
+
+// ErrNoPeer is returned by Lookup when no online peer has the node id.
+var ErrNoPeer = errors.New("mesh: issuing node not online")
+
+// Lookup asks the online peer whose NodeID is origin for key, waiting until
+// ctx is done. It returns ErrNoPeer without sending anything when no such
+// peer is online.
+func (m *Mesh) Lookup(ctx context.Context, origin uint64, key store.Key) (store.Record, bool, error) {
+	var target *peer
+	m.eachPeer(func(p *peer) {
+		if p.online.Load() && p.id.Load() == origin {
+			target = p
+		}
+	})
+	if target == nil {
+		return store.Record{}, false, ErrNoPeer
+	}
+	return target.lookup(ctx, m.reqID.Add(1), key)
+}
+
+// OnlineNames returns the names of peers with an established outbound
+// connection, sorted.
+func (m *Mesh) OnlineNames() []string {
+	var names []string
+	m.eachPeer(func(p *peer) {
+		if p.online.Load() {
+			names = append(names, p.nameLoad())
+		}
+	})
+	slices.Sort(names)
+	return names
+}
+
+// Synced reports whether the initial sync is over: a snapshot from a peer
+// completed, the peer set is empty, or no peer was reachable within
+// Config.InitialSync (the first replica of a cluster).
+func (m *Mesh) Synced() bool { return m.sync.done() }
+
+// SyncedC is closed once Synced is true.
+func (m *Mesh) SyncedC() <-chan struct{} { return m.sync.ch }

@@ -1,0 +1,220 @@
+package sessionmesh
+
+import (
+	"crypto/tls"
+	"encoding/json"
+	"net/http"
+	"sync/atomic"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/meshgate/meshgate/internal/sessionmesh/mesh"
+	"github.com/meshgate/meshgate/internal/sessionmesh/store"
+)
+
+// Miss reasons (label values of meshgate_sessionmesh_resumption_misses_total).
+const (
+	missUnknown = iota // id well-formed, record not found and issuer not asked
+	missExpired
+	missBinding // issued for another SNI name, certificate or policy generation
+	missRemote  // issuer asked, no record in time
+	missRevoked
+	missInvalid // malformed or forged id, bad ticket, unparsable state
+	numMiss
+)
+
+var missNames = [numMiss]string{"unknown_id", "expired", "binding_mismatch", "remote_miss", "revoked", "invalid"}
+
+const (
+	modeStateful = iota
+	modeTicketKeys
+	numModes
+)
+
+var modeNames = [numModes]string{"Stateful", "TicketKeys"}
+
+// versions indexes per-TLS-version counters: 0 TLS 1.2 (and older), 1 TLS 1.3.
+func versionIdx(v uint16) int {
+	if v >= tls.VersionTLS13 {
+		return 1
+	}
+	return 0
+}
+
+var versionNames = [2]string{"1.2", "1.3"}
+
+// metrics holds the node's counters; it is a prometheus.Collector reading
+// them (and the store and mesh) at scrape time, so the hot path only does
+// atomic adds.
+type metrics struct {
+	n             *Node
+	hits          [2]atomic.Uint64
+	misses        [numMiss]atomic.Uint64
+	full          [2]atomic.Uint64
+	resumed       [2]atomic.Uint64
+	wraps         [numModes]atomic.Uint64
+	rewraps       atomic.Uint64
+	remoteLookups atomic.Uint64
+	remoteHits    atomic.Uint64
+	latency       prometheus.Histogram
+
+	descs map[string]*prometheus.Desc
+}
+
+func newMetrics(n *Node) *metrics {
+	m := &metrics{n: n, descs: make(map[string]*prometheus.Desc)}
+	m.latency = prometheus.NewHistogram(prometheus.HistogramOpts{
+		Name:    "meshgate_sessionmesh_replication_latency_seconds",
+		Help:    "Time from a session's insert on its issuing node to its arrival on this node.",
+		Buckets: []float64{.0001, .00025, .0005, .001, .0025, .005, .01, .025, .1, 1},
+	})
+	d := func(name, help string, labels ...string) {
+		m.descs[name] = prometheus.NewDesc("meshgate_sessionmesh_"+name, help, labels, nil)
+	}
+	d("records", "Live session records in the local store.")
+	d("store_bytes", "Accounted bytes of the local store.")
+	d("evictions_total", "Records evicted to stay within the byte budget.")
+	d("ready", "1 once the initial snapshot is done.")
+	d("peers_online", "Peers with an established outbound connection.")
+	d("records_pending", "Records queued for a peer.", "peer")
+	d("peer_drops_total", "Records dropped because a peer's queue was full.", "peer")
+	d("bytes_in_total", "Mesh bytes received (TLS records included).")
+	d("bytes_out_total", "Mesh bytes sent (TLS records included).")
+	d("messages_in_total", "Mesh messages received.")
+	d("messages_out_total", "Mesh messages sent.")
+	d("drops_total", "Mesh messages dropped because a queue was full.")
+	d("rejected_connections_total", "Mesh connections or frames rejected, by reason.", "reason")
+	d("resumption_hits_total", "Sessions resumed, by TLS version.", "version")
+	d("resumption_misses_total", "Offered sessions that could not resume, by reason.", "reason")
+	d("handshakes_total", "Completed TLS handshakes by TLS version and kind (full or resumed).", "version", "kind")
+	d("wraps_total", "Sessions issued (WrapSession calls), by session mode.", "mode")
+	d("rewraps_total", "TLS 1.2 re-wraps of a just-resumed session answered from the store, without storing or replicating it again.")
+	d("remote_lookups_total", "Point lookups sent to an issuing peer on a local miss.")
+	d("remote_lookup_hits_total", "Point lookups answered with the session.")
+	return m
+}
+
+func (m *metrics) hit(v uint16)                       { m.hits[versionIdx(v)].Add(1) }
+func (m *metrics) miss(r int)                         { m.misses[r].Add(1) }
+func (m *metrics) observeReplication(d time.Duration) { m.latency.Observe(d.Seconds()) }
+
+func (m *metrics) handshake(v uint16, resumed bool) {
+	if resumed {
+		m.resumed[versionIdx(v)].Add(1)
+	} else {
+		m.full[versionIdx(v)].Add(1)
+	}
+}
+
+// Describe implements prometheus.Collector.
+func (m *metrics) Describe(ch chan<- *prometheus.Desc) {
+	for _, d := range m.descs {
+		ch <- d
+	}
+	m.latency.Describe(ch)
+}
+
+// Collect implements prometheus.Collector.
+func (m *metrics) Collect(ch chan<- prometheus.Metric) {
+	c := func(name string, t prometheus.ValueType, v float64, labels ...string) {
+		ch <- prometheus.MustNewConstMetric(m.descs[name], t, v, labels...)
+	}
+	gauge, counter := prometheus.GaugeValue, prometheus.CounterValue
+	st := m.n.store.Stats()
+	c("records", gauge, float64(st.Records))
+	c("store_bytes", gauge, float64(st.Bytes))
+	c("evictions_total", counter, float64(st.Evicted))
+	ready := 0.0
+	if m.n.Ready() == nil {
+		ready = 1
+	}
+	c("ready", gauge, ready)
+	if m.n.mesh != nil {
+		ms := m.n.mesh.Status()
+		c("peers_online", gauge, float64(ms.PeersOnline))
+		for _, p := range ms.Peers {
+			label := p.Addr
+			c("records_pending", gauge, float64(p.Pending), label)
+			c("peer_drops_total", counter, float64(p.Drops), label)
+		}
+		c("bytes_in_total", counter, float64(ms.BytesIn))
+		c("bytes_out_total", counter, float64(ms.BytesOut))
+		c("messages_in_total", counter, float64(ms.MsgsIn))
+		c("messages_out_total", counter, float64(ms.MsgsOut))
+		c("drops_total", counter, float64(ms.Drops))
+		for _, r := range mesh.RejectReasons() {
+			c("rejected_connections_total", counter, float64(ms.Rejected[r]), r)
+		}
+	}
+	for i, name := range versionNames {
+		c("resumption_hits_total", counter, float64(m.hits[i].Load()), name)
+		c("handshakes_total", counter, float64(m.full[i].Load()), name, "full")
+		c("handshakes_total", counter, float64(m.resumed[i].Load()), name, "resumed")
+	}
+	for i, name := range missNames {
+		c("resumption_misses_total", counter, float64(m.misses[i].Load()), name)
+	}
+	for i, name := range modeNames {
+		c("wraps_total", counter, float64(m.wraps[i].Load()), name)
+	}
+	c("rewraps_total", counter, float64(m.rewraps.Load()))
+	c("remote_lookups_total", counter, float64(m.remoteLookups.Load()))
+	c("remote_lookup_hits_total", counter, float64(m.remoteHits.Load()))
+	m.latency.Collect(ch)
+}
+
+// Status is the JSON document served by StatusHandler.
+type Status struct {
+	Node      string            `json:"node"`
+	ClusterID string            `json:"cluster_id"`
+	Ready     bool              `json:"ready"`
+	Store     store.Stats       `json:"store"`
+	Mesh      *mesh.Status      `json:"mesh,omitempty"`
+	Hits      map[string]uint64 `json:"resumption_hits"`
+	Misses    map[string]uint64 `json:"resumption_misses"`
+	Full      map[string]uint64 `json:"full_handshakes"`
+	Resumed   map[string]uint64 `json:"resumed_handshakes"`
+	Wraps     map[string]uint64 `json:"wraps"`
+	Remote    [2]uint64         `json:"remote_lookups_and_hits"`
+	TicketKey struct {
+		Keys   int    `json:"keys"`
+		Leader string `json:"leader"`
+	} `json:"ticket_keys"`
+}
+
+// Status returns the node's current status.
+func (n *Node) Status() Status {
+	m := n.m
+	st := Status{Node: n.cfg.NodeName, ClusterID: n.cfg.ClusterID, Ready: n.Ready() == nil,
+		Store: n.store.Stats(), Hits: map[string]uint64{}, Misses: map[string]uint64{},
+		Full: map[string]uint64{}, Resumed: map[string]uint64{}, Wraps: map[string]uint64{},
+		Remote: [2]uint64{m.remoteLookups.Load(), m.remoteHits.Load()}}
+	if n.mesh != nil {
+		ms := n.mesh.Status()
+		st.Mesh = &ms
+	}
+	for i, v := range versionNames {
+		st.Hits[v], st.Full[v], st.Resumed[v] = m.hits[i].Load(), m.full[i].Load(), m.resumed[i].Load()
+	}
+	for i, r := range missNames {
+		st.Misses[r] = m.misses[i].Load()
+	}
+	for i, r := range modeNames {
+		st.Wraps[r] = m.wraps[i].Load()
+	}
+	ring := n.tickets.ring.Load()
+	st.TicketKey.Keys, st.TicketKey.Leader = len(ring.keys), ring.leader
+	return st
+}
+
+// StatusHandler serves Status as JSON (for /status/sessionmesh). It never
+// includes session state or key material.
+func (n *Node) StatusHandler() http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) {
+		w.Header().Set("Content-Type", "application/json")
+		enc := json.NewEncoder(w)
+		enc.SetIndent("", "  ")
+		enc.Encode(n.Status())
+	})
+}

@@ -1,0 +1,261 @@
+// Package sessionmesh shares TLS session state between meshgate replicas so
+// that a client can resume on any replica. See docs/sessionmesh.md.
+//
+// A Node owns a session store (sessionmesh/store), a mesh transport
+// (sessionmesh/mesh) replicating the store to peers, and a ticket key ring.
+// The data plane calls Node.ConfigureTLS on every tls.Config it builds.
+package sessionmesh
+
+import (
+	"context"
+	"crypto/rand"
+	"errors"
+	"fmt"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/go-logr/logr"
+	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/meshgate/meshgate/internal/sessionmesh/mesh"
+	"github.com/meshgate/meshgate/internal/sessionmesh/pki"
+	"github.com/meshgate/meshgate/internal/sessionmesh/store"
+	"github.com/meshgate/meshgate/internal/sessionmesh/wire"
+)
+
+// PeerSource yields complete peer address sets; see mesh.PeerSource. The
+// Kubernetes mode implements it from EndpointSlices.
+type PeerSource = mesh.PeerSource
+
+// StaticPeers is the --peers PeerSource.
+type StaticPeers = mesh.StaticPeers
+
+// Config configures a Node. The zero value of every optional field is its
+// default.
+type Config struct {
+	// NodeName is unique per replica. Required.
+	NodeName string
+	// ClusterID must be equal on all replicas; "" means the CA fingerprint
+	// (or "local" without a CA).
+	ClusterID string
+	// ListenAddr is the mesh listen address; "" runs a local-only store
+	// (single replica, tests).
+	ListenAddr string
+	// AdvertiseAddr is the address peers know this node by; "" means the
+	// bound listen address.
+	AdvertiseAddr string
+	// Peers yields the peers; nil means none.
+	Peers PeerSource
+	// CA is the cluster CA. Required with ListenAddr. It also keys the
+	// session-id MAC, so all replicas accept each other's ids.
+	CA *pki.CA
+	// StoreBudgetBytes bounds the session store; 0 means 256 MiB.
+	StoreBudgetBytes int64
+	// LookupTimeout bounds the point lookup to an issuing peer on a local
+	// miss; 0 means 2 ms.
+	LookupTimeout time.Duration
+	// TicketKeyRotation is the TicketKeys rotation interval used until a
+	// policy asks for a shorter one; 0 means 1 h.
+	TicketKeyRotation time.Duration
+	// Registerer receives the Prometheus metrics; nil registers nothing.
+	Registerer prometheus.Registerer
+	// Log receives events; state bytes and keys are never logged.
+	Log logr.Logger
+	// MeshTuning, if set, adjusts the mesh configuration (queue sizes,
+	// timers) before it starts; tests use it for short timeouts.
+	MeshTuning func(*mesh.Config)
+}
+
+// Node is one replica's session mesh member. Create it with New, run it
+// with Run. Its methods are safe for concurrent use.
+type Node struct {
+	cfg     Config
+	id      uint64
+	store   *store.Store
+	mesh    *mesh.Mesh // nil when local-only
+	ipad    [64]byte   // HMAC pads of the session-id MAC key
+	opad    [64]byte
+	tickets *ticketRing
+	m       *metrics
+
+	rotation atomic.Int64 // effective ticket rotation (ns)
+	running  atomic.Bool
+	killOnce sync.Once
+}
+
+// New builds a Node and, with a ListenAddr, binds the mesh listener.
+func New(cfg Config) (*Node, error) {
+	if cfg.NodeName == "" {
+		return nil, errors.New("sessionmesh: NodeName is required")
+	}
+	if cfg.LookupTimeout <= 0 {
+		cfg.LookupTimeout = 2 * time.Millisecond
+	}
+	if cfg.TicketKeyRotation <= 0 {
+		cfg.TicketKeyRotation = time.Hour
+	}
+	if cfg.ClusterID == "" {
+		cfg.ClusterID = "local"
+		if cfg.CA != nil {
+			cfg.ClusterID = cfg.CA.Fingerprint()
+		}
+	}
+	n := &Node{cfg: cfg, id: mesh.NodeID(cfg.NodeName), store: store.New(cfg.StoreBudgetBytes)}
+	n.rotation.Store(int64(cfg.TicketKeyRotation))
+	n.tickets = newTicketRing(cfg.NodeName)
+	n.tickets.tick(cfg.NodeName, cfg.TicketKeyRotation, time.Now()) // first key
+	var err error
+	macKey := make([]byte, 32)
+	if cfg.CA != nil {
+		macKey, err = cfg.CA.DeriveKey("session-id-mac")
+		if err != nil {
+			return nil, fmt.Errorf("sessionmesh: %w", err)
+		}
+	} else {
+		rand.Read(macKey)
+	}
+	for i := range n.ipad { // HMAC pads (RFC 2104); the key is shorter than a block
+		var k byte
+		if i < len(macKey) {
+			k = macKey[i]
+		}
+		n.ipad[i], n.opad[i] = k^0x36, k^0x5c
+	}
+	n.m = newMetrics(n)
+	if cfg.ListenAddr != "" {
+		if cfg.CA == nil {
+			return nil, errors.New("sessionmesh: CA is required to run the mesh")
+		}
+		if n.mesh, err = n.newMesh(); err != nil {
+			return nil, err
+		}
+	}
+	if cfg.Registerer != nil {
+		if err := cfg.Registerer.Register(n.m); err != nil {
+			return nil, fmt.Errorf("sessionmesh: register metrics: %w", err)
+		}
+	}
+	return n, nil
+}
+
+func (n *Node) newMesh() (*mesh.Mesh, error) {
+	ips := listenIPs(n.cfg.ListenAddr, n.cfg.AdvertiseAddr)
+	nc, err := n.cfg.CA.NewNodeCert(n.cfg.NodeName, ips, 0)
+	if err != nil {
+		return nil, fmt.Errorf("sessionmesh: node certificate: %w", err)
+	}
+	mc := mesh.Config{
+		NodeName: n.cfg.NodeName, ClusterID: n.cfg.ClusterID,
+		ListenAddr: n.cfg.ListenAddr, AdvertiseAddr: n.cfg.AdvertiseAddr,
+		CA: n.cfg.CA, Cert: nc.Get, Peers: n.cfg.Peers, Handler: (*handler)(n),
+		Log: n.cfg.Log.WithName("mesh"), OnReplicated: n.m.observeReplication,
+	}
+	if n.cfg.MeshTuning != nil {
+		n.cfg.MeshTuning(&mc)
+	}
+	m, err := mesh.New(mc)
+	if err != nil {
+		return nil, fmt.Errorf("sessionmesh: %w", err)
+	}
+	return m, nil
+}
+
+// MeshAddr returns the bound mesh address, or "" when local-only.
+func (n *Node) MeshAddr() string {
+	if n.mesh == nil {
+		return ""
+	}
+	return n.mesh.Addr()
+}
+
+// Run serves until ctx is done, then leaves the mesh cleanly (peers are
+// told with Goodbye) and returns nil once all its goroutines have exited.
+func (n *Node) Run(ctx context.Context) error {
+	if !n.running.CompareAndSwap(false, true) {
+		return errors.New("sessionmesh: Run called twice")
+	}
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	var wg sync.WaitGroup
+	wg.Go(func() { n.store.Run(ctx, time.Second) })
+	wg.Go(func() { n.rotateLoop(ctx) })
+	var err error
+	if n.mesh != nil {
+		err = n.mesh.Run(ctx)
+		cancel()
+	} else {
+		<-ctx.Done()
+	}
+	wg.Wait()
+	return err
+}
+
+// Kill stops the mesh as a crash would (no Goodbye to peers) and makes Run
+// return. For tests of failure handling.
+func (n *Node) Kill() {
+	if n.mesh != nil {
+		n.mesh.Kill()
+	}
+}
+
+// ErrNotReady is returned by Ready until the initial sync is over.
+var ErrNotReady = errors.New("sessionmesh: initial snapshot not received yet")
+
+// Ready returns nil once the node has the cluster's sessions: a snapshot
+// from a peer completed, it has no peers, or no peer was reachable within
+// the initial-sync wait (first replica). A local-only node is always ready.
+func (n *Node) Ready() error {
+	if n.mesh == nil || n.mesh.Synced() {
+		return nil
+	}
+	return ErrNotReady
+}
+
+// Revoke deletes the session named by a session id (ticket identity)
+// everywhere. It returns false if the id is not a valid stateful id.
+func (n *Node) Revoke(identity []byte) bool {
+	_, key, ok := n.parseID(identity)
+	if !ok {
+		return false
+	}
+	exp := time.Now().Add(time.Hour).UnixNano()
+	if r, st := n.store.Get(key, time.Now()); st == store.Found {
+		exp = r.Expires
+	}
+	n.store.Delete(key, exp, time.Now())
+	if n.mesh != nil {
+		n.mesh.Delete(wire.Tombstone{Key: key, Expires: exp})
+	}
+	return true
+}
+
+// handler adapts Node to mesh.Handler.
+type handler Node
+
+func (h *handler) HandleInsert(_ string, recs []store.Record) {
+	now := time.Now()
+	for _, r := range recs {
+		h.store.Put(r, now)
+	}
+}
+
+func (h *handler) HandleDelete(_ string, ts []wire.Tombstone) {
+	now := time.Now()
+	for _, t := range ts {
+		h.store.Delete(t.Key, t.Expires, now)
+	}
+}
+
+func (h *handler) HandleTicketKeys(_ string, keys []wire.TicketKey) {
+	h.tickets.merge(keys, time.Now())
+}
+
+func (h *handler) Lookup(key store.Key) (store.Record, bool) {
+	r, st := h.store.Get(key, time.Now())
+	return r, st == store.Found
+}
+
+func (h *handler) Snapshot(fn func(store.Record) bool) { h.store.Range(time.Now(), fn) }
+
+func (h *handler) TicketKeys() []wire.TicketKey { return h.tickets.shared() }

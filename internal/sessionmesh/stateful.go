@@ -1,0 +1,291 @@
+package sessionmesh
+
+import (
+	"context"
+	"crypto/hmac"
+	"crypto/sha256"
+	"crypto/tls"
+	"encoding/binary"
+	"net"
+	"time"
+
+	"github.com/meshgate/meshgate/internal/routing"
+	"github.com/meshgate/meshgate/internal/sessionmesh/store"
+	"github.com/meshgate/meshgate/internal/sessionmesh/wire"
+)
+
+// Session id layout (stateful mode), 41 bytes:
+//
+//	[0]     idVersion
+//	[1:9]   issuing node id (mesh.NodeID of its name), big-endian
+//	[9:25]  128 random bits: the store key
+//	[25:41] HMAC-SHA256(cluster MAC key, bytes 0..24), truncated to 128 bits
+//
+// The MAC lets any replica reject forged or corrupted ids without a store
+// lookup or a remote query; the node id tells a replica whom to ask on a miss.
+const (
+	idVersion = 0x01
+	idLen     = 41
+	idMACOff  = 25
+)
+
+// mac computes HMAC-SHA256(macKey, id[:idMACOff]) truncated to 128 bits.
+// It is HMAC spelled out over stack buffers with the key pads precomputed in
+// New, so it does not allocate (hmac.New and hash.Hash.Sum would).
+func (n *Node) mac(id []byte) [16]byte {
+	var in [64 + idMACOff]byte
+	copy(in[:64], n.ipad[:])
+	copy(in[64:], id[:idMACOff])
+	inner := sha256.Sum256(in[:])
+	var out [64 + sha256.Size]byte
+	copy(out[:64], n.opad[:])
+	copy(out[64:], inner[:])
+	sum := sha256.Sum256(out[:])
+	return [16]byte(sum[:16])
+}
+
+func (n *Node) mintID(key store.Key) []byte {
+	id := make([]byte, idLen)
+	id[0] = idVersion
+	binary.BigEndian.PutUint64(id[1:9], n.id)
+	copy(id[9:25], key[:])
+	m := n.mac(id)
+	copy(id[idMACOff:], m[:])
+	return id
+}
+
+// parseID checks an id's shape and MAC and returns its origin and key.
+func (n *Node) parseID(id []byte) (uint64, store.Key, bool) {
+	var key store.Key
+	if len(id) != idLen || id[0] != idVersion {
+		return 0, key, false
+	}
+	m := n.mac(id)
+	if !hmac.Equal(m[:], id[idMACOff:]) {
+		return 0, key, false
+	}
+	copy(key[:], id[9:25])
+	return binary.BigEndian.Uint64(id[1:9]), key, true
+}
+
+// hostBinding is what a host's sessions are bound to, minus the SNI name.
+type hostBinding [32]byte
+
+func newHostBinding(host *routing.TLSHost, pol *routing.TLSPolicy) hostBinding {
+	h := sha256.New()
+	h.Write([]byte("meshgate session binding v1\x00"))
+	if host.Certificate != nil && len(host.Certificate.Certificate) > 0 {
+		leaf := sha256.Sum256(host.Certificate.Certificate[0])
+		h.Write(leaf[:])
+	}
+	h.Write([]byte(pol.Name))
+	var g [9]byte
+	binary.BigEndian.PutUint64(g[1:], uint64(pol.Generation))
+	h.Write(g[:])
+	var b hostBinding
+	h.Sum(b[:0])
+	return b
+}
+
+// bind returns the binding for a handshake: the host binding and the exact
+// SNI name, ASCII-lowercased. It does not allocate.
+func (hb *hostBinding) bind(serverName string) store.Binding {
+	var buf [32 + 256]byte
+	copy(buf[:32], hb[:])
+	n := min(len(serverName), 255)
+	buf[32] = byte(n)
+	for i := 0; i < n; i++ {
+		c := serverName[i]
+		if 'A' <= c && c <= 'Z' {
+			c += 'a' - 'A'
+		}
+		buf[33+i] = c
+	}
+	return store.Binding(sha256.Sum256(buf[:33+n]))
+}
+
+// ConfigureTLS installs session resumption for host on cfg according to
+// host.Policy.SessionMode (nil Policy means routing.DefaultPolicy()). The
+// data plane calls it once per *tls.Config it builds, before first use; it
+// sets WrapSession/UnwrapSession (Stateful, TicketKeys) or
+// SessionTicketsDisabled (Off), and chains cfg.VerifyConnection to count
+// full and resumed handshakes. It must not be called on a config in use.
+func (n *Node) ConfigureTLS(cfg *tls.Config, host *routing.TLSHost) {
+	pol := host.Policy
+	if pol == nil {
+		pol = routing.DefaultPolicy()
+	}
+	prev := cfg.VerifyConnection
+	cfg.VerifyConnection = func(cs tls.ConnectionState) error {
+		n.m.handshake(cs.Version, cs.DidResume)
+		if prev != nil {
+			return prev(cs)
+		}
+		return nil
+	}
+	lifetime := pol.SessionLifetime
+	if lifetime <= 0 {
+		lifetime = 300 * time.Second
+	}
+	hb := newHostBinding(host, pol)
+	switch pol.SessionMode {
+	case routing.SessionOff:
+		cfg.SessionTicketsDisabled = true
+	case routing.SessionTicketKeys:
+		n.noteRotation(pol.TicketKeyRotation)
+		th := &ticketHost{n: n, hb: hb, lifetime: lifetime}
+		cfg.WrapSession, cfg.UnwrapSession = th.wrap, th.unwrap
+	default:
+		sh := &statefulHost{n: n, hb: hb, lifetime: lifetime}
+		cfg.WrapSession, cfg.UnwrapSession = sh.wrap, sh.unwrap
+	}
+}
+
+// statefulHost implements the Stateful hooks for one configured host.
+type statefulHost struct {
+	n        *Node
+	hb       hostBinding
+	lifetime time.Duration
+}
+
+// sessionKey derives the store key of a session from its serialized state:
+// HMAC-SHA256(cluster MAC key, label || state), truncated to 128 bits.
+//
+// Every new session carries fresh secrets, so its key is as unguessable as
+// a random one (the MAC key never leaves the cluster). What the derivation
+// adds is that the same state always gets the same key, on every replica:
+// Go's TLS 1.2 server re-wraps the very session it just resumed on every
+// resumed handshake, and wrap then finds the record already stored and
+// skips storing and replicating it again.
+func (n *Node) sessionKey(state []byte) store.Key {
+	h := sha256.New()
+	h.Write(n.ipad[:])
+	h.Write([]byte("meshgate session key v1\x00"))
+	h.Write(state)
+	var inner [sha256.Size]byte
+	h.Sum(inner[:0])
+	h.Reset()
+	h.Write(n.opad[:])
+	h.Write(inner[:])
+	var sum [sha256.Size]byte
+	h.Sum(sum[:0])
+	return store.Key(sum[:len(store.Key{})])
+}
+
+func (s *statefulHost) wrap(cs tls.ConnectionState, ss *tls.SessionState) ([]byte, error) {
+	state, err := ss.Bytes()
+	if err != nil {
+		return nil, err
+	}
+	n := s.n
+	key := n.sessionKey(state)
+	now := time.Now()
+	binding := s.hb.bind(cs.ServerName)
+	if cs.DidResume {
+		if old, st := n.store.Get(key, now); st == store.Found && old.Binding == binding {
+			// A TLS 1.2 re-wrap of the session just resumed: the cluster
+			// already holds it (with its original expiry, which Go also
+			// enforces from the state's creation time).
+			n.m.rewraps.Add(1)
+			return n.mintID(key), nil
+		}
+	}
+	r := store.Record{Key: key, Binding: binding, Origin: n.id,
+		Created: now.UnixNano(), Expires: now.Add(s.lifetime).UnixNano(), State: state}
+	n.store.Put(r, now)
+	if n.mesh != nil && len(state) <= wire.MaxStateSize {
+		n.mesh.Insert(r)
+	}
+	n.m.wraps[modeStateful].Add(1)
+	return n.mintID(key), nil
+}
+
+func (s *statefulHost) unwrap(identity []byte, cs tls.ConnectionState) (*tls.SessionState, error) {
+	n := s.n
+	if len(identity) == 0 { // a TLS 1.2 client asking for a first ticket
+		return nil, nil
+	}
+	origin, key, ok := n.parseID(identity)
+	if !ok {
+		n.m.miss(missInvalid)
+		return nil, nil
+	}
+	now := time.Now()
+	r, st := n.store.Get(key, now)
+	if st == store.Missing && origin != n.id && n.mesh != nil {
+		r, st = n.remoteLookup(origin, key, now)
+	}
+	switch st {
+	case store.Found:
+	case store.Expired:
+		n.m.miss(missExpired)
+		return nil, nil
+	case store.Revoked:
+		n.m.miss(missRevoked)
+		return nil, nil
+	case remoteMiss:
+		n.m.miss(missRemote)
+		return nil, nil
+	default:
+		n.m.miss(missUnknown)
+		return nil, nil
+	}
+	if r.Binding != s.hb.bind(cs.ServerName) {
+		n.m.miss(missBinding)
+		return nil, nil
+	}
+	ss, err := tls.ParseSessionState(r.State)
+	if err != nil {
+		n.m.miss(missInvalid)
+		return nil, nil
+	}
+	n.m.hit(cs.Version)
+	return ss, nil
+}
+
+// remoteMiss is a store.Status value private to this package: the issuing
+// peer was asked and did not answer with a record in time.
+const remoteMiss store.Status = 100
+
+// remoteLookup asks the issuing node for key within LookupTimeout and
+// keeps a found record locally.
+func (n *Node) remoteLookup(origin uint64, key store.Key, now time.Time) (store.Record, store.Status) {
+	ctx, cancel := context.WithTimeout(context.Background(), n.cfg.LookupTimeout)
+	defer cancel()
+	r, found, err := n.mesh.Lookup(ctx, origin, key)
+	n.m.remoteLookups.Add(1)
+	if !found {
+		// Replication may have delivered it while we waited.
+		if lr, st := n.store.Get(key, time.Now()); st != store.Missing {
+			return lr, st
+		}
+	}
+	if err != nil || !found {
+		if err != nil && ctx.Err() == nil { // issuer not online: a plain miss
+			return store.Record{}, store.Missing
+		}
+		return store.Record{}, remoteMiss
+	}
+	if r.Expires <= now.UnixNano() {
+		return store.Record{}, store.Expired
+	}
+	n.m.remoteHits.Add(1)
+	n.store.Put(r, now)
+	return r, store.Found
+}
+
+// listenIPs returns the IPs of the given host:port addresses that name a
+// specific IP, for the node certificate's SANs.
+func listenIPs(addrs ...string) []net.IP {
+	var ips []net.IP
+	for _, a := range addrs {
+		host, _, err := net.SplitHostPort(a)
+		if err != nil {
+			continue
+		}
+		if ip := net.ParseIP(host); ip != nil && !ip.IsUnspecified() {
+			ips = append(ips, ip)
+		}
+	}
+	return ips
+}

@@ -1,0 +1,275 @@
+package sessionmesh
+
+import (
+	"bytes"
+	"cmp"
+	"context"
+	"crypto/aes"
+	"crypto/cipher"
+	"crypto/rand"
+	"crypto/sha256"
+	"crypto/tls"
+	"encoding/binary"
+	"slices"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/meshgate/meshgate/internal/sessionmesh/wire"
+)
+
+// TicketKeys mode. Tickets are sealed by this package (not by crypto/tls's
+// own ticket code) through WrapSession/UnwrapSession, so one key ring
+// serves every tls.Config ever configured without tracking configs:
+//
+//	[0]      ticketVersion
+//	[1:9]    key id (first 8 bytes of SHA-256 of the key)
+//	[9:21]   AES-GCM nonce
+//	[21:]    AES-256-GCM( expiry unix seconds (8 bytes) || SessionState.Bytes() )
+//	         with the handshake's binding as additional data
+//
+// The binding as AAD makes a ticket from another virtual host fail to open.
+const (
+	ticketVersion = 0x02
+	ticketHdr     = 1 + 8 + 12
+	maxRingKeys   = 6
+)
+
+// ringKey is one ticket key with its cipher.
+type ringKey struct {
+	wire.TicketKey
+	id   uint64
+	aead cipher.AEAD
+}
+
+// ticketRing holds the cluster's ticket keys. Readers load the immutable
+// ring snapshot without locks; writers serialize on mu.
+type ticketRing struct {
+	self string
+	mu   sync.Mutex
+	ring atomic.Pointer[ringState]
+}
+
+type ringState struct {
+	keys   []*ringKey // newest first, at most maxRingKeys
+	active *ringKey
+	leader string
+}
+
+func newTicketRing(self string) *ticketRing {
+	t := &ticketRing{self: self}
+	t.ring.Store(&ringState{leader: self})
+	return t
+}
+
+func newRingKey(k wire.TicketKey) *ringKey {
+	block, err := aes.NewCipher(k.Secret[:])
+	if err != nil {
+		panic(err) // 32-byte key: cannot fail
+	}
+	aead, err := cipher.NewGCM(block)
+	if err != nil {
+		panic(err)
+	}
+	sum := sha256.Sum256(k.Secret[:])
+	return &ringKey{TicketKey: k, id: binary.BigEndian.Uint64(sum[:8]), aead: aead}
+}
+
+// rebuild publishes a new state from keys and the leader name. Keys the
+// leader generated come first (newest first), then the others by age, and
+// the ring keeps maxRingKeys of them; the active key is the first one.
+func (t *ticketRing) rebuild(keys []*ringKey, leader string) *ringState {
+	slices.SortFunc(keys, func(a, b *ringKey) int {
+		al, bl := a.Generator == leader, b.Generator == leader
+		if al != bl {
+			if al {
+				return -1
+			}
+			return 1
+		}
+		return cmp.Compare(b.Created, a.Created)
+	})
+	keys = slices.CompactFunc(keys, func(a, b *ringKey) bool { return a.id == b.id })
+	if len(keys) > maxRingKeys {
+		keys = keys[:maxRingKeys]
+	}
+	st := &ringState{keys: keys, leader: leader}
+	if len(keys) > 0 {
+		st.active = keys[0]
+	}
+	t.ring.Store(st)
+	return st
+}
+
+// merge adds keys received from a peer.
+func (t *ticketRing) merge(in []wire.TicketKey, _ time.Time) {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	cur := t.ring.Load()
+	keys := slices.Clone(cur.keys)
+	for _, k := range in {
+		keys = append(keys, newRingKey(k))
+	}
+	t.rebuild(keys, cur.leader)
+}
+
+// shared returns the keys to send to peers.
+func (t *ticketRing) shared() []wire.TicketKey {
+	st := t.ring.Load()
+	out := make([]wire.TicketKey, 0, len(st.keys))
+	for _, k := range st.keys {
+		out = append(out, k.TicketKey)
+	}
+	return out
+}
+
+// tick updates the leader and, if this node leads and its newest own key is
+// older than rotation (or missing), generates a key. It returns the keys to
+// broadcast, or nil.
+func (t *ticketRing) tick(leader string, rotation time.Duration, now time.Time) []wire.TicketKey {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	cur := t.ring.Load()
+	keys := slices.Clone(cur.keys)
+	var own *ringKey
+	for _, k := range keys {
+		if k.Generator == t.self {
+			own = k
+			break
+		}
+	}
+	// A node generates when it leads and its own key is missing, too old,
+	// or it has just taken over from another leader.
+	need := leader == t.self && (own == nil || cur.leader != t.self ||
+		now.Sub(time.Unix(0, own.Created)) >= rotation)
+	if !need && len(keys) > 0 {
+		if leader != cur.leader {
+			t.rebuild(keys, leader)
+		}
+		return nil
+	}
+	// Leader due for rotation, or a follower without any key yet: the latter
+	// gets a provisional local key, superseded once the leader's arrives.
+	k := wire.TicketKey{Created: now.UnixNano(), Generator: t.self}
+	rand.Read(k.Secret[:])
+	keys = append(keys, newRingKey(k))
+	t.rebuild(keys, leader)
+	if leader == t.self {
+		return t.shared()
+	}
+	return nil
+}
+
+// noteRotation lowers the effective rotation interval to d if shorter.
+func (n *Node) noteRotation(d time.Duration) {
+	if d <= 0 {
+		return
+	}
+	for {
+		cur := n.rotation.Load()
+		if int64(d) >= cur || n.rotation.CompareAndSwap(cur, int64(d)) {
+			return
+		}
+	}
+}
+
+// leader is the lowest node name among this node and its online peers.
+func (n *Node) leader() string {
+	l := n.cfg.NodeName
+	if n.mesh != nil {
+		for _, p := range n.mesh.OnlineNames() {
+			if p < l {
+				l = p
+			}
+		}
+	}
+	return l
+}
+
+// rotateLoop re-evaluates leadership and key age every rotation/8 (within
+// [50 ms, 1 s]) until ctx is done.
+func (n *Node) rotateLoop(ctx context.Context) {
+	for {
+		rot := time.Duration(n.rotation.Load())
+		if keys := n.tickets.tick(n.leader(), rot, time.Now()); keys != nil && n.mesh != nil {
+			n.mesh.BroadcastTicketKeys(keys)
+		}
+		t := time.NewTimer(min(max(rot/8, 50*time.Millisecond), time.Second))
+		select {
+		case <-ctx.Done():
+			t.Stop()
+			return
+		case <-t.C:
+		}
+	}
+}
+
+// ticketHost implements the TicketKeys hooks for one configured host.
+type ticketHost struct {
+	n        *Node
+	hb       hostBinding
+	lifetime time.Duration
+}
+
+func (th *ticketHost) wrap(cs tls.ConnectionState, ss *tls.SessionState) ([]byte, error) {
+	st := th.n.tickets.ring.Load()
+	if st.active == nil { // cannot happen: New creates a first key
+		return nil, nil
+	}
+	state, err := ss.Bytes()
+	if err != nil {
+		return nil, err
+	}
+	k := st.active
+	b := th.hb.bind(cs.ServerName)
+	out := make([]byte, ticketHdr, ticketHdr+8+len(state)+k.aead.Overhead())
+	out[0] = ticketVersion
+	binary.BigEndian.PutUint64(out[1:9], k.id)
+	rand.Read(out[9:ticketHdr])
+	plain := binary.BigEndian.AppendUint64(make([]byte, 0, 8+len(state)),
+		uint64(time.Now().Add(th.lifetime).Unix()))
+	plain = append(plain, state...)
+	out = k.aead.Seal(out, out[9:ticketHdr], plain, b[:])
+	th.n.m.wraps[modeTicketKeys].Add(1)
+	return out, nil
+}
+
+func (th *ticketHost) unwrap(identity []byte, cs tls.ConnectionState) (*tls.SessionState, error) {
+	m := th.n.m
+	if len(identity) == 0 { // a TLS 1.2 client asking for a first ticket
+		return nil, nil
+	}
+	if len(identity) < ticketHdr+8+16 || identity[0] != ticketVersion {
+		m.miss(missInvalid)
+		return nil, nil
+	}
+	id := binary.BigEndian.Uint64(identity[1:9])
+	var key *ringKey
+	for _, k := range th.n.tickets.ring.Load().keys {
+		if k.id == id {
+			key = k
+			break
+		}
+	}
+	if key == nil {
+		m.miss(missUnknown)
+		return nil, nil
+	}
+	b := th.hb.bind(cs.ServerName)
+	plain, err := key.aead.Open(nil, identity[9:ticketHdr], identity[ticketHdr:], b[:])
+	if err != nil {
+		m.miss(missBinding) // wrong host (or tampered ticket)
+		return nil, nil
+	}
+	if int64(binary.BigEndian.Uint64(plain)) <= time.Now().Unix() {
+		m.miss(missExpired)
+		return nil, nil
+	}
+	ss, err := tls.ParseSessionState(bytes.Clone(plain[8:]))
+	if err != nil {
+		m.miss(missInvalid)
+		return nil, nil
+	}
+	m.hit(cs.Version)
+	return ss, nil
+}

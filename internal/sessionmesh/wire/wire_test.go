@@ -1,0 +1,252 @@
+package wire
+
+import (
+	"bytes"
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"io"
+	"math/rand/v2"
+	"os"
+	"path/filepath"
+	"reflect"
+	"testing"
+
+	"github.com/meshgate/meshgate/internal/sessionmesh/store"
+)
+
+func randStr(r *rand.Rand) string {
+	b := make([]byte, r.IntN(40))
+	for i := range b {
+		b[i] = byte('a' + r.IntN(26))
+	}
+	return string(b)
+}
+
+func randRecord(r *rand.Rand) store.Record {
+	var rec store.Record
+	for i := range rec.Key {
+		rec.Key[i] = byte(r.Uint32())
+	}
+	for i := range rec.Binding {
+		rec.Binding[i] = byte(r.Uint32())
+	}
+	rec.Origin, rec.Created, rec.Expires = r.Uint64(), r.Int64(), r.Int64()
+	if n := r.IntN(300); n > 0 {
+		rec.State = make([]byte, n)
+		for i := range rec.State {
+			rec.State[i] = byte(r.Uint32())
+		}
+	}
+	return rec
+}
+
+func randRecords(r *rand.Rand) []store.Record {
+	n := r.IntN(5)
+	if n == 0 {
+		return nil
+	}
+	rs := make([]store.Record, n)
+	for i := range rs {
+		rs[i] = randRecord(r)
+	}
+	return rs
+}
+
+// randMessages returns one random instance of every message type.
+func randMessages(r *rand.Rand) []Message {
+	var tomb []Tombstone
+	for i := r.IntN(4); i > 0; i-- {
+		t := Tombstone{Expires: r.Int64()}
+		t.Key[0] = byte(i)
+		tomb = append(tomb, t)
+	}
+	var keys []TicketKey
+	for i := r.IntN(4); i > 0; i-- {
+		k := TicketKey{Created: r.Int64(), Generator: randStr(r)}
+		k.Secret[3] = byte(r.Uint32())
+		keys = append(keys, k)
+	}
+	lr := &LookupResponse{ID: r.Uint64(), Found: r.IntN(2) == 1}
+	if lr.Found {
+		lr.Record = randRecord(r)
+	}
+	req := &LookupRequest{ID: r.Uint64()}
+	req.Key[5] = byte(r.Uint32())
+	return []Message{
+		&Hello{MinVersion: uint16(r.Uint32()), MaxVersion: uint16(r.Uint32()),
+			ClusterID: randStr(r), NodeName: randStr(r), MeshAddr: randStr(r)},
+		&Insert{Records: randRecords(r)},
+		&Delete{Tombstones: tomb},
+		&Heartbeat{Sent: r.Int64(), Records: r.Uint64()},
+		&SnapshotRequest{ID: r.Uint64()},
+		&SnapshotChunk{ID: r.Uint64(), Records: randRecords(r)},
+		&SnapshotEnd{ID: r.Uint64(), Count: r.Uint64()},
+		req,
+		lr,
+		&TicketKeys{Keys: keys},
+		&Goodbye{Reason: randStr(r)},
+	}
+}
+
+func TestRoundTrip(t *testing.T) {
+	r := rand.New(rand.NewPCG(1, 2))
+	for iter := 0; iter < 200; iter++ {
+		var stream []byte
+		msgs := randMessages(r)
+		for _, m := range msgs {
+			stream = AppendFrame(stream, m)
+		}
+		fr := NewReader(bytes.NewReader(stream), 0)
+		for _, want := range msgs {
+			got, err := fr.ReadMessage()
+			if err != nil {
+				t.Fatalf("%v: %v", want.Type(), err)
+			}
+			if !reflect.DeepEqual(got, want) {
+				t.Fatalf("%v: got %+v want %+v", want.Type(), got, want)
+			}
+		}
+		if _, err := fr.ReadMessage(); err != io.EOF {
+			t.Fatalf("trailing: %v", err)
+		}
+	}
+}
+
+func frame(t Type, payload []byte) []byte {
+	b := []byte{byte(t), 0, 0, 0, 0}
+	binary.BigEndian.PutUint32(b[1:], uint32(len(payload)))
+	return append(b, payload...)
+}
+
+func TestRejectMalformed(t *testing.T) {
+	hello := AppendFrame(nil, &Hello{ClusterID: "c", NodeName: "n"})
+	ins := AppendFrame(nil, &Insert{Records: []store.Record{{State: []byte{1, 2, 3}}}})
+	bigState := appendU32(nil, 1)
+	bigState = append(bigState, make([]byte, recordFixed-4)...)
+	bigState = appendU32(bigState, MaxStateSize+1)
+	tests := []struct {
+		name  string
+		input []byte
+		want  error
+	}{
+		{"oversized frame", []byte{byte(TypeInsert), 0xff, 0xff, 0xff, 0xff}, ErrFrameTooLarge},
+		{"one byte", frame(TypeInsert, nil)[:1:1], io.ErrUnexpectedEOF},
+		{"unknown type", frame(200, nil), ErrUnknownType},
+		{"type zero", frame(0, nil), ErrUnknownType},
+		{"truncated header", hello[:3], io.ErrUnexpectedEOF},
+		{"truncated payload", hello[:len(hello)-1], io.ErrUnexpectedEOF},
+		{"short hello", frame(TypeHello, []byte{0, 1}), ErrMalformed},
+		{"trailing bytes", frame(TypeHeartbeat, make([]byte, 17)), ErrMalformed},
+		{"huge record count", frame(TypeInsert, []byte{0xff, 0xff, 0xff, 0xff}), ErrMalformed},
+		{"count beyond payload", frame(TypeInsert, append(appendU32(nil, 2), ins[9:]...)), ErrMalformed},
+		{"state too large", frame(TypeInsert, bigState), ErrMalformed},
+		{"bad found flag", frame(TypeLookupResponse, append(make([]byte, 8), 7)), ErrMalformed},
+		{"too many keys", frame(TypeTicketKeys, []byte{MaxTicketKeys + 1}), ErrMalformed},
+		{"delete count", frame(TypeDelete, appendU32(nil, 3)), ErrMalformed},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			fr := NewReader(bytes.NewReader(tc.input), 0)
+			_, err := fr.ReadMessage()
+			if !errors.Is(err, tc.want) {
+				t.Fatalf("err %v, want %v", err, tc.want)
+			}
+		})
+	}
+}
+
+func TestReaderLimitBeforeAlloc(t *testing.T) {
+	fr := NewReader(bytes.NewReader(frame(TypeHeartbeat, make([]byte, 100))), 64)
+	if _, _, err := fr.Next(); !errors.Is(err, ErrFrameTooLarge) {
+		t.Fatalf("err %v", err)
+	}
+	if cap(fr.buf) != 0 {
+		t.Fatalf("allocated %d bytes for a refused frame", cap(fr.buf))
+	}
+}
+
+func TestNegotiate(t *testing.T) {
+	tests := []struct {
+		a0, a1, b0, b1, want uint16
+		ok                   bool
+	}{
+		{1, 1, 1, 1, 1, true},
+		{1, 3, 2, 5, 3, true},
+		{1, 1, 2, 2, 0, false},
+		{3, 4, 1, 2, 0, false},
+	}
+	for _, tc := range tests {
+		v, ok := Negotiate(tc.a0, tc.a1, tc.b0, tc.b1)
+		if v != tc.want || ok != tc.ok {
+			t.Errorf("Negotiate(%v) = %d, %v", tc, v, ok)
+		}
+	}
+}
+
+func TestTypeString(t *testing.T) {
+	if TypeLookupResponse.String() != "lookup_response" || Type(99).String() != "unknown(99)" {
+		t.Fatal("bad names")
+	}
+}
+
+// FuzzDecode feeds arbitrary byte streams to the frame reader and decoder;
+// whatever decodes must re-encode to something that decodes equal.
+func FuzzDecode(f *testing.F) {
+	r := rand.New(rand.NewPCG(3, 4))
+	for _, m := range randMessages(r) {
+		f.Add(AppendFrame(nil, m))
+	}
+	f.Fuzz(func(t *testing.T, data []byte) {
+		fr := NewReader(bytes.NewReader(data), 1<<16)
+		for range 16 {
+			m, err := fr.ReadMessage()
+			if err != nil {
+				return
+			}
+			again, err := NewReader(bytes.NewReader(AppendFrame(nil, m)), 0).ReadMessage()
+			if err != nil {
+				t.Fatalf("re-decode %v: %v", m.Type(), err)
+			}
+			if !reflect.DeepEqual(m, again) {
+				t.Fatalf("%v changed across round trip", m.Type())
+			}
+		}
+	})
+}
+
+// TestWriteSeedCorpus regenerates testdata/fuzz/FuzzDecode when
+// MESHGATE_WRITE_CORPUS=1; otherwise it checks the corpus is present.
+func TestWriteSeedCorpus(t *testing.T) {
+	dir := filepath.Join("testdata", "fuzz", "FuzzDecode")
+	if os.Getenv("MESHGATE_WRITE_CORPUS") != "1" {
+		ents, err := os.ReadDir(dir)
+		if err != nil || len(ents) == 0 {
+			t.Fatalf("seed corpus missing in %s: run with MESHGATE_WRITE_CORPUS=1", dir)
+		}
+		return
+	}
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	r := rand.New(rand.NewPCG(5, 6))
+	seeds := [][]byte{
+		{byte(TypeInsert), 0xff, 0xff, 0xff, 0xff},
+		frame(TypeInsert, []byte{0, 0, 0, 9}),
+		frame(TypeTicketKeys, []byte{17}),
+	}
+	for _, m := range randMessages(r) {
+		seeds = append(seeds, AppendFrame(nil, m))
+	}
+	var all []byte
+	for _, s := range seeds[3:] {
+		all = append(all, s...)
+	}
+	seeds = append(seeds, all)
+	for i, s := range seeds {
+		body := fmt.Sprintf("go test fuzz v1\n[]byte(%q)\n", s)
+		if err := os.WriteFile(filepath.Join(dir, fmt.Sprintf("seed-%02d", i)), []byte(body), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+}

@@ -1,0 +1,253 @@
+package kube
+
+import (
+	"context"
+	"fmt"
+	"time"
+
+	"github.com/go-logr/logr"
+	"github.com/meshgate/meshgate/internal/translate"
+	discoveryv1 "k8s.io/api/discovery/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/types"
+	toolscache "k8s.io/client-go/tools/cache"
+	"sigs.k8s.io/controller-runtime/pkg/cache"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+)
+
+// eventQueueSize bounds the channel between the informers and the owner
+// goroutine. A full queue blocks the informer's delivery goroutine (the
+// informer buffers internally), which is the back-pressure we want.
+const eventQueueSize = 1024
+
+// secretFetchTimeout bounds one uncached Secret read; secretRetry is the
+// pause before fetching again after a failure.
+const (
+	secretFetchTimeout = 5 * time.Second
+	secretRetry        = time.Second
+)
+
+type opKind uint8
+
+const (
+	opUpsert opKind = iota
+	opDelete
+	opSecretMeta       // metadata of a kubernetes.io/tls Secret added or changed
+	opSecretMetaDelete // such a Secret deleted
+	opSynced           // every informer delivered its initial list
+)
+
+type event struct {
+	op  opKind
+	obj client.Object
+	at  time.Time
+}
+
+// handler is the owner goroutine: it alone touches cache and the maps
+// below. Informer callbacks only send on events.
+type handler struct {
+	opts    Options
+	inf     cache.Informers
+	reader  client.Reader // uncached: referenced Secrets are read through it
+	status  *statusWriter
+	peers   *peerStream
+	log     logr.Logger
+	events  chan event
+	done    chan struct{} // closed when Start returns; unblocks senders
+	synced  chan struct{} // closed after the first publish
+	meshNN  types.NamespacedName
+	secrets *secretTracker
+
+	cache    *translate.Cache
+	gen      uint64
+	isSynced bool
+}
+
+func newHandler(opts Options, inf cache.Informers, reader client.Reader, sw *statusWriter, ps *peerStream) *handler {
+	h := &handler{
+		opts: opts, inf: inf, reader: reader, status: sw, peers: ps,
+		log:    opts.Logger.WithName("handler"),
+		events: make(chan event, eventQueueSize),
+		done:   make(chan struct{}),
+		synced: make(chan struct{}),
+		meshNN: mustNN(opts.MeshService),
+		cache:  translate.NewCache(opts.Build.L4ConfigMap),
+	}
+	h.secrets = newSecretTracker(reader, h.cache, opts.Build, h.log)
+	return h
+}
+
+// NeedLeaderElection: every replica builds its own table.
+func (h *handler) NeedLeaderElection() bool { return false }
+
+// Start registers the informer callbacks and runs the owner loop until ctx
+// is done (manager.Runnable).
+func (h *handler) Start(ctx context.Context) error {
+	defer close(h.done)
+	regs, err := h.register(ctx)
+	if err != nil {
+		return err
+	}
+	go h.waitSynced(ctx, regs)
+	return h.loop(ctx)
+}
+
+func (h *handler) register(ctx context.Context) ([]toolscache.ResourceEventHandlerRegistration, error) {
+	var regs []toolscache.ResourceEventHandlerRegistration
+	add := func(obj client.Object, up, del opKind) error {
+		inf, err := h.inf.GetInformer(ctx, obj, cache.BlockUntilSynced(false))
+		if err != nil {
+			return fmt.Errorf("kube: informer for %T: %w", obj, err)
+		}
+		reg, err := inf.AddEventHandler(toolscache.ResourceEventHandlerFuncs{
+			AddFunc:    func(o any) { h.enqueue(up, o) },
+			UpdateFunc: func(_, o any) { h.enqueue(up, o) },
+			DeleteFunc: func(o any) { h.enqueue(del, o) },
+		})
+		if err != nil {
+			return fmt.Errorf("kube: event handler for %T: %w", obj, err)
+		}
+		regs = append(regs, reg)
+		return nil
+	}
+	for _, obj := range watchedKinds(h.opts) {
+		if err := add(obj, opUpsert, opDelete); err != nil {
+			return nil, err
+		}
+	}
+	if err := add(secretMetaObject(), opSecretMeta, opSecretMetaDelete); err != nil {
+		return nil, err
+	}
+	return regs, nil
+}
+
+func (h *handler) waitSynced(ctx context.Context, regs []toolscache.ResourceEventHandlerRegistration) {
+	fns := make([]toolscache.InformerSynced, len(regs))
+	for i, r := range regs {
+		fns[i] = r.HasSynced
+	}
+	if toolscache.WaitForCacheSync(ctx.Done(), fns...) {
+		h.send(event{op: opSynced, at: time.Now()})
+	}
+}
+
+// enqueue is the informer callback: unwrap tombstones, send, never touch
+// state.
+func (h *handler) enqueue(op opKind, o any) {
+	if t, ok := o.(toolscache.DeletedFinalStateUnknown); ok {
+		o = t.Obj
+	}
+	obj, ok := o.(client.Object)
+	if !ok {
+		return
+	}
+	h.send(event{op: op, obj: obj, at: time.Now()})
+}
+
+func (h *handler) send(ev event) {
+	select {
+	case h.events <- ev:
+	case <-h.done:
+	}
+}
+
+// loop owns the cache: it applies events, debounces (HoldOff after the
+// latest change, at most MaxDelay after the oldest unbuilt one) and
+// rebuilds.
+func (h *handler) loop(ctx context.Context) error {
+	timer := time.NewTimer(time.Hour)
+	timer.Stop()
+	retry := time.NewTimer(time.Hour)
+	retry.Stop()
+	defer timer.Stop()
+	defer retry.Stop()
+	var pending bool
+	var first time.Time // receipt of the oldest unbuilt change
+	for {
+		select {
+		case <-ctx.Done():
+			return nil
+		case ev := <-h.events:
+			if !h.apply(ctx, ev) || !h.isSynced {
+				if ev.op == opSynced {
+					h.isSynced = true
+					h.rebuild(ctx, time.Time{})
+					close(h.synced)
+				}
+				continue
+			}
+			now := time.Now()
+			if !pending {
+				pending, first = true, ev.at
+			}
+			wait := min(h.opts.HoldOff, h.opts.MaxDelay-now.Sub(first))
+			timer.Reset(max(wait, 0))
+		case <-timer.C:
+			pending = false
+			h.rebuild(ctx, first)
+		case <-retry.C:
+			if h.secrets.retryFailed(ctx) {
+				h.rebuild(ctx, time.Now())
+			}
+		}
+		if h.secrets.hasFailed() {
+			retry.Reset(secretRetry)
+		}
+	}
+}
+
+// apply updates the cache with ev and reports whether the table may have
+// changed.
+func (h *handler) apply(ctx context.Context, ev event) bool {
+	switch ev.op {
+	case opUpsert:
+		changed := h.cache.Insert(ev.obj)
+		h.meshChanged(ev.obj)
+		return changed
+	case opDelete:
+		changed := h.cache.Remove(ev.obj)
+		h.meshChanged(ev.obj)
+		return changed
+	case opSecretMeta:
+		return h.secrets.metaChanged(ctx, ev.obj)
+	case opSecretMetaDelete:
+		return h.secrets.metaDeleted(ev.obj)
+	}
+	return false
+}
+
+// meshChanged republishes the peer set when obj is an EndpointSlice of the
+// mesh Service.
+func (h *handler) meshChanged(obj client.Object) {
+	es, ok := obj.(*discoveryv1.EndpointSlice)
+	if !ok || h.meshNN.Name == "" || es.Namespace != h.meshNN.Namespace ||
+		es.Labels[discoveryv1.LabelServiceName] != h.meshNN.Name {
+		return
+	}
+	h.peers.publish(peersFrom(h.cache.EndpointSlicesFor(h.meshNN.Namespace, h.meshNN.Name), h.opts.MeshPortName))
+}
+
+// rebuild fetches newly referenced Secrets, builds, publishes and hands the
+// desired status to the status writer. changedAt is when the oldest change
+// in this build was received.
+func (h *handler) rebuild(ctx context.Context, changedAt time.Time) {
+	h.secrets.sync(ctx, h.cache.Ingresses(), h.cache.IngressClasses())
+	h.gen++
+	bo := h.opts.Build
+	bo.Generation, bo.Now = h.gen, time.Now()
+	t, problems := translate.ToTable(h.cache, bo)
+	h.opts.Holder.Store(t)
+	if h.opts.OnPublish != nil {
+		h.opts.OnPublish(t, problems, changedAt)
+	}
+	h.status.update(h.desired(problems))
+	if h.gen == 1 && h.meshNN.Name != "" {
+		h.peers.publish(peersFrom(h.cache.EndpointSlicesFor(h.meshNN.Namespace, h.meshNN.Name), h.opts.MeshPortName))
+	}
+	h.log.V(1).Info("published table", "generation", t.Generation, "problems", len(problems))
+}
+
+// metaKey names an object by its metadata only.
+func metaKey(o metav1.Object) types.NamespacedName {
+	return types.NamespacedName{Namespace: o.GetNamespace(), Name: o.GetName()}
+}

@@ -1,0 +1,259 @@
+// Package translate turns Kubernetes objects (Ingress, IngressClass, Service,
+// EndpointSlice, Secret, ConfigMap, TLSPolicy) into an immutable
+// routing.Table.
+//
+// The objects live in a Cache that one goroutine owns. ToTable is a pure
+// function of the cache and the options: it runs one processor per concern
+// (IngressClass selection, TLS policies, TLS certificates, SSL passthrough,
+// Ingress rules, L4 services, endpoints) over a per-call state and sorts its
+// output, so the same objects always produce the same table. Everything
+// wrong with the input becomes a Problem naming the object; the broken part
+// is skipped and the rest still builds.
+package translate
+
+import (
+	"cmp"
+	"fmt"
+	"slices"
+	"time"
+
+	"github.com/meshgate/meshgate/internal/routing"
+	networkingv1 "k8s.io/api/networking/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/types"
+)
+
+// Defaults for Options.
+const (
+	DefaultControllerName = "meshgate.io/ingress-controller"
+	DefaultIngressClass   = "meshgate"
+)
+
+// Options configure Build. The zero value is valid: every empty field takes
+// the default named on it.
+type Options struct {
+	// ControllerName is the spec.controller of our IngressClasses
+	// (default DefaultControllerName).
+	ControllerName string
+	// IngressClass is our class name for the legacy
+	// kubernetes.io/ingress.class annotation (default DefaultIngressClass).
+	IngressClass string
+	// DefaultCertificate is the "namespace/name" of a kubernetes.io/tls
+	// Secret served to clients whose SNI matches no TLS host. Empty means
+	// the first valid certificate of the oldest Ingress with spec.tls.
+	DefaultCertificate string
+	// DefaultSessionMode is the session mode of the built-in default
+	// policy used by hosts no TLSPolicy selects (default Stateful).
+	DefaultSessionMode routing.SessionMode
+	// L4ConfigMap is the "namespace/name" of the ConfigMap listing TCP and
+	// UDP services; empty means none.
+	L4ConfigMap string
+	// Generation is copied into Table.Generation.
+	Generation uint64
+	// Now is copied into Table.BuiltAt; zero means time.Now().
+	Now time.Time
+}
+
+func (o Options) withDefaults() Options {
+	if o.ControllerName == "" {
+		o.ControllerName = DefaultControllerName
+	}
+	if o.IngressClass == "" {
+		o.IngressClass = DefaultIngressClass
+	}
+	if o.DefaultSessionMode == "" {
+		o.DefaultSessionMode = routing.SessionStateful
+	}
+	return o
+}
+
+// Problem reasons. Reconcilers turn them into Events and conditions.
+const (
+	ReasonConflict           = "Conflict"
+	ReasonInvalidAnnotation  = "InvalidAnnotation"
+	ReasonInvalidRule        = "InvalidRule"
+	ReasonServiceNotFound    = "ServiceNotFound"
+	ReasonPortNotFound       = "PortNotFound"
+	ReasonUnsupported        = "Unsupported"
+	ReasonSecretNotFound     = "SecretNotFound"
+	ReasonInvalidCertificate = "InvalidCertificate"
+	ReasonPolicyNotFound     = "PolicyNotFound"
+	ReasonInvalidPolicy      = "InvalidPolicy"
+	ReasonInvalidL4          = "InvalidL4Service"
+	ReasonConfigMapNotFound  = "ConfigMapNotFound"
+)
+
+// Problem is something wrong with one object: the named part was skipped
+// (or a default used) and the rest of the table built.
+type Problem struct {
+	// Kind is the Kubernetes kind of the object at fault ("Ingress",
+	// "TLSPolicy", "ConfigMap", "Secret").
+	Kind      string
+	Namespace string
+	Name      string
+	// Reason is one of the Reason constants (CamelCase, for Events).
+	Reason string
+	// Message says what was wrong and what was done about it.
+	Message string
+}
+
+func (p Problem) String() string {
+	return fmt.Sprintf("%s %s/%s: %s: %s", p.Kind, p.Namespace, p.Name, p.Reason, p.Message)
+}
+
+func compareProblems(a, b Problem) int {
+	return cmp.Or(cmp.Compare(a.Kind, b.Kind), cmp.Compare(a.Namespace, b.Namespace),
+		cmp.Compare(a.Name, b.Name), cmp.Compare(a.Reason, b.Reason), cmp.Compare(a.Message, b.Message))
+}
+
+// state is what one Build call works on; processors share it and nothing
+// else, so Build is re-entrant.
+type state struct {
+	c    *Cache
+	opts Options
+
+	problems []Problem
+
+	// ingresses are ours, oldest first (then namespace/name).
+	ingresses []*networkingv1.Ingress
+	annots    map[types.NamespacedName]annotations
+
+	defaultPolicy *routing.TLSPolicy
+	policies      map[types.NamespacedName]policyResult
+	nsPolicies    map[string][]policyResult // valid ones, by name
+
+	tlsHosts    map[string]*tlsHostBuild // by host pattern
+	defaultCert *tlsCandidate
+
+	vhosts         map[string]*vhostBuild // by host pattern, "" = catch-all
+	routeOwners    map[routeKey]string
+	defaultBackend *routing.Backend
+	defaultOwner   string
+
+	passthrough map[string]passthroughEntry
+	l4          []routing.L4Service
+
+	backends map[backendKey]*backendBuild
+}
+
+// processor is one concern of the build.
+type processor func(*state)
+
+// processors run in this order: later ones read what earlier ones built.
+var processors = []processor{
+	selectIngresses,
+	convertPolicies,
+	processTLS,
+	processPassthrough,
+	processIngressRules,
+	processL4,
+	resolveEndpoints,
+}
+
+// ToTable produces the routing table for the objects in c, and the problems
+// found on the way. It only reads c, never retains it, and returns a table
+// that shares nothing mutable with c (parsed certificates are shared and
+// must be treated as read-only). The result is deterministic for a given
+// cache content and opts.
+func ToTable(c *Cache, opts Options) (*routing.Table, []Problem) {
+	s := &state{
+		c:           c,
+		opts:        opts.withDefaults(),
+		annots:      map[types.NamespacedName]annotations{},
+		policies:    map[types.NamespacedName]policyResult{},
+		nsPolicies:  map[string][]policyResult{},
+		tlsHosts:    map[string]*tlsHostBuild{},
+		vhosts:      map[string]*vhostBuild{},
+		routeOwners: map[routeKey]string{},
+		passthrough: map[string]passthroughEntry{},
+		backends:    map[backendKey]*backendBuild{},
+	}
+	s.defaultPolicy = routing.DefaultPolicy()
+	s.defaultPolicy.SessionMode = s.opts.DefaultSessionMode
+	for _, p := range processors {
+		p(s)
+	}
+	t := s.table()
+	slices.SortFunc(s.problems, compareProblems)
+	return t, slices.CompactFunc(s.problems, func(a, b Problem) bool { return a == b })
+}
+
+func (s *state) problem(kind string, obj metav1.Object, reason, format string, args ...any) {
+	s.problems = append(s.problems, Problem{
+		Kind: kind, Namespace: obj.GetNamespace(), Name: obj.GetName(),
+		Reason: reason, Message: fmt.Sprintf(format, args...),
+	})
+}
+
+func (s *state) ingressProblem(ing *networkingv1.Ingress, reason, format string, args ...any) {
+	s.problem("Ingress", ing, reason, format, args...)
+}
+
+// table assembles the routing.Table from the processors' results.
+func (s *state) table() *routing.Table {
+	now := s.opts.Now
+	if now.IsZero() {
+		now = time.Now()
+	}
+	t := &routing.Table{
+		Generation: s.opts.Generation,
+		BuiltAt:    now,
+		HTTP: routing.HTTPRoutes{
+			Hosts:          map[string]*routing.VirtualHost{},
+			Wildcards:      map[string]*routing.VirtualHost{},
+			DefaultBackend: s.defaultBackend,
+		},
+		TLS: routing.TLSHosts{
+			Exact:     map[string]*routing.TLSHost{},
+			Wildcards: map[string]*routing.TLSHost{},
+		},
+		Passthrough: map[string]*routing.Backend{},
+		L4:          s.l4,
+	}
+	s.fillTLS(&t.TLS)
+	for name, vb := range s.vhosts {
+		vh := vb.finish(s)
+		switch {
+		case name == "":
+			t.HTTP.CatchAll = vh
+		case isWildcard(name):
+			t.HTTP.Wildcards[name[2:]] = vh
+		default:
+			t.HTTP.Hosts[name] = vh
+		}
+	}
+	for name, e := range s.passthrough {
+		t.Passthrough[name] = e.backend
+	}
+	return t
+}
+
+func isWildcard(host string) bool { return len(host) > 2 && host[0] == '*' && host[1] == '.' }
+
+// helpers shared by the cache and the processors.
+
+func compareStrings(a, b string) int { return cmp.Compare(a, b) }
+
+func compareKeys(a, b metav1.Object) int {
+	return cmp.Or(cmp.Compare(a.GetNamespace(), b.GetNamespace()), cmp.Compare(a.GetName(), b.GetName()))
+}
+
+// compareAge orders oldest first, then by namespace/name.
+func compareAge(a, b metav1.Object) int {
+	ta, tb := a.GetCreationTimestamp(), b.GetCreationTimestamp()
+	if c := ta.Time.Compare(tb.Time); c != 0 {
+		return c
+	}
+	return compareKeys(a, b)
+}
+
+func sortedValues[K comparable, V any](m map[K]V, f func(a, b V) int) []V {
+	out := make([]V, 0, len(m))
+	for _, v := range m {
+		out = append(out, v)
+	}
+	slices.SortFunc(out, f)
+	return out
+}
+
+func nsName(o metav1.Object) string { return o.GetNamespace() + "/" + o.GetName() }
