@@ -15,6 +15,8 @@ declare -A want=(
   [wrk]=wrk
   [ip]=iproute2
   [tc]=iproute2
+  [gnutls-cli]=gnutls-bin
+  [java]=openjdk-17-jre-headless
 )
 missing=()
 for cmd in "${!want[@]}"; do
