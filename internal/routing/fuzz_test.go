@@ -12,6 +12,7 @@ func FuzzLookup(f *testing.F) {
 		f.Add(s)
 	}
 	r := testRoutes()
+	r.Suffixes = map[string]*VirtualHost{"example.org": vhost("*.example.org", prefix("/", "deep")), "org": vhost("*.org", prefix("/", "org"))}
 	tbl := &Table{Passthrough: map[string]*Backend{"*.foo.com": be("pt-wild"), "foo.com": be("pt")}}
 	f.Fuzz(func(t *testing.T, host string) {
 		got := r.Lookup(host)
@@ -57,6 +58,16 @@ func naiveLookup(r *HTTPRoutes, host string) *VirtualHost {
 	if label, suffix, ok := strings.Cut(h, "."); ok && label != "" && suffix != "" {
 		if vh := r.Wildcards[suffix]; vh != nil {
 			return vh
+		}
+		for {
+			label, rest, ok := strings.Cut(suffix, ".")
+			if !ok || label == "" || rest == "" {
+				break
+			}
+			if vh := r.Suffixes[rest]; vh != nil {
+				return vh
+			}
+			suffix = rest
 		}
 	}
 	return r.CatchAll

@@ -91,9 +91,31 @@ func (r *HTTPRoutes) Lookup(host string) *VirtualHost {
 			if vh := r.Wildcards[string(suffix)]; vh != nil {
 				return vh
 			}
+			if vh := r.deepWildcard(suffix); vh != nil {
+				return vh
+			}
 		}
 	}
 	return r.CatchAll
+}
+
+// deepWildcard returns the Suffixes entry for the longest suffix of name
+// that has one, looking at name's proper label suffixes only (name itself
+// was tried as a one-label wildcard already).
+func (r *HTTPRoutes) deepWildcard(name []byte) *VirtualHost {
+	if len(r.Suffixes) == 0 {
+		return nil
+	}
+	for {
+		suffix, ok := wildcardSuffix(name)
+		if !ok {
+			return nil
+		}
+		if vh := r.Suffixes[string(suffix)]; vh != nil {
+			return vh
+		}
+		name = suffix
+	}
 }
 
 // Match returns the route for host and path and the virtual host it was
@@ -135,11 +157,10 @@ func (vh *VirtualHost) Match(path string) *Route {
 // Matches reports whether path satisfies the route. Exact routes compare
 // byte for byte; prefix (and implementation-specific) routes compare whole
 // "/"-separated elements, ignoring one trailing "/" of the route's path.
+// A route with a Scope or with method, header or query conditions never
+// matches a bare path: use MatchesRequest.
 func (rt *Route) Matches(path string) bool {
-	if rt.PathType == PathExact {
-		return path == rt.Path
-	}
-	return PrefixMatch(rt.Path, path)
+	return rt.Scope == ScopeAll && !rt.hasConditions() && rt.matchesPath(path)
 }
 
 // PrefixMatch reports whether path matches the Prefix route path prefix

@@ -10,6 +10,7 @@ package routing
 
 import (
 	"crypto/tls"
+	"regexp"
 	"sync/atomic"
 	"time"
 )
@@ -48,6 +49,13 @@ type HTTPRoutes struct {
 	// host: "*.example.com" is stored under "example.com" and matches
 	// "a.example.com" but neither "example.com" nor "a.b.example.com".
 	Wildcards map[string]*VirtualHost
+
+	// Suffixes maps the suffix of a Gateway API wildcard host to its
+	// virtual host: "*.example.com" under "example.com" matches any name
+	// ending in ".example.com" ("a.example.com", "a.b.example.com"). The
+	// longest matching suffix wins; Wildcards is consulted first for the
+	// one-label case, so a Gateway API wildcard is stored in both.
+	Suffixes map[string]*VirtualHost
 
 	// CatchAll holds the rules of Ingresses that name no host; it matches
 	// any host that neither Hosts nor Wildcards match. May be nil.
@@ -91,18 +99,48 @@ const (
 	PathPrefix
 	// PathImplementationSpecific is treated as PathPrefix by meshgate.
 	PathImplementationSpecific
+	// PathRegex matches Route.PathRegex (RE2) against the path (Gateway
+	// API RegularExpression path matches and GRPCRoute method matches).
+	PathRegex
 )
 
-// Route is one path rule of a virtual host.
+// Route is one path rule of a virtual host: an Ingress path, or one match
+// of a Gateway API rule. Every condition must hold for a request to match.
 type Route struct {
 	PathType PathType
 	// Path is the path as written in the Ingress. For prefix routes a
 	// trailing "/" is ignored when matching ("/foo/" ≡ "/foo"); "/" matches
-	// every path.
-	Path    string
-	Backend *Backend
-	// Source names the Ingress the rule came from, "namespace/name".
+	// every path. For PathRegex it is the expression's source.
+	Path string
+	// PathRegex is the compiled Path of a PathRegex route, else nil.
+	PathRegex *regexp.Regexp
+
+	// Scope limits the listeners serving the route; zero (ScopeAll)
+	// serves both.
+	Scope Scope
+	// Method, when not empty, must equal the request method.
+	Method string
+	// Headers and Query must all match; nil matches any request.
+	Headers []ValueMatch
+	Query   []ValueMatch
+
+	// Backend is the single backend of an Ingress rule. When nil, the
+	// route is a Gateway API rule: Backends are picked by weight (see
+	// Pick), and no backend at all means 500 unless Filters redirect.
+	Backend  *Backend
+	Backends []WeightedBackend
+	// Filters apply to every request of the route; may be nil.
+	Filters *Filters
+	// Timeouts bound the request; zero fields mean none.
+	Timeouts Timeouts
+
+	// Source names the object the rule came from, "namespace/name"
+	// (Ingress) or "Kind namespace/name" (Gateway API routes).
 	Source string
+	// Order breaks ties between routes of equal precedence: lower first.
+	// Ingress routes use 0; Gateway API routes number their matches by
+	// route age, name, rule and match index, from 1.
+	Order int
 }
 
 // Protocol is the protocol spoken to a backend.
