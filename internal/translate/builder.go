@@ -13,6 +13,7 @@ package translate
 
 import (
 	"cmp"
+	"crypto/tls"
 	"fmt"
 	"slices"
 	"time"
@@ -27,6 +28,13 @@ import (
 const (
 	DefaultControllerName = "meshgate.io/ingress-controller"
 	DefaultIngressClass   = "meshgate"
+	// DefaultGatewayControllerName is the spec.controllerName of the
+	// GatewayClasses meshgate serves.
+	DefaultGatewayControllerName = "meshgate.io/gateway-controller"
+	// DefaultGatewayHTTPPort and DefaultGatewayHTTPSPort are the Gateway
+	// listener ports of meshgate's plain-HTTP and TLS front ends.
+	DefaultGatewayHTTPPort  = 80
+	DefaultGatewayHTTPSPort = 443
 )
 
 // Options configure Build. The zero value is valid: every empty field takes
@@ -48,6 +56,20 @@ type Options struct {
 	// L4ConfigMap is the "namespace/name" of the ConfigMap listing TCP and
 	// UDP services; empty means none.
 	L4ConfigMap string
+	// GatewayControllerName is the spec.controllerName of our
+	// GatewayClasses (default DefaultGatewayControllerName).
+	GatewayControllerName string
+	// GatewayHTTPPort is the Gateway listener port served by meshgate's
+	// plain-HTTP front end, GatewayHTTPSPort the one served by its TLS front
+	// end (HTTPS and TLS passthrough listeners): the ports clients reach
+	// them on, e.g. the published Service's (defaults 80 and 443). HTTP,
+	// HTTPS and TLS listeners on other ports are not accepted
+	// (PortUnavailable); TCP and UDP listeners may use any other port.
+	GatewayHTTPPort, GatewayHTTPSPort int
+	// GatewayAddresses are the addresses (IPs or host names) meshgate is
+	// reached on, published in Gateway status; empty leaves our Gateways
+	// unprogrammed (AddressNotAssigned).
+	GatewayAddresses []string
 	// Generation is copied into Table.Generation.
 	Generation uint64
 	// Now is copied into Table.BuiltAt; zero means time.Now().
@@ -63,6 +85,15 @@ func (o Options) withDefaults() Options {
 	}
 	if o.DefaultSessionMode == "" {
 		o.DefaultSessionMode = routing.SessionStateful
+	}
+	if o.GatewayControllerName == "" {
+		o.GatewayControllerName = DefaultGatewayControllerName
+	}
+	if o.GatewayHTTPPort == 0 {
+		o.GatewayHTTPPort = DefaultGatewayHTTPPort
+	}
+	if o.GatewayHTTPSPort == 0 {
+		o.GatewayHTTPSPort = DefaultGatewayHTTPSPort
 	}
 	return o
 }
@@ -124,6 +155,14 @@ type state struct {
 
 	tlsHosts    map[string]*tlsHostBuild // by host pattern
 	defaultCert *tlsCandidate
+	// defaultFromOption: defaultCert is Options.DefaultCertificate.
+	defaultFromOption bool
+	// gwDefaultCert is the certificate of the oldest HTTPS Gateway
+	// listener without a hostname; it serves unknown SNI names unless
+	// Options.DefaultCertificate names one.
+	gwDefaultCert *tls.Certificate
+
+	gw *gwState
 
 	vhosts         map[string]*vhostBuild // by host pattern, "" = catch-all
 	routeOwners    map[routeKey]string
@@ -147,15 +186,40 @@ var processors = []processor{
 	processPassthrough,
 	processIngressRules,
 	processL4,
+	processGatewayClasses,
+	processGateways,
+	processHTTPRoutes,
+	processGRPCRoutes,
+	processTLSRoutes,
+	processTCPRoutes,
+	processUDPRoutes,
+	finishGateways,
 	resolveEndpoints,
+	finishL4Merges,
+}
+
+// Result is everything one build produces.
+type Result struct {
+	Table *routing.Table
+	// Problems found in the input, sorted; each names its object.
+	Problems []Problem
+	// Gateway is the status to write for Gateway API objects.
+	Gateway *GatewayStatuses
 }
 
 // ToTable produces the routing table for the objects in c, and the problems
-// found on the way. It only reads c, never retains it, and returns a table
-// that shares nothing mutable with c (parsed certificates are shared and
-// must be treated as read-only). The result is deterministic for a given
-// cache content and opts.
+// found on the way (see Translate).
 func ToTable(c *Cache, opts Options) (*routing.Table, []Problem) {
+	r := Translate(c, opts)
+	return r.Table, r.Problems
+}
+
+// Translate builds the routing table for the objects in c, the problems
+// found on the way and the Gateway API status to write. It only reads c,
+// never retains it, and returns a table that shares nothing mutable with c
+// (parsed certificates are shared and must be treated as read-only). The
+// result is deterministic for a given cache content and opts.
+func Translate(c *Cache, opts Options) Result {
 	s := &state{
 		c:           c,
 		opts:        opts.withDefaults(),
@@ -175,7 +239,7 @@ func ToTable(c *Cache, opts Options) (*routing.Table, []Problem) {
 	}
 	t := s.table()
 	slices.SortFunc(s.problems, compareProblems)
-	return t, slices.CompactFunc(s.problems, func(a, b Problem) bool { return a == b })
+	return Result{Table: t, Problems: slices.CompactFunc(s.problems, func(a, b Problem) bool { return a == b }), Gateway: s.gw.status}
 }
 
 func (s *state) problem(kind string, obj metav1.Object, reason, format string, args ...any) {
@@ -201,6 +265,7 @@ func (s *state) table() *routing.Table {
 		HTTP: routing.HTTPRoutes{
 			Hosts:          map[string]*routing.VirtualHost{},
 			Wildcards:      map[string]*routing.VirtualHost{},
+			Suffixes:       map[string]*routing.VirtualHost{},
 			DefaultBackend: s.defaultBackend,
 		},
 		TLS: routing.TLSHosts{
@@ -218,6 +283,9 @@ func (s *state) table() *routing.Table {
 			t.HTTP.CatchAll = vh
 		case isWildcard(name):
 			t.HTTP.Wildcards[name[2:]] = vh
+			if vb.gateway {
+				t.HTTP.Suffixes[name[2:]] = vh
+			}
 		default:
 			t.HTTP.Hosts[name] = vh
 		}
@@ -225,6 +293,9 @@ func (s *state) table() *routing.Table {
 	for name, e := range s.passthrough {
 		t.Passthrough[name] = e.backend
 	}
+	slices.SortFunc(t.L4, func(a, b routing.L4Service) int {
+		return cmp.Or(cmp.Compare(a.Protocol, b.Protocol), cmp.Compare(a.Port, b.Port))
+	})
 	return t
 }
 

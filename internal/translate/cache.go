@@ -46,6 +46,7 @@ type Cache struct {
 	secrets         map[types.NamespacedName]*secretEntry
 	configMaps      map[types.NamespacedName]*corev1.ConfigMap
 	policies        map[types.NamespacedName]*v1alpha1.TLSPolicy
+	gw              gwObjects
 }
 
 // secretEntry keeps a Secret with its certificate parsed once at Insert,
@@ -69,6 +70,7 @@ func NewCache(l4ConfigMap string) *Cache {
 		secrets:         map[types.NamespacedName]*secretEntry{},
 		configMaps:      map[types.NamespacedName]*corev1.ConfigMap{},
 		policies:        map[types.NamespacedName]*v1alpha1.TLSPolicy{},
+		gw:              newGWObjects(),
 	}
 }
 
@@ -95,7 +97,10 @@ func put[K comparable, V metav1.Object](m map[K]V, k K, v V) bool {
 // Insert adds or replaces obj and reports whether the routing table must be
 // rebuilt. Supported kinds are *networkingv1.Ingress, *IngressClass,
 // *corev1.Service, *discoveryv1.EndpointSlice, *corev1.Secret,
-// *corev1.ConfigMap and *v1alpha1.TLSPolicy; other objects are ignored
+// *corev1.ConfigMap, *v1alpha1.TLSPolicy, *corev1.Namespace and the
+// Gateway API kinds of sigs.k8s.io/gateway-api/apis/v1 (GatewayClass,
+// Gateway, ListenerSet, HTTPRoute, GRPCRoute, TLSRoute, TCPRoute, UDPRoute,
+// ReferenceGrant, BackendTLSPolicy); other objects are ignored
 // (false). Re-inserting an object with the same resourceVersion is a no-op.
 func (c *Cache) Insert(obj metav1.Object) bool {
 	k := key(obj)
@@ -115,7 +120,8 @@ func (c *Cache) Insert(obj metav1.Object) bool {
 	case *v1alpha1.TLSPolicy:
 		return put(c.policies, k, o)
 	}
-	return false
+	changed, _ := c.gw.insert(obj)
+	return changed
 }
 
 func (c *Cache) insertSlice(k types.NamespacedName, o *discoveryv1.EndpointSlice) bool {
@@ -199,7 +205,8 @@ func (c *Cache) Remove(obj metav1.Object) bool {
 	case *v1alpha1.TLSPolicy:
 		return deleteKey(c.policies, k)
 	}
-	return false
+	changed, _ := c.gw.remove(obj)
+	return changed
 }
 
 func deleteKey[K comparable, V any](m map[K]V, k K) bool {
@@ -213,7 +220,7 @@ func deleteKey[K comparable, V any](m map[K]V, k K) bool {
 // Len returns the number of objects in the cache.
 func (c *Cache) Len() int {
 	return len(c.ingresses) + len(c.ingressClasses) + len(c.services) + len(c.slices) +
-		len(c.secrets) + len(c.configMaps) + len(c.policies)
+		len(c.secrets) + len(c.configMaps) + len(c.policies) + c.gw.len()
 }
 
 // LookupService returns the Service ns/name or an error wrapping ErrNotFound.

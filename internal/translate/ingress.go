@@ -15,6 +15,9 @@ type vhostBuild struct {
 	// noRedirect: an Ingress with rules for this host set
 	// meshgate.io/ssl-redirect: "false".
 	noRedirect bool
+	// gateway: a Gateway API route serves this host (a wildcard host then
+	// matches names of any depth, see routing.HTTPRoutes.Suffixes).
+	gateway bool
 }
 
 func (vb *vhostBuild) finish(s *state) *routing.VirtualHost {

@@ -62,7 +62,7 @@ func processTLS(s *state) {
 			s.problems = append(s.problems, Problem{Kind: "Secret", Namespace: ns, Name: name,
 				Reason: secretReason(err), Message: fmt.Sprintf("default certificate: %v; using the first valid Ingress certificate instead", err)})
 		} else {
-			s.defaultCert = &tlsCandidate{cert: cert}
+			s.defaultCert, s.defaultFromOption = &tlsCandidate{cert: cert}, true
 		}
 	}
 	for _, ing := range s.ingresses {
@@ -123,19 +123,22 @@ func (s *state) ingressTLS(ing *networkingv1.Ingress, i int, t networkingv1.Ingr
 }
 
 // tlsCovered reports whether HTTPS for host is served with a TLS host of
-// its own (exact, or a wildcard covering it).
+// its own (exact, or a wildcard covering it) from an Ingress' spec.tls,
+// which makes plain HTTP for it redirect. Gateway listener certificates do
+// not: a Gateway says with its listeners what it serves over plain HTTP.
 func (s *state) tlsCovered(host string) bool {
 	if host == "" {
 		return false
 	}
-	if s.tlsHosts[host] != nil {
+	if th := s.tlsHosts[host]; th != nil && th.owner != nil {
 		return true
 	}
 	if isWildcard(host) {
 		return false
 	}
 	if i := strings.IndexByte(host, '.'); i > 0 {
-		return s.tlsHosts["*"+host[i:]] != nil
+		th := s.tlsHosts["*"+host[i:]]
+		return th != nil && th.owner != nil
 	}
 	return false
 }
@@ -150,7 +153,12 @@ func (s *state) fillTLS(t *routing.TLSHosts) {
 			t.Exact[name] = h
 		}
 	}
-	if s.defaultCert != nil {
+	switch {
+	case s.defaultCert != nil && s.defaultFromOption:
+		t.Default = &routing.TLSHost{Certificate: s.defaultCert.cert, Policy: s.defaultPolicy}
+	case s.gwDefaultCert != nil:
+		t.Default = &routing.TLSHost{Certificate: s.gwDefaultCert, Policy: s.defaultPolicy}
+	case s.defaultCert != nil:
 		t.Default = &routing.TLSHost{Certificate: s.defaultCert.cert, Policy: s.defaultPolicy}
 	}
 }
