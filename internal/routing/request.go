@@ -297,3 +297,30 @@ func ReplacePath(m *PathModifier, prefix, path string) string {
 	}
 	return repl + rest
 }
+
+// EachBackend calls fn for every backend a route may send to: its
+// Backend, its weighted Backends and the mirrors of its filters and of its
+// backends' filters. Unresolved (nil) backends are skipped.
+func (rt *Route) EachBackend(fn func(*Backend)) {
+	if rt.Backend != nil {
+		fn(rt.Backend)
+	}
+	rt.Filters.eachMirror(fn)
+	for i := range rt.Backends {
+		if b := rt.Backends[i].Backend; b != nil {
+			fn(b)
+		}
+		rt.Backends[i].Filters.eachMirror(fn)
+	}
+}
+
+func (f *Filters) eachMirror(fn func(*Backend)) {
+	if f == nil {
+		return
+	}
+	for _, m := range f.Mirrors {
+		if m.Backend != nil {
+			fn(m.Backend)
+		}
+	}
+}

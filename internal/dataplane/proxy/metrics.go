@@ -54,7 +54,7 @@ func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 		}, []string{"backend"}),
 		upstream: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Namespace: "meshgate", Subsystem: "http", Name: "upstream_errors_total",
-			Help: "Failed upstream attempts by backend and reason (connect, timeout, body_too_large, client_body_timeout, canceled, other).",
+			Help: "Failed upstream attempts by backend and reason (connect, timeout, body_too_large, client_body_timeout, canceled, other; mirror for failed and mirror_dropped for shed mirrored requests).",
 		}, []string{"backend", "reason"}),
 	}
 	if reg == nil {

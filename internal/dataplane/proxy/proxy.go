@@ -22,6 +22,7 @@ import (
 	"github.com/go-logr/logr"
 	"github.com/prometheus/client_golang/prometheus"
 
+	"github.com/meshgate/meshgate/internal/dataplane/filter"
 	"github.com/meshgate/meshgate/internal/routing"
 )
 
@@ -84,6 +85,7 @@ type Handler struct {
 	up      *upstreams
 	rp      *httputil.ReverseProxy
 	none    *backendMetrics // requests answered without a backend
+	mirrors chan struct{}   // semaphore of mirrored requests in flight
 }
 
 // New builds a Handler.
@@ -110,7 +112,7 @@ func New(cfg Config) (*Handler, error) {
 	if err != nil {
 		return nil, err
 	}
-	h := &Handler{cfg: cfg, log: cfg.Log, metrics: m}
+	h := &Handler{cfg: cfg, log: cfg.Log, metrics: m, mirrors: make(chan struct{}, maxMirrors)}
 	h.up = newUpstreams(&h.cfg, m)
 	h.none = newBackendMetrics(m, "none")
 	h.rp = &httputil.ReverseProxy{
@@ -138,6 +140,7 @@ type reqState struct {
 	status   int
 	clientIP string
 	body     *timedBody // nil for requests without a body
+	route    routeFeatures
 	hv       [4]string  // header values backing store
 }
 
@@ -165,10 +168,26 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		h.finish(r, start, h.none, "", h.plain(w, http.StatusServiceUnavailable, "no routing table\n"))
 		return
 	}
-	backend, vh := t.HTTP.Backend(r.Host, r.URL.Path)
+	view := filter.HTTPRequest{R: r}
+	route, vh := t.HTTP.Route(r.Host, &view, r.TLS != nil)
 	if r.TLS == nil && vh != nil && vh.SSLRedirect {
 		h.finish(r, start, h.none, "", h.redirect(w, r))
 		return
+	}
+	backend := t.HTTP.DefaultBackend
+	var rf routeFeatures
+	if route != nil {
+		backend = route.Backend
+		if backend == nil { // a Gateway API rule
+			var cancel context.CancelFunc
+			var done bool
+			if r, backend, rf, cancel, done = h.gatewayRequest(w, r, route, start); done {
+				return
+			}
+			if cancel != nil {
+				defer cancel()
+			}
+		}
 	}
 	if backend == nil {
 		h.finish(r, start, h.none, "", h.plain(w, http.StatusNotFound, "no route\n"))
@@ -188,7 +207,7 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 			r.Body = http.MaxBytesReader(w, r.Body, bs.maxBody)
 		}
 	}
-	st := &reqState{Context: r.Context(), be: bs, clientIP: clientIP(r.RemoteAddr)}
+	st := &reqState{Context: r.Context(), be: bs, clientIP: clientIP(r.RemoteAddr), route: rf}
 	if r.Body != nil && r.Body != http.NoBody && r.ContentLength != 0 {
 		st.body = &timedBody{ReadCloser: r.Body, rc: http.NewResponseController(w), timeout: h.cfg.BodyReadTimeout}
 		defer st.body.finish()
@@ -247,6 +266,7 @@ func (h *Handler) rewrite(pr *httputil.ProxyRequest) {
 func modifyResponse(resp *http.Response) error {
 	if st := stateFrom(resp.Request.Context()); st != nil {
 		st.status = resp.StatusCode
+		st.route.modifyResponseHeaders(resp.Header)
 	}
 	return nil
 }
@@ -264,6 +284,8 @@ func (h *Handler) errorHandler(w http.ResponseWriter, r *http.Request, err error
 		reason, status = "body_too_large", http.StatusRequestEntityTooLarge
 	case errors.Is(err, errBodyTimeout) || (st != nil && st.body != nil && st.body.timedOut.Load()):
 		reason, status = "client_body_timeout", http.StatusRequestTimeout
+	case st != nil && st.route.timeout && errors.Is(r.Context().Err(), context.DeadlineExceeded):
+		reason, status = "timeout", http.StatusGatewayTimeout // the route's timeout
 	case r.Context().Err() != nil:
 		reason, status = "canceled", 499 // nginx's "client closed request"
 	case errors.As(err, &ne) && ne.Timeout():

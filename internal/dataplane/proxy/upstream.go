@@ -156,7 +156,7 @@ func (u *upstreams) rebuild(t *routing.Table) *tableState {
 			return
 		}
 		for i := range vh.Routes {
-			add(vh.Routes[i].Backend)
+			vh.Routes[i].EachBackend(add)
 		}
 	}
 	for _, vh := range t.HTTP.Hosts {
