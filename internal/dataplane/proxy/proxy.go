@@ -141,7 +141,7 @@ type reqState struct {
 	clientIP string
 	body     *timedBody // nil for requests without a body
 	route    routeFeatures
-	hv       [4]string  // header values backing store
+	hv       [4]string // header values backing store
 }
 
 type stateKey struct{}
