@@ -23,13 +23,14 @@
 // # Where per-route features plug in
 //
 // proxy.Handler runs every request through one pipeline, whatever the
-// front end: route lookup on the routing table → request filters (header
-// modifiers, redirects, URL rewrites, deny lists, rate limits: functions of
+// front end (see its ServeExchange): route lookup on the routing table →
+// request filters (internal/dataplane/filter: header modifiers, redirects,
+// URL rewrites, mirrors; later deny lists and rate limits — functions of
 // *Request that may rewrite it or answer it) → backend and endpoint choice
-// (weights, sticky cookies) → the upstream round trip → response filters
-// on the response head before it reaches the ResponseWriter. Features read
-// and rewrite Request fields and Header values; they never see a
-// protocol's wire format.
+// (weights; later sticky cookies) → the upstream round trip → response
+// filters on the response head before it reaches the ResponseWriter.
+// Features read and rewrite Request fields and Header values; they never
+// see a protocol's wire format.
 //
 // # Lifetimes
 //
@@ -164,7 +165,7 @@ type ResponseWriter interface {
 	// contentLength is the body length, or -1 when it is not known
 	// (HTTP/1.1 then chunks it; HTTP/1.0 closes the connection after it).
 	// For HEAD requests and 204/304 responses no body follows; a known
-	// contentLength is still announced.
+	// contentLength is still announced. h is not kept after the call.
 	WriteHeader(status int, h *Header, contentLength int64) error
 	// Write sends body bytes after the final head. Bytes may be buffered
 	// until Flush, Finish or a full buffer.
@@ -174,8 +175,10 @@ type ResponseWriter interface {
 	// Finish ends the response body and sends trailer fields (nil for
 	// none) where the framing allows (chunked HTTP/1.1, HTTP/2, HTTP/3).
 	// A response whose body is shorter than its contentLength cannot be
-	// finished: the front end closes the connection (or resets the
-	// stream).
+	// finished. A handler that returns without Finish after a final head
+	// aborts the response: the front end closes the connection (HTTP/1.x)
+	// or resets the stream, so the client cannot take a truncated body for
+	// a complete one.
 	Finish(trailer *Header) error
 }
 
@@ -190,9 +193,11 @@ type Upgrader interface {
 	Upgrade(h *Header) (Stream, error)
 }
 
-// Stream is a client connection after a protocol switch.
+// Stream is a client connection after a protocol switch. Read and Write
+// may be used by two goroutines at once (one each); Close may be called
+// from any goroutine and unblocks both.
 type Stream interface {
-	io.ReadWriter
+	io.ReadWriteCloser
 	// CloseWrite ends the direction towards the client (TLS close_notify
 	// and a TCP half-close) and leaves reading open.
 	CloseWrite() error

@@ -1,7 +1,30 @@
-// Package http1 is meshgate's HTTP/1.1 message syntax, written from
-// RFC 9112 and RFC 9110: request and response head parsing, chunked
-// decoding and encoding, and pooled connection buffers. It has no policy
-// of its own; the server engine and the upstream client build on it.
+// Package http1 is meshgate's HTTP/1.1: the message syntax, written from
+// RFC 9112 and RFC 9110 (request and response head parsing, chunked
+// decoding and encoding, pooled connection buffers), and the server engine
+// that serves client connections with it (Server).
+//
+// # The engine
+//
+// Server.ServeConn serves one connection on the caller's goroutine — the
+// one that accepted it and ran its TLS handshake — from the first request
+// to the last: read a head, parse it, hand the request to an
+// exchange.Handler (the proxy, which makes its upstream round trip on the
+// same goroutine), write the response, loop. No goroutine is started per
+// connection or per request (a protocol upgrade adds one, for the second
+// direction of its tunnel). Between requests a connection blocks in a read
+// of a small array of its own and holds no pooled buffer; a request head
+// is read into a pooled buffer (grown up to MaxHeaderBytes) and copied
+// into one string, the request's only allocation; the response head and a
+// small body leave in one write.
+//
+// It answers what it cannot pass on by itself: the refusals listed below,
+// 408 for a head not received within ReadHeaderTimeout, 431 beyond
+// MaxHeaderBytes. Request bodies are framed by the engine (Content-Length
+// or chunked, trailers included) and read by the handler; an unread body
+// up to 256 KiB is discarded after the response to keep the connection, a
+// longer one closes it after a lingering half-close so the client still
+// reads the answer. Shutdown closes idle connections at once and lets the
+// others finish their exchange with "Connection: close".
 //
 // # Strictness
 //
