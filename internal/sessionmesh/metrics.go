@@ -29,10 +29,11 @@ var missNames = [numMiss]string{"unknown_id", "expired", "binding_mismatch", "re
 const (
 	modeStateful = iota
 	modeTicketKeys
+	modeSessionID // TLS 1.2 session IDs, whatever the host's mode
 	numModes
 )
 
-var modeNames = [numModes]string{"Stateful", "TicketKeys"}
+var modeNames = [numModes]string{"Stateful", "TicketKeys", "SessionID"}
 
 // versions indexes per-TLS-version counters: 0 TLS 1.2 (and older), 1 TLS 1.3.
 func versionIdx(v uint16) int {
@@ -55,6 +56,7 @@ type metrics struct {
 	resumed       [2]atomic.Uint64
 	wraps         [numModes]atomic.Uint64
 	rewraps       atomic.Uint64
+	sessionIDHits atomic.Uint64
 	remoteLookups atomic.Uint64
 	remoteHits    atomic.Uint64
 	latency       prometheus.Histogram
@@ -88,7 +90,8 @@ func newMetrics(n *Node) *metrics {
 	d("resumption_hits_total", "Sessions resumed, by TLS version.", "version")
 	d("resumption_misses_total", "Offered sessions that could not resume, by reason.", "reason")
 	d("handshakes_total", "Completed TLS handshakes by TLS version and kind (full or resumed).", "version", "kind")
-	d("wraps_total", "Sessions issued (WrapSession calls), by session mode.", "mode")
+	d("wraps_total", "Sessions issued, by session mode (SessionID: TLS 1.2 session IDs of ticketless clients).", "mode")
+	d("session_id_hits_total", "TLS 1.2 sessions resumed by session ID (ticketless clients).")
 	d("rewraps_total", "TLS 1.2 re-wraps of a just-resumed session answered from the store, without storing or replicating it again.")
 	d("remote_lookups_total", "Point lookups sent to an issuing peer on a local miss.")
 	d("remote_lookup_hits_total", "Point lookups answered with the session.")
@@ -159,6 +162,7 @@ func (m *metrics) Collect(ch chan<- prometheus.Metric) {
 		c("wraps_total", counter, float64(m.wraps[i].Load()), name)
 	}
 	c("rewraps_total", counter, float64(m.rewraps.Load()))
+	c("session_id_hits_total", counter, float64(m.sessionIDHits.Load()))
 	c("remote_lookups_total", counter, float64(m.remoteLookups.Load()))
 	c("remote_lookup_hits_total", counter, float64(m.remoteHits.Load()))
 	m.latency.Collect(ch)

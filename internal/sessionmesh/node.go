@@ -212,10 +212,14 @@ func (n *Node) Ready() error {
 	return ErrNotReady
 }
 
-// Revoke deletes the session named by a session id (ticket identity)
-// everywhere. It returns false if the id is not a valid stateful id.
+// Revoke deletes the session named by a session id (a stateful ticket
+// identity or a TLS 1.2 session ID) everywhere. It returns false if the id
+// is neither.
 func (n *Node) Revoke(identity []byte) bool {
 	_, key, ok := n.parseID(identity)
+	if !ok {
+		_, _, key, ok = n.parseSessionID(identity)
+	}
 	if !ok {
 		return false
 	}

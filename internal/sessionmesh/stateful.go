@@ -72,15 +72,25 @@ func (n *Node) parseID(id []byte) (uint64, store.Key, bool) {
 type hostBinding [32]byte
 
 func newHostBinding(host *routing.TLSHost, pol *routing.TLSPolicy) hostBinding {
+	var leaf []byte
+	if host.Certificate != nil && len(host.Certificate.Certificate) > 0 {
+		leaf = host.Certificate.Certificate[0]
+	}
+	return hostBindingOf(leaf, pol.Name, pol.Generation)
+}
+
+// hostBindingOf hashes a domain label, the SHA-256 of the leaf certificate
+// (when there is one), the policy name and the policy generation.
+func hostBindingOf(leafDER []byte, policy string, generation int64) hostBinding {
 	h := sha256.New()
 	h.Write([]byte("meshgate session binding v1\x00"))
-	if host.Certificate != nil && len(host.Certificate.Certificate) > 0 {
-		leaf := sha256.Sum256(host.Certificate.Certificate[0])
+	if leafDER != nil {
+		leaf := sha256.Sum256(leafDER)
 		h.Write(leaf[:])
 	}
-	h.Write([]byte(pol.Name))
+	h.Write([]byte(policy))
 	var g [9]byte
-	binary.BigEndian.PutUint64(g[1:], uint64(pol.Generation))
+	binary.BigEndian.PutUint64(g[1:], uint64(generation))
 	h.Write(g[:])
 	var b hostBinding
 	h.Sum(b[:0])
@@ -210,28 +220,8 @@ func (s *statefulHost) unwrap(identity []byte, cs tls.ConnectionState) (*tls.Ses
 		n.m.miss(missInvalid)
 		return nil, nil
 	}
-	now := time.Now()
-	r, st := n.store.Get(key, now)
-	if st == store.Missing && origin != n.id && n.mesh != nil {
-		r, st = n.remoteLookup(origin, key, now)
-	}
-	switch st {
-	case store.Found:
-	case store.Expired:
-		n.m.miss(missExpired)
-		return nil, nil
-	case store.Revoked:
-		n.m.miss(missRevoked)
-		return nil, nil
-	case remoteMiss:
-		n.m.miss(missRemote)
-		return nil, nil
-	default:
-		n.m.miss(missUnknown)
-		return nil, nil
-	}
-	if r.Binding != s.hb.bind(cs.ServerName) {
-		n.m.miss(missBinding)
+	r, ok := n.find(origin, key, store.KindTLSState, s.hb.bind(cs.ServerName), time.Now())
+	if !ok {
 		return nil, nil
 	}
 	ss, err := tls.ParseSessionState(r.State)
@@ -241,6 +231,40 @@ func (s *statefulHost) unwrap(identity []byte, cs tls.ConnectionState) (*tls.Ses
 	}
 	n.m.hit(cs.Version)
 	return ss, nil
+}
+
+// find returns the live record of kind under key bound to binding: from
+// the local store or, on a local miss, from its issuing node (origin).
+// Every failure is counted as a miss by reason and reported as !ok.
+func (n *Node) find(origin uint64, key store.Key, kind store.Kind, binding store.Binding, now time.Time) (store.Record, bool) {
+	r, st := n.store.Get(key, now)
+	if st == store.Missing && origin != n.id && n.mesh != nil {
+		r, st = n.remoteLookup(origin, key, now)
+	}
+	switch st {
+	case store.Found:
+	case store.Expired:
+		n.m.miss(missExpired)
+		return r, false
+	case store.Revoked:
+		n.m.miss(missRevoked)
+		return r, false
+	case remoteMiss:
+		n.m.miss(missRemote)
+		return r, false
+	default:
+		n.m.miss(missUnknown)
+		return r, false
+	}
+	if r.Kind != kind {
+		n.m.miss(missInvalid)
+		return r, false
+	}
+	if r.Binding != binding {
+		n.m.miss(missBinding)
+		return r, false
+	}
+	return r, true
 }
 
 // remoteMiss is a store.Status value private to this package: the issuing

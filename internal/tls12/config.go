@@ -161,6 +161,13 @@ func (c *Config) now() time.Time {
 	return time.Now()
 }
 
+// Usable reports whether the configuration can serve anyone: its key can
+// sign and at least one cipher suite and group remain allowed.
+func (c *Config) Usable() bool {
+	p, err := c.prepared()
+	return err == nil && len(p.suites) > 0 && len(p.groups) > 0
+}
+
 // params is what a full handshake negotiates.
 type params struct {
 	suite  *suite

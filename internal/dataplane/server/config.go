@@ -81,6 +81,12 @@ type Config struct {
 	// passed to Sessions.
 	Sessions SessionConfigurer
 
+	// SessionIDs, if set, serves TLS 1.2 clients that resume by session ID
+	// only (ClientHellos without session_ticket that do not offer TLS 1.3)
+	// on internal/tls12, with the caches it returns; see SessionIDCaches.
+	// Nil leaves every client on crypto/tls.
+	SessionIDs SessionIDCaches
+
 	// PreTLS, if set, is called for each connection on the TLS port before
 	// the handshake (SNI passthrough hook). See PreTLSFunc.
 	PreTLS PreTLSFunc

@@ -25,6 +25,7 @@ import (
 	"github.com/go-logr/logr"
 
 	"github.com/meshgate/meshgate/internal/dataplane/proxy"
+	"github.com/meshgate/meshgate/internal/tls12"
 )
 
 // Server owns the HTTPS and HTTP listeners. Its methods are safe for
@@ -35,6 +36,7 @@ type Server struct {
 	tlsc    *tlsConfigs
 	base    *tls.Config
 	handler http.Handler
+	h2      *h2  // HTTP/2 for session-ID path connections; set by Start
 	proxyPP bool // PROXY protocol parsing enabled
 
 	ctx     context.Context // cancelled when Shutdown begins
@@ -68,7 +70,7 @@ func New(cfg Config) (*Server, error) {
 	s := &Server{
 		cfg:     cfg,
 		m:       m,
-		tlsc:    &tlsConfigs{holder: cfg.Table, sessions: cfg.Sessions},
+		tlsc:    &tlsConfigs{holder: cfg.Table, sessions: cfg.Sessions, sessionIDs: cfg.SessionIDs},
 		proxyPP: cfg.ProxyProtocol || len(cfg.TrustedProxies) > 0,
 		addrs:   make(map[string]net.Addr),
 		conns:   make(map[*trackedConn]struct{}),
@@ -184,6 +186,16 @@ func (s *Server) Start(ctx context.Context) error {
 	for _, b := range bs {
 		q := newConnQueue(b.ln.Addr())
 		hs := s.newHTTPServer(b.kind)
+		if b.kind == listenerHTTPS {
+			h, err := newH2(hs)
+			if err != nil {
+				for _, b := range bs {
+					_ = b.ln.Close()
+				}
+				return fmt.Errorf("server: HTTP/2: %w", err)
+			}
+			s.h2 = h
+		}
 		s.listeners = append(s.listeners, b.ln)
 		s.queues = append(s.queues, q)
 		s.servers = append(s.servers, hs)
@@ -302,6 +314,18 @@ func (s *Server) prepare(tc *trackedConn, kind string, q *connQueue) {
 			}
 			c = c2
 		}
+		if s.tlsc.sessionIDs != nil {
+			_ = c.SetReadDeadline(deadline)
+			next, t12, failed := s.routeHello(c, s.cfg.Table.Load())
+			switch {
+			case failed:
+				return
+			case t12 != nil:
+				s.handOverTLS12(tc, t12, q)
+				return
+			}
+			c = next
+		}
 		tlsConn := tls.Server(c, s.base)
 		_ = tlsConn.SetDeadline(deadline)
 		err := tlsConn.HandshakeContext(s.ctx)
@@ -314,13 +338,30 @@ func (s *Server) prepare(tc *trackedConn, kind string, q *connQueue) {
 			return
 		}
 		_ = tlsConn.SetDeadline(time.Time{})
-		s.m.handshake(tlsConn.ConnectionState())
+		cs := tlsConn.ConnectionState()
+		s.m.handshake(cs)
+		s.m.handshakeKind(kindOf(cs.Version), cs.DidResume)
 		c = tlsConn
 	} else {
 		_ = c.SetDeadline(time.Time{})
 	}
 	// pending before handedOff: Shutdown waits for every connection it did
 	// not close to reach net/http.
+	s.pending.Add(1)
+	tc.handedOff.Store(true)
+	q.deliver(c)
+	s.pending.Add(-1)
+}
+
+// handOverTLS12 gives a session-ID path connection to net/http (HTTP/1.1)
+// or serves HTTP/2 on it here.
+func (s *Server) handOverTLS12(tc *trackedConn, c *tls12.Conn, q *connQueue) {
+	_ = c.SetDeadline(time.Time{})
+	if c.ConnectionState().NegotiatedProtocol == "h2" {
+		tc.handedOff.Store(true)
+		s.serveH2(c)
+		return
+	}
 	s.pending.Add(1)
 	tc.handedOff.Store(true)
 	q.deliver(c)
@@ -363,6 +404,9 @@ func (s *Server) Shutdown(ctx context.Context) error {
 	}
 	for _, q := range queues {
 		_ = q.Close()
+	}
+	if s.h2 != nil {
+		_ = s.h2.base.Shutdown(ctx) // GOAWAY to session-ID path HTTP/2 connections
 	}
 	for _, hs := range servers {
 		if len(errs) > 0 {

@@ -8,6 +8,7 @@ import (
 	"sync/atomic"
 
 	"github.com/meshgate/meshgate/internal/routing"
+	"github.com/meshgate/meshgate/internal/tls12"
 )
 
 // errNoCertificate fails handshakes whose SNI matches no TLS host while the
@@ -19,16 +20,20 @@ var errNoCertificate = errors.New("server: no certificate for server name")
 type hostConfigs struct {
 	table   *routing.Table
 	configs map[*routing.TLSHost]*tls.Config
+	// tls12 holds the session-ID path's configs (see tls12route.go): only
+	// hosts it may serve have one.
+	tls12 map[*routing.TLSHost]*tls12.Config
 }
 
 // tlsConfigs builds and caches per-host tls.Configs for the current table.
 // configFor is safe for concurrent use; the hot path is two atomic loads and
 // a map lookup, and the configs of one table are built once, under mu.
 type tlsConfigs struct {
-	holder   *routing.Holder
-	sessions SessionConfigurer
-	cur      atomic.Pointer[hostConfigs]
-	mu       sync.Mutex // serialises rebuilds
+	holder     *routing.Holder
+	sessions   SessionConfigurer
+	sessionIDs SessionIDCaches
+	cur        atomic.Pointer[hostConfigs]
+	mu         sync.Mutex // serialises rebuilds
 }
 
 // configFor returns the configuration of host h of table t, building the
@@ -36,28 +41,42 @@ type tlsConfigs struct {
 // that still holds a replaced table gets a one-off config, so it cannot
 // evict the current table's cache.
 func (tc *tlsConfigs) configFor(t *routing.Table, h *routing.TLSHost) *tls.Config {
+	return tc.hostConfigs(t, h).configs[h]
+}
+
+// tls12For returns the session-ID path's configuration of host h of table
+// t, or nil when the host is not served on that path.
+func (tc *tlsConfigs) tls12For(t *routing.Table, h *routing.TLSHost) *tls12.Config {
+	return tc.hostConfigs(t, h).tls12[h]
+}
+
+// hostConfigs returns the configs of t, building them when t is the
+// current table and not built yet; a handshake still holding a replaced
+// table gets one-off configs for h.
+func (tc *tlsConfigs) hostConfigs(t *routing.Table, h *routing.TLSHost) *hostConfigs {
 	if hc := tc.cur.Load(); hc != nil && hc.table == t {
-		return hc.configs[h]
+		return hc
 	}
 	tc.mu.Lock()
 	defer tc.mu.Unlock()
 	if hc := tc.cur.Load(); hc != nil && hc.table == t {
-		return hc.configs[h]
+		return hc
 	}
-	if t != tc.holder.Load() {
-		if h.Certificate == nil {
-			return nil
-		}
-		return tc.build(h)
-	}
-	hc := &hostConfigs{table: t, configs: make(map[*routing.TLSHost]*tls.Config)}
+	hc := &hostConfigs{table: t, configs: make(map[*routing.TLSHost]*tls.Config), tls12: make(map[*routing.TLSHost]*tls12.Config)}
 	add := func(h *routing.TLSHost) {
 		if h == nil || h.Certificate == nil {
 			return
 		}
 		if _, ok := hc.configs[h]; !ok {
 			hc.configs[h] = tc.build(h)
+			if c := tc.buildTLS12(h); c != nil {
+				hc.tls12[h] = c
+			}
 		}
+	}
+	if t != tc.holder.Load() {
+		add(h)
+		return hc
 	}
 	for _, h := range t.TLS.Exact {
 		add(h)
@@ -67,7 +86,7 @@ func (tc *tlsConfigs) configFor(t *routing.Table, h *routing.TLSHost) *tls.Confi
 	}
 	add(t.TLS.Default)
 	tc.cur.Store(hc)
-	return hc.configs[h]
+	return hc
 }
 
 // build makes the tls.Config for one host.

@@ -46,6 +46,10 @@ type ClientHello struct {
 	ServerName string
 	// ALPN lists the protocols offered in the ALPN extension, in order.
 	ALPN []string
+	// Raw is the whole handshake message (header included) as read by
+	// PeekClientHello, for parsers that need more than this package
+	// extracts; nil from ParseClientHello. It is not modified afterwards.
+	Raw []byte
 }
 
 // reader is a bounds-checked cursor over a byte slice. Once a read fails,

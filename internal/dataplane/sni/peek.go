@@ -61,6 +61,9 @@ func PeekClientHello(c net.Conn, timeout time.Duration) (ClientHello, net.Conn, 
 		return ClientHello{}, wrapped, err
 	}
 	ch, err := ParseClientHello(msg)
+	if err == nil {
+		ch.Raw = msg
+	}
 	return ch, wrapped, err
 }
 

@@ -26,9 +26,24 @@ type Key [16]byte
 // certificate, policy). A session only resumes under the same binding.
 type Binding [32]byte
 
+// Kind says what a record's State holds. Values are append-only: they
+// travel in the mesh protocol.
+type Kind uint8
+
+const (
+	// KindTLSState is a crypto/tls SessionState (stateful TLS 1.2 tickets
+	// and TLS 1.3 PSKs, SessionState.Bytes).
+	KindTLSState Kind = 0
+	// KindTLS12SessionID is a TLS 1.2 session resumed by session ID,
+	// serialized by internal/tls12.
+	KindTLS12SessionID Kind = 1
+)
+
 // Record is one session. The zero Record is not valid (Expires must be set).
 type Record struct {
-	Key     Key
+	Key Key
+	// Kind is what State holds; a session only resumes as its own kind.
+	Kind    Kind
 	Binding Binding
 	// Origin is the node id of the issuing node.
 	Origin uint64
@@ -79,6 +94,7 @@ const recordOverhead = 160
 // entry is what a shard keeps per key. A tombstone has tomb set and no state.
 type entry struct {
 	binding Binding
+	kind    Kind
 	origin  uint64
 	created int64
 	expires int64
@@ -141,7 +157,7 @@ func (s *Store) Put(r Record, now time.Time) bool {
 		return false
 	}
 	sh := s.shard(r.Key)
-	e := &entry{binding: r.Binding, origin: r.Origin, created: r.Created,
+	e := &entry{binding: r.Binding, kind: r.Kind, origin: r.Origin, created: r.Created,
 		expires: r.Expires, state: r.State, key: r.Key}
 	sh.mu.Lock()
 	if old, ok := sh.m[r.Key]; ok {
@@ -171,7 +187,7 @@ func (s *Store) Get(k Key, now time.Time) (Record, Status) {
 		sh.mu.RUnlock()
 		return Record{}, Revoked
 	}
-	r := Record{Key: k, Binding: e.binding, Origin: e.origin, Created: e.created,
+	r := Record{Key: k, Kind: e.kind, Binding: e.binding, Origin: e.origin, Created: e.created,
 		Expires: e.expires, State: e.state}
 	sh.mu.RUnlock()
 	if r.Expires <= now.UnixNano() {
@@ -281,7 +297,7 @@ func (s *Store) Range(now time.Time, fn func(Record) bool) {
 		sh.mu.RLock()
 		for k, e := range sh.m {
 			if !e.tomb && e.expires > t {
-				buf = append(buf, Record{Key: k, Binding: e.binding, Origin: e.origin,
+				buf = append(buf, Record{Key: k, Kind: e.kind, Binding: e.binding, Origin: e.origin,
 					Created: e.created, Expires: e.expires, State: e.state})
 			}
 		}

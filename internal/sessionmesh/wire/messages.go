@@ -52,7 +52,7 @@ func (*Insert) Type() Type { return TypeInsert }
 func (m *Insert) appendPayload(b []byte) []byte { return appendRecords(b, m.Records) }
 
 // recordFixed is the encoded size of a record without its state bytes.
-const recordFixed = 16 + 32 + 8 + 8 + 8 + 4
+const recordFixed = 16 + 1 + 32 + 8 + 8 + 8 + 4
 
 // RecordSize returns the encoded size of r, for batching under MaxFrameSize.
 func RecordSize(r *store.Record) int { return recordFixed + len(r.State) }
@@ -62,6 +62,7 @@ const MaxRecords = MaxFrameSize / recordFixed
 
 func appendRecord(b []byte, r *store.Record) []byte {
 	b = append(b, r.Key[:]...)
+	b = append(b, byte(r.Kind))
 	b = append(b, r.Binding[:]...)
 	b = appendU64(b, r.Origin)
 	b = appendU64(b, uint64(r.Created))
@@ -80,6 +81,9 @@ func appendRecords(b []byte, rs []store.Record) []byte {
 
 func (d *decoder) record(r *store.Record) {
 	copy(r.Key[:], d.take(16))
+	if k := d.take(1); len(k) == 1 {
+		r.Kind = store.Kind(k[0])
+	}
 	copy(r.Binding[:], d.take(32))
 	r.Origin = d.u64()
 	r.Created = d.i64()

@@ -19,10 +19,11 @@ import (
 	"io"
 )
 
-// Protocol versions this build speaks.
+// Protocol versions this build speaks. Version 2 added the record kind
+// (store.Kind) to every record; version 1 peers are refused.
 const (
-	MinVersion uint16 = 1
-	MaxVersion uint16 = 1
+	MinVersion uint16 = 2
+	MaxVersion uint16 = 2
 )
 
 // Limits.

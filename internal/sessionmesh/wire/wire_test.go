@@ -32,6 +32,7 @@ func randRecord(r *rand.Rand) store.Record {
 		rec.Binding[i] = byte(r.Uint32())
 	}
 	rec.Origin, rec.Created, rec.Expires = r.Uint64(), r.Int64(), r.Int64()
+	rec.Kind = store.Kind(r.IntN(2))
 	if n := r.IntN(300); n > 0 {
 		rec.State = make([]byte, n)
 		for i := range rec.State {

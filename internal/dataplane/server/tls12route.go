@@ -1,0 +1,144 @@
+package server
+
+import (
+	"crypto/tls"
+	"net"
+	"net/http"
+	"time"
+
+	"golang.org/x/net/http2"
+
+	"github.com/meshgate/meshgate/internal/dataplane/sni"
+	"github.com/meshgate/meshgate/internal/routing"
+	"github.com/meshgate/meshgate/internal/tls12"
+)
+
+// SessionIDCaches returns the session-ID cache of a TLS host for TLS 1.2
+// clients that resume by session ID only (internal/tls12); the session
+// mesh provides them. It is called once per host and table generation,
+// like SessionConfigurer, for hosts whose policy allows TLS 1.2 and does
+// not turn resumption off, whatever their session mode (a TicketKeys host
+// cannot hand a ticketless client a ticket).
+type SessionIDCaches func(host *routing.TLSHost) tls12.SessionCache
+
+// buildTLS12 makes the session-ID path's config for h, or nil when the
+// host is not served there: no cache provider, TLS 1.2 not allowed,
+// resumption off, or a key the path cannot sign with.
+func (tc *tlsConfigs) buildTLS12(h *routing.TLSHost) *tls12.Config {
+	p := h.Policy
+	if p == nil {
+		p = routing.DefaultPolicy()
+	}
+	if tc.sessionIDs == nil || p.SessionMode == routing.SessionOff ||
+		(p.MinVersion != 0 && p.MinVersion > tls.VersionTLS12) || (p.MaxVersion != 0 && p.MaxVersion < tls.VersionTLS12) {
+		return nil
+	}
+	curves := p.CurvePreferences
+	if curves == nil {
+		curves = routing.DefaultCurves
+	}
+	cfg := &tls12.Config{
+		Certificate:  h.Certificate,
+		CipherSuites: p.CipherSuites,
+		Groups:       curves,
+		NextProtos:   []string{"h2", "http/1.1"},
+		ServesTLS13:  p.MaxVersion == 0 || p.MaxVersion >= tls.VersionTLS13,
+	}
+	if !cfg.Usable() {
+		return nil
+	}
+	cfg.Sessions = tc.sessionIDs(h)
+	return cfg
+}
+
+// Client hello kinds (label values of meshgate_tls_client_hellos_total).
+const (
+	helloTLS13 = iota
+	helloTLS12Ticket
+	helloTLS12Ticketless
+	helloOther
+	numHelloKinds
+)
+
+var helloKindNames = [numHelloKinds]string{"tls13", "tls12_ticket", "tls12_ticketless", "other"}
+
+// routeHello peeks at the ClientHello on c. A ticketless TLS 1.2 hello
+// (no session_ticket extension, no TLS 1.3 offer) that its host's
+// session-ID path can serve gets that path: routeHello runs its handshake
+// and returns the TLS connection as t12, or failed after a failed
+// handshake (the connection is then closed). Everything else returns next,
+// which replays the hello, for crypto/tls. c's read deadline bounds the peek.
+func (s *Server) routeHello(c net.Conn, t *routing.Table) (next net.Conn, t12 *tls12.Conn, failed bool) {
+	ch, wrapped, err := sni.PeekClientHello(c, 0)
+	if err != nil || t == nil {
+		s.m.hellos[helloOther].Inc()
+		return wrapped, nil, false
+	}
+	h, err := tls12.ParseClientHello(ch.Raw)
+	switch {
+	case err != nil:
+		s.m.hellos[helloOther].Inc()
+		return wrapped, nil, false
+	case h.OffersTLS13():
+		s.m.hellos[helloTLS13].Inc()
+		return wrapped, nil, false
+	case !h.Ticketless12():
+		s.m.hellos[helloTLS12Ticket].Inc()
+		return wrapped, nil, false
+	}
+	s.m.hellos[helloTLS12Ticketless].Inc()
+	host := t.TLS.Lookup(h.ServerName)
+	if host == nil || host.Certificate == nil {
+		return wrapped, nil, false
+	}
+	cfg := s.tlsc.tls12For(t, host)
+	if cfg == nil || !cfg.CanServe(h) {
+		return wrapped, nil, false
+	}
+	tc := tls12.Server(wrapped, cfg)
+	if err := tc.HandshakeContext(s.ctx); err != nil {
+		s.m.handshakeErrors.Inc()
+		if l := s.cfg.Log.V(1); l.Enabled() {
+			l.Info("TLS 1.2 session-ID handshake failed", "client", c.RemoteAddr().String(), "err", err.Error())
+		}
+		_ = tc.Close()
+		return nil, nil, true
+	}
+	s.m.handshakeKind(kindSessionID, tc.ConnectionState().DidResume)
+	s.m.handshake(tc.ConnectionState())
+	return nil, tc, false
+}
+
+// h2 serves HTTP/2 on session-ID path connections, which net/http does not
+// recognise as TLS (it only takes *tls.Conn for ALPN "h2"). x/net/http2 is
+// the implementation net/http bundles; it reads the TLS state through the
+// connection's ConnectionState method. base carries the server limits and,
+// through http2.ConfigureServer, graceful shutdown (GOAWAY) on Shutdown.
+type h2 struct {
+	srv  *http2.Server
+	base *http.Server
+}
+
+func newH2(hs *http.Server) (*h2, error) {
+	base := &http.Server{
+		Handler:           hs.Handler,
+		ReadHeaderTimeout: hs.ReadHeaderTimeout,
+		IdleTimeout:       hs.IdleTimeout,
+		WriteTimeout:      hs.WriteTimeout,
+		MaxHeaderBytes:    hs.MaxHeaderBytes,
+		ErrorLog:          hs.ErrorLog,
+	}
+	srv := &http2.Server{IdleTimeout: hs.IdleTimeout}
+	if err := http2.ConfigureServer(base, srv); err != nil {
+		return nil, err
+	}
+	return &h2{srv: srv, base: base}, nil
+}
+
+// serve runs HTTP/2 on c until the connection ends, on the caller's
+// goroutine.
+func (s *Server) serveH2(c net.Conn) {
+	_ = c.SetDeadline(time.Time{})
+	s.h2.srv.ServeConn(c, &http2.ServeConnOpts{Context: s.ctx, BaseConfig: s.h2.base, Handler: s.handler})
+	_ = c.Close()
+}

@@ -1,0 +1,157 @@
+package sessionmesh
+
+import (
+	"crypto/hmac"
+	"crypto/rand"
+	"crypto/sha256"
+	"encoding/binary"
+	"time"
+
+	"github.com/meshgate/meshgate/internal/sessionmesh/store"
+	"github.com/meshgate/meshgate/internal/sessionmesh/wire"
+)
+
+// TLS 1.2 session IDs (internal/tls12's ticketless path) are at most 32
+// bytes on the wire (RFC 5246 section 7.4.1.2), so they have their own
+// layout:
+//
+//	[0]      sidVersion
+//	[1:9]    issuing node id (mesh.NodeID of its name), big-endian
+//	[9:13]   expiry, unix seconds, big-endian
+//	[13:24]  88 random bits
+//	[24:32]  HMAC-SHA256(cluster MAC key, sidLabel || bytes 0..23), first 64 bits
+//
+// The store key is bytes 16..31 of the same HMAC, which never appear on
+// the wire: every replica derives it from the id. The MAC (64 bits,
+// checked in constant time) rejects forged and corrupted ids before any
+// lookup, so a client cannot make one replica query another with ids of
+// its choosing, nor extend an id's expiry, which is checked before the
+// store is. Session IDs travel in clear text in both hellos; knowing one
+// gives nothing, since resuming needs the master secret (Finished).
+const (
+	sidVersion = 0x21
+	sidLen     = 32
+	sidMACOff  = 24
+	sidLabel   = "meshgate tls12 session id v1\x00"
+)
+
+// SessionIDHost describes one TLS host for session-ID resumption, with
+// the same binding inputs as ConfigureTLS's hosts: sessions resume only
+// for the same SNI name, leaf certificate, policy name and generation.
+type SessionIDHost struct {
+	// Leaf is the DER of the host's leaf certificate.
+	Leaf []byte
+	// Policy is the TLS policy's name, Generation its generation.
+	Policy     string
+	Generation int64
+	// Lifetime bounds each session; 0 means 300 s.
+	Lifetime time.Duration
+}
+
+// SessionIDCache stores one host's TLS 1.2 session-ID sessions in the
+// cluster store. It implements internal/tls12's SessionCache and is safe
+// for concurrent use.
+type SessionIDCache struct {
+	n        *Node
+	hb       hostBinding
+	lifetime time.Duration
+}
+
+// SessionIDCache returns the session-ID cache of host. Sessions it stores
+// are records of kind store.KindTLS12SessionID, replicated and revoked
+// like stateful tickets. Every session mode issues them (a ticket-keys
+// host cannot give a ticketless client a ticket); the caller does not ask
+// for hosts whose policy turns resumption off.
+func (n *Node) SessionIDCache(h SessionIDHost) *SessionIDCache {
+	lifetime := h.Lifetime
+	if lifetime <= 0 {
+		lifetime = 300 * time.Second
+	}
+	return &SessionIDCache{n: n, hb: hostBindingOf(h.Leaf, h.Policy, h.Generation), lifetime: lifetime}
+}
+
+// sidMAC returns HMAC-SHA256(macKey, sidLabel || id[:sidMACOff]).
+func (n *Node) sidMAC(id []byte) [sha256.Size]byte {
+	var in [64 + len(sidLabel) + sidMACOff]byte
+	copy(in[:64], n.ipad[:])
+	copy(in[64:], sidLabel)
+	copy(in[64+len(sidLabel):], id[:sidMACOff])
+	inner := sha256.Sum256(in[:])
+	var out [64 + sha256.Size]byte
+	copy(out[:64], n.opad[:])
+	copy(out[64:], inner[:])
+	return sha256.Sum256(out[:])
+}
+
+// parseSessionID checks an id's shape and MAC and returns its origin,
+// expiry and store key.
+func (n *Node) parseSessionID(id []byte) (origin uint64, expires time.Time, key store.Key, ok bool) {
+	if len(id) != sidLen || id[0] != sidVersion {
+		return 0, time.Time{}, key, false
+	}
+	m := n.sidMAC(id)
+	if !hmac.Equal(m[:sidLen-sidMACOff], id[sidMACOff:]) {
+		return 0, time.Time{}, key, false
+	}
+	copy(key[:], m[16:32])
+	return binary.BigEndian.Uint64(id[1:9]), time.Unix(int64(binary.BigEndian.Uint32(id[9:13])), 0), key, true
+}
+
+// NewSessionID mints the id of a new session that expires one lifetime
+// from now.
+func (c *SessionIDCache) NewSessionID(string) []byte {
+	id := make([]byte, sidLen)
+	id[0] = sidVersion
+	binary.BigEndian.PutUint64(id[1:9], c.n.id)
+	binary.BigEndian.PutUint32(id[9:13], uint32(time.Now().Add(c.lifetime).Unix()))
+	_, _ = rand.Read(id[13:sidMACOff])
+	m := c.n.sidMAC(id)
+	copy(id[sidMACOff:], m[:sidLen-sidMACOff])
+	return id
+}
+
+// Put stores a completed session under id, bound to serverName, and
+// replicates it to every peer.
+func (c *SessionIDCache) Put(id []byte, serverName string, state []byte) {
+	n := c.n
+	origin, expires, key, ok := n.parseSessionID(id)
+	if !ok || origin != n.id {
+		return
+	}
+	now := time.Now()
+	r := store.Record{Key: key, Kind: store.KindTLS12SessionID, Binding: c.hb.bind(serverName), Origin: n.id,
+		Created: now.UnixNano(), Expires: expires.UnixNano(), State: state}
+	if !n.store.Put(r, now) {
+		return
+	}
+	if n.mesh != nil && len(state) <= wire.MaxStateSize {
+		n.mesh.Insert(r)
+	}
+	n.m.wraps[modeSessionID].Add(1)
+}
+
+// Get returns the state of the session id names for serverName, or nil:
+// forged or malformed ids, expired ids (checked from the id before any
+// lookup), unknown, revoked and other-binding sessions are misses, counted
+// by reason. On a local miss the issuer is asked, as for stateful tickets.
+func (c *SessionIDCache) Get(id []byte, serverName string) []byte {
+	n := c.n
+	origin, expires, key, ok := n.parseSessionID(id)
+	if !ok {
+		if len(id) > 0 {
+			n.m.miss(missInvalid)
+		}
+		return nil
+	}
+	now := time.Now()
+	if !now.Before(expires) {
+		n.m.miss(missExpired)
+		return nil
+	}
+	r, ok := n.find(origin, key, store.KindTLS12SessionID, c.hb.bind(serverName), now)
+	if !ok {
+		return nil
+	}
+	n.m.sessionIDHits.Add(1)
+	return r.State
+}
