@@ -111,11 +111,22 @@ func newPlane(f *commonFlags, log logr.Logger, holder *routing.Holder, deps plan
 	if redirectPort == 0 {
 		redirectPort = httpsPort
 	}
-	p.proxy, err = proxy.New(proxy.Config{Table: holder, HTTPSPort: redirectPort, Registerer: reg, Log: log.WithName("proxy")})
+	forwarders, err := f.forwarderPrefixes()
 	if err != nil {
 		return nil, err
 	}
-	var handler = http3AltSvc(p.proxy, f.http3, httpsPort)
+	altSvc := "" // advertise HTTP/3 on TLS responses when it is served
+	if f.http3 {
+		altSvc = http3.AltSvcValue(httpsPort)
+	}
+	p.proxy, err = proxy.New(proxy.Config{
+		Table: holder, HTTPSPort: redirectPort, TrustedForwarders: forwarders, AltSvc: altSvc,
+		Registerer: reg, Log: log.WithName("proxy"),
+	})
+	if err != nil {
+		return nil, err
+	}
+	handler := p.proxy
 
 	l4m, err := l4.NewMetrics(reg)
 	if err != nil {
@@ -244,7 +255,8 @@ func (p *plane) h3Shutdown(ctx context.Context) error {
 }
 
 // followTables applies each new table to the parts that hold state per
-// table (L4 listeners). The HTTP and TLS paths read the holder directly.
+// table (upstream state of the proxy, L4 listeners). The HTTP and TLS
+// paths read the holder directly.
 func (p *plane) followTables(ctx context.Context) {
 	for {
 		select {
@@ -252,6 +264,7 @@ func (p *plane) followTables(ctx context.Context) {
 			return
 		case <-p.changed:
 			if t := p.holder.Load(); t != nil {
+				p.proxy.Prepare(t) // upstream state now, not on the first request
 				if err := p.l4.Update(t); err != nil {
 					p.log.Error(err, "applying L4 services", "generation", t.Generation)
 				}
@@ -304,14 +317,6 @@ func startPprof(ctx context.Context, addr string, log logr.Logger) (func(), erro
 		_ = hs.Close()
 		<-done
 	}, nil
-}
-
-// http3AltSvc advertises HTTP/3 on TLS responses when it is enabled.
-func http3AltSvc(h http.Handler, enabled bool, port int) http.Handler {
-	if !enabled {
-		return h
-	}
-	return http3.AltSvc(h, port)
 }
 
 func portOf(addr string) int {

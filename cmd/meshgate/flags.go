@@ -28,6 +28,7 @@ type commonFlags struct {
 	clusterID     string
 	proxyProtocol bool
 	trusted       string
+	forwarders    string
 	http3         bool
 	ingressClass  string
 	l4ConfigMap   string
@@ -54,6 +55,7 @@ func (f *commonFlags) register(fs *flag.FlagSet) {
 	fs.StringVar(&f.clusterID, "cluster-id", "", "mesh cluster id (default: fingerprint of the mesh CA)")
 	fs.BoolVar(&f.proxyProtocol, "proxy-protocol", false, "require a PROXY protocol v1/v2 header on the HTTPS and HTTP listeners")
 	fs.StringVar(&f.trusted, "trusted-proxies", "127.0.0.0/8,::1/128", "comma-separated CIDRs allowed to send PROXY protocol headers")
+	fs.StringVar(&f.forwarders, "trusted-forwarders", "", "comma-separated CIDRs of proxies in front of meshgate whose X-Forwarded-For is kept and appended to (from any other client it is replaced by the client address)")
 	fs.BoolVar(&f.http3, "http3", false, "serve HTTP/3 on the UDP twin of --https-addr")
 	fs.StringVar(&f.ingressClass, "ingress-class", "meshgate", "name of our IngressClass (controller meshgate.io/ingress-controller)")
 	fs.StringVar(&f.l4ConfigMap, "l4-configmap", "", "namespace/name of the ConfigMap listing TCP/UDP services (tcp.<port>, udp.<port>)")
@@ -91,15 +93,25 @@ func (f *commonFlags) buildOptions() translate.Options {
 
 // trustedPrefixes parses --trusted-proxies.
 func (f *commonFlags) trustedPrefixes() ([]netip.Prefix, error) {
+	return parsePrefixes("--trusted-proxies", f.trusted)
+}
+
+// forwarderPrefixes parses --trusted-forwarders.
+func (f *commonFlags) forwarderPrefixes() ([]netip.Prefix, error) {
+	return parsePrefixes("--trusted-forwarders", f.forwarders)
+}
+
+// parsePrefixes parses a comma-separated CIDR list of flag name.
+func parsePrefixes(name, list string) ([]netip.Prefix, error) {
 	var out []netip.Prefix
-	for _, s := range strings.Split(f.trusted, ",") {
+	for _, s := range strings.Split(list, ",") {
 		s = strings.TrimSpace(s)
 		if s == "" {
 			continue
 		}
 		p, err := netip.ParsePrefix(s)
 		if err != nil {
-			return nil, fmt.Errorf("--trusted-proxies: %w", err)
+			return nil, fmt.Errorf("%s: %w", name, err)
 		}
 		out = append(out, p)
 	}

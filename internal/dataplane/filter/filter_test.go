@@ -99,7 +99,8 @@ func TestRequestViews(t *testing.T) {
 	hr := &HTTPRequest{R: &http.Request{Method: "PUT", URL: u, Header: http.Header{"X-V": {"1", "2"}}}}
 	var eh exchange.Header
 	eh.Add("x-v", "1")
-	er := ExchangeRequest{R: &exchange.Request{Method: "PUT", Path: "/p", Target: "/p?a=1&b=x%20y&a=2&c", Header: eh}}
+	eh.Add("X-V", "2")
+	er := ExchangeRequest{R: &exchange.Request{Method: "PUT", Host: "h:8", Path: "/p", Target: "/p?a=1&b=x%20y&a=2&c", Header: eh}}
 	for name, v := range map[string]routing.Request{"net/http": hr, "exchange": er} {
 		if v.Method() != "PUT" || v.Path() != "/p" {
 			t.Errorf("%s: method/path = %s %s", name, v.Method(), v.Path())
@@ -118,6 +119,12 @@ func TestRequestViews(t *testing.T) {
 	}
 	if got, _ := hr.Header("X-V"); got != "1,2" {
 		t.Errorf("repeated header = %q, want 1,2", got)
+	}
+	if got, _ := er.Header("x-V"); got != "1,2" {
+		t.Errorf("repeated exchange field = %q, want 1,2 (routing.Request joins them)", got)
+	}
+	if got, ok := er.Header("host"); !ok || got != "h:8" {
+		t.Errorf("exchange Host = %q %v, want the authority", got, ok)
 	}
 	if n := testing.AllocsPerRun(100, func() { er.Query("c") }); n != 0 {
 		t.Errorf("ExchangeRequest.Query allocates %v times", n)

@@ -49,9 +49,30 @@ func (v ExchangeRequest) Method() string { return v.R.Method }
 // Path implements routing.Request.
 func (v ExchangeRequest) Path() string { return v.R.Path }
 
-// Header implements routing.Request: the first field named name (repeated
-// fields are not joined; Gateway API leaves that choice to implementations).
-func (v ExchangeRequest) Header(name string) (string, bool) { return v.R.Header.Get(name) }
+// Header implements routing.Request: the value of the field named name,
+// repeated fields joined with "," as routing.Request says (allocating only
+// then). "Host" is the request's authority, which the exchange keeps out of
+// its fields.
+func (v ExchangeRequest) Header(name string) (string, bool) {
+	if exchange.EqualFold(name, "Host") {
+		return v.R.Host, true
+	}
+	h := &v.R.Header
+	val, ok := h.Get(name)
+	if !ok || h.Count(name) == 1 {
+		return val, ok
+	}
+	var b strings.Builder
+	for _, f := range h.Fields() {
+		if exchange.EqualFold(f.Name, name) {
+			if b.Len() > 0 {
+				b.WriteByte(',')
+			}
+			b.WriteString(f.Value)
+		}
+	}
+	return b.String(), true
+}
 
 // Query implements routing.Request by scanning the target's query; it
 // allocates only to unescape a name or value that is percent-encoded.

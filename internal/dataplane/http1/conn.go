@@ -1,7 +1,6 @@
 package http1
 
 import (
-	"crypto/tls"
 	"errors"
 	"io"
 	"net"
@@ -34,11 +33,19 @@ const (
 	lingerTime = 500 * time.Millisecond
 )
 
+// tlsLayer is a TLS connection (crypto/tls's, or internal/tls12's for
+// session-ID clients): it half-closes with close_notify and sits on a
+// transport connection of its own.
+type tlsLayer interface {
+	CloseWrite() error
+	NetConn() net.Conn
+}
+
 // conn is one client connection, owned by ServeConn's goroutine.
 type conn struct {
 	srv    *Server
 	nc     net.Conn
-	tc     *tls.Conn // nc as TLS, or nil
+	tc     tlsLayer // nc as TLS, or nil
 	state  atomic.Int32
 	scheme string
 	remote netip.AddrPort
@@ -67,7 +74,7 @@ type conn struct {
 
 func (c *conn) init(s *Server, nc net.Conn, info ConnInfo) {
 	c.srv, c.nc = s, nc
-	c.tc, _ = nc.(*tls.Conn)
+	c.tc, _ = nc.(tlsLayer)
 	c.scheme = "http"
 	if info.TLS {
 		c.scheme = "https"

@@ -271,7 +271,7 @@ func AltSvc(next http.Handler, port int) http.Handler {
 	if port <= 0 {
 		return next
 	}
-	v := []string{`h3=":` + strconv.Itoa(port) + `"; ma=86400`}
+	v := []string{AltSvcValue(port)}
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		if r.TLS != nil {
 			w.Header()["Alt-Svc"] = v
@@ -279,3 +279,7 @@ func AltSvc(next http.Handler, port int) http.Handler {
 		next.ServeHTTP(w, r)
 	})
 }
+
+// AltSvcValue is the Alt-Svc field value advertising HTTP/3 on UDP port
+// port for a day: `h3=":port"; ma=86400`.
+func AltSvcValue(port int) string { return `h3=":` + strconv.Itoa(port) + `"; ma=86400` }

@@ -10,6 +10,7 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 
+	"github.com/meshgate/meshgate/internal/dataplane/http1"
 	"github.com/meshgate/meshgate/internal/routing"
 )
 
@@ -86,17 +87,34 @@ func table(gen uint64, hosts ...*routing.VirtualHost) *routing.Table {
 	return t
 }
 
-// newProxy starts the Handler under test behind a plain httptest server.
-func newProxy(t testing.TB, cfg Config) (*Handler, *httptest.Server) {
+// frontEnd is the Handler under test served by meshgate's HTTP/1.1 engine
+// on a loopback listener.
+type frontEnd struct {
+	URL string // "http://127.0.0.1:port"
+}
+
+// newProxy starts the Handler under test behind the HTTP/1.1 engine.
+func newProxy(t testing.TB, cfg Config) (*Handler, *frontEnd) {
 	t.Helper()
 	h, err := New(cfg)
 	if err != nil {
 		t.Fatal(err)
 	}
-	fe := httptest.NewServer(h)
-	t.Cleanup(fe.Close)
-	t.Cleanup(h.CloseIdleConnections)
-	return h, fe
+	srv, err := http1.NewServer(http1.ServerConfig{Handler: h})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	go func() { _ = srv.Serve(ln) }() // ends when ln is closed at cleanup
+	t.Cleanup(func() {
+		_ = ln.Close()
+		srv.Close()
+		h.CloseIdleConnections()
+	})
+	return h, &frontEnd{URL: "http://" + ln.Addr().String()}
 }
 
 // do sends a request with the given Host to the front end and decodes the

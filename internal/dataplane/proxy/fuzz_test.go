@@ -1,7 +1,6 @@
 package proxy
 
 import (
-	"net/http"
 	"net/url"
 	"strings"
 	"testing"
@@ -28,15 +27,10 @@ func FuzzRedirect(f *testing.F) {
 		if !httpguts.ValidHostHeader(host) || port < 0 || port > 65535 {
 			t.Skip()
 		}
-		h := &Handler{cfg: Config{HTTPSPort: port}}
-		r := &http.Request{Host: host, URL: &url.URL{Path: path, RawQuery: query}, Header: http.Header{}}
-		w := &discardWriter{h: http.Header{}}
-		if got := h.redirect(w, r); got != http.StatusPermanentRedirect {
-			t.Fatalf("status %d", got)
-		}
-		loc := w.h.Get("Location")
-		if !strings.HasPrefix(loc, "https://") || !strings.HasSuffix(loc, r.URL.RequestURI()) {
-			t.Fatalf("Location %q for host %q uri %q", loc, host, r.URL.RequestURI())
+		uri := (&url.URL{Path: path, RawQuery: query}).RequestURI()
+		loc := redirectLocation(host, uri, port)
+		if !strings.HasPrefix(loc, "https://") || !strings.HasSuffix(loc, uri) {
+			t.Fatalf("Location %q for host %q uri %q", loc, host, uri)
 		}
 	})
 }

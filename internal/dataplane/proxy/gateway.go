@@ -1,32 +1,23 @@
 package proxy
 
 import (
-	"context"
-	"io"
 	"math/rand/v2"
-	"net/http"
+	"net/url"
+	"strings"
 	"time"
 
+	"github.com/meshgate/meshgate/internal/dataplane/exchange"
 	"github.com/meshgate/meshgate/internal/dataplane/filter"
 	"github.com/meshgate/meshgate/internal/routing"
 )
 
 // This file runs the Gateway API features of a route (see
-// routing.Filters) on the net/http request path; the work itself is in
-// internal/dataplane/filter, shared with the other front ends.
+// routing.Filters) in the exchange pipeline, for every front end; the work
+// itself is in internal/dataplane/filter.
 
 // maxMirrors bounds the mirrored requests in flight per Handler; more are
 // dropped and counted (upstream_errors_total{reason="mirror_dropped"}).
 const maxMirrors = 64
-
-// routeFeatures is what a Gateway API route leaves for the proxying that
-// follows: response header modifiers and the request deadline.
-type routeFeatures struct {
-	resp, backendResp *routing.HeaderModifier
-	// timeout: the request context carries a route deadline, whose expiry
-	// is answered 504.
-	timeout bool
-}
 
 // prefixOf is the matched prefix ReplacePrefixMatch replaces.
 func prefixOf(rt *routing.Route) string {
@@ -36,80 +27,63 @@ func prefixOf(rt *routing.Route) string {
 	return "/"
 }
 
-func schemeOf(r *http.Request) string {
-	if r.TLS != nil {
-		return "https"
-	}
-	return "http"
+func targetOf(r *exchange.Request) filter.Target {
+	_, q, _ := strings.Cut(r.Target, "?")
+	return filter.Target{Scheme: r.Scheme, Host: r.Host, Path: r.Path, RawQuery: q}
 }
 
-// gatewayRequest runs the filters of a Gateway API route: a redirect or an
-// unresolved backend answers at once (done true); otherwise the request is
-// rewritten, mirrored, given the route's deadline (r may be replaced: use
-// the returned one) and the chosen backend returned.
-func (h *Handler) gatewayRequest(w http.ResponseWriter, r *http.Request, rt *routing.Route, start time.Time) (_ *http.Request, _ *routing.Backend, _ routeFeatures, cancel context.CancelFunc, done bool) {
-	var rf routeFeatures
+// gatewayRequest runs the request filters of a Gateway API route: a
+// redirect or an unresolved backend answers at once (b nil); otherwise the
+// request is rewritten and mirrored, and the chosen backend returned. The
+// response header modifiers are kept for relay.
+func (x *exchangeState) gatewayRequest(rt *routing.Route) *routing.Backend {
+	r := x.r
 	f := rt.Filters
 	if f != nil && f.Redirect != nil {
-		loc := filter.Location(f.Redirect, prefixOf(rt), filter.Target{Scheme: schemeOf(r), Host: r.Host, Path: r.URL.Path, RawQuery: r.URL.RawQuery})
-		w.Header()["Location"] = []string{loc}
-		status := filter.RedirectStatus(f.Redirect)
-		w.WriteHeader(status)
-		h.finish(r, start, h.none, "", status)
-		return r, nil, rf, nil, true
+		x.out.Reset()
+		x.out.Add("Location", filter.Location(f.Redirect, prefixOf(rt), targetOf(r)))
+		x.respond(filter.RedirectStatus(f.Redirect), "")
+		return nil
 	}
-	b, bf, ok := rt.Pick(rand.Uint32())
+	b, bf, ok := rt.Pick(randUint32())
 	if !ok {
-		h.finish(r, start, h.none, "", h.plain(w, http.StatusInternalServerError, "no valid backend for this route\n"))
-		return r, nil, rf, nil, true
+		x.plain(500, "no valid backend for this route\n")
+		return nil
 	}
-	hdr := filter.HTTPHeader(r.Header)
 	if f != nil {
-		filter.ModifyHeaders(f.RequestHeaders, hdr)
-		rf.resp = f.ResponseHeaders
+		filter.ModifyHeaders(f.RequestHeaders, &r.Header)
+		x.respMods[0] = f.ResponseHeaders
+		if f.Rewrite != nil {
+			tg := targetOf(r)
+			filter.Rewrite(f.Rewrite, prefixOf(rt), &tg)
+			r.Host = tg.Host
+			if tg.Path != r.Path {
+				r.Path = tg.Path
+				r.Target = (&url.URL{Path: tg.Path, RawQuery: tg.RawQuery}).RequestURI()
+			}
+		}
 	}
 	if bf != nil {
-		filter.ModifyHeaders(bf.RequestHeaders, hdr)
-		rf.backendResp = bf.ResponseHeaders
+		filter.ModifyHeaders(bf.RequestHeaders, &r.Header)
+		x.respMods[1] = bf.ResponseHeaders
 	}
-	if f != nil && f.Rewrite != nil {
-		tg := filter.Target{Scheme: schemeOf(r), Host: r.Host, Path: r.URL.Path, RawQuery: r.URL.RawQuery}
-		filter.Rewrite(f.Rewrite, prefixOf(rt), &tg)
-		r.Host, r.URL.Path, r.URL.RawPath = tg.Host, tg.Path, ""
-	}
-	h.mirror(r, f, start)
-	h.mirror(r, bf, start)
-	if d := routeDeadline(rt.Timeouts); d > 0 {
-		ctx, c := context.WithTimeout(r.Context(), d)
-		r, cancel, rf.timeout = r.WithContext(ctx), c, true
-	}
-	return r, b, rf, cancel, false
+	x.mirror(f)
+	x.mirror(bf)
+	return b
 }
 
-// routeDeadline is the tighter of a route's two timeouts. meshgate makes
-// one attempt per request (plus one retry on a refused connection), so the
-// backend request timeout bounds the same round trip.
-func routeDeadline(t routing.Timeouts) time.Duration {
-	switch {
-	case t.Request == 0:
-		return t.BackendRequest
-	case t.BackendRequest == 0:
-		return t.Request
-	}
-	return min(t.Request, t.BackendRequest)
+// modifyResponse applies the route's response header modifiers to h.
+func (x *exchangeState) modifyResponse(h *exchange.Header) {
+	filter.ModifyHeaders(x.respMods[0], h)
+	filter.ModifyHeaders(x.respMods[1], h)
 }
 
-// modifyResponseHeaders applies a route's response header modifiers.
-func (rf *routeFeatures) modifyResponseHeaders(h http.Header) {
-	filter.ModifyHeaders(rf.resp, filter.HTTPHeader(h))
-	filter.ModifyHeaders(rf.backendResp, filter.HTTPHeader(h))
-}
-
-// mirror sends copies of r to the mirror backends of f, each with its
-// share, and discards their responses. Requests with a body are not
+// mirror sends copies of the request to the mirror backends of f, each with
+// its share, and discards their responses. Requests with a body are not
 // mirrored (their body streams to the primary backend once).
-func (h *Handler) mirror(r *http.Request, f *routing.Filters, start time.Time) {
-	if f == nil || len(f.Mirrors) == 0 || (r.Body != nil && r.Body != http.NoBody && r.ContentLength != 0) {
+func (x *exchangeState) mirror(f *routing.Filters) {
+	r, h := x.r, x.h
+	if f == nil || len(f.Mirrors) == 0 || r.Body != nil || r.Upgrade != "" {
 		return
 	}
 	t := h.cfg.Table.Load()
@@ -126,26 +100,33 @@ func (h *Handler) mirror(r *http.Request, f *routing.Filters, start time.Time) {
 			h.metrics.upstream.WithLabelValues(m.Backend.Name, "mirror_dropped").Inc()
 			continue
 		}
-		bs := h.up.backend(t, m.Backend)
-		out := &http.Request{
-			Method: r.Method, Host: r.Host, Header: r.Header.Clone(), Proto: "HTTP/1.1", ProtoMajor: 1, ProtoMinor: 1,
-		}
-		u := *r.URL
-		u.Scheme, u.Host = bs.scheme, bs.b.Endpoints[bs.pick(start, -1)]
-		out.URL = &u
-		go h.sendMirror(bs, out)
+		cp := *r // strings stay valid; the fields are copied below
+		cp.Header = exchange.Header{}
+		cp.Header.CopyFrom(&r.Header)
+		cp.Context, cp.Close, cp.Start = nil, false, time.Now()
+		go h.sendMirror(h.up.backend(t, m.Backend), &cp)
 	}
 }
 
-func (h *Handler) sendMirror(bs *backendState, req *http.Request) {
+// sendMirror forwards a mirrored request and discards the response.
+func (h *Handler) sendMirror(bs *backendState, r *exchange.Request) {
 	defer func() { <-h.mirrors }()
-	ctx, cancel := context.WithTimeout(context.Background(), h.cfg.ResponseTimeout)
-	defer cancel()
-	resp, err := bs.transport.RoundTrip(req.WithContext(ctx))
-	if err != nil {
-		h.metrics.upstream.WithLabelValues(bs.b.Name, "mirror").Inc()
-		return
+	var w mirrorSink
+	x := h.getState(&w, r)
+	defer h.putState(x)
+	x.bs, x.mirrored = bs, true
+	x.idx = bs.pick(time.Now(), -1)
+	if bs.pools != nil {
+		x.forwardH1()
+	} else {
+		x.forwardTransport()
 	}
-	_, _ = io.Copy(io.Discard, io.LimitReader(resp.Body, 1<<20))
-	resp.Body.Close()
 }
+
+// mirrorSink is the ResponseWriter of a mirrored request.
+type mirrorSink struct{}
+
+func (mirrorSink) WriteHeader(int, *exchange.Header, int64) error { return nil }
+func (mirrorSink) Write(p []byte) (int, error)                    { return len(p), nil }
+func (mirrorSink) Flush() error                                   { return nil }
+func (mirrorSink) Finish(*exchange.Header) error                  { return nil }

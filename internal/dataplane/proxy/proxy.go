@@ -1,19 +1,28 @@
-// Package proxy is meshgate's HTTP request handler: it routes each request
-// by host and path on the current routing table and reverse-proxies it to a
-// backend endpoint over pooled upstream connections (HTTP/1.1, HTTPS with
-// HTTP/2, or h2c), with round robin, passive ejection of endpoints that
-// refuse connections, one retry for idempotent requests, X-Forwarded-*
-// headers, WebSocket upgrades, per-backend limits, metrics and an access log.
+// Package proxy is meshgate's request handler: it routes each exchange
+// (internal/dataplane/exchange) by host, path and the route's conditions on
+// the current routing table and forwards it to a backend endpoint, with
+// round robin, weighted Gateway API backends, passive ejection of endpoints
+// that refuse connections, one retry for idempotent requests, X-Forwarded-*
+// headers, WebSocket and other upgrades, per-backend limits, metrics and an
+// access log.
+//
+// Plain-HTTP backends are reached over pooled keep-alive HTTP/1.1
+// connections of its own (http1's parser), on the goroutine serving the
+// exchange: borrow a connection, write the request, read and stream the
+// response back, return the connection. Nothing runs in the background per
+// request or per connection. h2c, gRPC and HTTPS backends, which speak
+// HTTP/2, go through net/http's Transport.
+//
+// Every front end reaches the same pipeline: the HTTP/1.1 engine calls
+// ServeExchange directly; HTTP/2 and HTTP/3 come through ServeHTTP, which
+// adapts a net/http request. Per-route features plug into ServeExchange's
+// pipeline (see the exchange package documentation).
 package proxy
 
 import (
-	"context"
 	"errors"
-	"io"
-	"log"
 	"net"
-	"net/http"
-	"net/http/httputil"
+	"net/netip"
 	"strconv"
 	"strings"
 	"sync"
@@ -22,7 +31,9 @@ import (
 	"github.com/go-logr/logr"
 	"github.com/prometheus/client_golang/prometheus"
 
+	"github.com/meshgate/meshgate/internal/dataplane/exchange"
 	"github.com/meshgate/meshgate/internal/dataplane/filter"
+	"github.com/meshgate/meshgate/internal/dataplane/http1"
 	"github.com/meshgate/meshgate/internal/routing"
 )
 
@@ -61,14 +72,28 @@ type Config struct {
 	// uploads at any steady rate pass. Default 60s.
 	BodyReadTimeout time.Duration
 
-	// MaxIdleConns and MaxIdleConnsPerHost size the upstream pools of each
-	// shared transport. Defaults 2048 and 256. MaxIdleConnsPerHost must
-	// cover the concurrent requests to one endpoint: beyond it every
-	// finished upstream connection is closed and the next request dials
-	// (HTTP/2 clients multiplex many streams onto few client connections,
-	// so concurrency per endpoint can exceed the client connection count).
+	// MaxIdleConns and MaxIdleConnsPerHost bound the idle upstream
+	// connections kept for reuse, in all and per endpoint. Defaults 2048
+	// and 256. MaxIdleConnsPerHost must cover the concurrent requests to
+	// one endpoint: beyond it every finished upstream connection is closed
+	// and the next request dials (HTTP/2 clients multiplex many streams
+	// onto few client connections, so concurrency per endpoint can exceed
+	// the client connection count).
 	MaxIdleConns        int
 	MaxIdleConnsPerHost int
+	// IdleConnTimeout closes upstream connections idle this long.
+	// Default 90s.
+	IdleConnTimeout time.Duration
+
+	// TrustedForwarders are the client addresses whose own X-Forwarded-For
+	// is kept (with the client address appended): proxies in front of
+	// meshgate. From any other client the field is replaced by the client
+	// address, so a client cannot forge the chain. Empty trusts nobody.
+	TrustedForwarders []netip.Prefix
+
+	// AltSvc, if set, is added as an Alt-Svc field to the responses of
+	// requests that came over TLS (advertising HTTP/3).
+	AltSvc string
 
 	// Registerer receives the request metrics; nil keeps them unregistered.
 	Registerer prometheus.Registerer
@@ -77,14 +102,16 @@ type Config struct {
 	Log logr.Logger
 }
 
-// Handler is the reverse proxy. It is safe for concurrent use.
+// Handler is the reverse proxy. It serves exchanges (ServeExchange) and,
+// through an adapter, net/http requests (ServeHTTP). It is safe for
+// concurrent use.
 type Handler struct {
 	cfg     Config
 	log     logr.Logger
 	metrics *metrics
 	up      *upstreams
-	rp      *httputil.ReverseProxy
 	none    *backendMetrics // requests answered without a backend
+	states  sync.Pool       // *exchangeState
 	mirrors chan struct{}   // semaphore of mirrored requests in flight
 }
 
@@ -92,6 +119,11 @@ type Handler struct {
 func New(cfg Config) (*Handler, error) {
 	if cfg.Table == nil {
 		return nil, errors.New("proxy: Config.Table is required")
+	}
+	for _, p := range cfg.TrustedForwarders {
+		if !p.IsValid() {
+			return nil, errors.New("proxy: invalid trusted forwarder prefix")
+		}
 	}
 	if cfg.ConnectTimeout <= 0 {
 		cfg.ConnectTimeout = DefaultConnectTimeout
@@ -108,6 +140,9 @@ func New(cfg Config) (*Handler, error) {
 	if cfg.MaxIdleConnsPerHost <= 0 {
 		cfg.MaxIdleConnsPerHost = DefaultMaxIdleConnsPerHost
 	}
+	if cfg.IdleConnTimeout <= 0 {
+		cfg.IdleConnTimeout = DefaultIdleConnTimeout
+	}
 	m, err := newMetrics(cfg.Registerer)
 	if err != nil {
 		return nil, err
@@ -115,269 +150,190 @@ func New(cfg Config) (*Handler, error) {
 	h := &Handler{cfg: cfg, log: cfg.Log, metrics: m, mirrors: make(chan struct{}, maxMirrors)}
 	h.up = newUpstreams(&h.cfg, m)
 	h.none = newBackendMetrics(m, "none")
-	h.rp = &httputil.ReverseProxy{
-		Rewrite:        h.rewrite,
-		Transport:      roundTripper{},
-		ModifyResponse: modifyResponse,
-		ErrorHandler:   h.errorHandler,
-		BufferPool:     &bufferPool{},
-		ErrorLog:       log.New(logWriter{cfg.Log}, "", 0),
-	}
 	return h, nil
+}
+
+// Prepare builds the upstream state of t (connection pools, health,
+// metric children of its backends) now rather than on the first request
+// that sees t. A table subscriber calls it when a table is published; it
+// is safe for concurrent use and cheap when t is already prepared.
+func (h *Handler) Prepare(t *routing.Table) {
+	if t != nil {
+		h.up.rebuild(t)
+	}
 }
 
 // CloseIdleConnections closes idle upstream connections (for shutdown).
 func (h *Handler) CloseIdleConnections() { h.up.closeIdle() }
 
-// reqState is the per-request state, carried in the request context so that
-// Rewrite, the transport, ModifyResponse and ErrorHandler see it. It is used
-// only by goroutines of the request's ServeHTTP call.
-type reqState struct {
-	context.Context
-	be       *backendState
-	idx      int // endpoint index in be.b.Endpoints
-	attempts int
-	status   int
-	clientIP string
-	body     *timedBody // nil for requests without a body
-	route    routeFeatures
-	hv       [4]string // header values backing store
+// exchangeState is the per-exchange state of the pipeline, pooled. It is
+// used only by the goroutine serving the exchange.
+type exchangeState struct {
+	h   *Handler
+	w   exchange.ResponseWriter
+	r   *exchange.Request
+	bs  *backendState
+	rt  *routing.Route
+	idx int // endpoint index in bs.b.Endpoints; -1 before one is chosen
+
+	respMods   [2]*routing.HeaderModifier // route's and backend's response modifiers
+	stopCancel func() bool                // stops the client-cancellation hook of a round trip
+	mirrored   bool                       // a mirrored copy: nobody reads the response
+
+	status  int  // status answered (or 499)
+	wrote   bool // the final head went to the client
+	sent100 bool // a 100 (Continue) went to the client
+
+	out  exchange.Header // fields of responses made here
+	cbuf *http1.Buf      // body copy buffer, borrowed on demand
 }
 
-type stateKey struct{}
-
-// Value implements context.Context: the state is its own context node, so
-// attaching it costs one allocation.
-func (st *reqState) Value(key any) any {
-	if _, ok := key.(stateKey); ok {
-		return st
+func (h *Handler) getState(w exchange.ResponseWriter, r *exchange.Request) *exchangeState {
+	x, _ := h.states.Get().(*exchangeState)
+	if x == nil {
+		x = &exchangeState{h: h}
 	}
-	return st.Context.Value(key)
+	x.w, x.r, x.idx = w, r, -1
+	return x
 }
 
-func stateFrom(ctx context.Context) *reqState {
-	st, _ := ctx.Value(stateKey{}).(*reqState)
-	return st
+func (h *Handler) putState(x *exchangeState) {
+	if x.cbuf != nil {
+		http1.PutBuf(x.cbuf)
+	}
+	out := x.out
+	out.Reset()
+	*x = exchangeState{h: h, out: out}
+	h.states.Put(x)
 }
 
-// ServeHTTP implements http.Handler.
-func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
-	start := time.Now()
+// copyBuf returns the exchange's body copy buffer.
+func (x *exchangeState) copyBuf() []byte {
+	if x.cbuf == nil {
+		x.cbuf = http1.GetBuf(http1.LargeBuffer)
+	}
+	return x.cbuf.B
+}
+
+// ServeExchange implements exchange.Handler: route, then forward.
+func (h *Handler) ServeExchange(w exchange.ResponseWriter, r *exchange.Request) {
+	x := h.getState(w, r)
+	defer h.putState(x)
+	bm := x.serve()
+	upstream := ""
+	if x.idx >= 0 {
+		upstream = x.bs.b.Endpoints[x.idx]
+	}
+	h.finish(r, bm, upstream, x.status)
+}
+
+// serve runs the pipeline and returns the metrics the exchange counts in.
+func (x *exchangeState) serve() *backendMetrics {
+	h, r := x.h, x.r
 	t := h.cfg.Table.Load()
 	if t == nil {
-		h.finish(r, start, h.none, "", h.plain(w, http.StatusServiceUnavailable, "no routing table\n"))
-		return
+		x.plain(503, "no routing table\n")
+		return h.none
 	}
-	view := filter.HTTPRequest{R: r}
-	route, vh := t.HTTP.Route(r.Host, &view, r.TLS != nil)
-	if r.TLS == nil && vh != nil && vh.SSLRedirect {
-		h.finish(r, start, h.none, "", h.redirect(w, r))
-		return
+	isTLS := r.Scheme == "https"
+	rt, vh := t.HTTP.Route(r.Host, filter.ExchangeRequest{R: r}, isTLS)
+	if !isTLS && vh != nil && vh.SSLRedirect {
+		x.redirect()
+		return h.none
 	}
-	backend := t.HTTP.DefaultBackend
-	var rf routeFeatures
-	if route != nil {
-		backend = route.Backend
-		if backend == nil { // a Gateway API rule
-			var cancel context.CancelFunc
-			var done bool
-			if r, backend, rf, cancel, done = h.gatewayRequest(w, r, route, start); done {
-				return
-			}
-			if cancel != nil {
-				defer cancel()
-			}
+	var b *routing.Backend
+	switch {
+	case rt == nil:
+		b = t.HTTP.DefaultBackend
+	case rt.Backend != nil: // an Ingress rule
+		b, x.rt = rt.Backend, rt
+	default: // a Gateway API rule
+		x.rt = rt
+		if b = x.gatewayRequest(rt); b == nil {
+			return h.none
 		}
 	}
-	if backend == nil {
-		h.finish(r, start, h.none, "", h.plain(w, http.StatusNotFound, "no route\n"))
-		return
+	if b == nil {
+		x.plain(404, "no route\n")
+		return h.none
 	}
-	bs := h.up.backend(t, backend)
-	if len(backend.Endpoints) == 0 {
-		h.finish(r, start, bs.metrics, "", h.plain(w, http.StatusServiceUnavailable, "no endpoints\n"))
-		return
+	x.bs = h.up.backend(t, b)
+	if len(b.Endpoints) == 0 {
+		x.plain(503, "no endpoints\n")
+		return x.bs.metrics
 	}
-	if bs.maxBody > 0 {
-		if r.ContentLength > bs.maxBody {
-			h.finish(r, start, bs.metrics, "", h.plain(w, http.StatusRequestEntityTooLarge, "request body too large\n"))
-			return
-		}
-		if r.Body != nil && r.Body != http.NoBody {
-			r.Body = http.MaxBytesReader(w, r.Body, bs.maxBody)
-		}
+	if x.bs.maxBody > 0 && r.ContentLength > x.bs.maxBody {
+		r.Close = r.Body != nil // the body stays unread
+		x.plain(413, "request body too large\n")
+		return x.bs.metrics
 	}
-	st := &reqState{Context: r.Context(), be: bs, clientIP: clientIP(r.RemoteAddr), route: rf}
-	if r.Body != nil && r.Body != http.NoBody && r.ContentLength != 0 {
-		st.body = &timedBody{ReadCloser: r.Body, rc: http.NewResponseController(w), timeout: h.cfg.BodyReadTimeout}
-		defer st.body.finish()
-		r.Body = st.body
+	x.idx = x.bs.pick(time.Now(), -1)
+	if r.Body != nil {
+		r.Body.SetReadTimeout(h.cfg.BodyReadTimeout)
 	}
-	st.idx = bs.pick(start, -1)
-	defer func() {
-		// ReverseProxy panics with http.ErrAbortHandler when the response
-		// copy fails midway; count the request before net/http sees it.
-		if p := recover(); p != nil {
-			h.finish(r, start, bs.metrics, backend.Endpoints[st.idx], st.status)
-			panic(p)
-		}
-	}()
-	h.rp.ServeHTTP(w, r.WithContext(st))
-	h.finish(r, start, bs.metrics, backend.Endpoints[st.idx], st.status)
+	if x.bs.pools != nil {
+		x.forwardH1()
+	} else {
+		x.forwardTransport()
+	}
+	return x.bs.metrics
 }
 
-// finish records metrics and the access log of one request.
-func (h *Handler) finish(r *http.Request, start time.Time, bm *backendMetrics, upstream string, status int) {
-	d := time.Since(start)
+// finish records metrics and the access log of one exchange.
+func (h *Handler) finish(r *exchange.Request, bm *backendMetrics, upstream string, status int) {
+	d := time.Since(r.Start)
 	bm.request(r.Method, status).Inc()
 	bm.duration.Observe(d.Seconds())
 	if l := h.log.V(1); l.Enabled() {
-		l.Info("access", "client", clientIP(r.RemoteAddr), "method", r.Method, "host", r.Host,
-			"uri", r.RequestURI, "proto", r.Proto, "status", status, "backend", bm.name,
+		l.Info("access", "client", r.ClientIP, "method", r.Method, "host", r.Host,
+			"uri", r.Target, "proto", r.Proto.String(), "status", status, "backend", bm.name,
 			"upstream", upstream, "duration", d)
 	}
 }
 
-// rewrite is the ReverseProxy's Rewrite: target endpoint and X-Forwarded-*.
-// The incoming X-Forwarded-For is kept and the client address appended; the
-// other X-Forwarded-* and X-Real-IP are set from what meshgate saw.
-func (h *Handler) rewrite(pr *httputil.ProxyRequest) {
-	st := stateFrom(pr.In.Context())
-	out := pr.Out
-	out.URL.Scheme = st.be.scheme
-	out.URL.Host = st.be.b.Endpoints[st.idx]
-	out.Host = pr.In.Host
-
-	xff := st.clientIP
-	if prior := pr.In.Header["X-Forwarded-For"]; len(prior) > 0 {
-		xff = strings.Join(prior, ", ") + ", " + st.clientIP
-	}
-	proto := "http"
-	if pr.In.TLS != nil {
-		proto = "https"
-	}
-	st.hv = [4]string{xff, proto, pr.In.Host, st.clientIP}
-	out.Header["X-Forwarded-For"] = st.hv[0:1:1]
-	out.Header["X-Forwarded-Proto"] = st.hv[1:2:2]
-	out.Header["X-Forwarded-Host"] = st.hv[2:3:3]
-	out.Header["X-Real-Ip"] = st.hv[3:4:4]
+// plain answers a short text response.
+func (x *exchangeState) plain(status int, body string) {
+	x.out.Reset()
+	x.out.Add("Content-Type", "text/plain; charset=utf-8")
+	x.out.Add("X-Content-Type-Options", "nosniff")
+	x.respond(status, body)
 }
 
-func modifyResponse(resp *http.Response) error {
-	if st := stateFrom(resp.Request.Context()); st != nil {
-		st.status = resp.StatusCode
-		st.route.modifyResponseHeaders(resp.Header)
+// respond writes the final head with x.out and body.
+func (x *exchangeState) respond(status int, body string) {
+	x.status, x.wrote = status, true
+	if x.h.cfg.AltSvc != "" && x.r.Scheme == "https" {
+		x.out.Add("Alt-Svc", x.h.cfg.AltSvc)
 	}
-	return nil
-}
-
-// errorHandler answers upstream failures: 413 for an oversized body, 504 for
-// timeouts, 502 otherwise; nothing for a client that went away.
-func (h *Handler) errorHandler(w http.ResponseWriter, r *http.Request, err error) {
-	st := stateFrom(r.Context())
-	reason, status := "other", http.StatusBadGateway
-	var mbe *http.MaxBytesError
-	var ne net.Error
-	var de *dialError
-	switch {
-	case errors.As(err, &mbe):
-		reason, status = "body_too_large", http.StatusRequestEntityTooLarge
-	case errors.Is(err, errBodyTimeout) || (st != nil && st.body != nil && st.body.timedOut.Load()):
-		reason, status = "client_body_timeout", http.StatusRequestTimeout
-	case st != nil && st.route.timeout && errors.Is(r.Context().Err(), context.DeadlineExceeded):
-		reason, status = "timeout", http.StatusGatewayTimeout // the route's timeout
-	case r.Context().Err() != nil:
-		reason, status = "canceled", 499 // nginx's "client closed request"
-	case errors.As(err, &ne) && ne.Timeout():
-		reason, status = "timeout", http.StatusGatewayTimeout
-	case errors.As(err, &de):
-		reason = "connect"
-	}
-	name := ""
-	if st != nil {
-		st.status = status
-		name = st.be.b.Name
-	}
-	h.metrics.upstream.WithLabelValues(name, reason).Inc()
-	if l := h.log.V(1); l.Enabled() {
-		l.Info("upstream error", "backend", name, "reason", reason, "err", err.Error())
-	}
-	if status == 499 {
+	if err := x.w.WriteHeader(status, &x.out, int64(len(body))); err != nil {
 		return
 	}
-	if status == http.StatusRequestTimeout && r.ProtoMajor == 1 {
-		w.Header()["Connection"] = connClose
+	if body != "" {
+		if _, err := x.w.Write(unsafeBytes(body)); err != nil {
+			return
+		}
 	}
-	h.plain(w, status, http.StatusText(status)+"\n")
+	_ = x.w.Finish(nil)
 }
 
-// plain writes a short text response and returns its status.
-func (h *Handler) plain(w http.ResponseWriter, status int, body string) int {
-	hdr := w.Header()
-	hdr["Content-Type"] = textPlain
-	hdr["X-Content-Type-Options"] = nosniff
-	w.WriteHeader(status)
-	_, _ = io.WriteString(w, body)
-	return status
+// redirect answers 308 to the HTTPS URL of the request: same host (port
+// replaced by HTTPSPort, or dropped), same target.
+func (x *exchangeState) redirect() {
+	x.out.Reset()
+	x.out.Add("Location", redirectLocation(x.r.Host, x.r.Target, x.h.cfg.HTTPSPort))
+	x.respond(308, "")
 }
 
-var (
-	textPlain = []string{"text/plain; charset=utf-8"}
-	nosniff   = []string{"nosniff"}
-	connClose = []string{"close"}
-)
-
-// redirect answers 308 to the HTTPS URL of r: same host (port replaced by
-// HTTPSPort, or dropped), same path and query.
-func (h *Handler) redirect(w http.ResponseWriter, r *http.Request) int {
-	host := r.Host
+// redirectLocation returns https://host[:port]uri for an SSL redirect.
+func redirectLocation(host, uri string, port int) string {
 	if hst, _, err := net.SplitHostPort(host); err == nil {
 		host = hst
 		if strings.IndexByte(host, ':') >= 0 {
 			host = "[" + host + "]"
 		}
 	}
-	if p := h.cfg.HTTPSPort; p != 0 && p != 443 {
-		host += ":" + strconv.Itoa(p)
+	if port != 0 && port != 443 {
+		host += ":" + strconv.Itoa(port)
 	}
-	uri := r.URL.RequestURI()
-	w.Header()["Location"] = []string{"https://" + host + uri}
-	w.WriteHeader(http.StatusPermanentRedirect)
-	return http.StatusPermanentRedirect
-}
-
-// clientIP returns the host part of a RemoteAddr ("ip:port").
-func clientIP(remote string) string {
-	if host, _, err := net.SplitHostPort(remote); err == nil {
-		return host
-	}
-	return remote
-}
-
-// copyBufSize is the size of ReverseProxy's body copy buffers.
-const copyBufSize = 32 << 10
-
-// bufferPool recycles ReverseProxy's copy buffers. Buffers are pooled as
-// array pointers so that Put does not allocate.
-type bufferPool struct{ p sync.Pool }
-
-func (bp *bufferPool) Get() []byte {
-	if b, ok := bp.p.Get().(*[copyBufSize]byte); ok {
-		return b[:]
-	}
-	return make([]byte, copyBufSize)
-}
-
-func (bp *bufferPool) Put(b []byte) {
-	if cap(b) >= copyBufSize {
-		bp.p.Put((*[copyBufSize]byte)(b[:copyBufSize]))
-	}
-}
-
-// logWriter adapts ReverseProxy's ErrorLog to logr at V(1).
-type logWriter struct{ log logr.Logger }
-
-func (w logWriter) Write(p []byte) (int, error) {
-	w.log.V(1).Info(strings.TrimSpace(string(p)))
-	return len(p), nil
+	return "https://" + host + uri
 }

@@ -5,6 +5,7 @@ import (
 	"io"
 	"net/http"
 	"net/http/httptest"
+	"net/netip"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -84,28 +85,47 @@ func TestForwardedHeaders(t *testing.T) {
 	a := newBackend(t, "a")
 	var holder routing.Holder
 	holder.Store(table(1, vhost("app.example.com", prefix("/", be("a", addrOf(a))))))
-	_, fe := newProxy(t, Config{Table: &holder})
+	loopback := []netip.Prefix{netip.MustParsePrefix("127.0.0.0/8")}
 
 	spoof := http.Header{}
 	spoof.Set("X-Forwarded-For", "203.0.113.7")
 	spoof.Set("X-Forwarded-Proto", "spoofed")
 	spoof.Set("X-Forwarded-Host", "evil.example.com")
 	spoof.Set("X-Real-IP", "198.51.100.1")
-	c := &http.Client{Transport: &headerTransport{h: spoof}}
-	_, e := do(t, c, "GET", fe.URL+"/p?q=1", "app.example.com", nil)
-	checks := map[string]string{
-		"X-Forwarded-For":   "203.0.113.7, 127.0.0.1",
-		"X-Forwarded-Proto": "http",
-		"X-Forwarded-Host":  "app.example.com",
-		"X-Real-Ip":         "127.0.0.1",
-	}
-	for k, want := range checks {
-		if got := strings.Join(e.Header[k], ","); got != want {
-			t.Errorf("%s = %q, want %q", k, got, want)
-		}
-	}
-	if e.Host != "app.example.com" {
-		t.Errorf("backend saw Host %q, want app.example.com", e.Host)
+	spoof.Set("Forwarded", "for=192.0.2.1")
+	for _, tc := range []struct {
+		name    string
+		trusted []netip.Prefix
+		wantXFF string
+	}{
+		// A client's own X-Forwarded-For is kept only from a trusted
+		// forwarder; anyone else could forge the chain.
+		{"trusted forwarder", loopback, "203.0.113.7, 127.0.0.1"},
+		{"untrusted client", nil, "127.0.0.1"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			_, fe := newProxy(t, Config{Table: &holder, TrustedForwarders: tc.trusted})
+			c := &http.Client{Transport: &headerTransport{h: spoof}}
+			resp, e := do(t, c, "GET", fe.URL+"/p?q=1", "app.example.com", nil)
+			if e == nil {
+				t.Fatalf("status %d, no echo", resp.StatusCode)
+			}
+			checks := map[string]string{
+				"X-Forwarded-For":   tc.wantXFF,
+				"X-Forwarded-Proto": "http",
+				"X-Forwarded-Host":  "app.example.com",
+				"X-Real-Ip":         "127.0.0.1",
+				"Forwarded":         "",
+			}
+			for k, want := range checks {
+				if got := strings.Join(e.Header[k], ","); got != want {
+					t.Errorf("%s = %q, want %q", k, got, want)
+				}
+			}
+			if e.Host != "app.example.com" {
+				t.Errorf("backend saw Host %q, want app.example.com", e.Host)
+			}
+		})
 	}
 }
 

@@ -3,8 +3,6 @@ package proxy
 import (
 	"context"
 	"crypto/tls"
-	"errors"
-	"fmt"
 	"net"
 	"net/http"
 	"sync"
@@ -46,13 +44,19 @@ func (e *endpointHealth) succeeded() {
 
 // backendState is what the proxy keeps per *routing.Backend of one table.
 type backendState struct {
-	b         *routing.Backend
-	scheme    string // URL scheme towards the endpoints
+	b *routing.Backend
+	// pools, aligned with b.Endpoints, are the HTTP/1.1 connection pools
+	// of a plain-HTTP backend; nil for the other protocols, which go
+	// through transport.
+	pools     []*endpointPool
 	transport http.RoundTripper
-	health    []*endpointHealth // aligned with b.Endpoints
+	scheme    string // URL scheme of the transport's requests
+	health    []*endpointHealth
 	rr        atomic.Uint32
 	metrics   *backendMetrics
 	maxBody   int64
+
+	connectTimeout, responseTimeout time.Duration
 }
 
 // pick returns the index of the next endpoint in round-robin order that is
@@ -89,19 +93,23 @@ type tableState struct {
 	backends map[*routing.Backend]*backendState
 }
 
-// transportKey selects a shared upstream transport: connection pools are per
-// protocol and per timeout pair (timeouts are transport settings).
+// transportKey selects a shared net/http transport (h2c, gRPC and HTTPS
+// backends): connection pools are per protocol and per timeout pair
+// (timeouts are transport settings).
 type transportKey struct {
 	proto           routing.Protocol
 	connectTimeout  time.Duration
 	responseTimeout time.Duration
 }
 
-// upstreams owns the shared transports and endpoint health. Its methods are
-// safe for concurrent use; state is rebuilt once per table, not per request.
+// upstreams owns the connection pools, shared transports and endpoint
+// health. Its methods are safe for concurrent use; state is built once per
+// table (by Prepare, or by the first request that sees the table), not per
+// request.
 type upstreams struct {
 	cfg     *Config
 	metrics *metrics
+	pools   *poolSet
 
 	cur atomic.Pointer[tableState]
 
@@ -115,6 +123,7 @@ func newUpstreams(cfg *Config, m *metrics) *upstreams {
 	return &upstreams{
 		cfg:        cfg,
 		metrics:    m,
+		pools:      newPoolSet(cfg.MaxIdleConnsPerHost, cfg.MaxIdleConns, cfg.IdleConnTimeout),
 		transports: make(map[transportKey]*http.Transport),
 		health:     make(map[string]*endpointHealth),
 		bmetrics:   make(map[string]*backendMetrics),
@@ -137,20 +146,9 @@ func (u *upstreams) backend(t *routing.Table, b *routing.Backend) *backendState 
 	return u.newBackendStateLocked(b)
 }
 
-// rebuild computes the state of t, reusing transports, health by address and
-// metric children by backend name, and drops health of vanished addresses.
-func (u *upstreams) rebuild(t *routing.Table) *tableState {
-	u.mu.Lock()
-	defer u.mu.Unlock()
-	if ts := u.cur.Load(); ts != nil && ts.table == t {
-		return ts
-	}
-	ts := &tableState{table: t, backends: make(map[*routing.Backend]*backendState)}
-	add := func(b *routing.Backend) {
-		if b != nil && ts.backends[b] == nil {
-			ts.backends[b] = u.newBackendStateLocked(b)
-		}
-	}
+// tableBackends calls add with every backend t's HTTP routes can send a
+// request to: route backends, weighted backends and mirrors.
+func tableBackends(t *routing.Table, add func(*routing.Backend)) {
 	addVH := func(vh *routing.VirtualHost) {
 		if vh == nil {
 			return
@@ -165,17 +163,34 @@ func (u *upstreams) rebuild(t *routing.Table) *tableState {
 	for _, vh := range t.HTTP.Wildcards {
 		addVH(vh)
 	}
+	for _, vh := range t.HTTP.Suffixes {
+		addVH(vh)
+	}
 	addVH(t.HTTP.CatchAll)
 	add(t.HTTP.DefaultBackend)
+}
 
+// rebuild computes the state of t, reusing pools and health by address,
+// transports, and metric children by backend name, and drops the state of
+// vanished addresses.
+func (u *upstreams) rebuild(t *routing.Table) *tableState {
+	u.mu.Lock()
+	defer u.mu.Unlock()
+	if ts := u.cur.Load(); ts != nil && ts.table == t {
+		return ts
+	}
+	ts := &tableState{table: t, backends: make(map[*routing.Backend]*backendState)}
+	tableBackends(t, func(b *routing.Backend) {
+		if b != nil && ts.backends[b] == nil {
+			ts.backends[b] = u.newBackendStateLocked(b)
+		}
+	})
 	live := make(map[string]bool, len(u.health))
+	names := make(map[string]bool, len(ts.backends))
 	for _, bs := range ts.backends {
 		for _, ep := range bs.b.Endpoints {
 			live[ep] = true
 		}
-	}
-	names := make(map[string]bool, len(ts.backends))
-	for _, bs := range ts.backends {
 		names[bs.b.Name] = true
 	}
 	for addr := range u.health {
@@ -188,45 +203,52 @@ func (u *upstreams) rebuild(t *routing.Table) *tableState {
 			delete(u.bmetrics, name) // its series stay; only the cache goes
 		}
 	}
+	u.pools.forget(live)
 	u.cur.Store(ts)
 	return ts
 }
 
 func (u *upstreams) newBackendStateLocked(b *routing.Backend) *backendState {
-	key := transportKey{
-		proto:           b.Protocol,
+	bs := &backendState{
+		b:               b,
+		scheme:          "http",
+		health:          make([]*endpointHealth, len(b.Endpoints)),
+		maxBody:         b.MaxBodyBytes,
 		connectTimeout:  b.ConnectTimeout,
 		responseTimeout: b.ResponseTimeout,
 	}
-	switch key.proto {
-	case "":
-		key.proto = routing.ProtocolHTTP
-	case routing.ProtocolGRPC:
-		key.proto = routing.ProtocolH2C
-	}
-	if key.connectTimeout <= 0 {
-		key.connectTimeout = u.cfg.ConnectTimeout
-	}
-	if key.responseTimeout <= 0 {
-		key.responseTimeout = u.cfg.ResponseTimeout
-	}
-	tr := u.transports[key]
-	if tr == nil {
-		tr = u.newTransport(key)
-		u.transports[key] = tr
-	}
-	bs := &backendState{
-		b:         b,
-		scheme:    "http",
-		transport: tr,
-		health:    make([]*endpointHealth, len(b.Endpoints)),
-		maxBody:   b.MaxBodyBytes,
-	}
-	if key.proto == routing.ProtocolHTTPS {
-		bs.scheme = "https"
-	}
 	if bs.maxBody <= 0 {
 		bs.maxBody = u.cfg.MaxBodyBytes
+	}
+	if bs.connectTimeout <= 0 {
+		bs.connectTimeout = u.cfg.ConnectTimeout
+	}
+	if bs.responseTimeout <= 0 {
+		bs.responseTimeout = u.cfg.ResponseTimeout
+	}
+	proto := b.Protocol
+	switch proto {
+	case "":
+		proto = routing.ProtocolHTTP
+	case routing.ProtocolGRPC:
+		proto = routing.ProtocolH2C
+	}
+	if proto == routing.ProtocolHTTP {
+		bs.pools = make([]*endpointPool, len(b.Endpoints))
+		for i, ep := range b.Endpoints {
+			bs.pools[i] = u.pools.endpoint(ep)
+		}
+	} else {
+		key := transportKey{proto: proto, connectTimeout: bs.connectTimeout, responseTimeout: bs.responseTimeout}
+		tr := u.transports[key]
+		if tr == nil {
+			tr = u.newTransport(key)
+			u.transports[key] = tr
+		}
+		bs.transport = tr
+		if proto == routing.ProtocolHTTPS {
+			bs.scheme = "https"
+		}
 	}
 	for i, ep := range b.Endpoints {
 		h := u.health[ep]
@@ -245,20 +267,9 @@ func (u *upstreams) newBackendStateLocked(b *routing.Backend) *backendState {
 	return bs
 }
 
-// dialError marks a failure to connect to an endpoint: nothing was sent, so
-// the request may be retried elsewhere and the endpoint is ejected.
-type dialError struct{ err error }
-
-func (e *dialError) Error() string { return e.err.Error() }
-func (e *dialError) Unwrap() error { return e.err }
-
-// Timeout reports whether the connect timed out (keeps net.Error semantics).
-func (e *dialError) Timeout() bool {
-	var ne net.Error
-	return errors.As(e.err, &ne) && ne.Timeout()
-}
-
-// newTransport builds the pooled transport for key.
+// newTransport builds the pooled net/http transport for key: h2c (and
+// gRPC) and HTTPS backends, which speak HTTP/2. Plain-HTTP backends use
+// the HTTP/1.1 pools instead.
 //
 // HTTPS backends are dialled with InsecureSkipVerify: backends inside the
 // cluster are addressed by pod IP and commonly present self-signed or
@@ -277,9 +288,9 @@ func (u *upstreams) newTransport(key transportKey) *http.Transport {
 		},
 		MaxIdleConns:          u.cfg.MaxIdleConns,
 		MaxIdleConnsPerHost:   u.cfg.MaxIdleConnsPerHost,
-		IdleConnTimeout:       90 * time.Second,
+		IdleConnTimeout:       u.cfg.IdleConnTimeout,
 		ResponseHeaderTimeout: key.responseTimeout,
-		ExpectContinueTimeout: time.Second,
+		ExpectContinueTimeout: expectContinueTimeout,
 		TLSHandshakeTimeout:   key.connectTimeout,
 		DisableCompression:    true, // pass encodings through untouched
 	}
@@ -291,73 +302,17 @@ func (u *upstreams) newTransport(key transportKey) *http.Transport {
 		p.SetHTTP1(true)
 		p.SetHTTP2(true)
 		tr.TLSClientConfig = &tls.Config{InsecureSkipVerify: true} //nolint:gosec // see doc comment
-	default:
-		p.SetHTTP1(true)
 	}
 	tr.Protocols = &p
 	return tr
 }
 
-// closeIdle closes idle upstream connections of every transport.
+// closeIdle closes idle upstream connections of every pool and transport.
 func (u *upstreams) closeIdle() {
+	u.pools.closeAll()
 	u.mu.Lock()
 	defer u.mu.Unlock()
 	for _, tr := range u.transports {
 		tr.CloseIdleConnections()
 	}
-}
-
-// roundTripper is the ReverseProxy's Transport: it sends the request to the
-// endpoint Rewrite chose and, when connecting failed, ejects that endpoint
-// and retries once on another for idempotent requests without a body.
-type roundTripper struct{}
-
-func (roundTripper) RoundTrip(req *http.Request) (*http.Response, error) {
-	st := stateFrom(req.Context())
-	if st == nil || st.be == nil {
-		return nil, errors.New("proxy: request without routing state")
-	}
-	bs := st.be
-	resp, err := bs.transport.RoundTrip(req)
-	if err == nil {
-		bs.health[st.idx].succeeded()
-		return resp, nil
-	}
-	var de *dialError
-	if !errors.As(err, &de) {
-		return nil, err
-	}
-	now := time.Now()
-	bs.health[st.idx].failed(now)
-	st.attempts++
-	if !retryable(req) || len(bs.b.Endpoints) < 2 || req.Context().Err() != nil {
-		return nil, err
-	}
-	st.idx = bs.pick(now, st.idx)
-	retry := req.Clone(req.Context())
-	retry.URL.Host = bs.b.Endpoints[st.idx]
-	resp, err = bs.transport.RoundTrip(retry)
-	if err == nil {
-		bs.health[st.idx].succeeded()
-		return resp, nil
-	}
-	if errors.As(err, &de) {
-		bs.health[st.idx].failed(time.Now())
-	}
-	st.attempts++
-	return nil, fmt.Errorf("retry on %s: %w", retry.URL.Host, err)
-}
-
-// retryable reports whether req may be sent again after a failed connect:
-// idempotent method, no body, no protocol upgrade.
-func retryable(req *http.Request) bool {
-	switch req.Method {
-	case http.MethodGet, http.MethodHead, http.MethodOptions, http.MethodTrace:
-	default:
-		return false
-	}
-	if req.Body != nil && req.Body != http.NoBody {
-		return false
-	}
-	return req.Header.Get("Upgrade") == ""
 }

@@ -3,7 +3,6 @@ package server
 import (
 	"crypto/tls"
 	"net"
-	"net/http"
 	"net/netip"
 	"time"
 
@@ -94,7 +93,7 @@ type Config struct {
 	// Handler serves requests of both listeners. Nil means a proxy.Handler
 	// built from Table, Registerer and Log, redirecting plain HTTP to the
 	// port of HTTPSAddr.
-	Handler http.Handler
+	Handler Handler
 
 	// ReadHeaderTimeout bounds the PROXY header, the TLS handshake and the
 	// reading of request headers. Default 10s.
@@ -103,8 +102,9 @@ type Config struct {
 	IdleTimeout time.Duration
 	// MaxHeaderBytes bounds request headers. Default 64 KiB.
 	MaxHeaderBytes int
-	// WriteTimeout bounds writing a response; zero means none, so that
-	// streaming responses and WebSockets are not cut.
+	// WriteTimeout bounds writing a response (each response on HTTP/1.1);
+	// zero means none, so that streaming responses and WebSockets are not
+	// cut.
 	WriteTimeout time.Duration
 	// MaxConns bounds the open connections of both listeners together,
 	// including hijacked and passthrough ones; further connections are

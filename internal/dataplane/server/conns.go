@@ -18,7 +18,7 @@ var errUntrustedSource = errors.New("server: PROXY header required but source is
 
 // trackedConn is every accepted connection as the server sees it: it counts
 // towards MaxConns and the open-connections gauge until closed, whoever owns
-// it by then (net/http, a hijacking handler, or the PreTLS hook).
+// it by then (the HTTP servers, an upgraded tunnel, or the PreTLS hook).
 type trackedConn struct {
 	net.Conn
 	srv      *Server
@@ -94,49 +94,6 @@ type bufferedTaker struct{ b []byte }
 func (w *bufferedTaker) Write(p []byte) (int, error) {
 	w.b = append([]byte(nil), p...)
 	return 0, errBufferedTaken
-}
-
-// connQueue is the net.Listener handed to http.Server: it yields connections
-// that passed preparation. It is unbuffered, so a connection is either taken
-// by Serve or closed by deliver.
-type connQueue struct {
-	addr      net.Addr
-	ch        chan net.Conn
-	closed    chan struct{}
-	closeOnce sync.Once
-}
-
-func newConnQueue(addr net.Addr) *connQueue {
-	return &connQueue{addr: addr, ch: make(chan net.Conn), closed: make(chan struct{})}
-}
-
-// Accept implements net.Listener.
-func (q *connQueue) Accept() (net.Conn, error) {
-	select {
-	case c := <-q.ch:
-		return c, nil
-	case <-q.closed:
-		return nil, net.ErrClosed
-	}
-}
-
-// Close implements net.Listener; it only stops Accept (the server closes the
-// real socket).
-func (q *connQueue) Close() error {
-	q.closeOnce.Do(func() { close(q.closed) })
-	return nil
-}
-
-// Addr implements net.Listener.
-func (q *connQueue) Addr() net.Addr { return q.addr }
-
-// deliver hands c to Serve, or closes it if the queue is closed.
-func (q *connQueue) deliver(c net.Conn) {
-	select {
-	case q.ch <- c:
-	case <-q.closed:
-		_ = c.Close()
-	}
 }
 
 // proxyPolicy decides how the PROXY header of a connection from src is

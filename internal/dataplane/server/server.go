@@ -3,9 +3,12 @@
 // http/1.1, session resumption installed by a SessionConfigurer) and the
 // plain HTTP listener, both optionally behind PROXY protocol.
 //
-// Each accepted connection is prepared on its own goroutine (PROXY header,
-// PreTLS hook, TLS handshake, all bounded by ReadHeaderTimeout) before it is
-// handed to net/http, so a slow client never blocks the accept loop.
+// Each accepted connection is served on one goroutine from start to end:
+// the preamble (PROXY header, PreTLS hook, TLS handshake, all bounded by
+// ReadHeaderTimeout, so a slow client never blocks the accept loop), then
+// HTTP/1.1 on meshgate's own engine (internal/dataplane/http1) or, when
+// ALPN chose h2, HTTP/2 on x/net/http2's ServeConn — with no hand-off to
+// another goroutine in between.
 package server
 
 import (
@@ -16,17 +19,27 @@ import (
 	"log"
 	"net"
 	"net/http"
+	"net/netip"
 	"strconv"
 	"strings"
 	"sync"
-	"sync/atomic"
 	"time"
 
 	"github.com/go-logr/logr"
+	"golang.org/x/net/http2"
 
+	"github.com/meshgate/meshgate/internal/dataplane/exchange"
+	"github.com/meshgate/meshgate/internal/dataplane/http1"
 	"github.com/meshgate/meshgate/internal/dataplane/proxy"
 	"github.com/meshgate/meshgate/internal/tls12"
 )
+
+// Handler serves the requests of both listeners: HTTP/1.1 as exchanges,
+// HTTP/2 through net/http. proxy.Handler is one.
+type Handler interface {
+	exchange.Handler
+	http.Handler
+}
 
 // Server owns the HTTPS and HTTP listeners. Its methods are safe for
 // concurrent use.
@@ -35,21 +48,20 @@ type Server struct {
 	m       *metrics
 	tlsc    *tlsConfigs
 	base    *tls.Config
-	handler http.Handler
-	h2      *h2  // HTTP/2 for session-ID path connections; set by Start
+	handler Handler
 	proxyPP bool // PROXY protocol parsing enabled
+	h1      *http1.Server
+	h2      *http2.Server
+	h2base  *http.Server // settings and graceful shutdown of h2 connections
 
-	ctx     context.Context // cancelled when Shutdown begins
-	cancel  context.CancelFunc
-	wg      sync.WaitGroup
-	pending atomic.Int64 // prepared connections being handed to net/http
+	ctx    context.Context // cancelled when Shutdown begins
+	cancel context.CancelFunc
+	wg     sync.WaitGroup
 
 	mu        sync.Mutex
 	started   bool
 	stopping  bool
 	listeners []net.Listener
-	queues    []*connQueue
-	servers   []*http.Server
 	addrs     map[string]net.Addr
 	conns     map[*trackedConn]struct{}
 }
@@ -93,8 +105,43 @@ func New(cfg Config) (*Server, error) {
 		}
 		s.handler = h
 	}
+	if err := s.newHTTPServers(); err != nil {
+		return nil, err
+	}
 	s.ctx, s.cancel = context.WithCancel(context.Background())
 	return s, nil
+}
+
+// newHTTPServers builds the HTTP/1.1 engine and the HTTP/2 server, both
+// served per connection (ServeConn) from the connection's goroutine.
+func (s *Server) newHTTPServers() error {
+	var err error
+	s.h1, err = http1.NewServer(http1.ServerConfig{
+		Handler:           s.handler,
+		ReadHeaderTimeout: s.cfg.ReadHeaderTimeout,
+		IdleTimeout:       s.cfg.IdleTimeout,
+		WriteTimeout:      s.cfg.WriteTimeout,
+		MaxHeaderBytes:    s.cfg.MaxHeaderBytes,
+		Log:               s.cfg.Log.WithValues("proto", "http/1.1"),
+	})
+	if err != nil {
+		return fmt.Errorf("server: %w", err)
+	}
+	s.h2base = &http.Server{
+		Handler:           s.handler,
+		ReadHeaderTimeout: s.cfg.ReadHeaderTimeout,
+		IdleTimeout:       s.cfg.IdleTimeout,
+		WriteTimeout:      s.cfg.WriteTimeout,
+		MaxHeaderBytes:    s.cfg.MaxHeaderBytes,
+		ErrorLog:          log.New(logrWriter{s.cfg.Log.WithValues("proto", "h2")}, "", 0),
+	}
+	s.h2 = &http2.Server{}
+	// Registers the h2 connections' graceful shutdown (GOAWAY) with
+	// h2base.Shutdown; h2base never serves a listener itself.
+	if err := http2.ConfigureServer(s.h2base, s.h2); err != nil {
+		return fmt.Errorf("server: HTTP/2: %w", err)
+	}
+	return nil
 }
 
 // portOf returns the numeric port of a host:port address, or 0.
@@ -114,8 +161,8 @@ func portOf(addr string) int {
 // NextProtos of the per-host configs too.
 func (s *Server) TLSConfig() *tls.Config { return s.base }
 
-// Handler returns the http.Handler serving both listeners.
-func (s *Server) Handler() http.Handler { return s.handler }
+// Handler returns the Handler serving both listeners.
+func (s *Server) Handler() Handler { return s.handler }
 
 // HTTPSAddr returns the bound TLS listener address, or nil before Start or
 // when disabled. Useful with port 0.
@@ -184,55 +231,16 @@ func (s *Server) Start(ctx context.Context) error {
 	}
 	s.started = true
 	for _, b := range bs {
-		q := newConnQueue(b.ln.Addr())
-		hs := s.newHTTPServer(b.kind)
-		if b.kind == listenerHTTPS {
-			h, err := newH2(hs)
-			if err != nil {
-				for _, b := range bs {
-					_ = b.ln.Close()
-				}
-				return fmt.Errorf("server: HTTP/2: %w", err)
-			}
-			s.h2 = h
-		}
 		s.listeners = append(s.listeners, b.ln)
-		s.queues = append(s.queues, q)
-		s.servers = append(s.servers, hs)
 		s.addrs[b.kind] = b.ln.Addr()
-		s.wg.Add(2)
-		go s.acceptLoop(b.ln, b.kind, q)
-		go s.serve(hs, q, b.kind)
+		s.wg.Add(1)
+		go s.acceptLoop(b.ln, b.kind)
 	}
 	return nil
 }
 
-func (s *Server) newHTTPServer(kind string) *http.Server {
-	var p http.Protocols
-	p.SetHTTP1(true)
-	if kind == listenerHTTPS {
-		p.SetHTTP2(true)
-	}
-	return &http.Server{
-		Handler:           s.handler,
-		ReadHeaderTimeout: s.cfg.ReadHeaderTimeout,
-		IdleTimeout:       s.cfg.IdleTimeout,
-		WriteTimeout:      s.cfg.WriteTimeout,
-		MaxHeaderBytes:    s.cfg.MaxHeaderBytes,
-		Protocols:         &p,
-		ErrorLog:          log.New(logrWriter{s.cfg.Log.WithValues("listener", kind)}, "", 0),
-	}
-}
-
-func (s *Server) serve(hs *http.Server, q *connQueue, kind string) {
-	defer s.wg.Done()
-	if err := hs.Serve(q); err != nil && !errors.Is(err, http.ErrServerClosed) {
-		s.cfg.Log.Error(err, "serve stopped", "listener", kind)
-	}
-}
-
 // acceptLoop accepts raw connections until the listener is closed.
-func (s *Server) acceptLoop(ln net.Listener, kind string, q *connQueue) {
+func (s *Server) acceptLoop(ln net.Listener, kind string) {
 	defer s.wg.Done()
 	var backoff time.Duration
 	for {
@@ -260,7 +268,7 @@ func (s *Server) acceptLoop(ln net.Listener, kind string, q *connQueue) {
 		}
 		s.m.acceptedBy[listenerIndex(kind)].Inc()
 		s.wg.Add(1)
-		go s.prepare(tc, kind, q)
+		go s.serveConn(tc, kind)
 	}
 }
 
@@ -285,9 +293,9 @@ func (s *Server) untrack(tc *trackedConn) {
 	s.m.openBy[listenerIndex(tc.listener)].Dec()
 }
 
-// prepare runs the per-connection preamble and hands the connection to
-// net/http (or to PreTLS).
-func (s *Server) prepare(tc *trackedConn, kind string, q *connQueue) {
+// serveConn runs the per-connection preamble, then serves HTTP on the
+// same goroutine until the connection ends (unless PreTLS took it).
+func (s *Server) serveConn(tc *trackedConn, kind string) {
 	defer s.wg.Done()
 	log := s.cfg.Log
 	var c net.Conn = tc
@@ -304,6 +312,7 @@ func (s *Server) prepare(tc *trackedConn, kind string, q *connQueue) {
 		}
 		c = pc
 	}
+	info := http1.ConnInfo{RemoteAddr: addrPort(c.RemoteAddr())}
 	if kind == listenerHTTPS {
 		if s.cfg.PreTLS != nil {
 			_ = c.SetReadDeadline(deadline)
@@ -321,7 +330,7 @@ func (s *Server) prepare(tc *trackedConn, kind string, q *connQueue) {
 			case failed:
 				return
 			case t12 != nil:
-				s.handOverTLS12(tc, t12, q)
+				s.serveTLS12(tc, t12, info)
 				return
 			}
 			c = next
@@ -337,47 +346,80 @@ func (s *Server) prepare(tc *trackedConn, kind string, q *connQueue) {
 			_ = tlsConn.Close()
 			return
 		}
-		_ = tlsConn.SetDeadline(time.Time{})
 		cs := tlsConn.ConnectionState()
 		s.m.handshake(cs)
 		s.m.handshakeKind(kindOf(cs.Version), cs.DidResume)
+		// The HTTP servers set their own deadlines: the h1 engine one per
+		// read; x/net/http2 clears the handshake's on its own.
+		if !s.handOff(tc) {
+			_ = tlsConn.Close()
+			return
+		}
+		if cs.NegotiatedProtocol == http2.NextProtoTLS {
+			_ = tlsConn.SetDeadline(time.Time{})
+			// Not s.ctx: Shutdown drains in-flight streams, it does not
+			// cancel them.
+			s.h2.ServeConn(tlsConn, &http2.ServeConnOpts{BaseConfig: s.h2base, Handler: s.handler})
+			_ = tc.Close()
+			return
+		}
+		info.TLS = true
 		c = tlsConn
-	} else {
-		_ = c.SetDeadline(time.Time{})
-	}
-	// pending before handedOff: Shutdown waits for every connection it did
-	// not close to reach net/http.
-	s.pending.Add(1)
-	tc.handedOff.Store(true)
-	q.deliver(c)
-	s.pending.Add(-1)
-}
-
-// handOverTLS12 gives a session-ID path connection to net/http (HTTP/1.1)
-// or serves HTTP/2 on it here.
-func (s *Server) handOverTLS12(tc *trackedConn, c *tls12.Conn, q *connQueue) {
-	_ = c.SetDeadline(time.Time{})
-	if c.ConnectionState().NegotiatedProtocol == "h2" {
-		tc.handedOff.Store(true)
-		s.serveH2(c)
+	} else if !s.handOff(tc) {
+		_ = tc.Close()
 		return
 	}
-	s.pending.Add(1)
-	tc.handedOff.Store(true)
-	q.deliver(c)
-	s.pending.Add(-1)
+	s.h1.ServeConn(c, info)
 }
 
-// Shutdown stops accepting connections, lets in-flight requests, hijacked
-// connections (WebSockets) and passthrough connections finish, then returns.
-// When ctx ends first, every remaining connection is closed and ctx's error
-// is returned. Shutdown is idempotent and may be called concurrently or
-// before Start.
+// serveTLS12 serves a session-ID path connection (internal/tls12) like a
+// crypto/tls one: HTTP/2 when ALPN chose it, else HTTP/1.1.
+func (s *Server) serveTLS12(tc *trackedConn, c *tls12.Conn, info http1.ConnInfo) {
+	if !s.handOff(tc) {
+		_ = c.Close()
+		return
+	}
+	_ = c.SetDeadline(time.Time{})
+	if c.ConnectionState().NegotiatedProtocol == http2.NextProtoTLS {
+		s.h2.ServeConn(c, &http2.ServeConnOpts{BaseConfig: s.h2base, Handler: s.handler})
+		_ = tc.Close()
+		return
+	}
+	info.TLS = true
+	s.h1.ServeConn(c, info)
+}
+
+// handOff marks tc as serving requests (Shutdown drains it instead of
+// closing it), or reports false when Shutdown began in the meantime.
+func (s *Server) handOff(tc *trackedConn) bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.stopping {
+		return false
+	}
+	tc.handedOff.Store(true)
+	return true
+}
+
+// addrPort converts a TCP address; other kinds give the zero value.
+func addrPort(a net.Addr) netip.AddrPort {
+	if ta, ok := a.(*net.TCPAddr); ok {
+		return ta.AddrPort()
+	}
+	return netip.AddrPort{}
+}
+
+// Shutdown stops accepting connections, closes idle keep-alive
+// connections, lets in-flight requests (answered "Connection: close" on
+// HTTP/1.1, after a GOAWAY on HTTP/2), upgraded connections (WebSockets)
+// and passthrough connections finish, then returns. When ctx ends first,
+// every remaining connection is closed and ctx's error is returned.
+// Shutdown is idempotent and may be called concurrently or before Start.
 func (s *Server) Shutdown(ctx context.Context) error {
 	s.mu.Lock()
 	first := !s.stopping
 	s.stopping = true
-	listeners, queues, servers := s.listeners, s.queues, s.servers
+	listeners := s.listeners
 	var preparing []*trackedConn
 	if first {
 		for tc := range s.conns {
@@ -395,27 +437,13 @@ func (s *Server) Shutdown(ctx context.Context) error {
 		for _, tc := range preparing {
 			_ = tc.Close()
 		}
+		s.h1.Shutdown()
 	}
-	// Connections that finished their handshake before Shutdown are
-	// served: let net/http take them before it stops accepting.
 	var errs []error
-	if err := s.waitPending(ctx); err != nil {
-		errs = append(errs, err)
-	}
-	for _, q := range queues {
-		_ = q.Close()
-	}
-	if s.h2 != nil {
-		_ = s.h2.base.Shutdown(ctx) // GOAWAY to session-ID path HTTP/2 connections
-	}
-	for _, hs := range servers {
-		if len(errs) > 0 {
-			break
-		}
-		if err := hs.Shutdown(ctx); err != nil {
-			errs = append(errs, fmt.Errorf("server: drain: %w", err))
-			break
-		}
+	// GOAWAY to every HTTP/2 connection; h2base itself tracks nothing, so
+	// this returns at once.
+	if err := s.h2base.Shutdown(ctx); err != nil {
+		errs = append(errs, fmt.Errorf("server: HTTP/2 drain: %w", err))
 	}
 	if len(errs) == 0 {
 		if err := s.waitConns(ctx); err != nil {
@@ -430,18 +458,6 @@ func (s *Server) Shutdown(ctx context.Context) error {
 		ic.CloseIdleConnections() // upstream pools of the proxy
 	}
 	return errors.Join(errs...)
-}
-
-// waitPending waits until no prepared connection is waiting for net/http.
-func (s *Server) waitPending(ctx context.Context) error {
-	for s.pending.Load() > 0 {
-		select {
-		case <-ctx.Done():
-			return fmt.Errorf("server: handing over connections: %w", ctx.Err())
-		case <-time.After(time.Millisecond):
-		}
-	}
-	return nil
 }
 
 // waitConns waits until every tracked connection is closed.
@@ -463,18 +479,15 @@ func (s *Server) waitConns(ctx context.Context) error {
 	}
 }
 
-// forceClose closes the HTTP servers and every remaining connection.
+// forceClose closes every remaining connection.
 func (s *Server) forceClose() {
 	s.mu.Lock()
-	servers := s.servers
 	conns := make([]*trackedConn, 0, len(s.conns))
 	for tc := range s.conns {
 		conns = append(conns, tc)
 	}
 	s.mu.Unlock()
-	for _, hs := range servers {
-		_ = hs.Close()
-	}
+	s.h1.Close()
 	for _, tc := range conns {
 		_ = tc.Close()
 	}

@@ -350,7 +350,14 @@ func TestCurlHTTP2(t *testing.T) {
 	if err != nil {
 		t.Fatalf("curl not installed (apt-get install -y curl): %v", err)
 	}
-	f := newFixture(t, nil)
+	// curl is a trusted forwarder here, so its X-Forwarded-For is kept.
+	holder := &routing.Holder{}
+	h, err := proxy.New(proxy.Config{Table: holder, TrustedForwarders: []netip.Prefix{netip.MustParsePrefix("127.0.0.0/8")}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	f := newFixture(t, func(c *Config) { c.Table, c.Handler = holder, h })
+	holder.Store(f.newTable(1))
 	caFile := filepath.Join(t.TempDir(), "ca.pem")
 	if err := os.WriteFile(caFile, f.ca.pem, 0o600); err != nil {
 		t.Fatal(err)

@@ -3,10 +3,6 @@ package server
 import (
 	"crypto/tls"
 	"net"
-	"net/http"
-	"time"
-
-	"golang.org/x/net/http2"
 
 	"github.com/meshgate/meshgate/internal/dataplane/sni"
 	"github.com/meshgate/meshgate/internal/routing"
@@ -107,38 +103,4 @@ func (s *Server) routeHello(c net.Conn, t *routing.Table) (next net.Conn, t12 *t
 	s.m.handshakeKind(kindSessionID, tc.ConnectionState().DidResume)
 	s.m.handshake(tc.ConnectionState())
 	return nil, tc, false
-}
-
-// h2 serves HTTP/2 on session-ID path connections, which net/http does not
-// recognise as TLS (it only takes *tls.Conn for ALPN "h2"). x/net/http2 is
-// the implementation net/http bundles; it reads the TLS state through the
-// connection's ConnectionState method. base carries the server limits and,
-// through http2.ConfigureServer, graceful shutdown (GOAWAY) on Shutdown.
-type h2 struct {
-	srv  *http2.Server
-	base *http.Server
-}
-
-func newH2(hs *http.Server) (*h2, error) {
-	base := &http.Server{
-		Handler:           hs.Handler,
-		ReadHeaderTimeout: hs.ReadHeaderTimeout,
-		IdleTimeout:       hs.IdleTimeout,
-		WriteTimeout:      hs.WriteTimeout,
-		MaxHeaderBytes:    hs.MaxHeaderBytes,
-		ErrorLog:          hs.ErrorLog,
-	}
-	srv := &http2.Server{IdleTimeout: hs.IdleTimeout}
-	if err := http2.ConfigureServer(base, srv); err != nil {
-		return nil, err
-	}
-	return &h2{srv: srv, base: base}, nil
-}
-
-// serve runs HTTP/2 on c until the connection ends, on the caller's
-// goroutine.
-func (s *Server) serveH2(c net.Conn) {
-	_ = c.SetDeadline(time.Time{})
-	s.h2.srv.ServeConn(c, &http2.ServeConnOpts{Context: s.ctx, BaseConfig: s.h2.base, Handler: s.handler})
-	_ = c.Close()
 }
