@@ -5,7 +5,9 @@
 # scenarios). Bounded: about 5 minutes, hard limit 15 (BENCH_TIMEOUT).
 #
 # Environment: BIN (default ./bin; binaries are built when missing),
-# BENCH_ARGS (extra flags for test/bench, e.g. "--duration 4s --conns 1200").
+# BENCH_ARGS (extra flags for test/bench, e.g. "--duration 4s --conns 1200"),
+# BENCH_BASELINE (a git revision: meshgate built from it runs as a third
+# side of the keep-alive figures, for a before/after table).
 set -euo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
 cd "$root"
@@ -15,9 +17,17 @@ for b in meshgate:./cmd/meshgate echo-backend:./test/echo; do
   [ -x "$BIN/${b%%:*}" ] || go build -o "$BIN/${b%%:*}" "${b#*:}"
 done
 go build -o "$BIN/bench" ./test/bench
+baseline=()
+if [ -n "${BENCH_BASELINE:-}" ]; then
+  src=$(mktemp -d)
+  git archive "$BENCH_BASELINE" | tar -x -C "$src"
+  (cd "$src" && go build -o "$BIN/meshgate-baseline" ./cmd/meshgate)
+  rm -rf "$src"
+  baseline=(--baseline "$BIN/meshgate-baseline" --baseline-label "$(git rev-parse --short "$BENCH_BASELINE")")
+fi
 # shellcheck disable=SC2086 # BENCH_ARGS is a flag list
 timeout --signal=TERM --kill-after=30s "${BENCH_TIMEOUT:-15m}" \
-  "$BIN/bench" --bin "$BIN" --out docs/benchmarks.md --svg docs/benchmarks-resumption.svg ${BENCH_ARGS:-}
+  "$BIN/bench" --bin "$BIN" --out docs/benchmarks.md --svg docs/benchmarks-resumption.svg "${baseline[@]}" ${BENCH_ARGS:-}
 
 # The L4 proxy against nginx's stream module, and the in-process Go
 # benchmarks, appended to the same document from the same run.

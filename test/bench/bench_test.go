@@ -83,6 +83,21 @@ func TestPlotSweepIsWellFormedSVG(t *testing.T) {
 	}
 }
 
+func TestReportRendersBeforeAfter(t *testing.T) {
+	r := &report{BaselineLabel: "abc1234", KeepAlive: []keepAliveRow{{
+		Proto: "HTTP/1.1", Clients: 32, Streams: 1,
+		Meshgate: h2loadResult{ReqPerSec: 1200, Succeeded: 1000, CPUTicks: 30},
+		Nginx:    h2loadResult{ReqPerSec: 1000, Succeeded: 1000, CPUTicks: 20},
+		Baseline: h2loadResult{ReqPerSec: 700, Succeeded: 1000, CPUTicks: 50},
+	}}}
+	md := r.markdown()
+	for _, want := range []string{"built from abc1234", "| HTTP/1.1 | 0.70× | 1.20× | 2.50× | 1.50× |"} {
+		if !strings.Contains(md, want) {
+			t.Errorf("markdown lacks %q:\n%s", want, md)
+		}
+	}
+}
+
 func TestReportRendersErrors(t *testing.T) {
 	r := &report{KeepAliveErr: "meshgate not ready", Sweep: []sweepPoint{{Replicas: 1}}, SVGName: "x.svg"}
 	md := r.markdown()

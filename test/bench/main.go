@@ -7,7 +7,8 @@
 //
 // Scenarios (all on 127.0.0.0/8, the same echo backend behind both):
 //  1. keep-alive HTTPS requests/s with h2load, HTTP/1.1 and HTTP/2, one
-//     meshgate vs one nginx;
+//     meshgate vs one nginx (and, with --baseline, a meshgate build from
+//     before a change, for a before/after table);
 //  2. full and resumed TLS 1.2 handshakes/s (RSA-2048) with openssl s_time
 //     -new / -reuse, one meshgate vs one nginx, with server CPU;
 //  3. the headline: three replicas behind HAProxy (round robin, PROXY v2),
@@ -46,6 +47,8 @@ func run() error {
 	conns := flag.Int("conns", 2400, "connections per headline run (8 concurrent clients)")
 	reconnects := flag.Int("reconnects", 200, "sequential reconnects per point of the replica sweep")
 	maxReplicas := flag.Int("max-replicas", 5, "largest replica count of the sweep")
+	baseline := flag.String("baseline", "", "another meshgate binary (a build from before a change) run as a third side of the keep-alive figures")
+	baselineLabel := flag.String("baseline-label", "baseline", "what the --baseline binary is, for the table (a commit)")
 	flag.Parse()
 
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
@@ -67,13 +70,19 @@ func run() error {
 		return err
 	}
 	b := &bench{ctx: ctx, r: r, dir: dir, bins: bins, dur: *dur, conns: *conns, reconnects: *reconnects, maxReplicas: *maxReplicas, rounds: max(1, *rounds)}
+	if *baseline != "" {
+		if b.baseline, err = filepath.Abs(*baseline); err != nil {
+			return err
+		}
+		b.baselineLabel = *baselineLabel
+	}
 	if b.pki, err = harness.MakePKI(filepath.Join(dir, "pki"), harness.Host, harness.OtherHost); err != nil {
 		return err
 	}
 	if b.echo, err = harness.StartEcho(r, bins, dir, "127.0.0.10"); err != nil {
 		return err
 	}
-	rep := &report{Machine: describeMachine(), Started: time.Now().UTC(), Duration: *dur, Rounds: b.rounds, CPUs: runtime.NumCPU()}
+	rep := &report{Machine: describeMachine(), Started: time.Now().UTC(), Duration: *dur, Rounds: b.rounds, CPUs: runtime.NumCPU(), BaselineLabel: b.baselineLabel}
 	rep.LoadBefore = loadAvg()
 	b.log("1/4 keep-alive requests/s (h2load)")
 	rep.KeepAlive, rep.KeepAliveErr = b.keepAlive()

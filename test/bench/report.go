@@ -26,6 +26,7 @@ type report struct {
 	Duration              time.Duration // of each h2load and s_time figure, per server
 	Rounds                int           // alternations per figure
 	CPUs                  int
+	BaselineLabel         string // set when scenario 1 ran a --baseline binary too
 }
 
 func describeMachine() []string {
@@ -115,6 +116,15 @@ func (r *report) markdown() string {
 				per(k.Meshgate.CPUTicks, k.Meshgate.Succeeded, 10000), per(k.Nginx.CPUTicks, k.Nginx.Succeeded, 10000))
 			note("h2load "+k.Proto+" meshgate", k.MeshgateErr)
 			note("h2load "+k.Proto+" nginx", k.NginxErr)
+		}
+	}
+	if r.BaselineLabel != "" && len(r.KeepAlive) > 0 {
+		w("\nBefore and after, same run (\"before\" is meshgate built from %s, run as a third side in the same alternating rounds):\n\n", r.BaselineLabel)
+		w("| protocol | before / nginx req/s | after / nginx req/s | CPU per request before / nginx | CPU per request after / nginx |\n|---|---|---|---|---|\n")
+		for _, k := range r.KeepAlive {
+			w("| %s | %s | %s | %s | %s |\n", k.Proto, ratio(k.Baseline.ReqPerSec, k.Nginx.ReqPerSec), ratio(k.Meshgate.ReqPerSec, k.Nginx.ReqPerSec),
+				ratio(k.Baseline.ticksPerRequest(), k.Nginx.ticksPerRequest()), ratio(k.Meshgate.ticksPerRequest(), k.Nginx.ticksPerRequest()))
+			note("h2load "+k.Proto+" baseline", k.BaselineErr)
 		}
 	}
 	note("keep-alive scenario", r.KeepAliveErr)

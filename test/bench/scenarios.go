@@ -28,6 +28,9 @@ type bench struct {
 	maxReplicas int
 	rounds      int // each side-by-side figure alternates meshgate and nginx this many times
 	seq         int
+	// baseline, if set, is another meshgate binary run as a third side
+	// of scenario 1 (a build from before a change); baselineLabel names it.
+	baseline, baselineLabel string
 }
 
 // slice is the duration of one round of a timed run (at least a second).
@@ -68,12 +71,13 @@ func (b *bench) single() (*harness.Runner, *harness.Replica, *harness.Nginx, err
 	return r, c.Replicas[0], ng, nil
 }
 
-// keepAliveRow is one protocol of scenario 1.
+// keepAliveRow is one protocol of scenario 1. Baseline is the --baseline
+// meshgate binary (the "before" of a change), when there is one.
 type keepAliveRow struct {
-	Proto                 string
-	Clients, Streams      int
-	Meshgate, Nginx       h2loadResult
-	MeshgateErr, NginxErr string
+	Proto                              string
+	Clients, Streams                   int
+	Meshgate, Nginx, Baseline          h2loadResult
+	MeshgateErr, NginxErr, BaselineErr string
 }
 
 func (b *bench) keepAlive() ([]keepAliveRow, string) {
@@ -81,6 +85,12 @@ func (b *bench) keepAlive() ([]keepAliveRow, string) {
 	defer r.Close()
 	if err != nil {
 		return nil, err.Error()
+	}
+	var base *harness.Replica
+	if b.baseline != "" {
+		if base, err = b.startBaseline(r); err != nil {
+			return nil, "baseline: " + err.Error()
+		}
 	}
 	var rows []keepAliveRow
 	for _, p := range []struct {
@@ -100,11 +110,35 @@ func (b *bench) keepAlive() ([]keepAliveRow, string) {
 				row.NginxErr = err.Error()
 			}
 			row.Nginx.add(n, b.rounds)
+			if base != nil {
+				o, err := runH2load(b.ctx, base.HTTPSAddr, p.h1, p.clients, p.streams, b.slice(), base.Proc)
+				if err != nil {
+					row.BaselineErr = err.Error()
+				}
+				row.Baseline.add(o, b.rounds)
+			}
 		}
-		b.log("%s: meshgate %.0f req/s, nginx %.0f req/s", p.name, row.Meshgate.ReqPerSec, row.Nginx.ReqPerSec)
+		b.log("%s: meshgate %.0f req/s, nginx %.0f req/s, baseline %.0f req/s", p.name, row.Meshgate.ReqPerSec, row.Nginx.ReqPerSec, row.Baseline.ReqPerSec)
 		rows = append(rows, row)
 	}
 	return rows, ""
+}
+
+// startBaseline starts the --baseline meshgate binary like single's
+// meshgate, on its own address, stopped with r.
+func (b *bench) startBaseline(r *harness.Runner) (*harness.Replica, error) {
+	dir := b.subdir("baseline")
+	manifests, err := harness.Manifests{EchoAddr: b.echo.HTTPAddr, SecretYAML: b.pki.SecretYAML}.Write(filepath.Join(dir, "manifests"))
+	if err != nil {
+		return nil, err
+	}
+	bins := b.bins
+	bins.Meshgate = b.baseline
+	c, err := harness.StartCluster(r, harness.ClusterConfig{Bins: bins, Dir: dir, ManifestDir: manifests, Replicas: 1, NoMesh: true, ExtraArgs: quiet}, 30*time.Second)
+	if err != nil {
+		return nil, err
+	}
+	return c.Replicas[0], nil
 }
 
 // handshakeRow is one s_time mode of scenario 2.

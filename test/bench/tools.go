@@ -55,6 +55,14 @@ func runH2load(ctx context.Context, addr string, h1 bool, clients, streams int, 
 	return r, nil
 }
 
+// ticksPerRequest is the server CPU per successful request.
+func (r h2loadResult) ticksPerRequest() float64 {
+	if r.Succeeded == 0 {
+		return 0
+	}
+	return float64(r.CPUTicks) / float64(r.Succeeded)
+}
+
 // add accumulates one of rounds equally long runs: request rates average,
 // counts and CPU add up.
 func (r *h2loadResult) add(o h2loadResult, rounds int) {
