@@ -67,9 +67,12 @@ type conn struct {
 	noBody     bool
 	chunked    bool
 	closeAfter bool
-	sent100    bool  // a 100 (Continue) went out
-	linger     bool  // unread input may follow: close gently
-	remaining  int64 // body bytes still to send, -1 without Content-Length
+	sent100    bool // a 100 (Continue) went out
+	// headDeadline reports that the read deadline bounds the head being
+	// read (ReadHeaderTimeout), not the idle wait before it.
+	headDeadline bool
+	linger       bool  // unread input may follow: close gently
+	remaining    int64 // body bytes still to send, -1 without Content-Length
 }
 
 func (c *conn) init(s *Server, nc net.Conn, info ConnInfo) {
@@ -128,8 +131,8 @@ func (c *conn) serve() {
 // to close (idle timeout, client closed, Shutdown).
 func (c *conn) awaitRequest(first bool) bool {
 	s := c.srv
+	c.headDeadline = first
 	if len(c.br.Buffered()) > 0 { // pipelined
-		_ = c.nc.SetReadDeadline(time.Now().Add(s.cfg.ReadHeaderTimeout))
 		return true
 	}
 	c.br.Release()
@@ -154,9 +157,6 @@ func (c *conn) awaitRequest(first bool) bool {
 		return false
 	}
 	c.br.Prepend(c.small[:n])
-	if !first {
-		_ = c.nc.SetReadDeadline(time.Now().Add(s.cfg.ReadHeaderTimeout))
-	}
 	return true
 }
 
@@ -194,6 +194,12 @@ func (c *conn) readRequest() bool {
 			return false
 		}
 		from = resume
+		if !c.headDeadline {
+			// The head did not come whole: ReadHeaderTimeout from now (a
+			// head that arrives in one read costs no deadline update).
+			_ = c.nc.SetReadDeadline(time.Now().Add(c.srv.cfg.ReadHeaderTimeout))
+			c.headDeadline = true
+		}
 		if err := c.br.Fill(max); err != nil {
 			var ne net.Error
 			switch {
