@@ -49,11 +49,11 @@ func TestClientToolsAgainstNginx(t *testing.T) {
 			t.Errorf("h1=%v: %+v", h1, r)
 		}
 	}
-	full, err := runSTime(ctx, ng.Addr, false, time.Second, ng.Proc)
+	full, err := runSTime(ctx, ng.Addr, false, "", time.Second, ng.Proc)
 	if err != nil {
 		t.Fatal(err)
 	}
-	reuse, err := runSTime(ctx, ng.Addr, true, time.Second, ng.Proc)
+	reuse, err := runSTime(ctx, ng.Addr, true, "", time.Second, ng.Proc)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -130,7 +130,7 @@ func (r *report) markdown() string {
 	note("keep-alive scenario", r.KeepAliveErr)
 
 	w("\n## 2. Full vs resumed TLS 1.2 handshakes (openssl s_time, RSA-2048)\n\n")
-	w("`openssl s_time -tls1_2 -new` / `-reuse` (one connection at a time, no SNI, so the default certificate answers) against one meshgate and one nginx (session cache, tickets off: s_time resumes by session id there, by stateful ticket on meshgate); %s per server in %d alternating rounds.\n\n", durNote(r), r.Rounds)
+	w("`openssl s_time -tls1_2 -new` / `-reuse` (one connection at a time, no SNI, so the default certificate answers) against one meshgate and one nginx (session cache, tickets off). With tickets (OpenSSL's default) s_time resumes by stateful ticket on meshgate (crypto/tls) and by session ID on nginx; the \"no tickets\" rows run s_time with `Options = -SessionTicket` (OPENSSL_CONF), so it resumes by session ID on both and meshgate answers on its TLS 1.2 session-ID path (internal/tls12): compare those rows' CPU with nginx (target ≤ 1.2× on resumed handshakes) and the no-tickets full row with the first row (the session-ID path's full handshake vs crypto/tls's). %s per server in %d alternating rounds.\n\n", durNote(r), r.Rounds)
 	if len(r.Handshakes) > 0 {
 		w("| handshakes | meshgate /s | nginx /s | meshgate / nginx | server CPU ticks per 1000 (meshgate / nginx) | resumed marks (meshgate / nginx) |\n|---|---|---|---|---|---|\n")
 		for _, h := range r.Handshakes {

@@ -4,6 +4,7 @@ import (
 	"context"
 	"crypto/tls"
 	"fmt"
+	"os"
 	"path/filepath"
 	"time"
 
@@ -154,23 +155,34 @@ func (b *bench) handshakes() ([]handshakeRow, string) {
 	if err != nil {
 		return nil, err.Error()
 	}
+	conf := filepath.Join(b.dir, "openssl-no-tickets.cnf")
+	if err := os.WriteFile(conf, []byte(noTicketConf), 0o644); err != nil {
+		return nil, err.Error()
+	}
 	var rows []handshakeRow
-	for _, reuse := range []bool{false, true} {
-		row := handshakeRow{Mode: "full (-new)"}
-		if reuse {
-			row.Mode = "resumed (-reuse)"
-		}
+	for _, m := range []struct {
+		mode  string
+		reuse bool
+		conf  string
+	}{
+		{"full (-new)", false, ""},
+		{"resumed (-reuse)", true, ""},
+		// Tickets off: meshgate answers on its TLS 1.2 session-ID path.
+		{"full (-new), no tickets", false, conf},
+		{"resumed (-reuse), no tickets", true, conf},
+	} {
+		row := handshakeRow{Mode: m.mode}
 		for range b.rounds {
-			m, err := runSTime(b.ctx, mg.HTTPSAddr, reuse, b.slice(), mg.Proc)
+			mr, err := runSTime(b.ctx, mg.HTTPSAddr, m.reuse, m.conf, b.slice(), mg.Proc)
 			if err != nil {
 				row.MeshgateErr = err.Error()
 			}
-			row.Meshgate.add(m)
-			n, err := runSTime(b.ctx, ng.Addr, reuse, b.slice(), ng.Proc)
+			row.Meshgate.add(mr)
+			nr, err := runSTime(b.ctx, ng.Addr, m.reuse, m.conf, b.slice(), ng.Proc)
 			if err != nil {
 				row.NginxErr = err.Error()
 			}
-			row.Nginx.add(n)
+			row.Nginx.add(nr)
 		}
 		b.log("%s: meshgate %.0f/s, nginx %.0f/s", row.Mode, row.Meshgate.PerSec(), row.Nginx.PerSec())
 		rows = append(rows, row)

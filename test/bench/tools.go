@@ -3,6 +3,7 @@ package main
 import (
 	"context"
 	"fmt"
+	"os"
 	"os/exec"
 	"regexp"
 	"strconv"
@@ -125,10 +126,23 @@ func (r sTimeResult) TicksPer1000() float64 {
 
 var sTimeRE = regexp.MustCompile(`(\d+) connections in [0-9.]+s;`)
 
+// noTicketConf is an OpenSSL configuration that turns the client's session
+// tickets off (s_time has no -no_ticket flag): with it s_time sends no
+// session_ticket extension and resumes by session ID.
+const noTicketConf = `openssl_conf = openssl_init
+[openssl_init]
+ssl_conf = ssl_sect
+[ssl_sect]
+system_default = system_default_sect
+[system_default_sect]
+Options = -SessionTicket
+`
+
 // runSTime runs `openssl s_time -connect addr -tls1_2 -new|-reuse` for dur
 // and measures the wall time itself (s_time's "real seconds" are whole
 // seconds). s_time sends no SNI, so the server's default certificate answers.
-func runSTime(ctx context.Context, addr string, reuse bool, dur time.Duration, server *harness.Proc) (sTimeResult, error) {
+// opensslConf, if not "", is the OPENSSL_CONF file s_time runs with.
+func runSTime(ctx context.Context, addr string, reuse bool, opensslConf string, dur time.Duration, server *harness.Proc) (sTimeResult, error) {
 	mode := "-new"
 	if reuse {
 		mode = "-reuse"
@@ -141,7 +155,11 @@ func runSTime(ctx context.Context, addr string, reuse bool, dur time.Duration, s
 		return sTimeResult{}, err
 	}
 	start := time.Now()
-	out, err := exec.CommandContext(ctx, "openssl", args...).CombinedOutput()
+	cmd := exec.CommandContext(ctx, "openssl", args...)
+	if opensslConf != "" {
+		cmd.Env = append(os.Environ(), "OPENSSL_CONF="+opensslConf)
+	}
+	out, err := cmd.CombinedOutput()
 	elapsed := time.Since(start)
 	t1, _ := server.CPUTicks()
 	if err != nil {

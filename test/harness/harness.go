@@ -115,6 +115,10 @@ var debianPackages = map[string]string{
 	"curl":    "curl",
 	"openssl": "openssl",
 	"h2load":  "nghttp2-client",
+	// Ticketless TLS 1.2 clients of the session-ID path's interop tests.
+	"gnutls-cli": "gnutls-bin",
+	"java":       "openjdk-17-jre-headless",
+	"python3":    "python3",
 }
 
 var installMu sync.Mutex
