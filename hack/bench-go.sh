@@ -18,6 +18,7 @@ run() { # package, -bench regexp, benchtime
   run ./internal/sessionmesh/store 'StoreMemory|Get$' 1x
   run ./internal/sessionmesh 'Handshake|UnwrapLocal' 200x
   run ./internal/sessionmesh 'ZeroThinkTime' 1000x
+  run ./internal/tls12 'ServerHandshake' 1s
   run ./internal/sessionmesh/mesh 'InsertThroughput' 300000x
   run ./internal/sessionmesh/mesh 'ReplicationLatency' 2x
   run ./internal/translate 'Build10k' 3x
