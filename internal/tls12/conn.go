@@ -84,6 +84,8 @@ func (c *Conn) HandshakeContext(ctx context.Context) error {
 	c.in.Lock()
 	c.out.Lock()
 	err := c.serverHandshake()
+	c.out.buf = nil // the flights are sent; application writes size their own
+	c.in.rr.release()
 	c.out.Unlock()
 	c.in.Unlock()
 	if err != nil {
@@ -125,6 +127,9 @@ func (c *Conn) Read(p []byte) (int, error) {
 	}
 	n := copy(p, c.in.input)
 	c.in.input = c.in.input[n:]
+	if len(c.in.input) == 0 {
+		c.in.rr.release()
+	}
 	return n, nil
 }
 

@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"sync"
 )
 
 // Record content types (RFC 5246 section 6.2.1).
@@ -153,14 +154,36 @@ type recordReader struct {
 	err error
 }
 
+// readBufLen holds one maximal protected record.
+const readBufLen = recordHeaderLen + maxCiphertext
+
+// readBufs recycles read buffers: a connection holds one only while it has
+// unread bytes, so idle keep-alive connections cost no 18 KiB buffer and a
+// busy listener does not allocate one per connection.
+var readBufs = sync.Pool{New: func() any { b := make([]byte, 0, readBufLen); return &b }}
+
+// release returns the buffer to the pool when nothing is buffered. The
+// caller guarantees no fragment returned by next is still in use.
+func (rr *recordReader) release() {
+	if rr.buf == nil || rr.buffered() {
+		return
+	}
+	b := rr.buf[:0]
+	rr.buf, rr.off = nil, 0
+	readBufs.Put(&b)
+}
+
 // fill ensures at least n unconsumed bytes are buffered.
 func (rr *recordReader) fill(n int) error {
+	if rr.buf == nil {
+		rr.buf = *readBufs.Get().(*[]byte)
+	}
 	for len(rr.buf)-rr.off < n {
 		if rr.off > 0 && rr.off == len(rr.buf) {
 			rr.buf, rr.off = rr.buf[:0], 0
 		}
 		if cap(rr.buf)-rr.off < n {
-			grown := make([]byte, len(rr.buf)-rr.off, max(n, recordHeaderLen+maxCiphertext))
+			grown := make([]byte, len(rr.buf)-rr.off, max(n, readBufLen))
 			copy(grown, rr.buf[rr.off:])
 			rr.buf, rr.off = grown, 0
 		}
