@@ -2,6 +2,8 @@ package tls12
 
 import (
 	"context"
+	"errors"
+	"net"
 	"os/exec"
 	"path/filepath"
 	"regexp"
@@ -79,5 +81,40 @@ func TestOpenSSLInterop(t *testing.T) {
 				t.Fatalf("-reconnect resumed %d of 5:\n%s", reused, out)
 			}
 		})
+	}
+}
+
+// TestOpenSSLRenegotiationRefused: s_client's "R" command asks to
+// renegotiate; the server answers no_renegotiation and Read reports
+// ErrRenegotiation.
+func TestOpenSSLRenegotiationRefused(t *testing.T) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	readErr := make(chan error, 1)
+	go func() {
+		c, err := ln.Accept()
+		if err != nil {
+			readErr <- err
+			return
+		}
+		defer c.Close()
+		_ = c.SetDeadline(time.Now().Add(20 * time.Second))
+		sc := Server(c, &Config{Certificate: sharedCert(t, "ecdsa")})
+		_, err = sc.Read(make([]byte, 100))
+		readErr <- err
+	}()
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	cmd := exec.CommandContext(ctx, requireTool(t, "openssl"), "s_client", "-connect", ln.Addr().String(), "-tls1_2", "-no_ticket")
+	cmd.Stdin = strings.NewReader("R\n")
+	out, _ := cmd.CombinedOutput() // s_client fails on the refusal
+	if !strings.Contains(string(out), "RENEGOTIATING") || !strings.Contains(string(out), "no renegotiation") {
+		t.Fatalf("s_client did not see the refusal:\n%s", out)
+	}
+	if err := <-readErr; !errors.Is(err, ErrRenegotiation) {
+		t.Fatalf("server Read: %v, want ErrRenegotiation", err)
 	}
 }
