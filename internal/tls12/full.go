@@ -62,17 +62,17 @@ func (hs *handshakeState) full() error {
 	if err := hs.readClientFinished(); err != nil {
 		return err
 	}
+	// The client's Finished verified: the session is established on our
+	// side. Store it before our Finished goes out, so that its replication
+	// starts before the client can possibly offer it to another replica.
+	if hs.sessionID != nil {
+		c.cfg.Sessions.Put(hs.sessionID, h.ServerName, newSessionState(hs.suite, hs.masterSecret, c.cfg.now()))
+	}
 	c.queueCCS(serverCS)
 	if err := hs.queueHandshake(hs.finishedMessage(false)); err != nil {
 		return err
 	}
-	if err := c.flush(); err != nil {
-		return err
-	}
-	if hs.sessionID != nil {
-		c.cfg.Sessions.Put(hs.sessionID, h.ServerName, newSessionState(hs.suite, hs.masterSecret, c.cfg.now()))
-	}
-	return nil
+	return c.flush()
 }
 
 // writeCertificate appends the Certificate message (RFC 5246 section
