@@ -120,19 +120,28 @@ func ParseClientHello(msg []byte) (*ClientHello, error) {
 	return h, nil
 }
 
+// maxExtensions bounds the extensions of a hello this parser accepts; real
+// clients send fewer than 30 (GREASE included).
+const maxExtensions = 64
+
 func (h *ClientHello) parseExtensions(b []byte) error {
-	var seen [1 << 10]uint64 // one bit per extension number
+	var seen [maxExtensions]uint16
 	r := newReader(b)
-	for len(r.b) > 0 {
+	for n := 0; len(r.b) > 0; n++ {
 		typ := r.u16()
 		data := r.vec16()
 		if !r.ok {
 			return fmt.Errorf("%w: truncated extension", ErrMalformed)
 		}
-		if seen[typ/64]&(1<<(typ%64)) != 0 {
-			return fmt.Errorf("%w: duplicate extension %d", ErrMalformed, typ)
+		if n == maxExtensions {
+			return fmt.Errorf("%w: more than %d extensions", ErrMalformed, maxExtensions)
 		}
-		seen[typ/64] |= 1 << (typ % 64)
+		for _, t := range seen[:n] {
+			if t == typ {
+				return fmt.Errorf("%w: duplicate extension %d", ErrMalformed, typ)
+			}
+		}
+		seen[n] = typ
 		if err := h.parseExtension(typ, data); err != nil {
 			return err
 		}

@@ -52,6 +52,8 @@ type Conn struct {
 		err error // sticky write error
 	}
 	closed atomic.Bool
+	// hello is the ClientHello the caller already parsed, if any.
+	hello *ClientHello
 }
 
 // Server returns the server side of a TLS 1.2 connection over c, using
@@ -59,6 +61,16 @@ type Conn struct {
 func Server(c net.Conn, cfg *Config) *Conn {
 	tc := &Conn{conn: c, cfg: cfg}
 	tc.in.rr.r = c
+	return tc
+}
+
+// ServerWithHello is Server for a connection whose ClientHello the caller
+// has parsed already (to route it): the handshake still reads the hello
+// from c, and uses h instead of parsing it again when the bytes are the
+// same.
+func ServerWithHello(c net.Conn, cfg *Config, h *ClientHello) *Conn {
+	tc := Server(c, cfg)
+	tc.hello = h
 	return tc
 }
 

@@ -1,6 +1,7 @@
 package tls12
 
 import (
+	"bytes"
 	"crypto/hmac"
 	"crypto/tls"
 	"errors"
@@ -34,9 +35,11 @@ func (c *Conn) serverHandshake() error {
 		return c.fail(err)
 	}
 	c.in.rr.strictVersion = true
-	hello, err := ParseClientHello(msg)
-	if err != nil {
-		return c.fail(&alertError{desc: alertDecodeError, err: err})
+	hello := c.hello
+	if hello == nil || !bytes.Equal(hello.raw, msg) {
+		if hello, err = ParseClientHello(msg); err != nil {
+			return c.fail(&alertError{desc: alertDecodeError, err: err})
+		}
 	}
 	if err := checkHello(hello); err != nil {
 		return c.fail(err)

@@ -91,7 +91,7 @@ func (s *Server) routeHello(c net.Conn, t *routing.Table) (next net.Conn, t12 *t
 	if cfg == nil || !cfg.CanServe(h) {
 		return wrapped, nil, false
 	}
-	tc := tls12.Server(wrapped, cfg)
+	tc := tls12.ServerWithHello(wrapped, cfg, h)
 	if err := tc.HandshakeContext(s.ctx); err != nil {
 		s.m.handshakeErrors.Inc()
 		if l := s.cfg.Log.V(1); l.Enabled() {
