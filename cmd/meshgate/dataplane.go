@@ -30,8 +30,8 @@ import (
 
 // plane is one replica's data plane: listeners, L4 services, HTTP/3, the
 // session mesh node and the admin server, all reading one routing.Holder.
-// Data flows one way: a source stores tables into holder and calls
-// tableChanged; the plane only reads.
+// Data flows one way: a source stores tables into holder; the plane only
+// reads, woken by the holder's sequence.
 type plane struct {
 	log    logr.Logger
 	holder *routing.Holder
@@ -46,30 +46,13 @@ type plane struct {
 	proxy *proxy.Handler
 
 	pprofAddr string // --pprof-addr; "" disables
-
-	changed tableSignal
-}
-
-// tableSignal says "the holder has a new table". Sources notify it from
-// their own goroutine; bursts collapse into one pending signal.
-type tableSignal chan struct{}
-
-func newTableSignal() tableSignal { return make(tableSignal, 1) }
-
-// notify never blocks.
-func (s tableSignal) notify() {
-	select {
-	case s <- struct{}{}:
-	default:
-	}
 }
 
 // planeDeps are what the two modes supply beyond the common flags.
 type planeDeps struct {
-	peers   sessionmesh.PeerSource // nil: no peers
-	ca      *pki.CA                // nil: local-only session store
-	changed tableSignal            // required: notified after each table Store
-	reg     *prometheus.Registry   // required: every component's metrics
+	peers sessionmesh.PeerSource // nil: no peers
+	ca    *pki.CA                // nil: local-only session store
+	reg   *prometheus.Registry   // required: every component's metrics
 }
 
 // newRegistry returns the process's metrics registry (no global registry:
@@ -86,7 +69,7 @@ func newPlane(f *commonFlags, log logr.Logger, holder *routing.Holder, deps plan
 		return nil, err
 	}
 	reg := deps.reg
-	p := &plane{log: log, holder: holder, reg: reg, changed: deps.changed, pprofAddr: f.pprofAddr}
+	p := &plane{log: log, holder: holder, reg: reg, pprofAddr: f.pprofAddr}
 
 	meshAddr := f.meshAddr
 	if deps.ca == nil {
@@ -214,7 +197,6 @@ func (p *plane) run(ctx context.Context, grace time.Duration) error {
 	p.log.Info("serving", "https", p.srv.HTTPSAddr(), "http", p.srv.HTTPAddr(), "mesh", p.node.MeshAddr(), "http3", p.h3 != nil)
 
 	var wg sync.WaitGroup
-	p.changed.notify() // apply whatever table is already there
 	wg.Go(func() { p.followTables(ctx) })
 	<-ctx.Done()
 	wg.Wait()
@@ -259,16 +241,17 @@ func (p *plane) h3Shutdown(ctx context.Context) error {
 // paths read the holder directly.
 func (p *plane) followTables(ctx context.Context) {
 	for {
+		changed := p.holder.Changed()
+		if t := p.holder.Load(); t != nil {
+			p.proxy.Prepare(t) // upstream state now, not on the first request
+			if err := p.l4.Update(t); err != nil {
+				p.log.Error(err, "applying L4 services", "generation", t.Generation)
+			}
+		}
 		select {
 		case <-ctx.Done():
 			return
-		case <-p.changed:
-			if t := p.holder.Load(); t != nil {
-				p.proxy.Prepare(t) // upstream state now, not on the first request
-				if err := p.l4.Update(t); err != nil {
-					p.log.Error(err, "applying L4 services", "generation", t.Generation)
-				}
-			}
+		case <-changed:
 		}
 	}
 }

@@ -16,7 +16,6 @@ import (
 
 	"github.com/meshgate/meshgate/internal/routing"
 	"github.com/meshgate/meshgate/internal/source/kube"
-	"github.com/meshgate/meshgate/internal/translate"
 )
 
 // kubeMain implements `meshgate run`: the controllers feed the data plane
@@ -53,7 +52,6 @@ func kubeMain(args []string, stderr io.Writer) error {
 	defer stop()
 
 	holder := &routing.Holder{}
-	changed := newTableSignal()
 	ctl, err := kube.New(cfg, kube.Options{
 		Holder:                  holder,
 		Build:                   f.buildOptions(),
@@ -65,7 +63,6 @@ func kubeMain(args []string, stderr io.Writer) error {
 		MeshService:             *meshService,
 		MeshCASecret:            *meshCASecret,
 		Logger:                  log.WithName("controller"),
-		OnPublish:               func(*routing.Table, []translate.Problem, time.Time) { changed.notify() },
 	})
 	if err != nil {
 		return err
@@ -86,7 +83,7 @@ func kubeMain(args []string, stderr io.Writer) error {
 		ctlDone <- err
 	}()
 
-	deps := planeDeps{changed: changed, reg: newRegistry()}
+	deps := planeDeps{reg: newRegistry()}
 	if *meshService != "" {
 		deps.peers = kube.PeerSource(ctl.Peers())
 	}

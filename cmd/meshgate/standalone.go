@@ -39,7 +39,7 @@ func standaloneMain(args []string, stderr io.Writer) error {
 	if err != nil {
 		return err
 	}
-	deps := planeDeps{changed: newTableSignal(), reg: newRegistry()}
+	deps := planeDeps{reg: newRegistry()}
 	if f.meshAddr != "" {
 		if *meshDir == "" {
 			return errors.New("--mesh-addr needs --mesh-dir (create one with `meshgate mesh-ca --out DIR`)")
@@ -60,11 +60,6 @@ func standaloneMain(args []string, stderr io.Writer) error {
 		Build:      f.buildOptions(),
 		Log:        log.WithName("standalone"),
 		Registerer: deps.reg,
-		OnReload: func(r standalone.Result) {
-			if r.Err == nil {
-				deps.changed.notify()
-			}
-		},
 	})
 	if err != nil {
 		return err

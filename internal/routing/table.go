@@ -11,7 +11,6 @@ package routing
 import (
 	"crypto/tls"
 	"regexp"
-	"sync/atomic"
 	"time"
 )
 
@@ -274,16 +273,3 @@ type L4Service struct {
 	// Source names the object it came from ("namespace/name").
 	Source string
 }
-
-// Holder publishes the current Table to the data plane. Load and Store are
-// safe for concurrent use; readers never block writers. The zero value
-// holds no table.
-type Holder struct {
-	p atomic.Pointer[Table]
-}
-
-// Load returns the current table, or nil before the first Store.
-func (h *Holder) Load() *Table { return h.p.Load() }
-
-// Store publishes t. The caller must not modify t afterwards.
-func (h *Holder) Store(t *Table) { h.p.Store(t) }

@@ -6,6 +6,7 @@ import (
 	"time"
 
 	"github.com/go-logr/logr"
+	"github.com/meshgate/meshgate/internal/source/debounce"
 	"github.com/meshgate/meshgate/internal/translate"
 	discoveryv1 "k8s.io/api/discovery/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
@@ -151,18 +152,14 @@ func (h *handler) send(ev event) {
 	}
 }
 
-// loop owns the cache: it applies events, debounces (HoldOff after the
-// latest change, at most MaxDelay after the oldest unbuilt one) and
-// rebuilds.
+// loop owns the cache: it applies events, debounces them (see
+// internal/source/debounce) and rebuilds.
 func (h *handler) loop(ctx context.Context) error {
-	timer := time.NewTimer(time.Hour)
-	timer.Stop()
+	deb := debounce.New(h.opts.HoldOff, h.opts.MaxDelay)
+	defer deb.Stop()
 	retry := time.NewTimer(time.Hour)
 	retry.Stop()
-	defer timer.Stop()
 	defer retry.Stop()
-	var pending bool
-	var first time.Time // receipt of the oldest unbuilt change
 	for {
 		select {
 		case <-ctx.Done():
@@ -176,15 +173,9 @@ func (h *handler) loop(ctx context.Context) error {
 				}
 				continue
 			}
-			now := time.Now()
-			if !pending {
-				pending, first = true, ev.at
-			}
-			wait := min(h.opts.HoldOff, h.opts.MaxDelay-now.Sub(first))
-			timer.Reset(max(wait, 0))
-		case <-timer.C:
-			pending = false
-			h.rebuild(ctx, first)
+			deb.Changed(ev.at)
+		case <-deb.C():
+			h.rebuild(ctx, deb.Fired())
 		case <-retry.C:
 			if h.secrets.retryFailed(ctx) {
 				h.rebuild(ctx, time.Now())

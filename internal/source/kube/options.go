@@ -14,8 +14,6 @@ import (
 
 // Defaults for Options.
 const (
-	DefaultHoldOff          = 10 * time.Millisecond
-	DefaultMaxDelay         = 100 * time.Millisecond
 	DefaultLeaderElectionID = "meshgate-leader"
 	DefaultMeshPortName     = "mesh"
 	DefaultFieldManager     = "meshgate"
@@ -69,8 +67,9 @@ type Options struct {
 	MeshCASecret string
 
 	// HoldOff is how long the owner goroutine waits after a change for
-	// more changes before building (default DefaultHoldOff); MaxDelay caps
-	// the wait since the first unbuilt change (default DefaultMaxDelay).
+	// more changes before building; MaxDelay caps the wait since the first
+	// unbuilt change. Zero means debounce.DefaultHoldOff and
+	// debounce.DefaultMaxDelay, the defaults of both sources.
 	HoldOff, MaxDelay time.Duration
 
 	// FieldManager names meshgate's server-side-apply field manager
@@ -81,21 +80,12 @@ type Options struct {
 	Logger logr.Logger
 
 	// OnPublish, when set, is called by the owner goroutine after each
-	// table is stored, with the time the oldest change it contains was
+	// table is stored (Holder.Changed wakes its waiters first), with the time the oldest change it contains was
 	// received (zero for the first table). It must not block.
 	OnPublish func(t *routing.Table, problems []translate.Problem, changedAt time.Time)
 }
 
 func (o Options) withDefaults() Options {
-	if o.HoldOff <= 0 {
-		o.HoldOff = DefaultHoldOff
-	}
-	if o.MaxDelay <= 0 {
-		o.MaxDelay = DefaultMaxDelay
-	}
-	if o.MaxDelay < o.HoldOff {
-		o.MaxDelay = o.HoldOff
-	}
 	if o.LeaderElectionID == "" {
 		o.LeaderElectionID = DefaultLeaderElectionID
 	}

@@ -22,6 +22,7 @@ import (
 
 	"github.com/go-logr/logr"
 	"github.com/meshgate/meshgate/internal/routing"
+	"github.com/meshgate/meshgate/internal/source/debounce"
 	"github.com/meshgate/meshgate/internal/source/manifest"
 	"github.com/meshgate/meshgate/internal/translate"
 	"github.com/prometheus/client_golang/prometheus"
@@ -30,8 +31,6 @@ import (
 // Defaults for Config.
 const (
 	DefaultPollInterval = time.Second
-	DefaultHoldOff      = 100 * time.Millisecond
-	DefaultMaxDelay     = time.Second
 )
 
 // Config configures a Source. Path and Holder are required; every other
@@ -54,8 +53,9 @@ type Config struct {
 	// (default DefaultPollInterval); negative disables watching.
 	PollInterval time.Duration
 	// HoldOff is how long a change must be followed by quiet before the
-	// reload (default DefaultHoldOff); MaxDelay bounds how long a stream of
-	// changes can postpone it (default DefaultMaxDelay).
+	// reload; MaxDelay bounds how long a stream of changes can postpone it.
+	// Zero means debounce.DefaultHoldOff and debounce.DefaultMaxDelay, the
+	// defaults of both sources.
 	HoldOff, MaxDelay time.Duration
 	// OnReload, if not nil, is called after every reload attempt from the
 	// Run goroutine; it must not block for long.
@@ -108,12 +108,6 @@ func New(cfg Config) (*Source, error) {
 	}
 	if cfg.PollInterval == 0 {
 		cfg.PollInterval = DefaultPollInterval
-	}
-	if cfg.HoldOff <= 0 {
-		cfg.HoldOff = DefaultHoldOff
-	}
-	if cfg.MaxDelay <= 0 {
-		cfg.MaxDelay = DefaultMaxDelay
 	}
 	if cfg.Now == nil {
 		cfg.Now = time.Now
@@ -176,32 +170,21 @@ func (s *Source) Run(ctx context.Context) error {
 		defer t.Stop()
 		poll = t.C
 	}
-	timer := time.NewTimer(time.Hour)
-	timer.Stop()
-	defer timer.Stop()
-	var pending bool
-	var firstEvent time.Time
-	schedule := func() {
-		now := time.Now()
-		if !pending {
-			pending, firstEvent = true, now
-		}
-		wait := min(s.cfg.HoldOff, firstEvent.Add(s.cfg.MaxDelay).Sub(now))
-		timer.Reset(max(wait, 0))
-	}
+	deb := debounce.New(s.cfg.HoldOff, s.cfg.MaxDelay)
+	defer deb.Stop()
 	for {
 		select {
 		case <-ctx.Done():
 			return nil
 		case <-s.trigger:
-			schedule()
+			deb.Changed(time.Time{})
 		case <-poll:
 			if cur := fingerprint(s.cfg.Path); cur != fp {
 				fp = cur
-				schedule()
+				deb.Changed(time.Time{})
 			}
-		case <-timer.C:
-			pending = false
+		case <-deb.C():
+			deb.Fired()
 			fp = s.reload()
 		}
 	}

@@ -186,6 +186,9 @@ func TestGoodBadGood(t *testing.T) {
 	if h.src.LastError() == nil || h.host() != "one.test" || h.holder.Load().Generation != 1 {
 		t.Fatalf("after bad load: err=%v host=%q", h.src.LastError(), h.host())
 	}
+	if n := h.holder.Sequence(); n != 1 {
+		t.Errorf("holder sequence %d after a failed reload, want 1 (only publishes count)", n)
+	}
 	if v := metricValue(t, h.reg, "meshgate_standalone_last_reload_successful", ""); v != 0 {
 		t.Errorf("last_reload_successful = %v", v)
 	}
@@ -198,6 +201,9 @@ func TestGoodBadGood(t *testing.T) {
 	}
 	if h.src.LastError() != nil || h.host() != "two.test" {
 		t.Fatalf("after fix: err=%v host=%q", h.src.LastError(), h.host())
+	}
+	if n := h.holder.Sequence(); n != 2 {
+		t.Errorf("holder sequence %d after the second publish", n)
 	}
 	ok, failed := h.src.Reloads()
 	if ok != 2 || failed != 1 {
