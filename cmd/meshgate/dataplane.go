@@ -25,7 +25,6 @@ import (
 	"github.com/meshgate/meshgate/internal/routing"
 	"github.com/meshgate/meshgate/internal/sessionmesh"
 	"github.com/meshgate/meshgate/internal/sessionmesh/pki"
-	"github.com/meshgate/meshgate/internal/tls12"
 )
 
 // plane is one replica's data plane: listeners, L4 services, HTTP/3, the
@@ -132,7 +131,7 @@ func newPlane(f *commonFlags, log logr.Logger, holder *routing.Holder, deps plan
 		ProxyProtocol:     f.proxyProtocol,
 		TrustedProxies:    trusted,
 		Sessions:          p.node,
-		SessionIDs:        sessionIDCaches(p.node),
+		SessionIDs:        p.node,
 		PreTLS:            p.pass.Route,
 		ReadHeaderTimeout: f.headerTimeout,
 		IdleTimeout:       f.idleTimeout,
@@ -317,20 +316,4 @@ func hostOf(addr string) string {
 		return ""
 	}
 	return h
-}
-
-// sessionIDCaches gives the server the node's TLS 1.2 session-ID caches,
-// bound to what ConfigureTLS binds stateful sessions to.
-func sessionIDCaches(n *sessionmesh.Node) server.SessionIDCaches {
-	return func(h *routing.TLSHost) tls12.SessionCache {
-		p := h.Policy
-		if p == nil {
-			p = routing.DefaultPolicy()
-		}
-		var leaf []byte
-		if h.Certificate != nil && len(h.Certificate.Certificate) > 0 {
-			leaf = h.Certificate.Certificate[0]
-		}
-		return n.SessionIDCache(sessionmesh.SessionIDHost{Leaf: leaf, Policy: p.Name, Generation: p.Generation, Lifetime: p.SessionLifetime})
-	}
 }

@@ -5,8 +5,6 @@ import (
 	"syscall"
 	"testing"
 	"time"
-
-	"github.com/meshgate/meshgate/internal/routing"
 )
 
 // cpuTime returns the process's user+system CPU time.
@@ -27,7 +25,7 @@ func reportCPU(b *testing.B, start time.Duration) {
 // (cross: the session arrived by replication). RSA-2048 server certificate,
 // X25519, real loopback TCP. Target: cross ≤ 1.05 × local.
 func BenchmarkHandshake(b *testing.B) {
-	nodes, _ := cluster(b, 2, routing.SessionStateful)
+	nodes, _ := cluster(b, 2, Stateful)
 	for _, v := range versions {
 		b.Run(v.name+"/full", func(b *testing.B) {
 			start := cpuTime()
@@ -63,7 +61,7 @@ func BenchmarkHandshake(b *testing.B) {
 // resumes it on the next, b.N times, and reports the share resumed
 // (target ≥ 99.9 %). The point lookup to the issuer covers replication lag.
 func BenchmarkZeroThinkTime(b *testing.B) {
-	nodes, _ := cluster(b, 3, routing.SessionStateful)
+	nodes, _ := cluster(b, 3, Stateful)
 	resumed, i := 0, 0
 	for b.Loop() {
 		c := newClient(versions[i%2].v)
@@ -86,19 +84,17 @@ func BenchmarkZeroThinkTime(b *testing.B) {
 // from a real handshake.
 func BenchmarkUnwrapLocal(b *testing.B) {
 	ca, _ := newCA(b)
-	n := newTestNode(b, ca, "solo", routing.SessionStateful, func(c *Config) { c.ListenAddr = "" })
+	n := newTestNode(b, ca, "solo", Stateful, func(c *Config) { c.ListenAddr = "" })
 	cert, _ := serverCert()
-	pol := routing.DefaultPolicy()
 	cfg := &tls.Config{Certificates: []tls.Certificate{*cert}}
-	n.ConfigureTLS(cfg, &routing.TLSHost{Certificate: cert, Policy: pol})
+	n.ConfigureTLS(cfg, Host{Leaf: cert.Certificate[0]})
 	cl := &client{cache: &fixedCache{}, max: tls.VersionTLS13, sni: "a.example.com"}
 	cl.mustConnect(b, n.tlsAddr)
 	id := identity(b, cl.cache, "")
 	cs := tls.ConnectionState{ServerName: "a.example.com", Version: tls.VersionTLS13}
 	// The id was issued by the test server's config (policy default/p gen 1).
 	srv := &statefulHost{n: n.Node, lifetime: time.Minute}
-	pol.Name, pol.Generation = "default/p", 1
-	srv.hb = newHostBinding(&routing.TLSHost{Certificate: cert}, pol)
+	srv.hb = newHostBinding(testHost(cert, Stateful))
 	if ss, _ := srv.unwrap(id, cs); ss == nil {
 		b.Fatal("unwrap missed")
 	}

@@ -5,8 +5,6 @@ import (
 	"crypto/tls"
 	"testing"
 	"time"
-
-	"github.com/meshgate/meshgate/internal/routing"
 )
 
 var versions = []struct {
@@ -26,10 +24,10 @@ func recordsEverywhere(nodes []*testNode, n int) func() bool {
 }
 
 func TestResumeAcrossNodes(t *testing.T) {
-	for _, mode := range []routing.SessionMode{routing.SessionStateful, routing.SessionTicketKeys} {
-		t.Run(string(mode), func(t *testing.T) {
+	for _, mode := range []Mode{Stateful, TicketKeys} {
+		t.Run(mode.String(), func(t *testing.T) {
 			nodes, _ := cluster(t, 3, mode)
-			if mode == routing.SessionTicketKeys {
+			if mode == TicketKeys {
 				waitFor(t, "one active ticket key", func() bool {
 					id := nodes[0].tickets.ring.Load().active.id
 					for _, n := range nodes {
@@ -62,9 +60,9 @@ func TestResumeAcrossNodes(t *testing.T) {
 }
 
 func TestBindingMismatchDoesNotResume(t *testing.T) {
-	for _, mode := range []routing.SessionMode{routing.SessionStateful, routing.SessionTicketKeys} {
+	for _, mode := range []Mode{Stateful, TicketKeys} {
 		for _, v := range versions {
-			t.Run(string(mode)+"/"+v.name, func(t *testing.T) {
+			t.Run(mode.String()+"/"+v.name, func(t *testing.T) {
 				ca, _ := newCA(t)
 				a := newTestNode(t, ca, "solo", mode, func(c *Config) { c.ListenAddr = "" })
 				c := &client{cache: &fixedCache{}, max: v.v, sni: "a.example.com"}
@@ -85,7 +83,7 @@ func TestBindingMismatchDoesNotResume(t *testing.T) {
 }
 
 func TestRevocation(t *testing.T) {
-	nodes, _ := cluster(t, 3, routing.SessionStateful)
+	nodes, _ := cluster(t, 3, Stateful)
 	c := newClient(tls.VersionTLS12)
 	c.mustConnect(t, nodes[0].tlsAddr)
 	waitFor(t, "replication", recordsEverywhere(nodes, 1))
@@ -109,7 +107,7 @@ func TestRevocation(t *testing.T) {
 }
 
 func TestKilledNodeLosesNothing(t *testing.T) {
-	nodes, _ := cluster(t, 3, routing.SessionStateful)
+	nodes, _ := cluster(t, 3, Stateful)
 	var clients []*client
 	for i := 0; i < 20; i++ {
 		c := newClient(versions[i%2].v)
@@ -128,7 +126,7 @@ func TestKilledNodeLosesNothing(t *testing.T) {
 }
 
 func TestRestartedNodeGetsSnapshot(t *testing.T) {
-	nodes, ca := cluster(t, 3, routing.SessionStateful)
+	nodes, ca := cluster(t, 3, Stateful)
 	var clients []*client
 	for i := 0; i < 30; i++ {
 		c := newClient(versions[i%2].v)
@@ -140,7 +138,7 @@ func TestRestartedNodeGetsSnapshot(t *testing.T) {
 	// only the snapshot from node-1 can give it the sessions.
 	nodes[2].stop()
 	nodes[0].Kill()
-	fresh := newTestNode(t, ca, "node-2", routing.SessionStateful, nil)
+	fresh := newTestNode(t, ca, "node-2", Stateful, nil)
 	if fresh.Ready() == nil {
 		t.Fatal("ready before any peer set")
 	}
@@ -158,7 +156,7 @@ func TestRestartedNodeGetsSnapshot(t *testing.T) {
 
 func TestFirstReplicaBecomesReady(t *testing.T) {
 	ca, _ := newCA(t)
-	n := newTestNode(t, ca, "first", routing.SessionStateful, nil)
+	n := newTestNode(t, ca, "first", Stateful, nil)
 	n.feed.ch <- []string{"127.0.0.1:1"} // nobody listens there
 	waitFor(t, "ready alone", func() bool { return n.Ready() == nil })
 }
@@ -168,7 +166,7 @@ func TestFirstReplicaBecomesReady(t *testing.T) {
 // ≥ 99.9 % target is measured by BenchmarkZeroThinkTime (timing-dependent
 // rates stay out of unit tests); this test checks the mechanism works.
 func TestZeroThinkTime(t *testing.T) {
-	nodes, _ := cluster(t, 3, routing.SessionStateful)
+	nodes, _ := cluster(t, 3, Stateful)
 	const rounds = 300
 	resumed := 0
 	for i := 0; i < rounds; i++ {
@@ -193,7 +191,7 @@ func TestZeroThinkTime(t *testing.T) {
 
 func TestOffMode(t *testing.T) {
 	ca, _ := newCA(t)
-	n := newTestNode(t, ca, "off", routing.SessionOff, func(c *Config) { c.ListenAddr = "" })
+	n := newTestNode(t, ca, "off", Off, func(c *Config) { c.ListenAddr = "" })
 	c := newClient(tls.VersionTLS13)
 	c.mustConnect(t, n.tlsAddr)
 	if c.mustConnect(t, n.tlsAddr) {

@@ -17,7 +17,6 @@ import (
 
 	"github.com/go-logr/logr"
 
-	"github.com/meshgate/meshgate/internal/routing"
 	"github.com/meshgate/meshgate/internal/sessionmesh/mesh"
 	"github.com/meshgate/meshgate/internal/sessionmesh/pki"
 )
@@ -87,7 +86,7 @@ func fastMesh(c *mesh.Config) {
 	c.DeadAfter = time.Second
 }
 
-func newTestNode(t testing.TB, ca *pki.CA, name string, mode routing.SessionMode, mut func(*Config)) *testNode {
+func newTestNode(t testing.TB, ca *pki.CA, name string, mode Mode, mut func(*Config)) *testNode {
 	t.Helper()
 	f := newFeed()
 	cfg := Config{NodeName: name, ListenAddr: "127.0.0.1:0", CA: ca, Peers: f,
@@ -118,14 +117,10 @@ func (tn *testNode) stop() {
 
 // serveTLS starts a TLS server configured through ConfigureTLS that writes
 // one byte per connection (so TLS 1.3 clients receive their tickets).
-func (tn *testNode) serveTLS(t testing.TB, mode routing.SessionMode) {
+func (tn *testNode) serveTLS(t testing.TB, mode Mode) {
 	cert, _ := serverCert()
-	pol := routing.DefaultPolicy()
-	pol.SessionMode = mode
-	pol.Name, pol.Generation = "default/p", 1
-	pol.TicketKeyRotation = time.Hour
-	cfg := &tls.Config{Certificates: []tls.Certificate{*cert}, CurvePreferences: routing.DefaultCurves}
-	tn.ConfigureTLS(cfg, &routing.TLSHost{Name: "*.example.com", Certificate: cert, Policy: pol})
+	cfg := &tls.Config{Certificates: []tls.Certificate{*cert}}
+	tn.ConfigureTLS(cfg, testHost(cert, mode))
 	ln, err := tls.Listen("tcp", "127.0.0.1:0", cfg)
 	if err != nil {
 		t.Fatal(err)
@@ -150,7 +145,7 @@ func (tn *testNode) serveTLS(t testing.TB, mode routing.SessionMode) {
 }
 
 // cluster starts n nodes named node-0.. and connects them in a full mesh.
-func cluster(t testing.TB, n int, mode routing.SessionMode) ([]*testNode, *pki.CA) {
+func cluster(t testing.TB, n int, mode Mode) ([]*testNode, *pki.CA) {
 	t.Helper()
 	ca, err := pki.NewCA("test")
 	if err != nil {
@@ -257,4 +252,11 @@ func newCA(t testing.TB) (*pki.CA, error) {
 		t.Fatal(err)
 	}
 	return ca, nil
+}
+
+// testHost is the host every test server serves: policy default/p,
+// generation 1, the given mode.
+func testHost(cert *tls.Certificate, mode Mode) Host {
+	return Host{Mode: mode, Leaf: cert.Certificate[0], Policy: "default/p", PolicyGeneration: 1,
+		TicketKeyRotation: time.Hour}
 }

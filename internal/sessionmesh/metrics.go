@@ -35,6 +35,24 @@ const (
 
 var modeNames = [numModes]string{"Stateful", "TicketKeys", "SessionID"}
 
+// Resumption kinds (label values of meshgate_tls_handshakes_by_kind_total).
+const (
+	kindSessionID   = iota // the TLS 1.2 session-ID path (internal/tls12)
+	kindTLS12Ticket        // crypto/tls, TLS 1.2
+	kindTLS13PSK           // crypto/tls, TLS 1.3
+	numKinds
+)
+
+var kindNames = [numKinds]string{"session_id", "tls12_ticket", "tls13_psk"}
+
+// kindOf maps a crypto/tls handshake's version to its resumption kind.
+func kindOf(version uint16) int {
+	if version >= tls.VersionTLS13 {
+		return kindTLS13PSK
+	}
+	return kindTLS12Ticket
+}
+
 // versions indexes per-TLS-version counters: 0 TLS 1.2 (and older), 1 TLS 1.3.
 func versionIdx(v uint16) int {
 	if v >= tls.VersionTLS13 {
@@ -54,6 +72,7 @@ type metrics struct {
 	misses        [numMiss]atomic.Uint64
 	full          [2]atomic.Uint64
 	resumed       [2]atomic.Uint64
+	byKind        [numKinds][2]atomic.Uint64 // [kind][full, resumed]
 	wraps         [numModes]atomic.Uint64
 	rewraps       atomic.Uint64
 	sessionIDHits atomic.Uint64
@@ -62,6 +81,10 @@ type metrics struct {
 	latency       prometheus.Histogram
 
 	descs map[string]*prometheus.Desc
+	// tlsHandshakes and tlsByKind are meshgate_tls_handshakes_total and
+	// meshgate_tls_handshakes_by_kind_total, the listener-level names of the
+	// same handshake counters (see ConfigureTLS).
+	tlsHandshakes, tlsByKind *prometheus.Desc
 }
 
 func newMetrics(n *Node) *metrics {
@@ -90,6 +113,12 @@ func newMetrics(n *Node) *metrics {
 	d("resumption_hits_total", "Sessions resumed, by TLS version.", "version")
 	d("resumption_misses_total", "Offered sessions that could not resume, by reason.", "reason")
 	d("handshakes_total", "Completed TLS handshakes by TLS version and kind (full or resumed).", "version", "kind")
+	m.tlsHandshakes = prometheus.NewDesc("meshgate_tls_handshakes_total",
+		"Completed TLS handshakes (TCP and QUIC) by protocol version and whether the session was resumed.",
+		[]string{"version", "resumed"}, nil)
+	m.tlsByKind = prometheus.NewDesc("meshgate_tls_handshakes_by_kind_total",
+		"Completed TLS handshakes by resumption kind (session_id: the TLS 1.2 session-ID path; tls12_ticket: crypto/tls TLS 1.2; tls13_psk: TLS 1.3) and whether they resumed.",
+		[]string{"kind", "resumed"}, nil)
 	d("wraps_total", "Sessions issued, by session mode (SessionID: TLS 1.2 session IDs of ticketless clients).", "mode")
 	d("session_id_hits_total", "TLS 1.2 sessions resumed by session ID (ticketless clients).")
 	d("rewraps_total", "TLS 1.2 re-wraps of a just-resumed session answered from the store, without storing or replicating it again.")
@@ -102,12 +131,17 @@ func (m *metrics) hit(v uint16)                       { m.hits[versionIdx(v)].Ad
 func (m *metrics) miss(r int)                         { m.misses[r].Add(1) }
 func (m *metrics) observeReplication(d time.Duration) { m.latency.Observe(d.Seconds()) }
 
-func (m *metrics) handshake(v uint16, resumed bool) {
+// handshake counts one completed handshake: the only place handshakes are
+// counted, for every TLS server of the data plane.
+func (m *metrics) handshake(v uint16, resumed bool, kind int) {
+	r := 0
 	if resumed {
+		r = 1
 		m.resumed[versionIdx(v)].Add(1)
 	} else {
 		m.full[versionIdx(v)].Add(1)
 	}
+	m.byKind[kind][r].Add(1)
 }
 
 // Describe implements prometheus.Collector.
@@ -115,6 +149,8 @@ func (m *metrics) Describe(ch chan<- *prometheus.Desc) {
 	for _, d := range m.descs {
 		ch <- d
 	}
+	ch <- m.tlsHandshakes
+	ch <- m.tlsByKind
 	m.latency.Describe(ch)
 }
 
@@ -154,6 +190,12 @@ func (m *metrics) Collect(ch chan<- prometheus.Metric) {
 		c("resumption_hits_total", counter, float64(m.hits[i].Load()), name)
 		c("handshakes_total", counter, float64(m.full[i].Load()), name, "full")
 		c("handshakes_total", counter, float64(m.resumed[i].Load()), name, "resumed")
+		ch <- prometheus.MustNewConstMetric(m.tlsHandshakes, counter, float64(m.full[i].Load()), name, "false")
+		ch <- prometheus.MustNewConstMetric(m.tlsHandshakes, counter, float64(m.resumed[i].Load()), name, "true")
+	}
+	for i, name := range kindNames {
+		ch <- prometheus.MustNewConstMetric(m.tlsByKind, counter, float64(m.byKind[i][0].Load()), name, "false")
+		ch <- prometheus.MustNewConstMetric(m.tlsByKind, counter, float64(m.byKind[i][1].Load()), name, "true")
 	}
 	for i, name := range missNames {
 		c("resumption_misses_total", counter, float64(m.misses[i].Load()), name)

@@ -3,8 +3,6 @@ package sessionmesh
 import (
 	"crypto/tls"
 	"testing"
-
-	"github.com/meshgate/meshgate/internal/routing"
 )
 
 // TestTLS12RewrapNotStoredAgain: Go's TLS 1.2 server re-wraps the session
@@ -12,7 +10,7 @@ import (
 // store a new record nor replicate one, on the issuer or on another
 // replica, and the session must keep resuming everywhere.
 func TestTLS12RewrapNotStoredAgain(t *testing.T) {
-	nodes, _ := cluster(t, 2, routing.SessionStateful)
+	nodes, _ := cluster(t, 2, Stateful)
 	a, b := nodes[0], nodes[1]
 	c := newClient(tls.VersionTLS12)
 	if c.mustConnect(t, a.tlsAddr) {

@@ -35,19 +35,6 @@ const (
 	sidLabel   = "meshgate tls12 session id v1\x00"
 )
 
-// SessionIDHost describes one TLS host for session-ID resumption, with
-// the same binding inputs as ConfigureTLS's hosts: sessions resume only
-// for the same SNI name, leaf certificate, policy name and generation.
-type SessionIDHost struct {
-	// Leaf is the DER of the host's leaf certificate.
-	Leaf []byte
-	// Policy is the TLS policy's name, Generation its generation.
-	Policy     string
-	Generation int64
-	// Lifetime bounds each session; 0 means 300 s.
-	Lifetime time.Duration
-}
-
 // SessionIDCache stores one host's TLS 1.2 session-ID sessions in the
 // cluster store. It implements internal/tls12's SessionCache and is safe
 // for concurrent use.
@@ -59,15 +46,19 @@ type SessionIDCache struct {
 
 // SessionIDCache returns the session-ID cache of host. Sessions it stores
 // are records of kind store.KindTLS12SessionID, replicated and revoked
-// like stateful tickets. Every session mode issues them (a ticket-keys
-// host cannot give a ticketless client a ticket); the caller does not ask
-// for hosts whose policy turns resumption off.
-func (n *Node) SessionIDCache(h SessionIDHost) *SessionIDCache {
+// like stateful tickets. Every session mode but Off issues them (a
+// ticket-keys host cannot give a ticketless client a ticket); for Off it
+// returns nil, and the data plane then leaves the host's ticketless clients
+// to crypto/tls (full handshakes), as for every other client.
+func (n *Node) SessionIDCache(h Host) *SessionIDCache {
+	if h.Mode == Off {
+		return nil
+	}
 	lifetime := h.Lifetime
 	if lifetime <= 0 {
-		lifetime = 300 * time.Second
+		lifetime = DefaultLifetime
 	}
-	return &SessionIDCache{n: n, hb: hostBindingOf(h.Leaf, h.Policy, h.Generation), lifetime: lifetime}
+	return &SessionIDCache{n: n, hb: newHostBinding(h), lifetime: lifetime}
 }
 
 // sidMAC returns HMAC-SHA256(macKey, sidLabel || id[:sidMACOff]).

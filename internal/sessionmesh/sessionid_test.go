@@ -11,14 +11,13 @@ import (
 	"testing"
 	"time"
 
-	"github.com/meshgate/meshgate/internal/routing"
 	"github.com/meshgate/meshgate/internal/sessionmesh/store"
 	"github.com/meshgate/meshgate/internal/tls12"
 )
 
-func sidHost(t testing.TB) (SessionIDHost, *tls.Certificate) {
+func sidHost(t testing.TB) (Host, *tls.Certificate) {
 	cert, _ := serverCert()
-	return SessionIDHost{Leaf: cert.Certificate[0], Policy: "default/p", Generation: 1}, cert
+	return Host{Leaf: cert.Certificate[0], Policy: "default/p", PolicyGeneration: 1}, cert
 }
 
 // serveTLS12 runs internal/tls12 with the node's session-ID cache and
@@ -69,8 +68,8 @@ func TestSessionIDAcrossNodes(t *testing.T) {
 	if _, err := exec.LookPath("openssl"); err != nil {
 		t.Fatalf("openssl not installed (hack/install-deps.sh): %v", err)
 	}
-	for _, mode := range []routing.SessionMode{routing.SessionStateful, routing.SessionTicketKeys} {
-		t.Run(string(mode), func(t *testing.T) {
+	for _, mode := range []Mode{Stateful, TicketKeys} {
+		t.Run(mode.String(), func(t *testing.T) {
 			nodes, _ := cluster(t, 3, mode)
 			var addrs []string
 			for _, n := range nodes {
@@ -95,7 +94,7 @@ func TestSessionIDAcrossNodes(t *testing.T) {
 }
 
 func TestSessionIDMisses(t *testing.T) {
-	nodes, _ := cluster(t, 2, routing.SessionStateful)
+	nodes, _ := cluster(t, 2, Stateful)
 	h, _ := sidHost(t)
 	a, b := nodes[0].SessionIDCache(h), nodes[1].SessionIDCache(h)
 	state := []byte("opaque state")
@@ -117,7 +116,7 @@ func TestSessionIDMisses(t *testing.T) {
 	if b.Get(id, "b.example.com") != nil || misses(missBinding) != 1 {
 		t.Fatal("resumed for another server name")
 	}
-	other := nodes[1].SessionIDCache(SessionIDHost{Leaf: h.Leaf, Policy: "default/p", Generation: 2})
+	other := nodes[1].SessionIDCache(Host{Leaf: h.Leaf, Policy: "default/p", PolicyGeneration: 2})
 	if other.Get(id, "a.example.com") != nil || misses(missBinding) != 2 {
 		t.Fatal("resumed under another policy generation")
 	}

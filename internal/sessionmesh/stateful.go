@@ -9,7 +9,6 @@ import (
 	"net"
 	"time"
 
-	"github.com/meshgate/meshgate/internal/routing"
 	"github.com/meshgate/meshgate/internal/sessionmesh/store"
 	"github.com/meshgate/meshgate/internal/sessionmesh/wire"
 )
@@ -68,35 +67,6 @@ func (n *Node) parseID(id []byte) (uint64, store.Key, bool) {
 	return binary.BigEndian.Uint64(id[1:9]), key, true
 }
 
-// hostBinding is what a host's sessions are bound to, minus the SNI name.
-type hostBinding [32]byte
-
-func newHostBinding(host *routing.TLSHost, pol *routing.TLSPolicy) hostBinding {
-	var leaf []byte
-	if host.Certificate != nil && len(host.Certificate.Certificate) > 0 {
-		leaf = host.Certificate.Certificate[0]
-	}
-	return hostBindingOf(leaf, pol.Name, pol.Generation)
-}
-
-// hostBindingOf hashes a domain label, the SHA-256 of the leaf certificate
-// (when there is one), the policy name and the policy generation.
-func hostBindingOf(leafDER []byte, policy string, generation int64) hostBinding {
-	h := sha256.New()
-	h.Write([]byte("meshgate session binding v1\x00"))
-	if leafDER != nil {
-		leaf := sha256.Sum256(leafDER)
-		h.Write(leaf[:])
-	}
-	h.Write([]byte(policy))
-	var g [9]byte
-	binary.BigEndian.PutUint64(g[1:], uint64(generation))
-	h.Write(g[:])
-	var b hostBinding
-	h.Sum(b[:0])
-	return b
-}
-
 // bind returns the binding for a handshake: the host binding and the exact
 // SNI name, ASCII-lowercased. It does not allocate.
 func (hb *hostBinding) bind(serverName string) store.Binding {
@@ -112,43 +82,6 @@ func (hb *hostBinding) bind(serverName string) store.Binding {
 		buf[33+i] = c
 	}
 	return store.Binding(sha256.Sum256(buf[:33+n]))
-}
-
-// ConfigureTLS installs session resumption for host on cfg according to
-// host.Policy.SessionMode (nil Policy means routing.DefaultPolicy()). The
-// data plane calls it once per *tls.Config it builds, before first use; it
-// sets WrapSession/UnwrapSession (Stateful, TicketKeys) or
-// SessionTicketsDisabled (Off), and chains cfg.VerifyConnection to count
-// full and resumed handshakes. It must not be called on a config in use.
-func (n *Node) ConfigureTLS(cfg *tls.Config, host *routing.TLSHost) {
-	pol := host.Policy
-	if pol == nil {
-		pol = routing.DefaultPolicy()
-	}
-	prev := cfg.VerifyConnection
-	cfg.VerifyConnection = func(cs tls.ConnectionState) error {
-		n.m.handshake(cs.Version, cs.DidResume)
-		if prev != nil {
-			return prev(cs)
-		}
-		return nil
-	}
-	lifetime := pol.SessionLifetime
-	if lifetime <= 0 {
-		lifetime = 300 * time.Second
-	}
-	hb := newHostBinding(host, pol)
-	switch pol.SessionMode {
-	case routing.SessionOff:
-		cfg.SessionTicketsDisabled = true
-	case routing.SessionTicketKeys:
-		n.noteRotation(pol.TicketKeyRotation)
-		th := &ticketHost{n: n, hb: hb, lifetime: lifetime}
-		cfg.WrapSession, cfg.UnwrapSession = th.wrap, th.unwrap
-	default:
-		sh := &statefulHost{n: n, hb: hb, lifetime: lifetime}
-		cfg.WrapSession, cfg.UnwrapSession = sh.wrap, sh.unwrap
-	}
 }
 
 // statefulHost implements the Stateful hooks for one configured host.

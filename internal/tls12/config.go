@@ -59,6 +59,12 @@ type Config struct {
 	// Sessions caches sessions for resumption; nil disables it (full
 	// handshakes announce no session ID).
 	Sessions SessionCache
+	// VerifyConnection, if not nil, is called at the end of every
+	// successful handshake, full or resumed, with its connection state (as
+	// crypto/tls's Config.VerifyConnection is); a non-nil error fails the
+	// handshake with a handshake_failure alert. The session layer chains it
+	// to count handshakes.
+	VerifyConnection func(tls.ConnectionState) error
 	// ServesTLS13 says the host also speaks TLS 1.3 (its policy's maximum
 	// version). ServerHello.random then carries the RFC 8446 section 4.1.3
 	// downgrade sentinel, as every TLS 1.3 server negotiating TLS 1.2 must.

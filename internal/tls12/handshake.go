@@ -66,6 +66,11 @@ func (c *Conn) serverHandshake() error {
 		NegotiatedProtocolIsMutual: true,
 		ServerName:                 hello.ServerName,
 	}
+	if f := c.cfg.VerifyConnection; f != nil {
+		if err := f(c.state); err != nil {
+			return c.fail(&alertError{desc: alertHandshakeFailure, err: err})
+		}
+	}
 	return nil
 }
 

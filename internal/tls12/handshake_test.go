@@ -5,6 +5,7 @@ import (
 	"crypto/tls"
 	"errors"
 	"net"
+	"sync"
 	"testing"
 )
 
@@ -306,5 +307,48 @@ func TestECDSACurveMustBeOffered(t *testing.T) {
 	tc.groups = []uint16{groupX25519, groupP256}
 	if h, _ = ParseClientHello(tc.helloMessage()); !cfg.CanServe(h) {
 		t.Fatal("cannot serve a fitting hello")
+	}
+}
+
+// VerifyConnection sees every successful handshake, full and resumed, and
+// its error fails the handshake.
+func TestVerifyConnection(t *testing.T) {
+	var mu sync.Mutex
+	var seen []bool // DidResume of each call
+	refuse := false
+	cfg := &Config{Certificate: sharedCert(t, "ecdsa"), Sessions: newMemCache(),
+		VerifyConnection: func(cs tls.ConnectionState) error {
+			mu.Lock()
+			defer mu.Unlock()
+			seen = append(seen, cs.DidResume)
+			if refuse {
+				return errors.New("refused")
+			}
+			return nil
+		}}
+	addr, results := serve(t, cfg)
+	first := dialTest(t, addr)
+	first.sni = "a.example.test"
+	if err := first.handshake(); err != nil {
+		t.Fatal(err)
+	}
+	result(t, results)
+	again := dialTest(t, addr)
+	again.sni, again.sessionID, again.sessionSecret = "a.example.test", first.serverSessionID, first.masterSecret
+	if err := again.handshake(); err != nil {
+		t.Fatal(err)
+	}
+	result(t, results)
+	mu.Lock()
+	if len(seen) != 2 || seen[0] || !seen[1] {
+		t.Fatalf("VerifyConnection saw %v, want [full resumed]", seen)
+	}
+	refuse = true
+	mu.Unlock()
+	third := dialTest(t, addr)
+	third.sni = "a.example.test"
+	_ = third.handshake()
+	if r := result(t, results); r.err == nil {
+		t.Fatal("handshake succeeded although VerifyConnection failed it")
 	}
 }

@@ -10,6 +10,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/meshgate/meshgate/internal/routing"
+	"github.com/meshgate/meshgate/internal/sessionmesh"
 )
 
 // Defaults applied by New to zero-valued Config fields.
@@ -21,17 +22,18 @@ const (
 )
 
 // SessionConfigurer installs TLS session resumption on a per-host
-// configuration. The session mesh implements it (WrapSession/UnwrapSession
-// for stateful sessions, or SetSessionTicketKeys for cluster-wide ticket
-// keys).
+// configuration; sessionmesh.Node implements it. The server translates the
+// host's routing policy into the session layer's own terms (sessionmesh.Host)
+// and leaves every session decision to it: how each mode resumes (through
+// WrapSession/UnwrapSession for both Stateful and TicketKeys, or
+// SessionTicketsDisabled for Off) and the counting of handshakes.
 //
-// ConfigureTLS is called once per TLS host and table generation, never per
-// handshake, from whatever goroutine first needs the configuration; it must
-// be safe for concurrent use. cfg is freshly built and owned by the caller:
-// the implementation may set session-related fields on it but must not keep
-// a reference to modify it later (a tls.Config must not be modified after use).
+// cfg is freshly built and owned by the caller: the implementation may set
+// session-related fields and chain VerifyConnection, but must not keep a
+// reference to modify it later (a tls.Config must not be modified after
+// use). It must be safe for concurrent use.
 type SessionConfigurer interface {
-	ConfigureTLS(cfg *tls.Config, host *routing.TLSHost)
+	ConfigureTLS(cfg *tls.Config, host sessionmesh.Host)
 }
 
 // PreTLSFunc inspects a connection accepted on the TLS port before the TLS
@@ -74,10 +76,8 @@ type Config struct {
 	ProxyProtocol  bool
 	TrustedProxies []netip.Prefix
 
-	// Sessions installs session resumption on each per-host tls.Config.
-	// Nil means Go's default session tickets (process-local keys). Hosts
-	// whose policy says SessionOff get SessionTicketsDisabled and are not
-	// passed to Sessions.
+	// Sessions installs session resumption on each per-host tls.Config and
+	// counts handshakes; required.
 	Sessions SessionConfigurer
 
 	// SessionIDs, if set, serves TLS 1.2 clients that resume by session ID

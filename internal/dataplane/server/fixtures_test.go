@@ -22,6 +22,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/meshgate/meshgate/internal/routing"
+	"github.com/meshgate/meshgate/internal/sessionmesh"
 )
 
 // testCA is a throw-away certificate authority.
@@ -81,6 +82,26 @@ func (ca *testCA) leaf(t testing.TB, names ...string) *tls.Certificate {
 	}
 	leaf, _ := x509.ParseCertificate(der)
 	return &tls.Certificate{Certificate: [][]byte{der}, PrivateKey: key, Leaf: leaf}
+}
+
+// newSessions returns a local-only session mesh node (no peers) with its
+// metrics on reg, running until the test ends.
+func newSessions(t testing.TB, reg prometheus.Registerer) *sessionmesh.Node {
+	t.Helper()
+	n, err := sessionmesh.New(sessionmesh.Config{NodeName: "server-test", Registerer: reg})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- n.Run(ctx) }()
+	t.Cleanup(func() {
+		cancel()
+		if err := <-done; err != nil {
+			t.Errorf("session node: %v", err)
+		}
+	})
+	return n
 }
 
 func tlsHost(name string, c *tls.Certificate) *routing.TLSHost {
@@ -171,6 +192,7 @@ func newFixture(t testing.TB, mod func(*Config)) *fixture {
 	f.holder.Store(f.newTable(1))
 	cfg := Config{
 		Table:      f.holder,
+		Sessions:   newSessions(t, f.reg),
 		HTTPSAddr:  "127.0.0.1:0",
 		HTTPAddr:   "127.0.0.1:0",
 		Registerer: f.reg,

@@ -71,6 +71,9 @@ func New(cfg Config) (*Server, error) {
 	if cfg.Table == nil {
 		return nil, errors.New("server: Config.Table is required")
 	}
+	if cfg.Sessions == nil {
+		return nil, errors.New("server: Config.Sessions is required")
+	}
 	if err := trustedPrefixesValid(cfg.TrustedProxies); err != nil {
 		return nil, err
 	}
@@ -346,9 +349,8 @@ func (s *Server) serveConn(tc *trackedConn, kind string) {
 			_ = tlsConn.Close()
 			return
 		}
+		// The session layer's VerifyConnection counted the handshake.
 		cs := tlsConn.ConnectionState()
-		s.m.handshake(cs)
-		s.m.handshakeKind(kindOf(cs.Version), cs.DidResume)
 		// The HTTP servers set their own deadlines: the h1 engine one per
 		// read; x/net/http2 clears the handshake's on its own.
 		if !s.handOff(tc) {

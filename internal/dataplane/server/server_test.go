@@ -332,15 +332,18 @@ func TestShutdownDeadline(t *testing.T) {
 }
 
 func TestShutdownBeforeStart(t *testing.T) {
-	s, err := New(Config{Table: &routing.Holder{}, HTTPAddr: "127.0.0.1:0"})
+	s, err := New(Config{Table: &routing.Holder{}, HTTPAddr: "127.0.0.1:0", Sessions: newSessions(t, nil)})
 	if err != nil {
 		t.Fatal(err)
 	}
 	if err := s.Shutdown(context.Background()); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := New(Config{}); err == nil {
+	if _, err := New(Config{Sessions: newSessions(t, nil)}); err == nil {
 		t.Fatal("New without Table succeeded")
+	}
+	if _, err := New(Config{Table: &routing.Holder{}}); err == nil {
+		t.Fatal("New without Sessions succeeded")
 	}
 }
 
@@ -433,7 +436,7 @@ func TestAccessLogClientFromProxyProtocol(t *testing.T) {
 
 func TestReady(t *testing.T) {
 	holder := &routing.Holder{}
-	s, err := New(Config{Table: holder, HTTPAddr: "127.0.0.1:0"})
+	s, err := New(Config{Table: holder, HTTPAddr: "127.0.0.1:0", Sessions: newSessions(t, nil)})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -6,16 +6,21 @@ import (
 
 	"github.com/meshgate/meshgate/internal/dataplane/sni"
 	"github.com/meshgate/meshgate/internal/routing"
+	"github.com/meshgate/meshgate/internal/sessionmesh"
 	"github.com/meshgate/meshgate/internal/tls12"
 )
 
-// SessionIDCaches returns the session-ID cache of a TLS host for TLS 1.2
-// clients that resume by session ID only (internal/tls12); the session
-// mesh provides them. It is called once per host and table generation,
-// like SessionConfigurer, for hosts whose policy allows TLS 1.2 and does
-// not turn resumption off, whatever their session mode (a TicketKeys host
-// cannot hand a ticketless client a ticket).
-type SessionIDCaches func(host *routing.TLSHost) tls12.SessionCache
+// SessionIDCaches installs session-ID resumption on the TLS 1.2 session-ID
+// path's configuration of a host (internal/tls12, for clients that resume
+// by session ID only) and counts its handshakes; sessionmesh.Node
+// implements it. ConfigureTLS12 returns false when the host's sessions do
+// not resume (Off): the host's clients then stay on crypto/tls. It is
+// called once per host and table generation, like SessionConfigurer, for
+// hosts whose policy allows TLS 1.2, whatever their session mode (a
+// TicketKeys host cannot hand a ticketless client a ticket).
+type SessionIDCaches interface {
+	ConfigureTLS12(cfg *tls12.Config, host sessionmesh.Host) bool
+}
 
 // buildTLS12 makes the session-ID path's config for h, or nil when the
 // host is not served there: no cache provider, TLS 1.2 not allowed,
@@ -25,7 +30,7 @@ func (tc *tlsConfigs) buildTLS12(h *routing.TLSHost) *tls12.Config {
 	if p == nil {
 		p = routing.DefaultPolicy()
 	}
-	if tc.sessionIDs == nil || p.SessionMode == routing.SessionOff ||
+	if tc.sessionIDs == nil ||
 		(p.MinVersion != 0 && p.MinVersion > tls.VersionTLS12) || (p.MaxVersion != 0 && p.MaxVersion < tls.VersionTLS12) {
 		return nil
 	}
@@ -40,10 +45,9 @@ func (tc *tlsConfigs) buildTLS12(h *routing.TLSHost) *tls12.Config {
 		NextProtos:   []string{"h2", "http/1.1"},
 		ServesTLS13:  p.MaxVersion == 0 || p.MaxVersion >= tls.VersionTLS13,
 	}
-	if !cfg.Usable() {
+	if !cfg.Usable() || !tc.sessionIDs.ConfigureTLS12(cfg, sessionHost(h, p)) {
 		return nil
 	}
-	cfg.Sessions = tc.sessionIDs(h)
 	return cfg
 }
 
@@ -100,7 +104,6 @@ func (s *Server) routeHello(c net.Conn, t *routing.Table) (next net.Conn, t12 *t
 		_ = tc.Close()
 		return nil, nil, true
 	}
-	s.m.handshakeKind(kindSessionID, tc.ConnectionState().DidResume)
-	s.m.handshake(tc.ConnectionState())
+	// The session layer's VerifyConnection counted the handshake.
 	return nil, tc, false
 }

@@ -14,6 +14,7 @@ import (
 	"net/http"
 
 	"github.com/meshgate/meshgate/internal/routing"
+	"github.com/meshgate/meshgate/internal/sessionmesh"
 	"github.com/meshgate/meshgate/internal/tls12"
 )
 
@@ -41,10 +42,28 @@ func (c *mapCache) Get(id []byte, sni string) []byte {
 	return c.m[sni+"/"+string(id)]
 }
 
+// mapSessions is a SessionIDCaches serving every host from a mapCache
+// and counting the hosts it configured.
+type mapSessions struct {
+	mu    sync.Mutex
+	hosts int
+}
+
+func (m *mapSessions) ConfigureTLS12(cfg *tls12.Config, h sessionmesh.Host) bool {
+	if h.Mode == sessionmesh.Off {
+		return false
+	}
+	m.mu.Lock()
+	m.hosts++
+	m.mu.Unlock()
+	cfg.Sessions = &mapCache{m: map[string][]byte{}}
+	return true
+}
+
+// sessionIDFixture serves the session-ID path from the fixture's session
+// node, which also counts its handshakes.
 func sessionIDFixture(t *testing.T) *fixture {
-	return newFixture(t, func(c *Config) {
-		c.SessionIDs = func(*routing.TLSHost) tls12.SessionCache { return &mapCache{m: map[string][]byte{}} }
-	})
+	return newFixture(t, func(c *Config) { c.SessionIDs = c.Sessions.(*sessionmesh.Node) })
 }
 
 func (f *fixture) kindCount(t *testing.T, kind, resumed string) float64 {
@@ -132,8 +151,8 @@ func TestSessionIDPathOpenSSL(t *testing.T) {
 func TestSessionIDPathPolicies(t *testing.T) {
 	ca := newCA(t)
 	cert := ca.leaf(t, "a.example.com")
-	calls := 0
-	tc := &tlsConfigs{sessionIDs: func(*routing.TLSHost) tls12.SessionCache { calls++; return &mapCache{m: map[string][]byte{}} }}
+	ms := &mapSessions{}
+	tc := &tlsConfigs{sessionIDs: ms}
 	for _, c := range []struct {
 		name string
 		mod  func(*routing.TLSPolicy)
@@ -157,7 +176,7 @@ func TestSessionIDPathPolicies(t *testing.T) {
 			t.Errorf("%s: ServesTLS13 %v", c.name, got.ServesTLS13)
 		}
 	}
-	if calls != 2 {
-		t.Fatalf("caches built for %d hosts, want 2", calls)
+	if ms.hosts != 2 {
+		t.Fatalf("caches built for %d hosts, want 2", ms.hosts)
 	}
 }

@@ -8,6 +8,7 @@ import (
 	"sync/atomic"
 
 	"github.com/meshgate/meshgate/internal/routing"
+	"github.com/meshgate/meshgate/internal/sessionmesh"
 	"github.com/meshgate/meshgate/internal/tls12"
 )
 
@@ -109,13 +110,31 @@ func (tc *tlsConfigs) build(h *routing.TLSHost) *tls.Config {
 	if cfg.CurvePreferences == nil {
 		cfg.CurvePreferences = routing.DefaultCurves
 	}
-	switch {
-	case p.SessionMode == routing.SessionOff:
-		cfg.SessionTicketsDisabled = true
-	case tc.sessions != nil:
-		tc.sessions.ConfigureTLS(cfg, h)
-	}
+	tc.sessions.ConfigureTLS(cfg, sessionHost(h, p))
 	return cfg
+}
+
+// sessionHost translates a TLS host and its policy into the session
+// layer's terms.
+func sessionHost(h *routing.TLSHost, p *routing.TLSPolicy) sessionmesh.Host {
+	sh := sessionmesh.Host{
+		Lifetime:          p.SessionLifetime,
+		TicketKeyRotation: p.TicketKeyRotation,
+		Policy:            p.Name,
+		PolicyGeneration:  p.Generation,
+	}
+	switch p.SessionMode {
+	case routing.SessionTicketKeys:
+		sh.Mode = sessionmesh.TicketKeys
+	case routing.SessionOff:
+		sh.Mode = sessionmesh.Off
+	default:
+		sh.Mode = sessionmesh.Stateful
+	}
+	if h.Certificate != nil && len(h.Certificate.Certificate) > 0 {
+		sh.Leaf = h.Certificate.Certificate[0]
+	}
+	return sh
 }
 
 // getConfigForClient is the base config's GetConfigForClient.

@@ -14,6 +14,7 @@ import (
 
 	"github.com/meshgate/meshgate/internal/dataplane/server"
 	"github.com/meshgate/meshgate/internal/routing"
+	"github.com/meshgate/meshgate/internal/sessionmesh"
 	corev1 "k8s.io/api/core/v1"
 	discoveryv1 "k8s.io/api/discovery/v1"
 	networkingv1 "k8s.io/api/networking/v1"
@@ -22,7 +23,12 @@ import (
 // startDataPlane serves the holder's tables on 127.0.0.1 (HTTP and HTTPS).
 func startDataPlane(t *testing.T, h *routing.Holder) *server.Server {
 	t.Helper()
-	srv, err := server.New(server.Config{Table: h, HTTPSAddr: "127.0.0.1:0", HTTPAddr: "127.0.0.1:0"})
+	node, err := sessionmesh.New(sessionmesh.Config{NodeName: "traffic-test"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	runMeshNode(t, node)
+	srv, err := server.New(server.Config{Table: h, HTTPSAddr: "127.0.0.1:0", HTTPAddr: "127.0.0.1:0", Sessions: node})
 	if err != nil {
 		t.Fatal(err)
 	}
