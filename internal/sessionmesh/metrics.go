@@ -91,7 +91,7 @@ func newMetrics(n *Node) *metrics {
 	m := &metrics{n: n, descs: make(map[string]*prometheus.Desc)}
 	m.latency = prometheus.NewHistogram(prometheus.HistogramOpts{
 		Name:    "meshgate_sessionmesh_replication_latency_seconds",
-		Help:    "Time from a session's insert on its issuing node to its arrival on this node.",
+		Help:    "Time from a session's insert on its issuing node to its arrival on this node, with the clock offset between the two removed (estimated from the issuer's heartbeats; the network's minimum one-way delay is not included).",
 		Buckets: []float64{.0001, .00025, .0005, .001, .0025, .005, .01, .025, .1, 1},
 	})
 	d := func(name, help string, labels ...string) {

@@ -105,13 +105,15 @@ type Config struct {
 	Handler Handler
 	// Log receives connection events; never secrets.
 	Log logr.Logger
-	// OnReplicated, if set, observes insert-to-visible latency (receive time
-	// minus the record's Created) for every replicated record.
+	// OnReplicated, if set, observes the insert-to-arrival latency of every
+	// replicated record, on this node's clock: the record's Created is the
+	// issuer's, so the clock offset is estimated from the issuer's
+	// heartbeats and removed (see peerClock).
 	OnReplicated func(time.Duration)
 
 	QueueRecords      int           // per-peer queue bound in records; 16384
 	QueueBytes        int           // per-peer queue bound in encoded bytes; 32 MiB
-	BatchBytes        int           // flush threshold; 64 KiB
+	BatchBytes        int           // flush threshold and frame budget; 64 KiB, at most wire.MaxBatchBytes
 	FlushInterval     time.Duration // max batching delay under load; 250 µs
 	HeartbeatInterval time.Duration // 500 ms
 	DeadAfter         time.Duration // read timeout declaring a peer dead; 3 s
@@ -166,6 +168,10 @@ type Mesh struct {
 	sync    syncState
 	reqID   atomic.Uint64
 
+	// testHookDraining, if set, runs in Run once the peers to wait for
+	// are known and before waiting (tests).
+	testHookDraining func()
+
 	resyncMu      sync.Mutex
 	resync        resyncState // guarded by resyncMu
 	resyncPending atomic.Bool // resync.want is not empty
@@ -181,6 +187,9 @@ func New(cfg Config) (*Mesh, error) {
 		return nil, errors.New("mesh: node name or cluster id too long")
 	}
 	cfg.setDefaults()
+	if cfg.BatchBytes > wire.MaxBatchBytes {
+		return nil, fmt.Errorf("mesh: BatchBytes %d exceeds what one frame holds (%d)", cfg.BatchBytes, wire.MaxBatchBytes)
+	}
 	ln, err := net.Listen("tcp", cfg.ListenAddr)
 	if err != nil {
 		return nil, fmt.Errorf("mesh: listen: %w", err)
@@ -194,32 +203,6 @@ func New(cfg Config) (*Mesh, error) {
 	m.resync = resyncState{lost: make(map[string]bool), want: make(map[string]bool)}
 	m.serverTLS, m.clientTLS = m.tlsConfigs()
 	return m, nil
-}
-
-func (m *Mesh) tlsConfigs() (server, client *tls.Config) {
-	getCert := func(*tls.ClientHelloInfo) (*tls.Certificate, error) { return m.cfg.Cert() }
-	server = &tls.Config{
-		MinVersion:     tls.VersionTLS13,
-		ClientAuth:     tls.RequireAndVerifyClientCert,
-		ClientCAs:      m.cfg.CA.Pool(),
-		GetCertificate: getCert,
-	}
-	client = &tls.Config{
-		MinVersion: tls.VersionTLS13,
-		// Host names are not checked (peers are addressed by IP or pod name);
-		// VerifyConnection verifies the chain against the cluster CA instead.
-		InsecureSkipVerify: true,
-		VerifyConnection: func(cs tls.ConnectionState) error {
-			raw := make([][]byte, len(cs.PeerCertificates))
-			for i, c := range cs.PeerCertificates {
-				raw[i] = c.Raw
-			}
-			_, err := m.cfg.CA.VerifyPeer(raw)
-			return err
-		},
-		GetClientCertificate: func(*tls.CertificateRequestInfo) (*tls.Certificate, error) { return m.cfg.Cert() },
-	}
-	return server, client
 }
 
 // Addr returns the bound listen address.
@@ -245,17 +228,25 @@ func (m *Mesh) Run(ctx context.Context) error {
 	wg.Go(func() { m.sync.waitInitial(ctx, m.cfg.InitialSync) })
 	<-ctx.Done()
 	m.ln.Close()
-	m.mu.Lock()
-	for _, p := range m.peers {
-		p.cancel()
-	}
-	m.mu.Unlock()
+	// The accept loop, inbound connections and the peer watcher end with
+	// ctx; once they have, no peer is added any more.
 	wg.Wait()
 	m.mu.Lock()
+	peers := make([]*peer, 0, len(m.peers))
 	for _, p := range m.peers {
-		<-p.done
+		peers = append(peers, p)
 	}
 	m.mu.Unlock()
+	if m.testHookDraining != nil {
+		m.testHookDraining()
+	}
+	// Waited for without the lock: a peer's goroutine may take its time
+	// (a write to a stalled peer runs into DeadAfter), and Kill must not
+	// wait for it.
+	for _, p := range peers {
+		p.cancel()
+		<-p.done
+	}
 	return nil
 }
 

@@ -57,6 +57,11 @@ const recordFixed = 16 + 1 + 32 + 8 + 8 + 8 + 4
 // RecordSize returns the encoded size of r, for batching under MaxFrameSize.
 func RecordSize(r *store.Record) int { return recordFixed + len(r.State) }
 
+// MaxBatchBytes is the most record bytes (sum of RecordSize) one Insert or
+// SnapshotChunk frame carries: MaxFrameSize less the chunk id and the
+// record count. Senders batch within it (mesh.Config.BatchBytes).
+const MaxBatchBytes = MaxFrameSize - 8 - 4
+
 // MaxRecords bounds the records of one Insert or SnapshotChunk.
 const MaxRecords = MaxFrameSize / recordFixed
 

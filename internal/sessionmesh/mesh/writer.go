@@ -1,0 +1,166 @@
+package mesh
+
+import (
+	"context"
+	"time"
+
+	"github.com/meshgate/meshgate/internal/sessionmesh/wire"
+)
+
+// The writer side of a connection, run by its owner goroutine: heartbeats,
+// the peer's queue in batches (outbound), snapshot streams and other queued
+// answers (inbound).
+
+// writeLookup writes a lookup request from the requesting goroutine. It
+// gives up when ctx ends before the write lock is free (a large batch is
+// being written), rather than delay a handshake.
+func (c *conn) writeLookup(ctx context.Context, req *wire.LookupRequest) error {
+	if err := c.lockCtx(ctx); err != nil {
+		return err
+	}
+	defer c.unlock()
+	return c.writeMsgLocked(req)
+}
+
+// queueResp hands a message to the writer, dropping it if the writer is
+// far behind (the requester times out).
+func (c *conn) queueResp(msg wire.Message) {
+	select {
+	case c.resp <- msg:
+	default:
+		c.m.stats.drops.Add(1)
+	}
+}
+
+// writeLoop sends queued messages, batches and heartbeats until the
+// connection or the mesh ends. On a clean leave it sends Goodbye.
+func (c *conn) writeLoop(ctx, cctx context.Context) error {
+	hb := time.NewTicker(c.m.cfg.HeartbeatInterval)
+	defer hb.Stop()
+	// A heartbeat first: the peer relates our clock to its own with it
+	// before our first record arrives (see peerClock).
+	if err := c.writeMsg(&wire.Heartbeat{Sent: time.Now().UnixNano()}); err != nil {
+		return err
+	}
+	var wake, urgent chan struct{}
+	if c.peer != nil {
+		wake, urgent = c.peer.wake, c.peer.urgent
+		signal(wake) // flush whatever queued while disconnected
+		c.maybeResync()
+	}
+	flush := time.NewTimer(time.Hour)
+	flush.Stop()
+	var b batch
+	armed := false
+	lastFlush := time.Time{}
+	for {
+		var err error
+		select {
+		case <-ctx.Done():
+			if c.m.leave.Load() {
+				c.lock()
+				c.nc.SetWriteDeadline(time.Now().Add(100 * time.Millisecond))
+				c.writeFrame(&wire.Goodbye{Reason: "shutdown"})
+				c.bw.Flush()
+				c.unlock()
+			}
+			return nil
+		case <-cctx.Done():
+			return nil
+		case msg := <-c.resp:
+			err = c.writeResp(msg)
+		case <-urgent:
+			flush.Stop()
+			armed = false
+			c.maybeResync()
+			err = c.flushPeer(&b)
+		case <-wake:
+			// Idle connection: send at once (latency). Busy: batch until
+			// FlushInterval after the last flush (throughput).
+			if since := time.Since(lastFlush); since >= c.m.cfg.FlushInterval {
+				err = c.flushPeer(&b)
+				lastFlush = time.Now()
+			} else if !armed {
+				armed = true
+				flush.Reset(c.m.cfg.FlushInterval - since)
+				continue
+			} else {
+				continue
+			}
+		case <-flush.C:
+			armed = false
+			err = c.flushPeer(&b)
+			lastFlush = time.Now()
+		case now := <-hb.C:
+			if c.peer != nil {
+				c.maybeResync()
+			}
+			// Also on a busy connection: the peer's clock estimate and its
+			// read deadline both follow heartbeats.
+			err = c.writeMsg(&wire.Heartbeat{Sent: now.UnixNano()})
+		}
+		if err != nil {
+			return err
+		}
+	}
+}
+
+func (c *conn) writeResp(msg wire.Message) error {
+	if req, ok := msg.(*wire.SnapshotRequest); ok && c.peer == nil {
+		return c.streamSnapshot(req.ID)
+	}
+	return c.writeMsg(msg)
+}
+
+// flushPeer writes everything queued for the peer, records in frames of at
+// most BatchBytes (or one record if larger). Records count as sent once the
+// frames holding them were flushed to the connection; if writing or
+// flushing fails, every record taken from the queue counts as dropped
+// instead (the peer catches up on them only through point lookups, or a
+// snapshot when it reconnects), never as both.
+func (c *conn) flushPeer(b *batch) error {
+	c.peer.take(b)
+	n := uint64(len(b.recs))
+	lost := n + uint64(len(b.tombs))
+	err := c.writeBatch(b)
+	if err != nil {
+		c.peer.drops.Add(lost)
+		c.m.stats.drops.Add(lost)
+	} else {
+		c.peer.sent.Add(n)
+	}
+	clear(b.recs)
+	b.recs = b.recs[:0]
+	return err
+}
+
+func (c *conn) writeBatch(b *batch) error {
+	c.lock()
+	defer c.unlock()
+	c.setWriteDeadline()
+	if len(b.keys) > 0 {
+		if err := c.writeFrame(&wire.TicketKeys{Keys: b.keys}); err != nil {
+			return err
+		}
+	}
+	for len(b.tombs) > 0 {
+		n := min(len(b.tombs), 4096)
+		if err := c.writeFrame(&wire.Delete{Tombstones: b.tombs[:n]}); err != nil {
+			return err
+		}
+		b.tombs = b.tombs[n:]
+	}
+	recs := b.recs
+	for len(recs) > 0 {
+		n, size := 0, 0
+		for n < len(recs) && (n == 0 || size+wire.RecordSize(&recs[n]) <= c.m.cfg.BatchBytes) {
+			size += wire.RecordSize(&recs[n])
+			n++
+		}
+		if err := c.writeFrame(&wire.Insert{Records: recs[:n]}); err != nil {
+			return err
+		}
+		recs = recs[n:]
+	}
+	return c.bw.Flush()
+}
