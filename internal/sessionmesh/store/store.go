@@ -3,7 +3,15 @@
 // records, and tombstones so a revoked id cannot be resurrected by a late
 // replica message.
 //
-// A Store is safe for concurrent use. Get does not allocate.
+// Tombstones are never evicted: the budget only ever evicts live records,
+// and a tombstone stays until the expiry it was given (that of the session
+// it revokes), so no amount of memory pressure lets a late insert or
+// snapshot record bring a revoked session back. Tombstones count towards
+// the budget and so push records out, not the other way round.
+//
+// A Store is safe for concurrent use. Get does not allocate. Each shard has
+// its own lock and counters on cache lines of its own, so Puts to different
+// shards share no written memory.
 package store
 
 import (
@@ -11,8 +19,8 @@ import (
 	"context"
 	"encoding/binary"
 	"sync"
-	"sync/atomic"
 	"time"
+	"unsafe"
 )
 
 // NumShards is the number of independently locked shards. Keys are random,
@@ -106,23 +114,32 @@ type entry struct {
 
 func (e *entry) size() int64 { return int64(len(e.state)) + recordOverhead }
 
+// shardState is one shard's map, heaps and counters, guarded by mu.
+type shardState struct {
+	mu      sync.RWMutex
+	m       map[Key]*entry
+	recs    expiryHeap // live records: expiry and eviction order
+	tombs   expiryHeap // tombstones: expiry only, never evicted
+	bytes   int64
+	budget  int64
+	evicted uint64
+	expired uint64
+}
+
+// cacheLine is the size the shards are padded by: 64 bytes on the CPUs we
+// run on. Go does not align the shard array to a line, so each shard ends
+// with at least one whole line of padding: no line then holds written
+// fields of two shards, whatever the array's alignment.
+const cacheLine = 64
+
 type shard struct {
-	mu     sync.RWMutex
-	m      map[Key]*entry
-	h      expiryHeap
-	bytes  int64
-	budget int64
-	_      [40]byte // keep shards on separate cache lines
+	shardState
+	_ [cacheLine + (cacheLine-unsafe.Sizeof(shardState{})%cacheLine)%cacheLine]byte
 }
 
 // Store is the sharded session store. Create it with New.
 type Store struct {
-	shards  [NumShards]shard
-	records atomic.Int64 // live records (tombstones excluded)
-	tombs   atomic.Int64
-	bytes   atomic.Int64
-	evicted atomic.Uint64
-	expired atomic.Uint64
+	shards [NumShards]shard
 }
 
 // New returns a store that keeps at most about budgetBytes of records
@@ -165,10 +182,10 @@ func (s *Store) Put(r Record, now time.Time) bool {
 			sh.mu.Unlock()
 			return false
 		}
-		s.removeLocked(sh, old)
+		sh.removeLocked(old)
 	}
-	s.addLocked(sh, e)
-	s.evictLocked(sh)
+	sh.addLocked(e)
+	sh.evictLocked()
 	sh.mu.Unlock()
 	return true
 }
@@ -212,42 +229,49 @@ func (s *Store) Delete(k Key, expires int64, now time.Time) bool {
 			return false
 		}
 		removed = true
-		s.removeLocked(sh, old)
+		sh.removeLocked(old)
 	}
-	s.addLocked(sh, &entry{key: k, expires: expires, tomb: true})
-	s.evictLocked(sh)
+	sh.addLocked(&entry{key: k, expires: expires, tomb: true})
+	sh.evictLocked()
 	return removed
 }
 
-func (s *Store) addLocked(sh *shard, e *entry) {
+func (sh *shard) heapOf(e *entry) *expiryHeap {
+	if e.tomb {
+		return &sh.tombs
+	}
+	return &sh.recs
+}
+
+func (sh *shard) addLocked(e *entry) {
 	sh.m[e.key] = e
-	heap.Push(&sh.h, e)
+	heap.Push(sh.heapOf(e), e)
 	sh.bytes += e.size()
-	s.bytes.Add(e.size())
-	if e.tomb {
-		s.tombs.Add(1)
-	} else {
-		s.records.Add(1)
-	}
 }
 
-func (s *Store) removeLocked(sh *shard, e *entry) {
+func (sh *shard) removeLocked(e *entry) {
 	delete(sh.m, e.key)
-	heap.Remove(&sh.h, int(e.heapIdx))
+	heap.Remove(sh.heapOf(e), int(e.heapIdx))
 	sh.bytes -= e.size()
-	s.bytes.Add(-e.size())
-	if e.tomb {
-		s.tombs.Add(-1)
-	} else {
-		s.records.Add(-1)
+}
+
+// evictLocked removes the soonest-expiring live records until the shard is
+// within its budget or has no record left. Tombstones stay.
+func (sh *shard) evictLocked() {
+	for sh.bytes > sh.budget && len(sh.recs) > 0 {
+		sh.removeLocked(sh.recs[0])
+		sh.evicted++
 	}
 }
 
-func (s *Store) evictLocked(sh *shard) {
-	for sh.bytes > sh.budget && len(sh.h) > 0 {
-		s.removeLocked(sh, sh.h[0])
-		s.evicted.Add(1)
+// sweepLocked removes what expired at t from h and returns how many.
+func (sh *shard) sweepLocked(h *expiryHeap, t int64) int {
+	n := 0
+	for len(*h) > 0 && (*h)[0].expires <= t {
+		sh.removeLocked((*h)[0])
+		n++
 	}
+	return n
 }
 
 // Sweep removes every record and tombstone expired at now and returns how
@@ -258,13 +282,11 @@ func (s *Store) Sweep(now time.Time) int {
 	for i := range s.shards {
 		sh := &s.shards[i]
 		sh.mu.Lock()
-		for len(sh.h) > 0 && sh.h[0].expires <= t {
-			s.removeLocked(sh, sh.h[0])
-			n++
-		}
+		k := sh.sweepLocked(&sh.recs, t) + sh.sweepLocked(&sh.tombs, t)
+		sh.expired += uint64(k)
 		sh.mu.Unlock()
+		n += k
 	}
-	s.expired.Add(uint64(n))
 	return n
 }
 
@@ -319,15 +341,26 @@ type Stats struct {
 	Expired    uint64 `json:"expired"`
 }
 
-// Stats returns the current counters.
+// Stats returns the current counters, summed over the shards (it takes
+// each shard's read lock in turn: for scrapes and status, not hot paths).
 func (s *Store) Stats() Stats {
-	return Stats{Records: s.records.Load(), Tombstones: s.tombs.Load(),
-		Bytes: s.bytes.Load(), Evicted: s.evicted.Load(), Expired: s.expired.Load()}
+	var st Stats
+	for i := range s.shards {
+		sh := &s.shards[i]
+		sh.mu.RLock()
+		st.Records += int64(len(sh.recs))
+		st.Tombstones += int64(len(sh.tombs))
+		st.Bytes += sh.bytes
+		st.Evicted += sh.evicted
+		st.Expired += sh.expired
+		sh.mu.RUnlock()
+	}
+	return st
 }
 
 // Len returns the number of live (not revoked) records, expired ones not
 // yet swept included.
-func (s *Store) Len() int { return int(s.records.Load()) }
+func (s *Store) Len() int { return int(s.Stats().Records) }
 
 // expiryHeap is a min-heap of entries by expiry; entries track their index.
 type expiryHeap []*entry

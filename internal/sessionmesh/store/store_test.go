@@ -4,8 +4,10 @@ import (
 	"context"
 	"crypto/rand"
 	"encoding/binary"
+	"reflect"
 	"runtime"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 )
@@ -223,4 +225,73 @@ func BenchmarkStoreMemory(b *testing.B) {
 		runtime.KeepAlive(s)
 		runtime.KeepAlive(states)
 	}
+}
+
+// shardKeys returns n keys that fall into shard 0.
+func shardKeys(n int) []Key {
+	var keys []Key
+	for i := 0; len(keys) < n; i++ {
+		k := key(uint64(i))
+		if binary.LittleEndian.Uint64(k[:8])%NumShards == 0 {
+			keys = append(keys, k)
+		}
+	}
+	return keys
+}
+
+// The package promises that tombstones outlive eviction: under memory
+// pressure records are evicted, never the tombstone of a revoked session,
+// so its late insert (or a snapshot carrying it) stays refused.
+func TestTombstonesOutliveEviction(t *testing.T) {
+	s := New(NumShards * 4 * (recordOverhead + 100)) // 4 records of 100 B per shard
+	keys := shardKeys(12)
+	// Revoked first, with the soonest expiry of all: the first an
+	// expiry-ordered eviction would pick.
+	s.Delete(keys[0], t0.Add(10*time.Second).UnixNano(), t0)
+	for i, k := range keys[1:] {
+		s.Put(Record{Key: k, Expires: t0.Add(time.Duration(100+i) * time.Second).UnixNano(), State: make([]byte, 100)}, t0)
+	}
+	if st := s.Stats(); st.Evicted == 0 || st.Tombstones != 1 {
+		t.Fatalf("stats %+v: want evictions and the tombstone kept", st)
+	}
+	late := Record{Key: keys[0], Expires: t0.Add(time.Minute).UnixNano(), State: make([]byte, 100)}
+	if s.Put(late, t0) {
+		t.Fatal("a revoked session came back after eviction")
+	}
+	if _, st := s.Get(keys[0], t0); st != Revoked {
+		t.Fatalf("revoked key reads %v", st)
+	}
+	// The tombstone still ends with its expiry.
+	if n := s.Sweep(t0.Add(11 * time.Second)); n != 1 || s.Stats().Tombstones != 0 {
+		t.Fatalf("swept %d, stats %+v", n, s.Stats())
+	}
+}
+
+// Every shard ends with at least a cache line of padding and spans whole
+// lines, so no line holds written fields of two shards.
+func TestShardPadding(t *testing.T) {
+	typ := reflect.TypeOf(shard{})
+	pad := typ.Field(typ.NumField() - 1)
+	if pad.Name != "_" || pad.Type.Kind() != reflect.Array || pad.Type.Len() < cacheLine {
+		t.Fatalf("last field %s %v: want at least %d bytes of padding", pad.Name, pad.Type, cacheLine)
+	}
+	if typ.Size()%cacheLine != 0 {
+		t.Fatalf("shard is %d bytes, not a multiple of %d", typ.Size(), cacheLine)
+	}
+}
+
+// BenchmarkPutParallel inserts distinct keys from every P: with per-shard
+// counters and padded shards the Ps share no written cache line unless
+// their keys meet in a shard. Compare against a run of the same benchmark
+// at GOMAXPROCS=1 (-cpu 1,2): ns/op should fall with more Ps.
+func BenchmarkPutParallel(b *testing.B) {
+	s := New(1 << 30)
+	var next atomic.Uint64
+	b.ReportAllocs()
+	b.RunParallel(func(pb *testing.PB) {
+		base := next.Add(1) << 40
+		for i := uint64(0); pb.Next(); i++ {
+			s.Put(rec(base+i, time.Hour, 0), t0)
+		}
+	})
 }
