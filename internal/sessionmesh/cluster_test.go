@@ -5,6 +5,9 @@ import (
 	"crypto/tls"
 	"testing"
 	"time"
+
+	"github.com/meshgate/meshgate/internal/sessionmesh/mesh"
+	"github.com/meshgate/meshgate/internal/sessionmesh/store"
 )
 
 var versions = []struct {
@@ -224,5 +227,35 @@ func TestLocalOnlyNode(t *testing.T) {
 	}
 	if _, err := New(Config{NodeName: "x", ListenAddr: "127.0.0.1:0"}); err == nil {
 		t.Fatal("mesh without CA accepted")
+	}
+}
+
+// Each way of not finding a session counts as its own miss reason: an id
+// whose issuer is online but has no record is a remote miss; one whose
+// issuer is not in the mesh is an unknown id; a revoked one is revoked.
+func TestMissReasons(t *testing.T) {
+	nodes, _ := cluster(t, 2, Stateful)
+	a, b := nodes[0], nodes[1]
+	var k store.Key
+	k[0] = 1
+	now := time.Now()
+	for _, tc := range []struct {
+		name   string
+		origin uint64
+		prep   func()
+		want   int
+	}{
+		{"issuer asked, no record", a.id, nil, missRemote},
+		{"issuer not in the mesh", mesh.NodeID("nobody"), nil, missUnknown},
+		{"revoked here", b.id, func() { b.store.Delete(k, now.Add(time.Minute).UnixNano(), now) }, missRevoked},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			if tc.prep != nil {
+				tc.prep()
+			}
+			if _, miss := b.lookup(tc.origin, k, now); miss != tc.want {
+				t.Fatalf("miss %s, want %s", missNames[miss], missNames[tc.want])
+			}
+		})
 	}
 }

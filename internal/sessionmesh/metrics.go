@@ -22,6 +22,8 @@ const (
 	missRevoked
 	missInvalid // malformed or forged id, bad ticket, unparsable state
 	numMiss
+
+	missNone = -1 // not a miss: the session was found
 )
 
 var missNames = [numMiss]string{"unknown_id", "expired", "binding_mismatch", "remote_miss", "revoked", "invalid"}

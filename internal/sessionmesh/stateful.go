@@ -170,43 +170,50 @@ func (s *statefulHost) unwrap(identity []byte, cs tls.ConnectionState) (*tls.Ses
 // the local store or, on a local miss, from its issuing node (origin).
 // Every failure is counted as a miss by reason and reported as !ok.
 func (n *Node) find(origin uint64, key store.Key, kind store.Kind, binding store.Binding, now time.Time) (store.Record, bool) {
-	r, st := n.store.Get(key, now)
-	if st == store.Missing && origin != n.id && n.mesh != nil {
-		r, st = n.remoteLookup(origin, key, now)
+	r, miss := n.lookup(origin, key, now)
+	switch {
+	case miss != missNone:
+	case r.Kind != kind:
+		miss = missInvalid
+	case r.Binding != binding:
+		miss = missBinding
 	}
-	switch st {
-	case store.Found:
-	case store.Expired:
-		n.m.miss(missExpired)
-		return r, false
-	case store.Revoked:
-		n.m.miss(missRevoked)
-		return r, false
-	case remoteMiss:
-		n.m.miss(missRemote)
-		return r, false
-	default:
-		n.m.miss(missUnknown)
-		return r, false
-	}
-	if r.Kind != kind {
-		n.m.miss(missInvalid)
-		return r, false
-	}
-	if r.Binding != binding {
-		n.m.miss(missBinding)
+	if miss != missNone {
+		n.m.miss(miss)
 		return r, false
 	}
 	return r, true
 }
 
-// remoteMiss is a store.Status value private to this package: the issuing
-// peer was asked and did not answer with a record in time.
-const remoteMiss store.Status = 100
+// lookup resolves key in the local store and, on a miss there, at the
+// issuing peer. It returns the record and missNone, or the miss reason to
+// count (the session layer's own reasons, not the store's statuses).
+func (n *Node) lookup(origin uint64, key store.Key, now time.Time) (store.Record, int) {
+	r, st := n.store.Get(key, now)
+	if st == store.Missing && origin != n.id && n.mesh != nil {
+		return n.remoteLookup(origin, key, now)
+	}
+	return r, missOf(st)
+}
+
+// missOf maps a store status to a miss reason (missNone for Found).
+func missOf(st store.Status) int {
+	switch st {
+	case store.Found:
+		return missNone
+	case store.Expired:
+		return missExpired
+	case store.Revoked:
+		return missRevoked
+	}
+	return missUnknown
+}
 
 // remoteLookup asks the issuing node for key within LookupTimeout and
-// keeps a found record locally.
-func (n *Node) remoteLookup(origin uint64, key store.Key, now time.Time) (store.Record, store.Status) {
+// keeps a found record locally. An issuer that is not online is a plain
+// unknown id; one that was asked and gave no record in time is a remote
+// miss.
+func (n *Node) remoteLookup(origin uint64, key store.Key, now time.Time) (store.Record, int) {
 	ctx, cancel := context.WithTimeout(context.Background(), n.cfg.LookupTimeout)
 	defer cancel()
 	r, found, err := n.mesh.Lookup(ctx, origin, key)
@@ -214,21 +221,19 @@ func (n *Node) remoteLookup(origin uint64, key store.Key, now time.Time) (store.
 	if !found {
 		// Replication may have delivered it while we waited.
 		if lr, st := n.store.Get(key, time.Now()); st != store.Missing {
-			return lr, st
+			return lr, missOf(st)
 		}
-	}
-	if err != nil || !found {
 		if err != nil && ctx.Err() == nil { // issuer not online: a plain miss
-			return store.Record{}, store.Missing
+			return store.Record{}, missUnknown
 		}
-		return store.Record{}, remoteMiss
+		return store.Record{}, missRemote
 	}
 	if r.Expires <= now.UnixNano() {
-		return store.Record{}, store.Expired
+		return store.Record{}, missExpired
 	}
 	n.m.remoteHits.Add(1)
 	n.store.Put(r, now)
-	return r, store.Found
+	return r, missNone
 }
 
 // listenIPs returns the IPs of the given host:port addresses that name a

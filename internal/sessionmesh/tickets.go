@@ -1,7 +1,6 @@
 package sessionmesh
 
 import (
-	"bytes"
 	"cmp"
 	"context"
 	"crypto/aes"
@@ -15,6 +14,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/meshgate/meshgate/internal/sessionmesh/store"
 	"github.com/meshgate/meshgate/internal/sessionmesh/wire"
 )
 
@@ -221,15 +221,24 @@ func (th *ticketHost) wrap(cs tls.ConnectionState, ss *tls.SessionState) ([]byte
 		return nil, err
 	}
 	k := st.active
+	// One allocation: the ticket (header, then the plaintext, expiry and
+	// state, sealed in place: Seal may write over a plaintext that starts
+	// where its output does), with the binding, the additional data, in
+	// the spare room after it (a stack array passed to the AEAD interface
+	// would be moved to the heap).
+	n := 8 + len(state)
+	size := ticketHdr + n + k.aead.Overhead()
+	buf := make([]byte, size+len(store.Binding{}))
+	ad := buf[size:]
 	b := th.hb.bind(cs.ServerName)
-	out := make([]byte, ticketHdr, ticketHdr+8+len(state)+k.aead.Overhead())
+	copy(ad, b[:])
+	out := buf[: ticketHdr+n : size]
 	out[0] = ticketVersion
 	binary.BigEndian.PutUint64(out[1:9], k.id)
 	rand.Read(out[9:ticketHdr])
-	plain := binary.BigEndian.AppendUint64(make([]byte, 0, 8+len(state)),
-		uint64(time.Now().Add(th.lifetime).Unix()))
-	plain = append(plain, state...)
-	out = k.aead.Seal(out, out[9:ticketHdr], plain, b[:])
+	binary.BigEndian.PutUint64(out[ticketHdr:], uint64(time.Now().Add(th.lifetime).Unix()))
+	copy(out[ticketHdr+8:], state)
+	out = k.aead.Seal(out[:ticketHdr], out[9:ticketHdr], out[ticketHdr:], ad)
 	th.n.m.wraps[modeTicketKeys].Add(1)
 	return out, nil
 }
@@ -255,8 +264,15 @@ func (th *ticketHost) unwrap(identity []byte, cs tls.ConnectionState) (*tls.Sess
 		m.miss(missUnknown)
 		return nil, nil
 	}
+	// One allocation: the binding (additional data) and after it the
+	// plaintext, opened into our own buffer (identity belongs to
+	// crypto/tls), which ParseSessionState then keeps.
+	ct := identity[ticketHdr:]
+	ad := len(store.Binding{})
+	buf := make([]byte, ad, ad+len(ct))
 	b := th.hb.bind(cs.ServerName)
-	plain, err := key.aead.Open(nil, identity[9:ticketHdr], identity[ticketHdr:], b[:])
+	copy(buf, b[:])
+	plain, err := key.aead.Open(buf[ad:ad], identity[9:ticketHdr], ct, buf[:ad])
 	if err != nil {
 		m.miss(missBinding) // wrong host (or tampered ticket)
 		return nil, nil
@@ -265,7 +281,7 @@ func (th *ticketHost) unwrap(identity []byte, cs tls.ConnectionState) (*tls.Sess
 		m.miss(missExpired)
 		return nil, nil
 	}
-	ss, err := tls.ParseSessionState(bytes.Clone(plain[8:]))
+	ss, err := tls.ParseSessionState(plain[8:])
 	if err != nil {
 		m.miss(missInvalid)
 		return nil, nil

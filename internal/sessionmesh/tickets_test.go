@@ -1,8 +1,10 @@
 package sessionmesh
 
 import (
+	"bytes"
 	"crypto/hmac"
 	"crypto/sha256"
+	"crypto/tls"
 	"testing"
 	"time"
 )
@@ -135,5 +137,47 @@ func TestMACIsHMAC(t *testing.T) {
 	h.Write(id[:idMACOff])
 	if want := h.Sum(nil)[:16]; !hmac.Equal(want, id[idMACOff:]) {
 		t.Fatal("id MAC differs from HMAC-SHA256")
+	}
+}
+
+// Sealing a ticket costs one allocation beyond SessionState.Bytes (the
+// ticket itself), and opening one costs one beyond ParseSessionState (the
+// plaintext, which ParseSessionState then owns): no second buffer, no copy.
+func TestTicketSealingAllocations(t *testing.T) {
+	ca, _ := newCA(t)
+	n := newTestNode(t, ca, "tickets", TicketKeys, func(c *Config) { c.ListenAddr = "" })
+	cl := &client{cache: &fixedCache{}, max: tls.VersionTLS13, sni: "a.example.com"}
+	cl.mustConnect(t, n.tlsAddr)
+	id := identity(t, cl.cache, "")
+	cert, _ := serverCert()
+	th := &ticketHost{n: n.Node, hb: newHostBinding(testHost(cert, TicketKeys)), lifetime: time.Minute}
+	cs := tls.ConnectionState{ServerName: "a.example.com", Version: tls.VersionTLS13}
+	ss, err := th.unwrap(id, cs)
+	if err != nil || ss == nil {
+		t.Fatalf("unwrap of the test server's ticket: %v, %v", ss, err)
+	}
+	state, err := ss.Bytes()
+	if err != nil {
+		t.Fatal(err)
+	}
+	bytesAllocs := testing.AllocsPerRun(100, func() { _, _ = ss.Bytes() })
+	if got := testing.AllocsPerRun(100, func() { _, _ = th.wrap(cs, ss) }); got > bytesAllocs+1 {
+		t.Errorf("wrap allocates %v times; SessionState.Bytes alone %v: want at most one more", got, bytesAllocs)
+	}
+	parseAllocs := testing.AllocsPerRun(100, func() { _, _ = tls.ParseSessionState(state) })
+	if got := testing.AllocsPerRun(100, func() { _, _ = th.unwrap(id, cs) }); got > parseAllocs+1 {
+		t.Errorf("unwrap allocates %v times; ParseSessionState alone %v: want at most one more", got, parseAllocs)
+	}
+	// Round trip through the in-place seal.
+	tk, err := th.wrap(cs, ss)
+	if err != nil {
+		t.Fatal(err)
+	}
+	back, err := th.unwrap(tk, cs)
+	if err != nil || back == nil {
+		t.Fatalf("a freshly sealed ticket does not open: %v", err)
+	}
+	if b2, _ := back.Bytes(); !bytes.Equal(b2, state) {
+		t.Fatal("state changed through seal and open")
 	}
 }
