@@ -14,6 +14,7 @@ import (
 	"k8s.io/client-go/rest"
 	"k8s.io/client-go/tools/clientcmd"
 
+	"github.com/meshgate/meshgate/internal/replica"
 	"github.com/meshgate/meshgate/internal/routing"
 	"github.com/meshgate/meshgate/internal/source/kube"
 )
@@ -83,7 +84,7 @@ func kubeMain(args []string, stderr io.Writer) error {
 		ctlDone <- err
 	}()
 
-	deps := planeDeps{reg: newRegistry()}
+	deps := planeDeps{reg: replica.NewRegistry()}
 	if *meshService != "" {
 		deps.peers = kube.PeerSource(ctl.Peers())
 	}
@@ -95,11 +96,7 @@ func kubeMain(args []string, stderr io.Writer) error {
 			return err
 		}
 	}
-	pl, err := newPlane(&f, log, holder, deps)
-	if err != nil {
-		return err
-	}
-	err = pl.run(planeCtx, f.shutdownGrace)
+	err = runReplica(planeCtx, &f, log, holder, deps)
 	stopCtl()
 	return errors.Join(err, <-ctlDone)
 }

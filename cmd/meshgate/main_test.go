@@ -92,7 +92,4 @@ func TestFlagHelpers(t *testing.T) {
 	if got := splitList(" a:1, ,b:2,"); len(got) != 2 || got[1] != "b:2" {
 		t.Fatalf("splitList = %q", got)
 	}
-	if portOf("127.0.0.1:8443") != 8443 || portOf("nope") != 0 || hostOf("[::1]:1") != "::1" {
-		t.Fatal("portOf/hostOf")
-	}
 }

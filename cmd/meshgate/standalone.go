@@ -10,6 +10,7 @@ import (
 	"os/signal"
 	"syscall"
 
+	"github.com/meshgate/meshgate/internal/replica"
 	"github.com/meshgate/meshgate/internal/routing"
 	"github.com/meshgate/meshgate/internal/sessionmesh"
 	"github.com/meshgate/meshgate/internal/sessionmesh/pki"
@@ -39,7 +40,7 @@ func standaloneMain(args []string, stderr io.Writer) error {
 	if err != nil {
 		return err
 	}
-	deps := planeDeps{reg: newRegistry()}
+	deps := planeDeps{reg: replica.NewRegistry()}
 	if f.meshAddr != "" {
 		if *meshDir == "" {
 			return errors.New("--mesh-addr needs --mesh-dir (create one with `meshgate mesh-ca --out DIR`)")
@@ -95,11 +96,7 @@ func standaloneMain(args []string, stderr io.Writer) error {
 		}
 	}()
 
-	pl, err := newPlane(&f, log, holder, deps)
-	if err != nil {
-		return err
-	}
-	err = pl.run(ctx, f.shutdownGrace)
+	err = runReplica(ctx, &f, log, holder, deps)
 	stopSrc()
 	return errors.Join(err, <-srcDone)
 }

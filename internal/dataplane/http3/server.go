@@ -1,6 +1,7 @@
 // Package http3 serves HTTP/3 (quic-go) on the UDP twin of the HTTPS
-// address, with the data plane's TLS configuration, per-host 0-RTT policy
-// and an Alt-Svc middleware for the TCP listeners.
+// address, with QUIC variants of the data plane's per-host TLS
+// configurations (built when a table is applied, with each host's 0-RTT
+// policy) and an Alt-Svc middleware for the TCP listeners.
 //
 // Session resumption works across replicas without extra code: quic-go
 // resumes through tls.Config.WrapSession/UnwrapSession, which the data
@@ -16,49 +17,27 @@ import (
 	"net/http"
 	"strconv"
 	"sync"
+	"sync/atomic"
 
 	"github.com/go-logr/logr"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/quic-go/quic-go"
 	qhttp3 "github.com/quic-go/quic-go/http3"
+
+	"github.com/meshgate/meshgate/internal/dataplane/tlsconfig"
 )
 
 // Config configures a Server.
 type Config struct {
 	// Addr is the UDP address to listen on ("127.0.0.1:8443"); required.
 	Addr string
-	// TLSConfig is the data plane's base config (certificates, session
-	// hooks, GetConfigForClient selecting per-host configs); required. It
-	// is cloned, never modified; the server derives h3 variants of it and
-	// of every per-host config GetConfigForClient returns (cached per
-	// returned *tls.Config, so return the same pointer for the same host
-	// until the table changes).
-	TLSConfig *tls.Config
 	// Handler serves requests; required. Requests carried in 0-RTT early
 	// data with a method other than GET, HEAD or OPTIONS are answered
 	// 425 Too Early before reaching it.
 	Handler http.Handler
-	// Allow0RTT reports whether the TLS policy of serverName (lowercase SNI)
-	// allows 0-RTT (routing.TLSPolicy.Allow0RTT). Nil disables 0-RTT.
-	// It must be safe for concurrent use and fast: it runs per resumption.
-	//
-	// The decision is enforced when a session is resumed (UnwrapSession
-	// clears SessionState.EarlyData), because QUIC's transport-level switch
-	// is per listener and runs before the SNI is known. Tickets therefore
-	// advertise early data for every host once Allow0RTT is non-nil; a
-	// client that tries 0-RTT on a host whose policy forbids it sees the
-	// early data rejected and must resend in 1-RTT (RFC 9001 4.6.2). Browsers
-	// and curl do; quic-go's own http3.Transport fails that request instead.
-	// Set Any0RTT (or pass nil here) so that clients are not invited to try
-	// while no policy allows 0-RTT. TablePolicy builds both from the table.
-	Allow0RTT func(serverName string) bool
-	// Any0RTT, if set, is asked for every new QUIC connection whether any
-	// host may currently use 0-RTT; when false the connection neither
-	// accepts early data nor issues tickets that invite it. Nil means
-	// "Allow0RTT != nil". Must be safe for concurrent use and fast.
-	Any0RTT func() bool
 	// QUICConfig tunes quic-go (timeouts, stream limits); nil uses quic-go's
-	// defaults. It is cloned; its Allow0RTT is set from Allow0RTT != nil.
+	// defaults. It is cloned; its Allow0RTT is decided per connection (see
+	// Apply).
 	QUICConfig *quic.Config
 	// MaxHeaderBytes bounds request headers; zero means http's default.
 	MaxHeaderBytes int
@@ -68,10 +47,21 @@ type Config struct {
 	Log logr.Logger
 }
 
-// Server is an HTTP/3 server. Start it once; Shutdown it once.
+// Server is an HTTP/3 server. Start it once; Shutdown it once. Until the
+// first Apply every handshake fails.
+//
+// 0-RTT follows each host's TLS policy (routing.TLSPolicy.Allow0RTT). QUIC's
+// transport-level switch is per connection and runs before the SNI is known,
+// so it is on for a new connection while any host of the applied table
+// allows 0-RTT, and the host's own decision is enforced when its session is
+// resumed (UnwrapSession clears SessionState.EarlyData). A client that tries
+// 0-RTT on a host whose policy forbids it sees the early data rejected and
+// must resend in 1-RTT (RFC 9001 4.6.2); browsers and curl do, quic-go's own
+// http3.Transport fails that request instead. While no host allows 0-RTT,
+// tickets do not invite it at all.
 type Server struct {
 	cfg     Config
-	configs *h3Configs
+	tls     atomic.Pointer[tlsState]
 	tlsConf *tls.Config
 	h3      *qhttp3.Server
 	m       *metrics
@@ -109,16 +99,19 @@ type connKey struct{}
 
 // New validates cfg and prepares a Server; it does not bind.
 func New(cfg Config) (*Server, error) {
-	if cfg.Addr == "" || cfg.TLSConfig == nil || cfg.Handler == nil {
-		return nil, errors.New("http3: Addr, TLSConfig and Handler are required")
+	if cfg.Addr == "" || cfg.Handler == nil {
+		return nil, errors.New("http3: Addr and Handler are required")
 	}
 	m, err := newMetrics(cfg.Registerer)
 	if err != nil {
 		return nil, err
 	}
 	s := &Server{cfg: cfg, m: m}
-	s.configs = &h3Configs{allow0RTT: cfg.Allow0RTT, refused: m.refused0RTT.Inc}
-	s.tlsConf = s.configs.base(cfg.TLSConfig)
+	s.tlsConf = &tls.Config{
+		MinVersion:         tls.VersionTLS13,
+		NextProtos:         []string{qhttp3.NextProtoH3},
+		GetConfigForClient: s.getConfigForClient,
+	}
 	s.h3 = &qhttp3.Server{
 		Handler:        earlyDataGuard(cfg.Handler, m.tooEarly),
 		MaxHeaderBytes: cfg.MaxHeaderBytes,
@@ -128,6 +121,20 @@ func New(cfg Config) (*Server, error) {
 		},
 	}
 	return s, nil
+}
+
+// Apply derives the QUIC configurations of set (the data plane's per-host
+// configurations of a newly published table) and serves them to new
+// connections. The caller calls it when a table is published, from one
+// goroutine at a time; handshakes only load the result.
+func (s *Server) Apply(set *tlsconfig.Set) {
+	s.tls.Store(newTLSState(set, s.m.refused0RTT.Inc))
+}
+
+// any0RTT reports whether a host of the applied table allows 0-RTT.
+func (s *Server) any0RTT() bool {
+	st := s.tls.Load()
+	return st != nil && st.any0RTT
 }
 
 // Start binds the UDP socket and serves in a background goroutine until
@@ -143,19 +150,16 @@ func (s *Server) Start(ctx context.Context) error {
 	if s.cfg.QUICConfig != nil {
 		qc = s.cfg.QUICConfig.Clone()
 	}
-	qc.Allow0RTT = s.cfg.Allow0RTT != nil
-	if qc.Allow0RTT && s.cfg.Any0RTT != nil {
-		// Two prepared variants; quic-go asks per connection, before the
-		// ClientHello (and so the SNI) is known.
-		on, off := qc.Clone(), qc.Clone()
-		off.Allow0RTT = false
-		anyAllowed := s.cfg.Any0RTT
-		qc.GetConfigForClient = func(*quic.ClientInfo) (*quic.Config, error) {
-			if anyAllowed() {
-				return on, nil
-			}
-			return off, nil
+	// Two prepared variants; quic-go asks per connection, before the
+	// ClientHello (and so the SNI) is known.
+	qc.Allow0RTT = true
+	on, off := qc.Clone(), qc.Clone()
+	off.Allow0RTT = false
+	qc.GetConfigForClient = func(*quic.ClientInfo) (*quic.Config, error) {
+		if s.any0RTT() {
+			return on, nil
 		}
+		return off, nil
 	}
 	pc, err := net.ListenPacket("udp", s.cfg.Addr)
 	if err != nil {

@@ -22,6 +22,10 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/quic-go/quic-go"
 	qhttp3 "github.com/quic-go/quic-go/http3"
+
+	"github.com/meshgate/meshgate/internal/dataplane/tlsconfig"
+	"github.com/meshgate/meshgate/internal/routing"
+	"github.com/meshgate/meshgate/internal/sessionmesh"
 )
 
 func selfSigned(t testing.TB, names ...string) tls.Certificate {
@@ -50,38 +54,50 @@ type sessionMesh struct {
 	unwraps atomic.Int64 // successful lookups
 }
 
-// config returns a data-plane-like base config: GetConfigForClient hands
-// out one per-host config (same pointer per host) whose session hooks use
-// the shared map.
-func (s *sessionMesh) config(t testing.TB, cert tls.Certificate) *tls.Config {
-	host := &tls.Config{
-		Certificates: []tls.Certificate{cert},
-		WrapSession: func(cs tls.ConnectionState, ss *tls.SessionState) ([]byte, error) {
-			b, err := ss.Bytes()
-			if err != nil {
-				return nil, err
-			}
-			id := make([]byte, 16)
-			_, _ = rand.Read(id)
-			s.mu.Lock()
-			s.m[hex.EncodeToString(id)] = b
-			s.mu.Unlock()
-			return id, nil
-		},
-		UnwrapSession: func(id []byte, cs tls.ConnectionState) (*tls.SessionState, error) {
-			s.mu.Lock()
-			b := s.m[hex.EncodeToString(id)]
-			s.mu.Unlock()
-			if b == nil {
-				return nil, nil
-			}
-			s.unwraps.Add(1)
-			return tls.ParseSessionState(b)
-		},
+// ConfigureTLS implements tlsconfig.Sessions: stateful tickets in the
+// shared map.
+func (s *sessionMesh) ConfigureTLS(cfg *tls.Config, _ sessionmesh.Host) {
+	cfg.WrapSession = func(cs tls.ConnectionState, ss *tls.SessionState) ([]byte, error) {
+		b, err := ss.Bytes()
+		if err != nil {
+			return nil, err
+		}
+		id := make([]byte, 16)
+		_, _ = rand.Read(id)
+		s.mu.Lock()
+		s.m[hex.EncodeToString(id)] = b
+		s.mu.Unlock()
+		return id, nil
 	}
-	return &tls.Config{
-		GetConfigForClient: func(*tls.ClientHelloInfo) (*tls.Config, error) { return host, nil },
+	cfg.UnwrapSession = func(id []byte, cs tls.ConnectionState) (*tls.SessionState, error) {
+		s.mu.Lock()
+		b := s.m[hex.EncodeToString(id)]
+		s.mu.Unlock()
+		if b == nil {
+			return nil, nil
+		}
+		s.unwraps.Add(1)
+		return tls.ParseSessionState(b)
 	}
+}
+
+// hostPolicy says whether h.example and another host (other.example)
+// allow 0-RTT.
+type hostPolicy struct{ h, other bool }
+
+// configs builds the data plane's per-host configurations of a table
+// serving cert for h.example and other.example, with sessions from s.
+func (s *sessionMesh) configs(cert tls.Certificate, p hostPolicy) *tlsconfig.Set {
+	pol := func(allow bool) *routing.TLSPolicy {
+		pp := routing.DefaultPolicy()
+		pp.Allow0RTT = allow
+		return pp
+	}
+	t := &routing.Table{TLS: routing.TLSHosts{Exact: map[string]*routing.TLSHost{
+		"h.example":     {Name: "h.example", Certificate: &cert, Policy: pol(p.h)},
+		"other.example": {Name: "other.example", Certificate: &cert, Policy: pol(p.other)},
+	}}}
+	return tlsconfig.Build(t, s)
 }
 
 type testServer struct {
@@ -91,7 +107,7 @@ type testServer struct {
 	events chan string // "method early=bool used0rtt=bool"
 }
 
-func startServer(t testing.TB, base *tls.Config, allow func(string) bool, anyHost ...func() bool) *testServer {
+func startServer(t testing.TB, set *tlsconfig.Set) *testServer {
 	t.Helper()
 	ts := &testServer{reg: prometheus.NewRegistry(), events: make(chan string, 16)}
 	h := http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
@@ -102,14 +118,11 @@ func startServer(t testing.TB, base *tls.Config, allow func(string) bool, anyHos
 		}
 		_, _ = io.WriteString(w, "hello "+r.Proto)
 	})
-	cfg := Config{Addr: "127.0.0.1:0", TLSConfig: base, Handler: h, Allow0RTT: allow, Registerer: ts.reg}
-	if len(anyHost) > 0 {
-		cfg.Any0RTT = anyHost[0]
-	}
-	s, err := New(cfg)
+	s, err := New(Config{Addr: "127.0.0.1:0", Handler: h, Registerer: ts.reg})
 	if err != nil {
 		t.Fatal(err)
 	}
+	s.Apply(set)
 	if err := s.Start(context.Background()); err != nil {
 		t.Fatal(err)
 	}
@@ -154,10 +167,27 @@ func waitTicket(t testing.TB, cache tls.ClientSessionCache) {
 	t.Fatal("no session ticket received")
 }
 
-func TestServeAndConfigCache(t *testing.T) {
+func TestServeAndConfigs(t *testing.T) {
 	cert := selfSigned(t, "h.example")
 	mesh := &sessionMesh{m: map[string][]byte{}}
-	ts := startServer(t, mesh.config(t, cert), nil)
+	ts := startServer(t, mesh.configs(cert, hostPolicy{}))
+	// The QUIC variants were derived at Apply, one per host; handshakes
+	// only look them up.
+	st := ts.tls.Load()
+	if n := st.set.Len(); n != 2 {
+		t.Fatalf("derived per-host configs = %d, want 2", n)
+	}
+	hello := &tls.ClientHelloInfo{ServerName: "h.example"}
+	c1, err := ts.getConfigForClient(hello)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if c2, _ := ts.getConfigForClient(hello); c2 != c1 || c1.NextProtos[0] != qhttp3.NextProtoH3 || c1.MinVersion != tls.VersionTLS13 {
+		t.Fatalf("per-host config not the derived one: %p vs %p, ALPN %v", c1, c2, c1.NextProtos)
+	}
+	if allocs := testing.AllocsPerRun(100, func() { _, _ = ts.getConfigForClient(hello) }); allocs != 0 {
+		t.Fatalf("getConfigForClient allocates %v times per handshake", allocs)
+	}
 	for range 3 {
 		tr := &qhttp3.Transport{TLSClientConfig: clientTLS(cert, nil)}
 		resp := get(t, tr, http.MethodGet, ts.url)
@@ -166,9 +196,6 @@ func TestServeAndConfigCache(t *testing.T) {
 			t.Fatalf("status %d proto %s alpn %q", resp.StatusCode, resp.Proto, resp.TLS.NegotiatedProtocol)
 		}
 	}
-	if n := ts.configs.len(); n != 1 {
-		t.Fatalf("derived per-host configs = %d, want 1 (cached across handshakes)", n)
-	}
 }
 
 // TestResumptionAcrossServers: a session issued by server A resumes on
@@ -176,8 +203,8 @@ func TestServeAndConfigCache(t *testing.T) {
 func TestResumptionAcrossServers(t *testing.T) {
 	cert := selfSigned(t, "h.example")
 	mesh := &sessionMesh{m: map[string][]byte{}}
-	a := startServer(t, mesh.config(t, cert), nil)
-	b := startServer(t, mesh.config(t, cert), nil)
+	a := startServer(t, mesh.configs(cert, hostPolicy{}))
+	b := startServer(t, mesh.configs(cert, hostPolicy{}))
 	cache := tls.NewLRUClientSessionCache(8)
 
 	trA := &qhttp3.Transport{TLSClientConfig: clientTLS(cert, cache)}
@@ -241,23 +268,22 @@ func Test0RTTPolicy(t *testing.T) {
 	cert := selfSigned(t, "h.example")
 	cases := []struct {
 		name      string
-		allow     func(string) bool
-		anyHost   func() bool
+		policy    hostPolicy
 		want0RTT  bool
 		wantPOST  []int // acceptable statuses for a POST sent in early data
 		wantRefus float64
 	}{
-		{"policy allows", func(h string) bool { return h == "h.example" }, nil, true, []int{http.StatusTooEarly, http.StatusOK}, 0},
-		{"policy allows, any true", func(h string) bool { return h == "h.example" }, func() bool { return true }, true, []int{http.StatusTooEarly, http.StatusOK}, 0},
-		{"policy forbids host", func(h string) bool { return false }, nil, false, []int{http.StatusOK}, 1},
+		{"policy allows", hostPolicy{h: true}, true, []int{http.StatusTooEarly, http.StatusOK}, 0},
+		// Another host allows 0-RTT, so tickets invite it; this host's
+		// resumption refuses the early data.
+		{"policy forbids host", hostPolicy{other: true}, false, []int{http.StatusOK}, 1},
 		// No host allows 0-RTT: tickets do not invite it, nothing to refuse.
-		{"no host allows", func(h string) bool { return false }, func() bool { return false }, false, []int{http.StatusOK}, 0},
-		{"no policy func", nil, nil, false, []int{http.StatusOK}, 0},
+		{"no host allows", hostPolicy{}, false, []int{http.StatusOK}, 0},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
 			mesh := &sessionMesh{m: map[string][]byte{}}
-			ts := startServer(t, mesh.config(t, cert), tc.allow, tc.anyHost)
+			ts := startServer(t, mesh.configs(cert, tc.policy))
 			cache := tls.NewLRUClientSessionCache(8)
 			tr := &qhttp3.Transport{TLSClientConfig: clientTLS(cert, cache)}
 			get(t, tr, http.MethodGet, ts.url)
@@ -387,7 +413,7 @@ func TestNewValidates(t *testing.T) {
 	if _, err := New(Config{}); err == nil {
 		t.Fatal("empty config accepted")
 	}
-	s, err := New(Config{Addr: "127.0.0.1:0", TLSConfig: &tls.Config{}, Handler: http.NotFoundHandler()})
+	s, err := New(Config{Addr: "127.0.0.1:0", Handler: http.NotFoundHandler()})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -397,8 +423,7 @@ func TestNewValidates(t *testing.T) {
 }
 
 func TestStartContextCancelCloses(t *testing.T) {
-	cert := selfSigned(t, "h.example")
-	s, err := New(Config{Addr: "127.0.0.1:0", TLSConfig: &tls.Config{Certificates: []tls.Certificate{cert}}, Handler: http.NotFoundHandler()})
+	s, err := New(Config{Addr: "127.0.0.1:0", Handler: http.NotFoundHandler()})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -420,7 +445,7 @@ func TestStartContextCancelCloses(t *testing.T) {
 		t.Fatalf("Shutdown after cancel: %v", err)
 	}
 	// The UDP port is released.
-	s2, _ := New(Config{Addr: addr, TLSConfig: &tls.Config{Certificates: []tls.Certificate{cert}}, Handler: http.NotFoundHandler()})
+	s2, _ := New(Config{Addr: addr, Handler: http.NotFoundHandler()})
 	if err := s2.Start(context.Background()); err != nil {
 		t.Fatalf("rebind %s: %v", addr, err)
 	}
@@ -436,10 +461,11 @@ func TestShutdownWaitsForInflight(t *testing.T) {
 		<-release
 		_, _ = io.WriteString(w, "done")
 	})
-	s, err := New(Config{Addr: "127.0.0.1:0", TLSConfig: &tls.Config{Certificates: []tls.Certificate{cert}}, Handler: h})
+	s, err := New(Config{Addr: "127.0.0.1:0", Handler: h})
 	if err != nil {
 		t.Fatal(err)
 	}
+	s.Apply((&sessionMesh{m: map[string][]byte{}}).configs(cert, hostPolicy{}))
 	if err := s.Start(context.Background()); err != nil {
 		t.Fatal(err)
 	}

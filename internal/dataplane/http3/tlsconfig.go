@@ -2,102 +2,61 @@ package http3
 
 import (
 	"crypto/tls"
-	"runtime"
-	"sync"
-	"weak"
 
 	qhttp3 "github.com/quic-go/quic-go/http3"
+
+	"github.com/meshgate/meshgate/internal/dataplane/tlsconfig"
+	"github.com/meshgate/meshgate/internal/routing"
 )
 
-// maxCachedConfigs bounds the per-host config cache; when full it is
-// emptied (entries are also dropped when their source config is collected).
-const maxCachedConfigs = 1024
-
-// h3Configs derives QUIC-ready tls.Configs (NextProtos ["h3"], TLS 1.3,
-// 0-RTT policy) from the data plane's configs, once per source config.
-type h3Configs struct {
-	allow0RTT func(serverName string) bool // nil: never
-	refused   func()                       // counts sessions whose early data was refused
-
-	mu sync.Mutex
-	m  map[weak.Pointer[tls.Config]]*tls.Config
+// tlsState is what the QUIC listener serves for one table: the data plane's
+// per-host configurations derived for QUIC, and whether any host allows
+// 0-RTT. Built by Apply, immutable, read through one atomic pointer.
+type tlsState struct {
+	set     *tlsconfig.Set
+	any0RTT bool
 }
 
-// base derives the listener's config from the data plane's base config: its
-// GetConfigForClient, if any, is wrapped so that the per-host config it
-// returns is replaced by a cached h3 clone.
-func (h *h3Configs) base(src *tls.Config) *tls.Config {
-	c := h.derive(src)
-	if gcfc := src.GetConfigForClient; gcfc != nil {
-		c.GetConfigForClient = func(chi *tls.ClientHelloInfo) (*tls.Config, error) {
-			hc, err := gcfc(chi)
-			if hc == nil || err != nil {
-				return hc, err
-			}
-			return h.cached(hc), nil
+// newTLSState derives the QUIC variant of every configuration of set: ALPN
+// h3 only, TLS 1.3 only, and, for a host whose policy forbids 0-RTT, an
+// UnwrapSession that clears SessionState.EarlyData (crypto/tls then rejects
+// the early data and the client resends it in 1-RTT). refused counts those
+// refusals.
+func newTLSState(set *tlsconfig.Set, refused func()) *tlsState {
+	st := &tlsState{}
+	st.set = set.Derive(func(h *routing.TLSHost, c *tls.Config) {
+		c.NextProtos = []string{qhttp3.NextProtoH3}
+		c.MinVersion = tls.VersionTLS13
+		if c.MaxVersion != 0 && c.MaxVersion < tls.VersionTLS13 {
+			c.MaxVersion = tls.VersionTLS13
 		}
-	}
-	return c
-}
-
-// cached returns the derived config for src, building it on first use.
-// Entries are keyed by src's address and die with src, so a config the data
-// plane replaces on a table swap does not leak.
-func (h *h3Configs) cached(src *tls.Config) *tls.Config {
-	key := weak.Make(src)
-	h.mu.Lock()
-	defer h.mu.Unlock()
-	if c := h.m[key]; c != nil {
-		return c
-	}
-	if h.m == nil || len(h.m) >= maxCachedConfigs {
-		h.m = make(map[weak.Pointer[tls.Config]]*tls.Config)
-	}
-	c := h.derive(src)
-	c.GetConfigForClient = nil // crypto/tls does not call it on a returned config
-	h.m[key] = c
-	runtime.AddCleanup(src, func(k weak.Pointer[tls.Config]) {
-		h.mu.Lock()
-		delete(h.m, k)
-		h.mu.Unlock()
-	}, key)
-	return c
-}
-
-// derive clones src for QUIC: ALPN h3 only, TLS 1.3 only, and an
-// UnwrapSession that clears SessionState.EarlyData for server names whose
-// policy forbids 0-RTT (crypto/tls then rejects the early data and the
-// client resends in 1-RTT).
-func (h *h3Configs) derive(src *tls.Config) *tls.Config {
-	// Initialize src's automatic ticket keys before cloning so the clone
-	// shares them (golang/go#60506); harmless when WrapSession is set.
-	_, _ = src.DecryptTicket(nil, tls.ConnectionState{})
-	c := src.Clone()
-	c.NextProtos = []string{qhttp3.NextProtoH3}
-	c.MinVersion = tls.VersionTLS13
-	if c.MaxVersion != 0 && c.MaxVersion < tls.VersionTLS13 {
-		c.MaxVersion = tls.VersionTLS13
-	}
-	unwrap := c.UnwrapSession
-	if unwrap == nil {
-		unwrap = c.DecryptTicket
-	}
-	allow, refused := h.allow0RTT, h.refused
-	c.UnwrapSession = func(identity []byte, cs tls.ConnectionState) (*tls.SessionState, error) {
-		ss, err := unwrap(identity, cs)
-		if ss != nil && ss.EarlyData && (allow == nil || !allow(cs.ServerName)) {
-			ss.EarlyData = false
-			if refused != nil {
+		if allows0RTT(h) {
+			st.any0RTT = true
+			return
+		}
+		unwrap := c.UnwrapSession
+		if unwrap == nil {
+			unwrap = c.DecryptTicket
+		}
+		c.UnwrapSession = func(identity []byte, cs tls.ConnectionState) (*tls.SessionState, error) {
+			ss, err := unwrap(identity, cs)
+			if ss != nil && ss.EarlyData {
+				ss.EarlyData = false
 				refused()
 			}
+			return ss, err
 		}
-		return ss, err
-	}
-	return c
+	})
+	return st
 }
 
-func (h *h3Configs) len() int {
-	h.mu.Lock()
-	defer h.mu.Unlock()
-	return len(h.m)
+func allows0RTT(h *routing.TLSHost) bool { return h.Policy != nil && h.Policy.Allow0RTT }
+
+// getConfigForClient is the listener's GetConfigForClient.
+func (s *Server) getConfigForClient(hello *tls.ClientHelloInfo) (*tls.Config, error) {
+	st := s.tls.Load()
+	if st == nil {
+		return nil, tlsconfig.ErrNoCertificate
+	}
+	return st.set.Config(hello.ServerName)
 }

@@ -11,7 +11,6 @@ import (
 	"testing"
 
 	"github.com/meshgate/meshgate/internal/dataplane/exchange"
-	"github.com/meshgate/meshgate/internal/routing"
 )
 
 // cannedResponse is what rawBackend answers: a response the size of the
@@ -111,9 +110,9 @@ func (bc *benchClient) roundTrip(tb testing.TB) {
 // proxyFor serves a Handler for bench.example.com → backend behind the
 // HTTP/1.1 engine.
 func proxyFor(tb testing.TB, backend string) (*Handler, *frontEnd) {
-	var holder routing.Holder
+	var holder tables
 	holder.Store(table(1, vhost("bench.example.com", prefix("/", be("bench", backend)))))
-	return newProxy(tb, Config{Table: &holder})
+	return newProxy(tb, &holder, Config{})
 }
 
 // BenchmarkProxyH1 measures one proxied keep-alive GET end to end on the
@@ -155,9 +154,10 @@ func BenchmarkHandlerHTTP(b *testing.B) {
 
 // BenchmarkNotFound measures a request answered without a backend.
 func BenchmarkNotFound(b *testing.B) {
-	var holder routing.Holder
+	var holder tables
 	holder.Store(table(1, vhost("bench.example.com", prefix("/", be("bench", "127.0.0.1:1")))))
-	h, err := New(Config{Table: &holder})
+	h, err := New(Config{})
+	holder.attach(h)
 	if err != nil {
 		b.Fatal(err)
 	}

@@ -8,8 +8,6 @@ import (
 	"strings"
 	"testing"
 	"time"
-
-	"github.com/meshgate/meshgate/internal/routing"
 )
 
 func TestBodyReadTimeout(t *testing.T) {
@@ -20,9 +18,9 @@ func TestBodyReadTimeout(t *testing.T) {
 		}
 		_, _ = io.WriteString(w, "got "+itoa(n))
 	})
-	var holder routing.Holder
+	var holder tables
 	holder.Store(table(1, vhost("b.example.com", prefix("/", be("b", addrOf(slowAnswer))))))
-	_, fe := newProxy(t, Config{Table: &holder, BodyReadTimeout: 200 * time.Millisecond})
+	_, fe := newProxy(t, &holder, Config{BodyReadTimeout: 200 * time.Millisecond})
 	addr := strings.TrimPrefix(fe.URL, "http://")
 
 	type step struct {

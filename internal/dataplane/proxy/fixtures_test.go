@@ -6,6 +6,7 @@ import (
 	"net"
 	"net/http"
 	"net/http/httptest"
+	"sync"
 	"testing"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -87,6 +88,38 @@ func table(gen uint64, hosts ...*routing.VirtualHost) *routing.Table {
 	return t
 }
 
+// tables stands in for the data plane's table subscriber: Store applies
+// the table to every attached handler before it returns.
+type tables struct {
+	mu  sync.Mutex
+	cur *routing.Table
+	hs  []*Handler
+}
+
+func (tb *tables) Store(t *routing.Table) {
+	tb.mu.Lock()
+	defer tb.mu.Unlock()
+	tb.cur = t
+	for _, h := range tb.hs {
+		h.Apply(t)
+	}
+}
+
+func (tb *tables) Load() *routing.Table {
+	tb.mu.Lock()
+	defer tb.mu.Unlock()
+	return tb.cur
+}
+
+func (tb *tables) attach(h *Handler) {
+	tb.mu.Lock()
+	defer tb.mu.Unlock()
+	tb.hs = append(tb.hs, h)
+	if tb.cur != nil {
+		h.Apply(tb.cur)
+	}
+}
+
 // frontEnd is the Handler under test served by meshgate's HTTP/1.1 engine
 // on a loopback listener.
 type frontEnd struct {
@@ -94,12 +127,13 @@ type frontEnd struct {
 }
 
 // newProxy starts the Handler under test behind the HTTP/1.1 engine.
-func newProxy(t testing.TB, cfg Config) (*Handler, *frontEnd) {
+func newProxy(t testing.TB, tb *tables, cfg Config) (*Handler, *frontEnd) {
 	t.Helper()
 	h, err := New(cfg)
 	if err != nil {
 		t.Fatal(err)
 	}
+	tb.attach(h)
 	srv, err := http1.NewServer(http1.ServerConfig{Handler: h})
 	if err != nil {
 		t.Fatal(err)

@@ -86,7 +86,7 @@ func (x *exchangeState) mirror(f *routing.Filters) {
 	if f == nil || len(f.Mirrors) == 0 || r.Body != nil || r.Upgrade != "" {
 		return
 	}
-	t := h.cfg.Table.Load()
+	ts := h.up.cur.Load()
 	for _, m := range f.Mirrors {
 		if m.PerMillion < 1_000_000 && rand.Uint32N(1_000_000) >= m.PerMillion {
 			continue
@@ -104,7 +104,7 @@ func (x *exchangeState) mirror(f *routing.Filters) {
 		cp.Header = exchange.Header{}
 		cp.Header.CopyFrom(&r.Header)
 		cp.Context, cp.Close, cp.Start = nil, false, time.Now()
-		go h.sendMirror(h.up.backend(t, m.Backend), &cp)
+		go h.sendMirror(h.up.backend(ts, m.Backend), &cp)
 	}
 }
 

@@ -64,9 +64,9 @@ func TestGatewayRouteFeatures(t *testing.T) {
 		methodRoute, headerRoute, timed, tls,
 	}
 	routing.SortRoutes(routes)
-	var holder routing.Holder
+	var holder tables
 	holder.Store(table(1, vhost("gw.test", routes...)))
-	_, fe := newProxy(t, Config{Table: &holder})
+	_, fe := newProxy(t, &holder, Config{})
 	c := noRedirect()
 
 	req, _ := http.NewRequest("GET", fe.URL+"/mirror", nil)

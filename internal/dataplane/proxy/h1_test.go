@@ -12,8 +12,6 @@ import (
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
-
-	"github.com/meshgate/meshgate/internal/routing"
 )
 
 // rawFrontEnd dials the front end for hand-written requests.
@@ -52,9 +50,9 @@ func TestChunkedBothWays(t *testing.T) {
 		w.(http.Flusher).Flush() // unknown length: chunked
 		w.Header().Set("X-Resp-Sum", "99")
 	})
-	var holder routing.Holder
+	var holder tables
 	holder.Store(table(1, vhost("c.example.com", prefix("/", be("c", addrOf(backend))))))
-	_, fe := newProxy(t, Config{Table: &holder})
+	_, fe := newProxy(t, &holder, Config{})
 	c, br := rawFrontEnd(t, fe)
 	_, _ = io.WriteString(c, "POST /up HTTP/1.1\r\nHost: c.example.com\r\nTransfer-Encoding: chunked\r\nTrailer: X-Req-Sum\r\n\r\n"+
 		"3\r\nabc\r\n2\r\nde\r\n0\r\nX-Req-Sum: 5\r\n\r\n")
@@ -79,9 +77,9 @@ func TestExpectContinue(t *testing.T) {
 		body, _ := io.ReadAll(r.Body) // net/http sends 100 Continue here
 		_, _ = io.WriteString(w, "expect="+r.Header.Get("Expect")+" body="+string(body))
 	})
-	var holder routing.Holder
+	var holder tables
 	holder.Store(table(1, vhost("e.example.com", prefix("/", be("e", addrOf(backend))))))
-	_, fe := newProxy(t, Config{Table: &holder})
+	_, fe := newProxy(t, &holder, Config{})
 	c, br := rawFrontEnd(t, fe)
 	_, _ = io.WriteString(c, "PUT /ok HTTP/1.1\r\nHost: e.example.com\r\nExpect: 100-continue\r\nContent-Length: 4\r\n\r\n")
 	line, err := br.ReadString('\n')
@@ -116,10 +114,10 @@ func TestStalePooledConnection(t *testing.T) {
 	}
 	backend.Start()
 	t.Cleanup(backend.Close)
-	var holder routing.Holder
+	var holder tables
 	holder.Store(table(1, vhost("s.example.com", prefix("/", be("s", addrOf(backend))))))
 	reg := prometheus.NewRegistry()
-	h, fe := newProxy(t, Config{Table: &holder, Registerer: reg})
+	h, fe := newProxy(t, &holder, Config{Registerer: reg})
 	for i, tc := range []struct{ method, body string }{{"GET", ""}, {"POST", "x"}, {"GET", ""}} {
 		var body io.Reader
 		if tc.body != "" {
@@ -164,9 +162,9 @@ func TestUpgradeHalfClose(t *testing.T) {
 		got, _ := io.ReadAll(br)
 		_, _ = io.WriteString(c, "you sent "+string(got))
 	}()
-	var holder routing.Holder
+	var holder tables
 	holder.Store(table(1, vhost("u.example.com", prefix("/", be("u", ln.Addr().String())))))
-	_, fe := newProxy(t, Config{Table: &holder})
+	_, fe := newProxy(t, &holder, Config{})
 	c, br := rawFrontEnd(t, fe)
 	_, _ = io.WriteString(c, "GET /t HTTP/1.1\r\nHost: u.example.com\r\nConnection: Upgrade\r\nUpgrade: tcp-test\r\n\r\n")
 	resp, err := http.ReadResponse(br, nil)
@@ -189,10 +187,10 @@ func TestClientGoneMidBody(t *testing.T) {
 		_, _ = io.Copy(io.Discard, r.Body)
 		close(got)
 	})
-	var holder routing.Holder
+	var holder tables
 	holder.Store(table(1, vhost("g.example.com", prefix("/", be("g", addrOf(backend))))))
 	reg := prometheus.NewRegistry()
-	_, fe := newProxy(t, Config{Table: &holder, Registerer: reg})
+	_, fe := newProxy(t, &holder, Config{Registerer: reg})
 	c, _ := rawFrontEnd(t, fe)
 	_, _ = io.WriteString(c, "POST / HTTP/1.1\r\nHost: g.example.com\r\nContent-Length: 100000\r\n\r\n"+strings.Repeat("x", 40000))
 	c.Close()
@@ -230,9 +228,9 @@ func TestHTTP10Client(t *testing.T) {
 		}
 		_, _ = io.WriteString(w, "done")
 	})
-	var holder routing.Holder
+	var holder tables
 	holder.Store(table(1, vhost("o.example.com", prefix("/", be("o", addrOf(backend))))))
-	_, fe := newProxy(t, Config{Table: &holder})
+	_, fe := newProxy(t, &holder, Config{})
 	c, br := rawFrontEnd(t, fe)
 	_, _ = io.WriteString(c, "GET / HTTP/1.0\r\nHost: o.example.com\r\nConnection: keep-alive\r\n\r\n")
 	if resp, body := readResponse(t, br, "GET"); body != "done" || resp.Close {

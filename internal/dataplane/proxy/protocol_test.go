@@ -44,9 +44,9 @@ func TestUpstreamProtocols(t *testing.T) {
 		t.Run(tc.name, func(t *testing.T) {
 			b := be("proto", addrOf(tc.srv))
 			b.Protocol = tc.proto
-			var holder routing.Holder
+			var holder tables
 			holder.Store(table(1, vhost("p.example.com", prefix("/", b))))
-			_, fe := newProxy(t, Config{Table: &holder})
+			_, fe := newProxy(t, &holder, Config{})
 			for range 3 { // pooled connections are reused across requests
 				req, _ := http.NewRequest("GET", fe.URL+"/", nil)
 				req.Host = "p.example.com"

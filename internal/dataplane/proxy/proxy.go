@@ -49,9 +49,6 @@ const (
 // Config configures a Handler. Zero values mean the documented defaults;
 // Table is required.
 type Config struct {
-	// Table publishes the routing table, read once per request.
-	Table *routing.Holder
-
 	// HTTPSPort is the port put into SSL redirects; 0 or 443 means none
 	// ("https://host/path").
 	HTTPSPort int
@@ -117,9 +114,6 @@ type Handler struct {
 
 // New builds a Handler.
 func New(cfg Config) (*Handler, error) {
-	if cfg.Table == nil {
-		return nil, errors.New("proxy: Config.Table is required")
-	}
 	for _, p := range cfg.TrustedForwarders {
 		if !p.IsValid() {
 			return nil, errors.New("proxy: invalid trusted forwarder prefix")
@@ -153,15 +147,12 @@ func New(cfg Config) (*Handler, error) {
 	return h, nil
 }
 
-// Prepare builds the upstream state of t (connection pools, health,
-// metric children of its backends) now rather than on the first request
-// that sees t. A table subscriber calls it when a table is published; it
-// is safe for concurrent use and cheap when t is already prepared.
-func (h *Handler) Prepare(t *routing.Table) {
-	if t != nil {
-		h.up.rebuild(t)
-	}
-}
+// Apply builds the upstream state of every backend of t (connection
+// pools, health carried over by address, metric children) and makes t the
+// table requests are routed on. The table subscriber calls it when a table
+// is published, from one goroutine at a time; requests only load the
+// result (one atomic load). A nil t changes nothing.
+func (h *Handler) Apply(t *routing.Table) { h.up.apply(t) }
 
 // CloseIdleConnections closes idle upstream connections (for shutdown).
 func (h *Handler) CloseIdleConnections() { h.up.closeIdle() }
@@ -230,11 +221,12 @@ func (h *Handler) ServeExchange(w exchange.ResponseWriter, r *exchange.Request) 
 // serve runs the pipeline and returns the metrics the exchange counts in.
 func (x *exchangeState) serve() *backendMetrics {
 	h, r := x.h, x.r
-	t := h.cfg.Table.Load()
-	if t == nil {
+	ts := h.up.cur.Load()
+	if ts == nil {
 		x.plain(503, "no routing table\n")
 		return h.none
 	}
+	t := ts.table
 	isTLS := r.Scheme == "https"
 	rt, vh := t.HTTP.Route(r.Host, filter.ExchangeRequest{R: r}, isTLS)
 	if !isTLS && vh != nil && vh.SSLRedirect {
@@ -257,7 +249,7 @@ func (x *exchangeState) serve() *backendMetrics {
 		x.plain(404, "no route\n")
 		return h.none
 	}
-	x.bs = h.up.backend(t, b)
+	x.bs = h.up.backend(ts, b)
 	if len(b.Endpoints) == 0 {
 		x.plain(503, "no endpoints\n")
 		return x.bs.metrics

@@ -30,8 +30,8 @@ func TestRouting(t *testing.T) {
 	withDefault := table(2, vhost("app.example.com", prefix("/only", beA)))
 	withDefault.HTTP.DefaultBackend = beB
 
-	var holder routing.Holder
-	_, fe := newProxy(t, Config{Table: &holder})
+	var holder tables
+	_, fe := newProxy(t, &holder, Config{})
 
 	tests := []struct {
 		name        string
@@ -83,7 +83,7 @@ func TestRouting(t *testing.T) {
 
 func TestForwardedHeaders(t *testing.T) {
 	a := newBackend(t, "a")
-	var holder routing.Holder
+	var holder tables
 	holder.Store(table(1, vhost("app.example.com", prefix("/", be("a", addrOf(a))))))
 	loopback := []netip.Prefix{netip.MustParsePrefix("127.0.0.0/8")}
 
@@ -104,7 +104,7 @@ func TestForwardedHeaders(t *testing.T) {
 		{"untrusted client", nil, "127.0.0.1"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			_, fe := newProxy(t, Config{Table: &holder, TrustedForwarders: tc.trusted})
+			_, fe := newProxy(t, &holder, Config{TrustedForwarders: tc.trusted})
 			c := &http.Client{Transport: &headerTransport{h: spoof}}
 			resp, e := do(t, c, "GET", fe.URL+"/p?q=1", "app.example.com", nil)
 			if e == nil {
@@ -144,7 +144,7 @@ func TestRedirect(t *testing.T) {
 	a := newBackend(t, "a")
 	vh := vhost("secure.example.com", prefix("/", be("a", addrOf(a))))
 	vh.TLS, vh.SSLRedirect = true, true
-	var holder routing.Holder
+	var holder tables
 	holder.Store(table(1, vh, vhost("plain.example.com", prefix("/", be("a", addrOf(a))))))
 
 	tests := []struct {
@@ -159,7 +159,7 @@ func TestRedirect(t *testing.T) {
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
-			_, fe := newProxy(t, Config{Table: &holder, HTTPSPort: tc.port})
+			_, fe := newProxy(t, &holder, Config{HTTPSPort: tc.port})
 			resp, _ := do(t, noRedirect(), "GET", fe.URL+tc.uri, tc.host, nil)
 			if resp.StatusCode != http.StatusPermanentRedirect || resp.Header.Get("Location") != tc.want {
 				t.Fatalf("got %d Location %q, want 308 %q", resp.StatusCode, resp.Header.Get("Location"), tc.want)
@@ -177,11 +177,11 @@ func TestBodyLimit(t *testing.T) {
 	a := newBackend(t, "a")
 	limited := be("limited", addrOf(a))
 	limited.MaxBodyBytes = 1000
-	var holder routing.Holder
+	var holder tables
 	holder.Store(table(1,
 		vhost("limited.example.com", prefix("/", limited)),
 		vhost("default.example.com", prefix("/", be("a", addrOf(a))))))
-	_, fe := newProxy(t, Config{Table: &holder, MaxBodyBytes: 2000})
+	_, fe := newProxy(t, &holder, Config{MaxBodyBytes: 2000})
 
 	tests := []struct {
 		name    string
@@ -216,9 +216,9 @@ func TestBodyLimit(t *testing.T) {
 func TestRoundRobinAndFailover(t *testing.T) {
 	a, b := newBackend(t, "a"), newBackend(t, "b")
 	dead := deadAddr(t)
-	var holder routing.Holder
+	var holder tables
 	reg := prometheus.NewRegistry()
-	h, fe := newProxy(t, Config{Table: &holder, Registerer: reg})
+	h, fe := newProxy(t, &holder, Config{Registerer: reg})
 
 	t.Run("spread", func(t *testing.T) {
 		holder.Store(table(1, vhost("rr.example.com", prefix("/", be("rr", addrOf(a), addrOf(b))))))
@@ -276,9 +276,9 @@ func TestResponseTimeout(t *testing.T) {
 	defer close(release)
 	b := be("slow", addrOf(slow))
 	b.ResponseTimeout = 100 * time.Millisecond
-	var holder routing.Holder
+	var holder tables
 	holder.Store(table(1, vhost("slow.example.com", prefix("/", b))))
-	_, fe := newProxy(t, Config{Table: &holder})
+	_, fe := newProxy(t, &holder, Config{})
 	resp, _ := do(t, http.DefaultClient, "GET", fe.URL+"/", "slow.example.com", nil)
 	if resp.StatusCode != http.StatusGatewayTimeout {
 		t.Fatalf("status %d, want 504", resp.StatusCode)
@@ -302,9 +302,9 @@ func TestWebSocketEcho(t *testing.T) {
 			}
 		}
 	})
-	var holder routing.Holder
+	var holder tables
 	holder.Store(table(1, vhost("ws.example.com", prefix("/", be("ws", addrOf(ws))))))
-	_, fe := newProxy(t, Config{Table: &holder})
+	_, fe := newProxy(t, &holder, Config{})
 
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
@@ -334,9 +334,9 @@ func TestWebSocketEcho(t *testing.T) {
 
 func TestTableSwapUnderLoad(t *testing.T) {
 	a, b := newBackend(t, "a"), newBackend(t, "b")
-	var holder routing.Holder
+	var holder tables
 	holder.Store(table(0, vhost("swap.example.com", prefix("/", be("a", addrOf(a))))))
-	_, fe := newProxy(t, Config{Table: &holder})
+	_, fe := newProxy(t, &holder, Config{})
 
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
 	defer cancel()
@@ -380,10 +380,10 @@ func TestTableSwapUnderLoad(t *testing.T) {
 
 func TestMetrics(t *testing.T) {
 	a := newBackend(t, "a")
-	var holder routing.Holder
+	var holder tables
 	holder.Store(table(1, vhost("m.example.com", prefix("/", be("default/a:80", addrOf(a))))))
 	reg := prometheus.NewRegistry()
-	_, fe := newProxy(t, Config{Table: &holder, Registerer: reg})
+	_, fe := newProxy(t, &holder, Config{Registerer: reg})
 	for range 3 {
 		do(t, http.DefaultClient, "GET", fe.URL+"/", "m.example.com", nil)
 	}

@@ -104,8 +104,7 @@ type transportKey struct {
 
 // upstreams owns the connection pools, shared transports and endpoint
 // health. Its methods are safe for concurrent use; state is built once per
-// table (by Prepare, or by the first request that sees the table), not per
-// request.
+// table, when the table is applied, never per request.
 type upstreams struct {
 	cfg     *Config
 	metrics *metrics
@@ -130,17 +129,15 @@ func newUpstreams(cfg *Config, m *metrics) *upstreams {
 	}
 }
 
-// backend returns the state of b in table t.
-func (u *upstreams) backend(t *routing.Table, b *routing.Backend) *backendState {
-	ts := u.cur.Load()
-	if ts == nil || ts.table != t {
-		ts = u.rebuild(t)
+// backend returns the state of b in ts (nil ts: none).
+func (u *upstreams) backend(ts *tableState, b *routing.Backend) *backendState {
+	if ts != nil {
+		if bs := ts.backends[b]; bs != nil {
+			return bs
+		}
 	}
-	if bs := ts.backends[b]; bs != nil {
-		return bs
-	}
-	// Not reachable from t's HTTP routes (a caller-built backend): build
-	// an uncached state.
+	// Not reachable from the table's HTTP routes (a caller-built
+	// backend): build an uncached state.
 	u.mu.Lock()
 	defer u.mu.Unlock()
 	return u.newBackendStateLocked(b)
@@ -170,15 +167,15 @@ func tableBackends(t *routing.Table, add func(*routing.Backend)) {
 	add(t.HTTP.DefaultBackend)
 }
 
-// rebuild computes the state of t, reusing pools and health by address,
-// transports, and metric children by backend name, and drops the state of
-// vanished addresses.
-func (u *upstreams) rebuild(t *routing.Table) *tableState {
+// apply computes the state of t, reusing pools and health by address,
+// transports, and metric children by backend name, drops the state of
+// vanished addresses, and publishes it. A nil t publishes nothing.
+func (u *upstreams) apply(t *routing.Table) {
+	if t == nil {
+		return
+	}
 	u.mu.Lock()
 	defer u.mu.Unlock()
-	if ts := u.cur.Load(); ts != nil && ts.table == t {
-		return ts
-	}
 	ts := &tableState{table: t, backends: make(map[*routing.Backend]*backendState)}
 	tableBackends(t, func(b *routing.Backend) {
 		if b != nil && ts.backends[b] == nil {
@@ -205,7 +202,6 @@ func (u *upstreams) rebuild(t *routing.Table) *tableState {
 	}
 	u.pools.forget(live)
 	u.cur.Store(ts)
-	return ts
 }
 
 func (u *upstreams) newBackendStateLocked(b *routing.Backend) *backendState {

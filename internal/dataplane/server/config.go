@@ -1,7 +1,6 @@
 package server
 
 import (
-	"crypto/tls"
 	"net"
 	"net/netip"
 	"time"
@@ -10,7 +9,6 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/meshgate/meshgate/internal/routing"
-	"github.com/meshgate/meshgate/internal/sessionmesh"
 )
 
 // Defaults applied by New to zero-valued Config fields.
@@ -21,27 +19,12 @@ const (
 	DefaultMaxConns          = 10000
 )
 
-// SessionConfigurer installs TLS session resumption on a per-host
-// configuration; sessionmesh.Node implements it. The server translates the
-// host's routing policy into the session layer's own terms (sessionmesh.Host)
-// and leaves every session decision to it: how each mode resumes (through
-// WrapSession/UnwrapSession for both Stateful and TicketKeys, or
-// SessionTicketsDisabled for Off) and the counting of handshakes.
-//
-// cfg is freshly built and owned by the caller: the implementation may set
-// session-related fields and chain VerifyConnection, but must not keep a
-// reference to modify it later (a tls.Config must not be modified after
-// use). It must be safe for concurrent use.
-type SessionConfigurer interface {
-	ConfigureTLS(cfg *tls.Config, host sessionmesh.Host)
-}
-
 // PreTLSFunc inspects a connection accepted on the TLS port before the TLS
 // handshake (after PROXY protocol parsing). If it returns true it has taken
 // ownership of the connection (SNI passthrough) and the server forgets it;
 // it must then close it. Otherwise the server continues with the returned
 // connection, which must replay any bytes the function peeked. t is the
-// table current at accept time (may be nil before the first Store).
+// table of the configurations last applied (nil before the first Apply).
 //
 // The connection arrives with a read deadline (the end of the handshake
 // budget, ReadHeaderTimeout); a function taking ownership must set its own
@@ -50,12 +33,9 @@ type SessionConfigurer interface {
 type PreTLSFunc func(c net.Conn, t *routing.Table) (net.Conn, bool)
 
 // Config configures a Server. The zero value of every field means the
-// documented default; Table is required.
+// documented default; Handler is required. The routing table reaches the
+// server through Apply, not through Config.
 type Config struct {
-	// Table publishes the routing table; required. The server reads it per
-	// TLS handshake and per request, never caches a *Table beyond that.
-	Table *routing.Holder
-
 	// HTTPSAddr is the TLS listener address ("" disables it).
 	HTTPSAddr string
 	// HTTPAddr is the plain HTTP listener address ("" disables it).
@@ -76,23 +56,11 @@ type Config struct {
 	ProxyProtocol  bool
 	TrustedProxies []netip.Prefix
 
-	// Sessions installs session resumption on each per-host tls.Config and
-	// counts handshakes; required.
-	Sessions SessionConfigurer
-
-	// SessionIDs, if set, serves TLS 1.2 clients that resume by session ID
-	// only (ClientHellos without session_ticket that do not offer TLS 1.3)
-	// on internal/tls12, with the caches it returns; see SessionIDCaches.
-	// Nil leaves every client on crypto/tls.
-	SessionIDs SessionIDCaches
-
 	// PreTLS, if set, is called for each connection on the TLS port before
 	// the handshake (SNI passthrough hook). See PreTLSFunc.
 	PreTLS PreTLSFunc
 
-	// Handler serves requests of both listeners. Nil means a proxy.Handler
-	// built from Table, Registerer and Log, redirecting plain HTTP to the
-	// port of HTTPSAddr.
+	// Handler serves requests of both listeners; required.
 	Handler Handler
 
 	// ReadHeaderTimeout bounds the PROXY header, the TLS handshake and the
@@ -111,7 +79,7 @@ type Config struct {
 	// closed at accept. Default 10000.
 	MaxConns int
 
-	// Registerer receives the server's metrics (and the default handler's).
+	// Registerer receives the server's metrics.
 	// Nil means metrics are kept but not registered.
 	Registerer prometheus.Registerer
 	// Log receives errors and, at V(1), per-connection events. The zero

@@ -21,6 +21,8 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 
+	"github.com/meshgate/meshgate/internal/dataplane/proxy"
+	"github.com/meshgate/meshgate/internal/dataplane/tlsconfig"
 	"github.com/meshgate/meshgate/internal/routing"
 	"github.com/meshgate/meshgate/internal/sessionmesh"
 )
@@ -84,6 +86,16 @@ func (ca *testCA) leaf(t testing.TB, names ...string) *tls.Certificate {
 	return &tls.Certificate{Certificate: [][]byte{der}, PrivateKey: key, Leaf: leaf}
 }
 
+// newHandler returns a proxy with no table (every request: 503).
+func newHandler(t testing.TB) *proxy.Handler {
+	t.Helper()
+	h, err := proxy.New(proxy.Config{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return h
+}
+
 // newSessions returns a local-only session mesh node (no peers) with its
 // metrics on reg, running until the test ends.
 func newSessions(t testing.TB, reg prometheus.Registerer) *sessionmesh.Node {
@@ -133,14 +145,37 @@ func newBackend(t testing.TB, handler func(w http.ResponseWriter, r *http.Reques
 // fixture is a running Server with certificates for a.example.com,
 // *.wild.example.com and a default certificate, all routed to backend.
 type fixture struct {
-	ca      *testCA
-	holder  *routing.Holder
-	srv     *Server
-	reg     *prometheus.Registry
-	backend *httptest.Server
-	certs   map[string]*tls.Certificate
-	handler atomic.Pointer[http.HandlerFunc] // replaces the echo when set
+	ca       *testCA
+	sessions tlsconfig.Sessions
+	proxy    *proxy.Handler
+	srv      *Server
+	reg      *prometheus.Registry
+	backend  *httptest.Server
+	certs    map[string]*tls.Certificate
+	handler  atomic.Pointer[http.HandlerFunc] // replaces the echo when set
 }
+
+// store publishes t to the server and the proxy as the data plane's table
+// subscriber does: derived state built before store returns.
+func (f *fixture) store(t *routing.Table) {
+	f.proxy.Apply(t)
+	f.srv.Apply(tlsconfig.Build(t, f.sessions))
+}
+
+// fixtureOpts replaces parts of the fixture's wiring.
+type fixtureOpts struct {
+	// sessions defaults to a local session mesh node, without its
+	// session-ID path unless sessionIDs is set.
+	sessions   tlsconfig.Sessions
+	sessionIDs bool
+	proxy      proxy.Config // Registerer is set by the fixture
+}
+
+// ticketsOnly hides a node's session-ID path (tlsconfig.SessionIDs), so
+// every client stays on crypto/tls.
+type ticketsOnly struct{ n *sessionmesh.Node }
+
+func (s ticketsOnly) ConfigureTLS(cfg *tls.Config, h sessionmesh.Host) { s.n.ConfigureTLS(cfg, h) }
 
 // setBackend makes the backend run h instead of answering an echo.
 func (f *fixture) setBackend(h http.HandlerFunc) { f.handler.Store(&h) }
@@ -169,12 +204,16 @@ func (f *fixture) newTable(gen uint64) *routing.Table {
 
 // newFixture starts a server; mod may adjust the Config before New.
 func newFixture(t testing.TB, mod func(*Config)) *fixture {
+	return newFixtureWith(t, fixtureOpts{}, mod)
+}
+
+// newFixtureWith starts a server wired as opts say.
+func newFixtureWith(t testing.TB, opts fixtureOpts, mod func(*Config)) *fixture {
 	t.Helper()
 	ca := newCA(t)
 	f := &fixture{
-		ca:     ca,
-		holder: &routing.Holder{},
-		reg:    prometheus.NewRegistry(),
+		ca:  ca,
+		reg: prometheus.NewRegistry(),
 		certs: map[string]*tls.Certificate{
 			"a":       ca.leaf(t, "a.example.com"),
 			"secure":  ca.leaf(t, "secure.example.com"),
@@ -189,10 +228,22 @@ func newFixture(t testing.TB, mod func(*Config)) *fixture {
 		}
 		return false
 	})
-	f.holder.Store(f.newTable(1))
+	f.sessions = opts.sessions
+	if f.sessions == nil {
+		n := newSessions(t, f.reg)
+		f.sessions = ticketsOnly{n}
+		if opts.sessionIDs {
+			f.sessions = n
+		}
+	}
+	pc := opts.proxy
+	pc.Registerer = f.reg
+	var err error
+	if f.proxy, err = proxy.New(pc); err != nil {
+		t.Fatal(err)
+	}
 	cfg := Config{
-		Table:      f.holder,
-		Sessions:   newSessions(t, f.reg),
+		Handler:    f.proxy,
 		HTTPSAddr:  "127.0.0.1:0",
 		HTTPAddr:   "127.0.0.1:0",
 		Registerer: f.reg,
@@ -204,6 +255,8 @@ func newFixture(t testing.TB, mod func(*Config)) *fixture {
 	if err != nil {
 		t.Fatal(err)
 	}
+	f.srv = srv
+	f.store(f.newTable(1))
 	if err := srv.Start(context.Background()); err != nil {
 		t.Fatal(err)
 	}

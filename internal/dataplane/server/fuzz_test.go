@@ -7,8 +7,6 @@ import (
 	"net/netip"
 	"testing"
 	"time"
-
-	"github.com/meshgate/meshgate/internal/routing"
 )
 
 // tcpPipe is one end of a net.Pipe that reports TCP addresses, so the PROXY
@@ -29,11 +27,9 @@ func FuzzProxyHeader(f *testing.F) {
 	f.Add([]byte("GET / HTTP/1.1\r\nHost: a\r\n\r\n"), false)
 	f.Add([]byte{}, true)
 	servers := map[bool]*Server{}
-	sessions := newSessions(f, nil)
 	for _, required := range []bool{false, true} {
 		s, err := New(Config{
-			Table:          &routing.Holder{},
-			Sessions:       sessions,
+			Handler:        newHandler(f),
 			ProxyProtocol:  required,
 			TrustedProxies: []netip.Prefix{netip.MustParsePrefix("127.0.0.0/8")},
 		})

@@ -1,14 +1,17 @@
 // Package server runs meshgate's client-facing TCP listeners: the TLS
-// listener (SNI certificate selection per routing table, ALPN h2 and
-// http/1.1, session resumption installed by a SessionConfigurer) and the
-// plain HTTP listener, both optionally behind PROXY protocol.
+// listener (per-SNI configurations from the tlsconfig.Set last applied) and
+// the plain HTTP listener, both optionally behind PROXY protocol.
 //
-// Each accepted connection is served on one goroutine from start to end:
-// the preamble (PROXY header, PreTLS hook, TLS handshake, all bounded by
-// ReadHeaderTimeout, so a slow client never blocks the accept loop), then
-// HTTP/1.1 on meshgate's own engine (internal/dataplane/http1) or, when
-// ALPN chose h2, HTTP/2 on x/net/http2's ServeConn — with no hand-off to
-// another goroutine in between.
+// Each accepted connection is served on one goroutine from start to end, in
+// two stages, each in its own file:
+//
+//   - preparation (prepare.go), bounded by ReadHeaderTimeout so a slow
+//     client never blocks the accept loop: PROXY header, the PreTLS hook
+//     (SNI passthrough), the routing of ticketless TLS 1.2 ClientHellos to
+//     the session-ID path (tls12route.go), the TLS handshake;
+//   - serving (serve.go): HTTP/1.1 on meshgate's own engine
+//     (internal/dataplane/http1) or, when ALPN chose h2, HTTP/2 on
+//     x/net/http2's ServeConn, with no hand-off to another goroutine.
 package server
 
 import (
@@ -16,22 +19,16 @@ import (
 	"crypto/tls"
 	"errors"
 	"fmt"
-	"log"
 	"net"
 	"net/http"
-	"net/netip"
-	"strconv"
-	"strings"
 	"sync"
 	"time"
 
-	"github.com/go-logr/logr"
 	"golang.org/x/net/http2"
 
 	"github.com/meshgate/meshgate/internal/dataplane/exchange"
 	"github.com/meshgate/meshgate/internal/dataplane/http1"
-	"github.com/meshgate/meshgate/internal/dataplane/proxy"
-	"github.com/meshgate/meshgate/internal/tls12"
+	"github.com/meshgate/meshgate/internal/dataplane/tlsconfig"
 )
 
 // Handler serves the requests of both listeners: HTTP/1.1 as exchanges,
@@ -46,7 +43,7 @@ type Handler interface {
 type Server struct {
 	cfg     Config
 	m       *metrics
-	tlsc    *tlsConfigs
+	tls     tlsconfig.Holder // per-host configs of the table last applied
 	base    *tls.Config
 	handler Handler
 	proxyPP bool // PROXY protocol parsing enabled
@@ -68,11 +65,8 @@ type Server struct {
 
 // New validates cfg and builds a Server; it does not bind anything.
 func New(cfg Config) (*Server, error) {
-	if cfg.Table == nil {
-		return nil, errors.New("server: Config.Table is required")
-	}
-	if cfg.Sessions == nil {
-		return nil, errors.New("server: Config.Sessions is required")
+	if cfg.Handler == nil {
+		return nil, errors.New("server: Config.Handler is required")
 	}
 	if err := trustedPrefixesValid(cfg.TrustedProxies); err != nil {
 		return nil, err
@@ -85,28 +79,15 @@ func New(cfg Config) (*Server, error) {
 	s := &Server{
 		cfg:     cfg,
 		m:       m,
-		tlsc:    &tlsConfigs{holder: cfg.Table, sessions: cfg.Sessions, sessionIDs: cfg.SessionIDs},
+		handler: cfg.Handler,
 		proxyPP: cfg.ProxyProtocol || len(cfg.TrustedProxies) > 0,
 		addrs:   make(map[string]net.Addr),
 		conns:   make(map[*trackedConn]struct{}),
 	}
 	s.base = &tls.Config{
 		MinVersion:         tls.VersionTLS12,
-		NextProtos:         []string{"h2", "http/1.1"},
-		GetConfigForClient: s.tlsc.getConfigForClient,
-	}
-	s.handler = cfg.Handler
-	if s.handler == nil {
-		h, err := proxy.New(proxy.Config{
-			Table:      cfg.Table,
-			HTTPSPort:  portOf(cfg.HTTPSAddr),
-			Registerer: cfg.Registerer,
-			Log:        cfg.Log,
-		})
-		if err != nil {
-			return nil, fmt.Errorf("server: default handler: %w", err)
-		}
-		s.handler = h
+		NextProtos:         tlsconfig.NextProtos,
+		GetConfigForClient: s.tls.GetConfigForClient,
 	}
 	if err := s.newHTTPServers(); err != nil {
 		return nil, err
@@ -115,54 +96,11 @@ func New(cfg Config) (*Server, error) {
 	return s, nil
 }
 
-// newHTTPServers builds the HTTP/1.1 engine and the HTTP/2 server, both
-// served per connection (ServeConn) from the connection's goroutine.
-func (s *Server) newHTTPServers() error {
-	var err error
-	s.h1, err = http1.NewServer(http1.ServerConfig{
-		Handler:           s.handler,
-		ReadHeaderTimeout: s.cfg.ReadHeaderTimeout,
-		IdleTimeout:       s.cfg.IdleTimeout,
-		WriteTimeout:      s.cfg.WriteTimeout,
-		MaxHeaderBytes:    s.cfg.MaxHeaderBytes,
-		Log:               s.cfg.Log.WithValues("proto", "http/1.1"),
-	})
-	if err != nil {
-		return fmt.Errorf("server: %w", err)
-	}
-	s.h2base = &http.Server{
-		Handler:           s.handler,
-		ReadHeaderTimeout: s.cfg.ReadHeaderTimeout,
-		IdleTimeout:       s.cfg.IdleTimeout,
-		WriteTimeout:      s.cfg.WriteTimeout,
-		MaxHeaderBytes:    s.cfg.MaxHeaderBytes,
-		ErrorLog:          log.New(logrWriter{s.cfg.Log.WithValues("proto", "h2")}, "", 0),
-	}
-	s.h2 = &http2.Server{}
-	// Registers the h2 connections' graceful shutdown (GOAWAY) with
-	// h2base.Shutdown; h2base never serves a listener itself.
-	if err := http2.ConfigureServer(s.h2base, s.h2); err != nil {
-		return fmt.Errorf("server: HTTP/2: %w", err)
-	}
-	return nil
-}
-
-// portOf returns the numeric port of a host:port address, or 0.
-func portOf(addr string) int {
-	_, p, err := net.SplitHostPort(addr)
-	if err != nil {
-		return 0
-	}
-	n, _ := strconv.Atoi(p)
-	return n
-}
-
-// TLSConfig returns the base TLS configuration: its GetConfigForClient picks
-// the per-host configuration (certificate, policy, sessions, NextProtos h2
-// and http/1.1) from the current table. Callers must Clone it before changing
-// anything; for HTTP/3 use quic-go's http3.ConfigureTLSConfig, which rewrites
-// NextProtos of the per-host configs too.
-func (s *Server) TLSConfig() *tls.Config { return s.base }
+// Apply makes set the configurations new handshakes use, and its table the
+// one PreTLS and the ClientHello routing see. The caller builds set when a
+// table is published (tlsconfig.Build); Apply itself is one atomic store and
+// is safe to call at any time.
+func (s *Server) Apply(set *tlsconfig.Set) { s.tls.Store(set) }
 
 // Handler returns the Handler serving both listeners.
 func (s *Server) Handler() Handler { return s.handler }
@@ -191,7 +129,7 @@ func (s *Server) Ready(context.Context) error {
 		return errors.New("listeners shutting down")
 	case !started:
 		return errors.New("listeners not started")
-	case s.cfg.Table.Load() == nil:
+	case s.tls.Load().Table() == nil:
 		return errors.New("no routing table yet")
 	}
 	return nil
@@ -296,121 +234,6 @@ func (s *Server) untrack(tc *trackedConn) {
 	s.m.openBy[listenerIndex(tc.listener)].Dec()
 }
 
-// serveConn runs the per-connection preamble, then serves HTTP on the
-// same goroutine until the connection ends (unless PreTLS took it).
-func (s *Server) serveConn(tc *trackedConn, kind string) {
-	defer s.wg.Done()
-	log := s.cfg.Log
-	var c net.Conn = tc
-	deadline := time.Now().Add(s.cfg.ReadHeaderTimeout)
-	if s.proxyPP {
-		pc, err := s.readProxyHeader(tc, deadline)
-		if err != nil {
-			s.m.rejected.WithLabelValues(kind, "proxy_protocol").Inc()
-			if l := log.V(1); l.Enabled() {
-				l.Info("connection refused", "listener", kind, "reason", err.Error())
-			}
-			_ = tc.Close()
-			return
-		}
-		c = pc
-	}
-	info := http1.ConnInfo{RemoteAddr: addrPort(c.RemoteAddr())}
-	if kind == listenerHTTPS {
-		if s.cfg.PreTLS != nil {
-			_ = c.SetReadDeadline(deadline)
-			c2, took := s.cfg.PreTLS(c, s.cfg.Table.Load())
-			if took {
-				tc.handedOff.Store(true)
-				return
-			}
-			c = c2
-		}
-		if s.tlsc.sessionIDs != nil {
-			_ = c.SetReadDeadline(deadline)
-			next, t12, failed := s.routeHello(c, s.cfg.Table.Load())
-			switch {
-			case failed:
-				return
-			case t12 != nil:
-				s.serveTLS12(tc, t12, info)
-				return
-			}
-			c = next
-		}
-		tlsConn := tls.Server(c, s.base)
-		_ = tlsConn.SetDeadline(deadline)
-		err := tlsConn.HandshakeContext(s.ctx)
-		if err != nil {
-			s.m.handshakeErrors.Inc()
-			if l := log.V(1); l.Enabled() {
-				l.Info("TLS handshake failed", "client", c.RemoteAddr().String(), "err", err.Error())
-			}
-			_ = tlsConn.Close()
-			return
-		}
-		// The session layer's VerifyConnection counted the handshake.
-		cs := tlsConn.ConnectionState()
-		// The HTTP servers set their own deadlines: the h1 engine one per
-		// read; x/net/http2 clears the handshake's on its own.
-		if !s.handOff(tc) {
-			_ = tlsConn.Close()
-			return
-		}
-		if cs.NegotiatedProtocol == http2.NextProtoTLS {
-			_ = tlsConn.SetDeadline(time.Time{})
-			// Not s.ctx: Shutdown drains in-flight streams, it does not
-			// cancel them.
-			s.h2.ServeConn(tlsConn, &http2.ServeConnOpts{BaseConfig: s.h2base, Handler: s.handler})
-			_ = tc.Close()
-			return
-		}
-		info.TLS = true
-		c = tlsConn
-	} else if !s.handOff(tc) {
-		_ = tc.Close()
-		return
-	}
-	s.h1.ServeConn(c, info)
-}
-
-// serveTLS12 serves a session-ID path connection (internal/tls12) like a
-// crypto/tls one: HTTP/2 when ALPN chose it, else HTTP/1.1.
-func (s *Server) serveTLS12(tc *trackedConn, c *tls12.Conn, info http1.ConnInfo) {
-	if !s.handOff(tc) {
-		_ = c.Close()
-		return
-	}
-	_ = c.SetDeadline(time.Time{})
-	if c.ConnectionState().NegotiatedProtocol == http2.NextProtoTLS {
-		s.h2.ServeConn(c, &http2.ServeConnOpts{BaseConfig: s.h2base, Handler: s.handler})
-		_ = tc.Close()
-		return
-	}
-	info.TLS = true
-	s.h1.ServeConn(c, info)
-}
-
-// handOff marks tc as serving requests (Shutdown drains it instead of
-// closing it), or reports false when Shutdown began in the meantime.
-func (s *Server) handOff(tc *trackedConn) bool {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	if s.stopping {
-		return false
-	}
-	tc.handedOff.Store(true)
-	return true
-}
-
-// addrPort converts a TCP address; other kinds give the zero value.
-func addrPort(a net.Addr) netip.AddrPort {
-	if ta, ok := a.(*net.TCPAddr); ok {
-		return ta.AddrPort()
-	}
-	return netip.AddrPort{}
-}
-
 // Shutdown stops accepting connections, closes idle keep-alive
 // connections, lets in-flight requests (answered "Connection: close" on
 // HTTP/1.1, after a GOAWAY on HTTP/2), upgraded connections (WebSockets)
@@ -493,14 +316,4 @@ func (s *Server) forceClose() {
 	for _, tc := range conns {
 		_ = tc.Close()
 	}
-}
-
-// logrWriter adapts net/http's ErrorLog to logr at V(1): what it reports
-// (client protocol errors, panics) is per-connection noise, not an operator
-// error.
-type logrWriter struct{ log logr.Logger }
-
-func (w logrWriter) Write(p []byte) (int, error) {
-	w.log.V(1).Info(strings.TrimSpace(string(p)))
-	return len(p), nil
 }

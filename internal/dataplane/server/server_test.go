@@ -12,7 +12,6 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
-	"strconv"
 	"strings"
 	"sync/atomic"
 	"testing"
@@ -23,6 +22,7 @@ import (
 	"github.com/pires/go-proxyproto"
 
 	"github.com/meshgate/meshgate/internal/dataplane/proxy"
+	"github.com/meshgate/meshgate/internal/dataplane/tlsconfig"
 	"github.com/meshgate/meshgate/internal/routing"
 )
 
@@ -144,10 +144,7 @@ func TestHTTPListener(t *testing.T) {
 		t.Fatal(err)
 	}
 	resp.Body.Close()
-	want := "https://secure.example.com:" + strconv.Itoa(portOf(f.srv.cfg.HTTPSAddr)) + "/p?q=1"
-	if portOf(f.srv.cfg.HTTPSAddr) == 0 {
-		want = "https://secure.example.com/p?q=1"
-	}
+	want := "https://secure.example.com/p?q=1" // the fixture's proxy has no HTTPSPort
 	if resp.StatusCode != http.StatusPermanentRedirect || resp.Header.Get("Location") != want {
 		t.Fatalf("got %d %q, want 308 %q", resp.StatusCode, resp.Header.Get("Location"), want)
 	}
@@ -332,18 +329,15 @@ func TestShutdownDeadline(t *testing.T) {
 }
 
 func TestShutdownBeforeStart(t *testing.T) {
-	s, err := New(Config{Table: &routing.Holder{}, HTTPAddr: "127.0.0.1:0", Sessions: newSessions(t, nil)})
+	s, err := New(Config{HTTPAddr: "127.0.0.1:0", Handler: newHandler(t)})
 	if err != nil {
 		t.Fatal(err)
 	}
 	if err := s.Shutdown(context.Background()); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := New(Config{Sessions: newSessions(t, nil)}); err == nil {
-		t.Fatal("New without Table succeeded")
-	}
-	if _, err := New(Config{Table: &routing.Holder{}}); err == nil {
-		t.Fatal("New without Sessions succeeded")
+	if _, err := New(Config{}); err == nil {
+		t.Fatal("New without Handler succeeded")
 	}
 }
 
@@ -354,13 +348,7 @@ func TestCurlHTTP2(t *testing.T) {
 		t.Fatalf("curl not installed (apt-get install -y curl): %v", err)
 	}
 	// curl is a trusted forwarder here, so its X-Forwarded-For is kept.
-	holder := &routing.Holder{}
-	h, err := proxy.New(proxy.Config{Table: holder, TrustedForwarders: []netip.Prefix{netip.MustParsePrefix("127.0.0.0/8")}})
-	if err != nil {
-		t.Fatal(err)
-	}
-	f := newFixture(t, func(c *Config) { c.Table, c.Handler = holder, h })
-	holder.Store(f.newTable(1))
+	f := newFixtureWith(t, fixtureOpts{proxy: proxy.Config{TrustedForwarders: []netip.Prefix{netip.MustParsePrefix("127.0.0.0/8")}}}, nil)
 	caFile := filepath.Join(t.TempDir(), "ca.pem")
 	if err := os.WriteFile(caFile, f.ca.pem, 0o600); err != nil {
 		t.Fatal(err)
@@ -408,7 +396,7 @@ func TestAccessLogClientFromProxyProtocol(t *testing.T) {
 		default:
 		}
 	}, funcr.Options{Verbosity: 1})
-	f := newFixture(t, func(c *Config) {
+	f := newFixtureWith(t, fixtureOpts{proxy: proxy.Config{Log: logger}}, func(c *Config) {
 		c.ProxyProtocol = true
 		c.TrustedProxies = []netip.Prefix{netip.MustParsePrefix("127.0.0.0/8")}
 		c.Log = logger
@@ -435,8 +423,7 @@ func TestAccessLogClientFromProxyProtocol(t *testing.T) {
 }
 
 func TestReady(t *testing.T) {
-	holder := &routing.Holder{}
-	s, err := New(Config{Table: holder, HTTPAddr: "127.0.0.1:0", Sessions: newSessions(t, nil)})
+	s, err := New(Config{HTTPAddr: "127.0.0.1:0", Handler: newHandler(t)})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -452,7 +439,7 @@ func TestReady(t *testing.T) {
 				t.Fatal(err)
 			}
 		}, "no routing table"},
-		{"ready", func() { holder.Store(&routing.Table{}) }, ""},
+		{"ready", func() { s.Apply(tlsconfig.Build(&routing.Table{}, newSessions(t, nil))) }, ""},
 		{"shutting down", func() { _ = s.Shutdown(ctx) }, "shutting down"},
 	}
 	for _, st := range steps {
@@ -472,7 +459,7 @@ func TestBodyTooLargeReachesClient(t *testing.T) {
 	small := *tbl.HTTP.CatchAll.Routes[0].Backend
 	small.MaxBodyBytes = 1000
 	tbl.HTTP.CatchAll = &routing.VirtualHost{Routes: []routing.Route{{PathType: routing.PathPrefix, Path: "/", Backend: &small}}}
-	f.holder.Store(tbl)
+	f.store(tbl)
 	for _, listener := range []string{"http", "https"} {
 		t.Run(listener, func(t *testing.T) {
 			url := "http://" + f.httpAddr() + "/upload"
@@ -496,13 +483,7 @@ func TestBodyTooLargeReachesClient(t *testing.T) {
 // TestBodyReadTimeoutHTTP2 checks the proxy's body idle timeout on an
 // HTTP/2 stream (a stream deadline, not the connection's).
 func TestBodyReadTimeoutHTTP2(t *testing.T) {
-	holder := &routing.Holder{}
-	h, err := proxy.New(proxy.Config{Table: holder, BodyReadTimeout: 200 * time.Millisecond})
-	if err != nil {
-		t.Fatal(err)
-	}
-	f := newFixture(t, func(c *Config) { c.Table, c.Handler = holder, h })
-	holder.Store(f.newTable(1))
+	f := newFixtureWith(t, fixtureOpts{proxy: proxy.Config{BodyReadTimeout: 200 * time.Millisecond}}, nil)
 	pr, pw := io.Pipe()
 	defer pw.Close()
 	go func() { _, _ = pw.Write([]byte("0123456789")) }() // then stall

@@ -1,55 +1,12 @@
 package server
 
 import (
-	"crypto/tls"
 	"net"
 
 	"github.com/meshgate/meshgate/internal/dataplane/sni"
-	"github.com/meshgate/meshgate/internal/routing"
-	"github.com/meshgate/meshgate/internal/sessionmesh"
+	"github.com/meshgate/meshgate/internal/dataplane/tlsconfig"
 	"github.com/meshgate/meshgate/internal/tls12"
 )
-
-// SessionIDCaches installs session-ID resumption on the TLS 1.2 session-ID
-// path's configuration of a host (internal/tls12, for clients that resume
-// by session ID only) and counts its handshakes; sessionmesh.Node
-// implements it. ConfigureTLS12 returns false when the host's sessions do
-// not resume (Off): the host's clients then stay on crypto/tls. It is
-// called once per host and table generation, like SessionConfigurer, for
-// hosts whose policy allows TLS 1.2, whatever their session mode (a
-// TicketKeys host cannot hand a ticketless client a ticket).
-type SessionIDCaches interface {
-	ConfigureTLS12(cfg *tls12.Config, host sessionmesh.Host) bool
-}
-
-// buildTLS12 makes the session-ID path's config for h, or nil when the
-// host is not served there: no cache provider, TLS 1.2 not allowed,
-// resumption off, or a key the path cannot sign with.
-func (tc *tlsConfigs) buildTLS12(h *routing.TLSHost) *tls12.Config {
-	p := h.Policy
-	if p == nil {
-		p = routing.DefaultPolicy()
-	}
-	if tc.sessionIDs == nil ||
-		(p.MinVersion != 0 && p.MinVersion > tls.VersionTLS12) || (p.MaxVersion != 0 && p.MaxVersion < tls.VersionTLS12) {
-		return nil
-	}
-	curves := p.CurvePreferences
-	if curves == nil {
-		curves = routing.DefaultCurves
-	}
-	cfg := &tls12.Config{
-		Certificate:  h.Certificate,
-		CipherSuites: p.CipherSuites,
-		Groups:       curves,
-		NextProtos:   []string{"h2", "http/1.1"},
-		ServesTLS13:  p.MaxVersion == 0 || p.MaxVersion >= tls.VersionTLS13,
-	}
-	if !cfg.Usable() || !tc.sessionIDs.ConfigureTLS12(cfg, sessionHost(h, p)) {
-		return nil
-	}
-	return cfg
-}
 
 // Client hello kinds (label values of meshgate_tls_client_hellos_total).
 const (
@@ -68,8 +25,9 @@ var helloKindNames = [numHelloKinds]string{"tls13", "tls12_ticket", "tls12_ticke
 // and returns the TLS connection as t12, or failed after a failed
 // handshake (the connection is then closed). Everything else returns next,
 // which replays the hello, for crypto/tls. c's read deadline bounds the peek.
-func (s *Server) routeHello(c net.Conn, t *routing.Table) (next net.Conn, t12 *tls12.Conn, failed bool) {
+func (s *Server) routeHello(c net.Conn, set *tlsconfig.Set) (next net.Conn, t12 *tls12.Conn, failed bool) {
 	ch, wrapped, err := sni.PeekClientHello(c, 0)
+	t := set.Table()
 	if err != nil || t == nil {
 		s.m.hellos[helloOther].Inc()
 		return wrapped, nil, false
@@ -91,7 +49,7 @@ func (s *Server) routeHello(c net.Conn, t *routing.Table) (next net.Conn, t12 *t
 	if host == nil || host.Certificate == nil {
 		return wrapped, nil, false
 	}
-	cfg := s.tlsc.tls12For(t, host)
+	cfg := set.TLS12(host)
 	if cfg == nil || !cfg.CanServe(h) {
 		return wrapped, nil, false
 	}

@@ -2,68 +2,20 @@ package server
 
 import (
 	"context"
-	"crypto/rand"
 	"crypto/tls"
 	"os/exec"
 	"path/filepath"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
 	"net/http"
-
-	"github.com/meshgate/meshgate/internal/routing"
-	"github.com/meshgate/meshgate/internal/sessionmesh"
-	"github.com/meshgate/meshgate/internal/tls12"
 )
-
-// mapCache is an in-memory tls12.SessionCache.
-type mapCache struct {
-	mu sync.Mutex
-	m  map[string][]byte
-}
-
-func (c *mapCache) NewSessionID(string) []byte {
-	id := make([]byte, 32)
-	_, _ = rand.Read(id)
-	return id
-}
-
-func (c *mapCache) Put(id []byte, sni string, state []byte) {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	c.m[sni+"/"+string(id)] = state
-}
-
-func (c *mapCache) Get(id []byte, sni string) []byte {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	return c.m[sni+"/"+string(id)]
-}
-
-// mapSessions is a SessionIDCaches serving every host from a mapCache
-// and counting the hosts it configured.
-type mapSessions struct {
-	mu    sync.Mutex
-	hosts int
-}
-
-func (m *mapSessions) ConfigureTLS12(cfg *tls12.Config, h sessionmesh.Host) bool {
-	if h.Mode == sessionmesh.Off {
-		return false
-	}
-	m.mu.Lock()
-	m.hosts++
-	m.mu.Unlock()
-	cfg.Sessions = &mapCache{m: map[string][]byte{}}
-	return true
-}
 
 // sessionIDFixture serves the session-ID path from the fixture's session
 // node, which also counts its handshakes.
 func sessionIDFixture(t *testing.T) *fixture {
-	return newFixture(t, func(c *Config) { c.SessionIDs = c.Sessions.(*sessionmesh.Node) })
+	return newFixtureWith(t, fixtureOpts{sessionIDs: true}, nil)
 }
 
 func (f *fixture) kindCount(t *testing.T, kind, resumed string) float64 {
@@ -144,39 +96,5 @@ func TestSessionIDPathOpenSSL(t *testing.T) {
 	}
 	if got := f.kindCount(t, "session_id", "true"); got != 1 {
 		t.Fatalf("session-ID resumptions counted: %v", got)
-	}
-}
-
-// TestSessionIDPathPolicies: which hosts the path serves.
-func TestSessionIDPathPolicies(t *testing.T) {
-	ca := newCA(t)
-	cert := ca.leaf(t, "a.example.com")
-	ms := &mapSessions{}
-	tc := &tlsConfigs{sessionIDs: ms}
-	for _, c := range []struct {
-		name string
-		mod  func(*routing.TLSPolicy)
-		want bool
-	}{
-		{"default", func(*routing.TLSPolicy) {}, true},
-		{"ticket keys still issue session IDs", func(p *routing.TLSPolicy) { p.SessionMode = routing.SessionTicketKeys }, true},
-		{"resumption off", func(p *routing.TLSPolicy) { p.SessionMode = routing.SessionOff }, false},
-		{"TLS 1.3 only", func(p *routing.TLSPolicy) { p.MinVersion = tls.VersionTLS13 }, false},
-		{"CBC suites only", func(p *routing.TLSPolicy) {
-			p.CipherSuites = []uint16{tls.TLS_ECDHE_RSA_WITH_AES_128_CBC_SHA}
-		}, false},
-	} {
-		p := routing.DefaultPolicy()
-		c.mod(p)
-		got := tc.buildTLS12(&routing.TLSHost{Name: "a.example.com", Certificate: cert, Policy: p})
-		if (got != nil) != c.want {
-			t.Errorf("%s: config %v, want %v", c.name, got != nil, c.want)
-		}
-		if got != nil && got.ServesTLS13 != (p.MaxVersion >= tls.VersionTLS13) {
-			t.Errorf("%s: ServesTLS13 %v", c.name, got.ServesTLS13)
-		}
-	}
-	if ms.hosts != 2 {
-		t.Fatalf("caches built for %d hosts, want 2", ms.hosts)
 	}
 }

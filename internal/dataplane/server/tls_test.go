@@ -64,8 +64,8 @@ func TestSNICertificateSelection(t *testing.T) {
 	t.Run("no default certificate", func(t *testing.T) {
 		tbl := f.newTable(2)
 		tbl.TLS.Default = nil
-		f.holder.Store(tbl)
-		defer f.holder.Store(f.newTable(3))
+		f.store(tbl)
+		defer f.store(f.newTable(3))
 		if _, err := handshake(t, f, &tls.Config{ServerName: "unknown.example.org", InsecureSkipVerify: true}); err == nil {
 			t.Fatal("handshake for an unknown name succeeded without a default certificate")
 		}
@@ -76,7 +76,7 @@ func TestSNICertificateSelection(t *testing.T) {
 	t.Run("certificate swap", func(t *testing.T) {
 		tbl := f.newTable(4)
 		tbl.TLS.Exact["a.example.com"] = tlsHost("a.example.com", f.ca.leaf(t, "a.example.com", "rotated.example.com"))
-		f.holder.Store(tbl)
+		f.store(tbl)
 		cs, err := handshake(t, f, &tls.Config{ServerName: "a.example.com", RootCAs: f.ca.pool})
 		if err != nil {
 			t.Fatal(err)
@@ -130,7 +130,7 @@ func TestPolicyAndResumption(t *testing.T) {
 	off.SessionMode = routing.SessionOff
 	tbl.TLS.Exact["tls12.example.com"] = &routing.TLSHost{Name: "tls12.example.com", Certificate: f.certs["a"], Policy: p12}
 	tbl.TLS.Exact["off.example.com"] = &routing.TLSHost{Name: "off.example.com", Certificate: f.certs["a"], Policy: off}
-	f.holder.Store(tbl)
+	f.store(tbl)
 
 	tests := []struct {
 		sni         string
@@ -186,10 +186,18 @@ func (r *recordingSessions) ConfigureTLS(cfg *tls.Config, h sessionmesh.Host) {
 
 func TestSessionConfigurer(t *testing.T) {
 	rec := &recordingSessions{hosts: map[string]int{}}
-	f := newFixture(t, func(c *Config) { c.Sessions = rec })
+	f := newFixtureWith(t, fixtureOpts{sessions: rec}, nil)
 	rec.mu.Lock()
-	rec.off = f.certs["a"].Certificate[0]
+	rec.off, rec.hosts, rec.calls = f.certs["a"].Certificate[0], map[string]int{}, 0
 	rec.mu.Unlock()
+	f.store(f.newTable(2))
+	// Built at publish, before any handshake: once per TLS host.
+	rec.mu.Lock()
+	calls, hosts := rec.calls, len(rec.hosts)
+	rec.mu.Unlock()
+	if calls != 4 || hosts != 4 {
+		t.Fatalf("publishing configured %d hosts in %d calls, want 4 in 4", hosts, calls)
+	}
 	cache := tls.NewLRUClientSessionCache(4)
 	for range 5 {
 		cs, err := handshake(t, f, &tls.Config{ServerName: "a.example.com", RootCAs: f.ca.pool, ClientSessionCache: cache})
@@ -202,13 +210,8 @@ func TestSessionConfigurer(t *testing.T) {
 	}
 	rec.mu.Lock()
 	defer rec.mu.Unlock()
-	if len(rec.hosts) != 4 {
-		t.Fatalf("configured %d hosts, want 4 (once per TLS host)", len(rec.hosts))
-	}
-	for _, n := range rec.hosts {
-		if n != 1 {
-			t.Fatalf("a host was configured %d times, want once per table", n)
-		}
+	if rec.calls != 4 {
+		t.Fatalf("handshakes configured hosts again: %d calls", rec.calls)
 	}
 }
 
@@ -302,7 +305,7 @@ func TestTableSwapUnderLoad(t *testing.T) {
 		}()
 	}
 	for gen := uint64(2); gen < 40; gen++ {
-		f.holder.Store(f.newTable(gen))
+		f.store(f.newTable(gen))
 		time.Sleep(2 * time.Millisecond)
 	}
 	close(stop)

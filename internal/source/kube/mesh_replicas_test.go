@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/go-logr/logr/testr"
+	"github.com/meshgate/meshgate/internal/replica"
 	"github.com/meshgate/meshgate/internal/routing"
 	"github.com/meshgate/meshgate/internal/sessionmesh"
 	"github.com/meshgate/meshgate/internal/translate"
@@ -61,7 +62,7 @@ func TestMeshReplicas(t *testing.T) {
 	roots.AppendCertsFromPEM(sec.Data[corev1.TLSCertKey])
 	addrs := make([]string, len(replicas))
 	for i, r := range replicas {
-		addrs[i] = r.srv.HTTPSAddr().String()
+		addrs[i] = r.rep.HTTPSAddr().String()
 	}
 	for _, v := range []struct {
 		name    string
@@ -81,7 +82,7 @@ func TestMeshReplicas(t *testing.T) {
 		}
 	}
 	for _, r := range replicas {
-		s := r.node.Status()
+		s := r.rep.Node().Status()
 		t.Logf("%s: resumed %v, full %v, misses %v, remote lookups/hits %v, store %+v",
 			r.name, s.Resumed, s.Full, s.Misses, s.Remote, s.Store)
 	}
@@ -99,9 +100,9 @@ func TestMeshReplicas(t *testing.T) {
 		t.Fatal(err)
 	}
 	waitPeers(t, deadline, replicas[:2], 1)
-	gone := net.JoinHostPort(meshIPs[2], strconv.Itoa(meshPort(t, replicas[0].node)))
+	gone := net.JoinHostPort(meshIPs[2], strconv.Itoa(meshPort(t, replicas[0].rep.Node())))
 	for _, r := range replicas[:2] {
-		for _, p := range r.node.Status().Mesh.Peers {
+		for _, p := range r.rep.Node().Status().Mesh.Peers {
 			if p.Addr == gone {
 				t.Errorf("%s still lists %s as a peer", r.name, gone)
 			}
@@ -110,10 +111,11 @@ func TestMeshReplicas(t *testing.T) {
 }
 
 // startMeshReplicas starts three controllers with leader election, waits
-// for the mesh CA the leader creates, binds a mesh node per replica on
-// meshIPs[i] (one port for all, as pods of one Deployment), publishes the
-// three in the mesh Service's EndpointSlice and starts the nodes and data
-// planes. Cleanup stops data planes, then nodes, then controllers.
+// for the mesh CA the leader creates, builds a replica per controller with
+// its mesh node on meshIPs[i] (one port for all, as pods of one
+// Deployment), publishes the three in the mesh Service's EndpointSlice and
+// runs the replicas. Cleanup stops the replicas (data plane drained, mesh
+// left), then the controllers.
 func startMeshReplicas(t *testing.T, ns string, bo translate.Options, meshIPs []string, deadline time.Time) []*meshReplica {
 	t.Helper()
 	replicas := make([]*meshReplica, len(meshIPs))
@@ -133,23 +135,20 @@ func startMeshReplicas(t *testing.T, ns string, bo translate.Options, meshIPs []
 		if err != nil {
 			t.Fatalf("%s: %v", r.name, err)
 		}
-		r.node, err = sessionmesh.New(sessionmesh.Config{
-			NodeName: r.name, ListenAddr: net.JoinHostPort(meshIPs[i], port),
-			Peers: PeerSource(r.ctl.Peers()), CA: ca,
+		r.rep, err = replica.New(replica.Config{
+			Tables: r.holder, NodeName: r.name, MeshAddr: net.JoinHostPort(meshIPs[i], port),
+			Peers: PeerSource(r.ctl.Peers()), CA: ca, HTTPSAddr: "127.0.0.1:0",
 			Log: testr.NewWithOptions(t, testr.Options{Verbosity: 0}).WithName(r.name),
 		})
 		if err != nil {
 			t.Fatalf("%s: %v", r.name, err)
 		}
-		port = strconv.Itoa(meshPort(t, r.node))
+		port = strconv.Itoa(meshPort(t, r.rep.Node()))
 	}
 	p, _ := strconv.Atoi(port)
 	mustCreate(t, meshSlice(ns, int32(p), meshIPs))
 	for _, r := range replicas {
-		runMeshNode(t, r.node)
-	}
-	for _, r := range replicas {
-		r.srv = startMeshServer(t, r.holder, r.node)
+		runReplica(t, r.rep)
 	}
 	return replicas
 }
@@ -188,9 +187,10 @@ func meshPort(t *testing.T, n *sessionmesh.Node) int {
 func waitPeers(t *testing.T, deadline time.Time, replicas []*meshReplica, online int) {
 	t.Helper()
 	for _, r := range replicas {
+		n := r.rep.Node()
 		waitUntil(t, deadline, fmt.Sprintf("%s ready with %d peers online", r.name, online), func() bool {
-			s := r.node.Status()
-			return r.node.Ready() == nil && s.Mesh != nil && s.Mesh.PeersOnline == online && len(s.Mesh.Peers) == online
+			s := n.Status()
+			return n.Ready() == nil && s.Mesh != nil && s.Mesh.PeersOnline == online && len(s.Mesh.Peers) == online
 		})
 	}
 }

@@ -17,21 +17,21 @@ import (
 	"time"
 
 	"github.com/go-logr/logr/testr"
-	"github.com/meshgate/meshgate/internal/dataplane/server"
+	"github.com/meshgate/meshgate/internal/replica"
 	"github.com/meshgate/meshgate/internal/routing"
-	"github.com/meshgate/meshgate/internal/sessionmesh"
 )
 
-// Helpers of TestMeshReplicas: three replicas wired as `meshgate run` wires
-// one (cmd/meshgate/kube.go), sharing the suite's API server.
+// Helpers of TestMeshReplicas: three replicas, each a controller feeding a
+// replica.Replica as `meshgate run` wires one (cmd/meshgate/kube.go),
+// sharing the suite's API server.
 
-// meshReplica is one replica: controller, session mesh node, data plane.
+// meshReplica is one replica: controller and data plane (with its session
+// mesh node).
 type meshReplica struct {
 	name   string
 	holder *routing.Holder
 	ctl    *Controller
-	node   *sessionmesh.Node
-	srv    *server.Server
+	rep    *replica.Replica
 }
 
 // newMeshAddrs puts three local, non-loopback addresses 198.18.N.1-3 on a
@@ -90,45 +90,30 @@ func startMeshController(t *testing.T, opts Options) *Controller {
 	return c
 }
 
-// runMeshNode runs node until the test ends; cleanup waits (bounded) for
-// Run to return, i.e. for every goroutine of the node to exit.
-func runMeshNode(t *testing.T, node *sessionmesh.Node) {
+// runReplica runs r until the test ends and waits until its listeners are
+// bound; cleanup waits (bounded) for Run to return, i.e. for the drain and
+// every goroutine of the replica.
+func runReplica(t *testing.T, r *replica.Replica) {
 	t.Helper()
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
-	go func() { done <- node.Run(ctx) }()
+	go func() { done <- r.Run(ctx) }()
 	t.Cleanup(func() {
 		cancel()
 		select {
 		case err := <-done:
 			if err != nil {
-				t.Errorf("node: %v", err)
+				t.Errorf("replica: %v", err)
 			}
-		case <-time.After(10 * time.Second):
-			t.Errorf("node did not stop")
+		case <-time.After(20 * time.Second):
+			t.Errorf("replica did not stop")
 		}
 	})
-}
-
-// startMeshServer serves h's tables over HTTPS on 127.0.0.1 with sessions
-// from node, until the test ends.
-func startMeshServer(t *testing.T, h *routing.Holder, node *sessionmesh.Node) *server.Server {
-	t.Helper()
-	srv, err := server.New(server.Config{Table: h, HTTPSAddr: "127.0.0.1:0", Sessions: node})
-	if err != nil {
-		t.Fatal(err)
+	select {
+	case <-r.Started():
+	case err := <-done:
+		t.Fatalf("replica stopped before serving: %v", err)
 	}
-	if err := srv.Start(context.Background()); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() {
-		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-		defer cancel()
-		if err := srv.Shutdown(ctx); err != nil {
-			t.Errorf("server shutdown: %v", err)
-		}
-	})
-	return srv
 }
 
 // waitUntil polls cond every 10 ms until it holds or deadline passes.
@@ -253,10 +238,10 @@ func roundRobin(t *testing.T, addrs []string, base *tls.Config, n int) resumeSta
 }
 
 // meshReplicaFrames name the functions whose goroutines belong to the
-// replicas: session mesh nodes, data planes, the peer adapter and the
-// controllers' own runnables.
+// replicas: data planes and their session mesh nodes, the peer adapter and
+// the controllers' own runnables.
 var meshReplicaFrames = []string{
-	"meshgate/internal/sessionmesh", "meshgate/internal/dataplane/server", "meshgate/internal/dataplane/proxy",
+	"meshgate/internal/sessionmesh", "meshgate/internal/dataplane/", "meshgate/internal/replica",
 	"kube.meshReplicaPeers", "kube.(*handler)", "kube.(*statusWriter)", "kube.(*caEnsurer)",
 }
 

@@ -12,35 +12,24 @@ import (
 	"testing"
 	"time"
 
-	"github.com/meshgate/meshgate/internal/dataplane/server"
+	"github.com/meshgate/meshgate/internal/replica"
 	"github.com/meshgate/meshgate/internal/routing"
-	"github.com/meshgate/meshgate/internal/sessionmesh"
 	corev1 "k8s.io/api/core/v1"
 	discoveryv1 "k8s.io/api/discovery/v1"
 	networkingv1 "k8s.io/api/networking/v1"
 )
 
-// startDataPlane serves the holder's tables on 127.0.0.1 (HTTP and HTTPS).
-func startDataPlane(t *testing.T, h *routing.Holder) *server.Server {
+// startDataPlane runs a replica serving the holder's tables on 127.0.0.1
+// (HTTP and HTTPS), as `meshgate run` does.
+func startDataPlane(t *testing.T, h *routing.Holder) *replica.Replica {
 	t.Helper()
-	node, err := sessionmesh.New(sessionmesh.Config{NodeName: "traffic-test"})
+	r, err := replica.New(replica.Config{Tables: h, NodeName: "traffic-test",
+		HTTPSAddr: "127.0.0.1:0", HTTPAddr: "127.0.0.1:0"})
 	if err != nil {
 		t.Fatal(err)
 	}
-	runMeshNode(t, node)
-	srv, err := server.New(server.Config{Table: h, HTTPSAddr: "127.0.0.1:0", HTTPAddr: "127.0.0.1:0", Sessions: node})
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := srv.Start(context.Background()); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() {
-		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-		defer cancel()
-		_ = srv.Shutdown(ctx)
-	})
-	return srv
+	runReplica(t, r)
+	return r
 }
 
 // get sends GET / with Host host to addr through c and returns
