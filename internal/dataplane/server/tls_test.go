@@ -167,7 +167,7 @@ func TestPolicyAndResumption(t *testing.T) {
 	}
 }
 
-// recordingSessions is a SessionConfigurer that records its calls by the
+// recordingSessions is a tlsconfig.Sessions that records its calls by the
 // host's certificate and disables tickets for the certificate off.
 type recordingSessions struct {
 	mu    sync.Mutex
