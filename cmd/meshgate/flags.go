@@ -3,8 +3,10 @@ package main
 import (
 	"flag"
 	"fmt"
+	"net"
 	"net/netip"
 	"os"
+	"strconv"
 	"strings"
 	"time"
 
@@ -43,6 +45,8 @@ type commonFlags struct {
 	sessionBudget int64
 	logLevel      string
 	pprofAddr     string
+	gwHTTPPort    int
+	gwHTTPSPort   int
 }
 
 func (f *commonFlags) register(fs *flag.FlagSet) {
@@ -69,6 +73,8 @@ func (f *commonFlags) register(fs *flag.FlagSet) {
 	fs.StringVar(&f.defaultCert, "default-certificate", "", "namespace/name of a kubernetes.io/tls Secret for unknown SNI names (default: the first valid TLS Ingress's)")
 	fs.Int64Var(&f.sessionBudget, "session-store-bytes", 256<<20, "memory budget of the session store; the soonest-expiring sessions are evicted beyond it")
 	fs.StringVar(&f.logLevel, "log-level", "info", "log level: debug, info, error (debug logs every request)")
+	fs.IntVar(&f.gwHTTPPort, "gateway-http-port", 0, "Gateway API listener port served by the plain HTTP listener: the port clients reach it on (default: the port of --http-addr; the chart sets its Service's)")
+	fs.IntVar(&f.gwHTTPSPort, "gateway-https-port", 0, "Gateway API listener port of HTTPS and TLS listeners, served by the TLS listener (default: the port of --https-addr)")
 	fs.StringVar(&f.pprofAddr, "pprof-addr", "", "address serving net/http/pprof under /debug/pprof/ for profiling (empty disables; never expose it publicly)")
 }
 
@@ -83,12 +89,31 @@ func (f *commonFlags) validate() error {
 
 // buildOptions are the table builder's options, the same in both modes.
 func (f *commonFlags) buildOptions() translate.Options {
-	return translate.Options{
+	o := translate.Options{
 		IngressClass:       f.ingressClass,
 		DefaultCertificate: f.defaultCert,
 		DefaultSessionMode: routing.SessionMode(f.sessionMode),
 		L4ConfigMap:        f.l4ConfigMap,
+		GatewayHTTPPort:    f.gwHTTPPort,
+		GatewayHTTPSPort:   f.gwHTTPSPort,
 	}
+	if o.GatewayHTTPPort == 0 {
+		o.GatewayHTTPPort = addrPort(f.httpAddr)
+	}
+	if o.GatewayHTTPSPort == 0 {
+		o.GatewayHTTPSPort = addrPort(f.httpsAddr)
+	}
+	return o
+}
+
+// addrPort is the port of a listen address, 0 when it has none.
+func addrPort(addr string) int {
+	_, p, err := net.SplitHostPort(addr)
+	if err != nil {
+		return 0
+	}
+	n, _ := strconv.Atoi(p)
+	return n
 }
 
 // trustedPrefixes parses --trusted-proxies.

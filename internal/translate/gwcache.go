@@ -165,3 +165,66 @@ func (c *Cache) LookupGateway(ns, name string) *gatewayv1.Gateway {
 
 // LookupNamespace returns the Namespace name, or nil.
 func (c *Cache) LookupNamespace(name string) *corev1.Namespace { return c.gw.namespaces[name] }
+
+// GatewaySecretRefs returns the Secrets the HTTPS listeners of our
+// Gateways (and of the ListenerSets attached to them) may use: those in the
+// listener's own namespace and those a ReferenceGrant permits. A source
+// that loads Secrets on demand fetches exactly these, so the private keys
+// of Secrets a Gateway may not use never enter memory. opts supplies the
+// GatewayControllerName.
+func GatewaySecretRefs(c *Cache, opts Options) []types.NamespacedName {
+	opts = opts.withDefaults()
+	ours := map[string]bool{}
+	for _, gc := range c.gw.classes {
+		if string(gc.Spec.ControllerName) == opts.GatewayControllerName {
+			ours[gc.Name] = true
+		}
+	}
+	s := &state{c: c, opts: opts}
+	seen := map[types.NamespacedName]bool{}
+	var out []types.NamespacedName
+	add := func(kind, ns string, ls []gatewayv1.Listener) {
+		for _, l := range ls {
+			if l.TLS == nil {
+				continue
+			}
+			for _, ref := range l.TLS.CertificateRefs {
+				if (ref.Group != nil && *ref.Group != "") || (ref.Kind != nil && *ref.Kind != "Secret") {
+					continue
+				}
+				nn := types.NamespacedName{Namespace: ns, Name: string(ref.Name)}
+				if ref.Namespace != nil {
+					nn.Namespace = string(*ref.Namespace)
+				}
+				if nn.Namespace != ns && !s.granted(fromRef{group: gatewayGroup, kind: kind, ns: ns}, toRef{kind: "Secret", ns: nn.Namespace, name: nn.Name}) {
+					continue
+				}
+				if !seen[nn] {
+					seen[nn] = true
+					out = append(out, nn)
+				}
+			}
+		}
+	}
+	for _, gw := range c.gw.gateways {
+		if ours[string(gw.Spec.GatewayClassName)] {
+			add("Gateway", gw.Namespace, gw.Spec.Listeners)
+		}
+	}
+	for _, ls := range c.gw.listenerSet {
+		ns := ls.Namespace
+		if ls.Spec.ParentRef.Namespace != nil {
+			ns = string(*ls.Spec.ParentRef.Namespace)
+		}
+		gw := c.gw.gateways[types.NamespacedName{Namespace: ns, Name: string(ls.Spec.ParentRef.Name)}]
+		if gw == nil || !ours[string(gw.Spec.GatewayClassName)] {
+			continue
+		}
+		entries := make([]gatewayv1.Listener, len(ls.Spec.Listeners))
+		for i, e := range ls.Spec.Listeners {
+			entries[i] = gatewayv1.Listener{TLS: e.TLS}
+		}
+		add("ListenerSet", ls.Namespace, entries)
+	}
+	return out
+}

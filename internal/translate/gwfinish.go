@@ -21,6 +21,7 @@ func finishGateways(s *state) {
 				continue
 			}
 			st.Listeners = append(st.Listeners, listenerStatus(lb, gw.Generation))
+			s.listenerProblems(lb)
 			if lb.usable() {
 				valid++
 			}
@@ -79,5 +80,19 @@ func listenerStatus(lb *listenerBuild, gen int64) gatewayv1.ListenerStatus {
 		SupportedKinds: lb.kinds,
 		AttachedRoutes: lb.attached,
 		Conditions:     []metav1.Condition{acc, confl, res, prog},
+	}
+}
+
+// listenerProblems reports an invalid listener as a Problem of its Gateway.
+func (s *state) listenerProblems(lb *listenerBuild) {
+	gw := lb.gb.gw
+	switch {
+	case !lb.accepted:
+		s.problem("Gateway", gw, string(lb.acceptedReason), "listener %s: %s", lb.l.Name, lb.acceptedMsg)
+	case lb.conflicted:
+		s.problem("Gateway", gw, string(lb.conflictReason), "listener %s: %s", lb.l.Name, lb.conflictMsg)
+	}
+	if !lb.resolved {
+		s.problem("Gateway", gw, string(lb.resolvedReason), "listener %s: %s", lb.l.Name, lb.resolvedMsg)
 	}
 }

@@ -186,6 +186,7 @@ func (s *state) l4Route(kind string, obj metav1.Object, refs []gatewayv1.ParentR
 // serveL4 records the parent statuses of an L4 route and calls serve for
 // each listener it attached to.
 func (s *state) serveL4(rb *routeBuild, parents []*parentResult, gen int64, serve func(attachment)) {
+	s.routeProblems(rb, parents)
 	countAttached(parents)
 	var st []gatewayv1.RouteParentStatus
 	for _, pr := range parents {

@@ -54,6 +54,7 @@ func processHTTPRoutes(s *state) {
 // serveRoute adds the rules of an accepted route to the virtual hosts of
 // every listener it attached to, and records its parent statuses.
 func (s *state) serveRoute(rb *routeBuild, parents []*parentResult, gen int64) {
+	s.routeProblems(rb, parents)
 	if rb.accepted == nil {
 		countAttached(parents)
 	}
@@ -86,6 +87,22 @@ func (s *state) serveRoute(rb *routeBuild, parents []*parentResult, gen int64) {
 		}
 	}
 	s.gw.status.Routes[RouteKey{Kind: rb.kind, NamespacedName: key(rb.obj)}] = st
+}
+
+// routeProblems reports what is wrong with a route as Problems (Events in
+// a cluster, log lines in standalone mode); its status says the same.
+func (s *state) routeProblems(rb *routeBuild, parents []*parentResult) {
+	if rb.accepted != nil {
+		s.problem(rb.kind, rb.obj, string(rb.accepted.reason), "%s; route not served", rb.accepted.msg)
+	}
+	if !rb.refs.ok {
+		s.problem(rb.kind, rb.obj, string(rb.refs.reason), "%s; requests for it get 500", rb.refs.msg)
+	}
+	for _, pr := range parents {
+		if !pr.accepted {
+			s.problem(rb.kind, rb.obj, string(pr.reason), "parent %s: %s", pr.ref.Name, pr.msg)
+		}
+	}
 }
 
 // withListenerPort returns f with its redirect's ListenerPort set (a copy:

@@ -18,6 +18,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/controller-runtime/pkg/manager"
 	metricsserver "sigs.k8s.io/controller-runtime/pkg/metrics/server"
+	gatewayv1 "sigs.k8s.io/gateway-api/apis/v1"
 )
 
 // Controller is meshgate's Kubernetes control plane for one replica. Create
@@ -39,6 +40,9 @@ func Scheme() (*runtime.Scheme, error) {
 	}
 	if err := v1alpha1.AddToScheme(s); err != nil {
 		return nil, fmt.Errorf("kube: add meshgate scheme: %w", err)
+	}
+	if err := gatewayv1.Install(s); err != nil {
+		return nil, fmt.Errorf("kube: add Gateway API scheme: %w", err)
 	}
 	return s, nil
 }
@@ -88,7 +92,7 @@ func New(cfg *rest.Config, opts Options) (*Controller, error) {
 	}
 	c := &Controller{opts: opts, mgr: mgr, peers: newPeerStream()}
 	c.status = newStatusWriter(opts, mgr.GetClient(), mgr.GetEventRecorder("meshgate"))
-	c.handler = newHandler(opts, mgr.GetCache(), mgr.GetAPIReader(), c.status, c.peers)
+	c.handler = newHandler(opts, mgr.GetCache(), mgr.GetAPIReader(), mgr.GetRESTMapper(), c.status, c.peers)
 	if err := mgr.Add(c.handler); err != nil {
 		return nil, fmt.Errorf("kube: add handler: %w", err)
 	}
@@ -137,6 +141,17 @@ func watchedKinds(opts Options) []client.Object {
 		objs = append(objs, &corev1.ConfigMap{})
 	}
 	return objs
+}
+
+// gatewayKinds are the Gateway API kinds meshgate reads, watched only when
+// the cluster serves their CRDs (see handler.register), plus the Namespaces
+// whose labels allowedRoutes selectors match.
+func gatewayKinds() []client.Object {
+	return []client.Object{
+		&gatewayv1.GatewayClass{}, &gatewayv1.Gateway{}, &gatewayv1.ListenerSet{},
+		&gatewayv1.HTTPRoute{}, &gatewayv1.GRPCRoute{}, &gatewayv1.TLSRoute{},
+		&gatewayv1.TCPRoute{}, &gatewayv1.UDPRoute{}, &gatewayv1.ReferenceGrant{},
+	}
 }
 
 // Start runs the manager until ctx is done or leadership is lost (when

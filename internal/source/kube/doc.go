@@ -5,8 +5,13 @@
 //
 // Every replica watches and builds (the data plane of each replica needs the
 // table); only the leader (a coordination.k8s.io Lease, when leader election
-// is on) writes: Ingress status.loadBalancer, TLSPolicy conditions, Events
-// for problems found in the input, and the mesh CA Secret on first start.
+// is on) writes: Ingress status.loadBalancer, TLSPolicy conditions, the
+// status of Gateway API objects of our GatewayClasses (see
+// status_gateway.go), Events for problems found in the input, and the mesh
+// CA Secret on first start.
+//
+// Gateway API kinds are watched when the cluster serves their CRDs (checked
+// per kind at start); without them meshgate serves Ingress only.
 //
 // Secrets are not cached wholesale. A metadata-only informer watches
 // Secrets of type kubernetes.io/tls (names and resourceVersions, no data);
@@ -32,4 +37,7 @@ package kube
 // +kubebuilder:rbac:groups=meshgate.io,resources=tlspolicies/status,verbs=get;update;patch
 // +kubebuilder:rbac:groups=events.k8s.io,resources=events,verbs=create;patch
 // +kubebuilder:rbac:groups="",resources=events,verbs=create;patch
+// +kubebuilder:rbac:groups=gateway.networking.k8s.io,resources=gatewayclasses;gateways;listenersets;httproutes;grpcroutes;tlsroutes;tcproutes;udproutes;referencegrants;backendtlspolicies,verbs=get;list;watch
+// +kubebuilder:rbac:groups=gateway.networking.k8s.io,resources=gatewayclasses/status;gateways/status;listenersets/status;httproutes/status;grpcroutes/status;tlsroutes/status;tcproutes/status;udproutes/status;backendtlspolicies/status,verbs=get;update;patch
+// +kubebuilder:rbac:groups="",resources=namespaces,verbs=get;list;watch
 // +kubebuilder:rbac:groups=coordination.k8s.io,resources=leases,verbs=get;list;watch;create;update;patch;delete

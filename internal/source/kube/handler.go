@@ -3,17 +3,22 @@ package kube
 import (
 	"context"
 	"fmt"
+	"reflect"
 	"time"
 
 	"github.com/go-logr/logr"
 	"github.com/meshgate/meshgate/internal/source/debounce"
 	"github.com/meshgate/meshgate/internal/translate"
+	corev1 "k8s.io/api/core/v1"
 	discoveryv1 "k8s.io/api/discovery/v1"
+	"k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/runtime/schema"
 	"k8s.io/apimachinery/pkg/types"
 	toolscache "k8s.io/client-go/tools/cache"
 	"sigs.k8s.io/controller-runtime/pkg/cache"
 	"sigs.k8s.io/controller-runtime/pkg/client"
+	gatewayv1 "sigs.k8s.io/gateway-api/apis/v1"
 )
 
 // eventQueueSize bounds the channel between the informers and the owner
@@ -49,7 +54,8 @@ type event struct {
 type handler struct {
 	opts    Options
 	inf     cache.Informers
-	reader  client.Reader // uncached: referenced Secrets are read through it
+	mapper  meta.RESTMapper // tells which Gateway API CRDs the cluster serves
+	reader  client.Reader   // uncached: referenced Secrets are read through it
 	status  *statusWriter
 	peers   *peerStream
 	log     logr.Logger
@@ -64,9 +70,9 @@ type handler struct {
 	isSynced bool
 }
 
-func newHandler(opts Options, inf cache.Informers, reader client.Reader, sw *statusWriter, ps *peerStream) *handler {
+func newHandler(opts Options, inf cache.Informers, reader client.Reader, mapper meta.RESTMapper, sw *statusWriter, ps *peerStream) *handler {
 	h := &handler{
-		opts: opts, inf: inf, reader: reader, status: sw, peers: ps,
+		opts: opts, inf: inf, reader: reader, mapper: mapper, status: sw, peers: ps,
 		log:    opts.Logger.WithName("handler"),
 		events: make(chan event, eventQueueSize),
 		done:   make(chan struct{}),
@@ -119,7 +125,32 @@ func (h *handler) register(ctx context.Context) ([]toolscache.ResourceEventHandl
 	if err := add(secretMetaObject(), opSecretMeta, opSecretMetaDelete); err != nil {
 		return nil, err
 	}
+	gw := h.servedGatewayKinds()
+	if len(gw) > 0 {
+		gw = append(gw, &corev1.Namespace{})
+	}
+	for _, obj := range gw {
+		if err := add(obj, opUpsert, opDelete); err != nil {
+			return nil, err
+		}
+	}
 	return regs, nil
+}
+
+// servedGatewayKinds returns the Gateway API kinds whose CRDs the API
+// server serves. Without the CRDs meshgate serves Ingress only; CRDs
+// installed later take effect at the next start.
+func (h *handler) servedGatewayKinds() []client.Object {
+	var out []client.Object
+	for _, obj := range gatewayKinds() {
+		gvk := schema.GroupVersionKind{Group: gatewayv1.GroupName, Version: "v1", Kind: reflect.TypeOf(obj).Elem().Name()}
+		if _, err := h.mapper.RESTMapping(gvk.GroupKind(), gvk.Version); err != nil {
+			h.log.Info("Gateway API kind not served by the cluster; not watched", "kind", gvk.Kind, "reason", err.Error())
+			continue
+		}
+		out = append(out, obj)
+	}
+	return out
 }
 
 func (h *handler) waitSynced(ctx context.Context, regs []toolscache.ResourceEventHandlerRegistration) {
@@ -222,16 +253,18 @@ func (h *handler) meshChanged(obj client.Object) {
 // desired status to the status writer. changedAt is when the oldest change
 // in this build was received.
 func (h *handler) rebuild(ctx context.Context, changedAt time.Time) {
-	h.secrets.sync(ctx, h.cache.Ingresses(), h.cache.IngressClasses())
+	h.secrets.sync(ctx, h.cache)
 	h.gen++
 	bo := h.opts.Build
 	bo.Generation, bo.Now = h.gen, time.Now()
-	t, problems := translate.ToTable(h.cache, bo)
+	bo.GatewayAddresses = h.gatewayAddresses()
+	r := translate.Translate(h.cache, bo)
+	t, problems := r.Table, r.Problems
 	h.opts.Holder.Store(t)
 	if h.opts.OnPublish != nil {
 		h.opts.OnPublish(t, problems, changedAt)
 	}
-	h.status.update(h.desired(problems))
+	h.status.update(h.desired(problems, r.Gateway))
 	if h.gen == 1 && h.meshNN.Name != "" {
 		h.peers.publish(peersFrom(h.cache.EndpointSlicesFor(h.meshNN.Namespace, h.meshNN.Name), h.opts.MeshPortName))
 	}

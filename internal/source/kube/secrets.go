@@ -7,7 +7,6 @@ import (
 	"github.com/go-logr/logr"
 	"github.com/meshgate/meshgate/internal/translate"
 	corev1 "k8s.io/api/core/v1"
-	networkingv1 "k8s.io/api/networking/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/types"
@@ -96,14 +95,19 @@ func (s *secretTracker) fetch(ctx context.Context, k types.NamespacedName) bool 
 	return s.cache.Insert(&sec)
 }
 
-// sync recomputes the referenced set from the Ingresses of our class,
-// loads newly referenced Secrets and unloads the ones no longer used.
-func (s *secretTracker) sync(ctx context.Context, ings []*networkingv1.Ingress, classes []*networkingv1.IngressClass) {
+// sync recomputes the referenced set from the Ingresses of our class and
+// the HTTPS listeners of our Gateways, loads newly referenced Secrets and
+// unloads the ones no longer used.
+func (s *secretTracker) sync(ctx context.Context, c *translate.Cache) {
 	ref := map[types.NamespacedName]struct{}{}
 	if s.opts.DefaultCertificate != "" {
 		ref[mustNN(s.opts.DefaultCertificate)] = struct{}{}
 	}
-	for _, ing := range ings {
+	for _, nn := range translate.GatewaySecretRefs(c, s.opts) {
+		ref[nn] = struct{}{}
+	}
+	classes := c.IngressClasses()
+	for _, ing := range c.Ingresses() {
 		if !translate.IsOurs(ing, classes, s.opts) {
 			continue
 		}

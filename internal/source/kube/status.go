@@ -15,6 +15,7 @@ import (
 	"k8s.io/apimachinery/pkg/types"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/controller-runtime/pkg/recorder"
+	gatewayv1 "sigs.k8s.io/gateway-api/apis/v1"
 )
 
 // statusRetry is the pause before retrying a failed status write.
@@ -30,6 +31,8 @@ type desiredStatus struct {
 	policies map[types.NamespacedName]policyStatus
 	// problems found by the build, with the object UIDs known to the cache.
 	problems []problemRef
+	// gateway is the Gateway API status of the build; nil writes none.
+	gateway *translate.GatewayStatuses
 }
 
 type policyStatus struct {
@@ -45,8 +48,8 @@ type problemRef struct {
 
 // desired derives the status writer's targets from the cache and the
 // problems of the build just published. Owner goroutine only.
-func (h *handler) desired(problems []translate.Problem) *desiredStatus {
-	d := &desiredStatus{policies: map[types.NamespacedName]policyStatus{}}
+func (h *handler) desired(problems []translate.Problem, gw *translate.GatewayStatuses) *desiredStatus {
+	d := &desiredStatus{policies: map[types.NamespacedName]policyStatus{}, gateway: gw}
 	classes := h.cache.IngressClasses()
 	ings := h.cache.Ingresses()
 	byName := make(map[types.NamespacedName]*networkingv1.Ingress, len(ings))
@@ -91,6 +94,8 @@ func (h *handler) reference(p translate.Problem, nn types.NamespacedName, ings m
 		if pol, err := h.cache.LookupTLSPolicy(nn.Namespace, nn.Name); err == nil {
 			ref.UID = pol.UID
 		}
+	case "GatewayClass", "Gateway", "ListenerSet", "HTTPRoute", "GRPCRoute", "TLSRoute", "TCPRoute", "UDPRoute", "ReferenceGrant", "BackendTLSPolicy":
+		ref.APIVersion = gatewayv1.GroupVersion.String()
 	case "ConfigMap":
 		ref.APIVersion = "v1"
 		if cm, err := h.cache.LookupConfigMap(nn.Namespace, nn.Name); err == nil {
@@ -174,6 +179,9 @@ type statusWriter struct {
 	// Ingress leaving our class (or deleted Ingress status management) has
 	// its address removed again.
 	written map[types.NamespacedName]struct{}
+	// routes lists the Gateway API routes this leader wrote parent
+	// entries into, so that a route leaving our Gateways loses them.
+	routes map[translate.RouteKey]struct{}
 }
 
 type problemKey struct {
@@ -186,6 +194,7 @@ func newStatusWriter(opts Options, c client.Client, rec recorder.EventRecorder) 
 		notify:  make(chan struct{}, 1),
 		emitted: map[problemKey]struct{}{},
 		written: map[types.NamespacedName]struct{}{},
+		routes:  map[translate.RouteKey]struct{}{},
 	}
 }
 
@@ -246,4 +255,20 @@ func (w *statusWriter) emitEvents(d *desiredStatus) {
 		w.rec.Eventf(p.ref, nil, corev1.EventTypeWarning, p.Reason, "Build", "%s", p.Message)
 	}
 	w.emitted = now
+}
+
+// gatewayAddresses returns the addresses published in Gateway status: the
+// same ones Ingress status gets (--publish-status-address, else the
+// published Service's). Owner goroutine only.
+func (h *handler) gatewayAddresses() []string {
+	lbs, _ := h.publishAddresses()
+	var out []string
+	for _, lb := range lbs {
+		if lb.IP != "" {
+			out = append(out, lb.IP)
+		} else if lb.Hostname != "" {
+			out = append(out, lb.Hostname)
+		}
+	}
+	return out
 }

@@ -45,6 +45,9 @@ func (w *statusWriter) apply(ctx context.Context, d *desiredStatus) error {
 			errs = append(errs, err)
 		}
 	}
+	if err := w.applyGatewayAPI(ctx, d.gateway); err != nil {
+		errs = append(errs, err)
+	}
 	return errors.Join(errs...)
 }
 

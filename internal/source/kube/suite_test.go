@@ -72,7 +72,7 @@ func startEnv() (*envtest.Environment, error) {
 	}
 	env := &envtest.Environment{
 		BinaryAssetsDirectory: dir,
-		CRDDirectoryPaths:     []string{filepath.Join("..", "..", "..", "config", "crd", "bases")},
+		CRDDirectoryPaths:     []string{filepath.Join("..", "..", "..", "config", "crd", "bases"), filepath.Join("..", "..", "..", "config", "crd", "gateway-api")},
 		ErrorIfCRDPathMissing: true,
 	}
 	cfg, err := env.Start()

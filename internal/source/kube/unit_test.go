@@ -171,7 +171,7 @@ func newLoopHarness(t *testing.T) *loopHarness {
 			lh.builds++
 			lh.mu.Unlock()
 		}}.withDefaults()
-	lh.h = newHandler(opts, nil, nil, newStatusWriter(opts, nil, nil), newPeerStream())
+	lh.h = newHandler(opts, nil, nil, nil, newStatusWriter(opts, nil, nil), newPeerStream())
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan struct{})
 	go func() {

@@ -12,9 +12,13 @@
 // "kind: List" document contributes its items. The kinds meshgate reads are
 // decoded strictly (unknown fields and duplicate keys are errors, as with
 // kubectl):
-// networking.k8s.io/v1 Ingress and IngressClass, v1 Service, Secret and
-// ConfigMap, discovery.k8s.io/v1 EndpointSlice and meshgate.io/v1alpha1
-// TLSPolicy. Documents of any other kind (Namespace, Deployment, CRDs …)
+// networking.k8s.io/v1 Ingress and IngressClass, v1 Service, Secret,
+// ConfigMap and Namespace (its labels select Gateway routes),
+// discovery.k8s.io/v1 EndpointSlice, meshgate.io/v1alpha1 TLSPolicy and the
+// Gateway API kinds of gateway.networking.k8s.io/v1 (GatewayClass, Gateway,
+// ListenerSet, HTTPRoute, GRPCRoute, TLSRoute, TCPRoute, UDPRoute,
+// ReferenceGrant, BackendTLSPolicy). Documents of any other kind
+// (Deployment, CRDs …)
 // are skipped and reported in the returned []Skipped, so a manifest written
 // for a cluster loads as it is. A kind meshgate reads in an older API version
 // (networking.k8s.io/v1beta1 Ingress) is an error. Namespaced objects
@@ -42,6 +46,7 @@ import (
 	"k8s.io/apimachinery/pkg/runtime/schema"
 	"k8s.io/apimachinery/pkg/runtime/serializer"
 	utilyaml "k8s.io/apimachinery/pkg/util/yaml"
+	gatewayv1 "sigs.k8s.io/gateway-api/apis/v1"
 	"sigs.k8s.io/yaml"
 )
 
@@ -73,13 +78,24 @@ func (s Skipped) String() string {
 // supported are the kinds Load returns; the value says whether the kind is
 // namespaced.
 var supported = map[schema.GroupVersionKind]bool{
-	networkingv1.SchemeGroupVersion.WithKind("Ingress"):      true,
-	networkingv1.SchemeGroupVersion.WithKind("IngressClass"): false,
-	corev1.SchemeGroupVersion.WithKind("Service"):            true,
-	corev1.SchemeGroupVersion.WithKind("Secret"):             true,
-	corev1.SchemeGroupVersion.WithKind("ConfigMap"):          true,
-	discoveryv1.SchemeGroupVersion.WithKind("EndpointSlice"): true,
-	v1alpha1.GroupVersion.WithKind("TLSPolicy"):              true,
+	networkingv1.SchemeGroupVersion.WithKind("Ingress"):       true,
+	networkingv1.SchemeGroupVersion.WithKind("IngressClass"):  false,
+	corev1.SchemeGroupVersion.WithKind("Service"):             true,
+	corev1.SchemeGroupVersion.WithKind("Secret"):              true,
+	corev1.SchemeGroupVersion.WithKind("ConfigMap"):           true,
+	discoveryv1.SchemeGroupVersion.WithKind("EndpointSlice"):  true,
+	v1alpha1.GroupVersion.WithKind("TLSPolicy"):               true,
+	corev1.SchemeGroupVersion.WithKind("Namespace"):           false,
+	gatewayv1.SchemeGroupVersion.WithKind("GatewayClass"):     false,
+	gatewayv1.SchemeGroupVersion.WithKind("Gateway"):          true,
+	gatewayv1.SchemeGroupVersion.WithKind("ListenerSet"):      true,
+	gatewayv1.SchemeGroupVersion.WithKind("HTTPRoute"):        true,
+	gatewayv1.SchemeGroupVersion.WithKind("GRPCRoute"):        true,
+	gatewayv1.SchemeGroupVersion.WithKind("TLSRoute"):         true,
+	gatewayv1.SchemeGroupVersion.WithKind("TCPRoute"):         true,
+	gatewayv1.SchemeGroupVersion.WithKind("UDPRoute"):         true,
+	gatewayv1.SchemeGroupVersion.WithKind("ReferenceGrant"):   true,
+	gatewayv1.SchemeGroupVersion.WithKind("BackendTLSPolicy"): true,
 }
 
 // supportedKinds maps a group and kind we read to the version we read.
@@ -101,7 +117,7 @@ type Loader struct {
 // NewLoader returns a Loader for the kinds listed in the package doc.
 func NewLoader() (*Loader, error) {
 	s := runtime.NewScheme()
-	for _, add := range []func(*runtime.Scheme) error{corev1.AddToScheme, networkingv1.AddToScheme, discoveryv1.AddToScheme} {
+	for _, add := range []func(*runtime.Scheme) error{corev1.AddToScheme, networkingv1.AddToScheme, discoveryv1.AddToScheme, gatewayv1.Install} {
 		if err := add(s); err != nil {
 			return nil, fmt.Errorf("manifest: scheme: %w", err)
 		}

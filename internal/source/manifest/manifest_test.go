@@ -12,11 +12,12 @@ import (
 	discoveryv1 "k8s.io/api/discovery/v1"
 	networkingv1 "k8s.io/api/networking/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	gatewayv1 "sigs.k8s.io/gateway-api/apis/v1"
 )
 
 const good = `# leading comment
 apiVersion: v1
-kind: Namespace
+kind: ServiceAccount
 metadata:
   name: demo
 ---
@@ -69,6 +70,52 @@ items:
   metadata: {name: app}
 `
 
+const gatewayDocs = `apiVersion: v1
+kind: Namespace
+metadata: {name: team, labels: {env: prod}}
+---
+apiVersion: gateway.networking.k8s.io/v1
+kind: GatewayClass
+metadata: {name: meshgate}
+spec: {controllerName: meshgate.io/gateway-controller}
+---
+apiVersion: gateway.networking.k8s.io/v1
+kind: Gateway
+metadata: {name: gw}
+spec:
+  gatewayClassName: meshgate
+  listeners: [{name: http, port: 8080, protocol: HTTP}]
+---
+apiVersion: gateway.networking.k8s.io/v1
+kind: HTTPRoute
+metadata: {name: r, namespace: team}
+spec:
+  parentRefs: [{name: gw, namespace: default}]
+  rules: [{backendRefs: [{name: echo, port: 80}]}]
+`
+
+// TestDecodeGatewayAPI reads Gateway API objects and Namespaces (whose
+// labels allowedRoutes selectors match) strictly.
+func TestDecodeGatewayAPI(t *testing.T) {
+	objs, skipped, err := newLoader(t).Decode("gw.yaml", []byte(gatewayDocs))
+	if err != nil || len(skipped) != 0 || len(objs) != 4 {
+		t.Fatalf("objs %d, skipped %v, err %v", len(objs), skipped, err)
+	}
+	if ns := objs[0].(*corev1.Namespace); ns.Labels["env"] != "prod" {
+		t.Errorf("namespace = %+v", ns)
+	}
+	if gw := objs[2].(*gatewayv1.Gateway); gw.Namespace != "default" || gw.Spec.Listeners[0].Port != 8080 {
+		t.Errorf("gateway = %+v", gw)
+	}
+	if r := objs[3].(*gatewayv1.HTTPRoute); r.Namespace != "team" || *r.Spec.Rules[0].BackendRefs[0].Port != 80 {
+		t.Errorf("route = %+v", r)
+	}
+	bad := strings.Replace(gatewayDocs, "listeners:", "listenerz:", 1)
+	if _, _, err := newLoader(t).Decode("gw.yaml", []byte(bad)); err == nil || !strings.Contains(err.Error(), "listenerz") {
+		t.Errorf("unknown field accepted: %v", err)
+	}
+}
+
 func newLoader(t testing.TB) *Loader {
 	l, err := NewLoader()
 	if err != nil {
@@ -90,7 +137,7 @@ func TestDecodeGood(t *testing.T) {
 	if strings.Join(got, ",") != want {
 		t.Errorf("objects:\n%s\nwant:\n%s", strings.Join(got, ","), want)
 	}
-	if len(skipped) != 2 || skipped[0].Kind != "Namespace" || skipped[0].Document != 1 ||
+	if len(skipped) != 2 || skipped[0].Kind != "ServiceAccount" || skipped[0].Document != 1 ||
 		skipped[1].Kind != "Deployment" || skipped[1].Document != 7 {
 		t.Errorf("skipped = %v", skipped)
 	}
