@@ -149,7 +149,9 @@ func TestGatewayAPIStatusAndServing(t *testing.T) {
 	if err := testClient.Update(ctx, &r); err != nil {
 		t.Fatal(err)
 	}
-	waitTable(t, h, "renamed host", func(tb *routing.Table) bool { return tb.HTTP.Hosts["good2.example.com"] != nil && tb.HTTP.Hosts["good.example.com"] == nil })
+	waitTable(t, h, "renamed host", func(tb *routing.Table) bool {
+		return tb.HTTP.Hosts["good2.example.com"] != nil && tb.HTTP.Hosts["good.example.com"] == nil
+	})
 	eventually(t, 15*time.Second, "observedGeneration 2 and the foreign entry kept", func() bool {
 		if err := testClient.Get(ctx, nn, &r); err != nil {
 			t.Fatal(err)
