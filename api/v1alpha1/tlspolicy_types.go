@@ -47,6 +47,17 @@ type TLSPolicySpec struct {
 	// +optional
 	IngressSelector *metav1.LabelSelector `json:"ingressSelector,omitempty"`
 
+	// TargetRefs attach the policy to Gateways of this namespace, Gateway
+	// API policy-attachment style: every HTTPS listener of the Gateway, or
+	// only the listener named by sectionName, serves its hostname with this
+	// policy. A policy naming the listener wins over one naming the whole
+	// Gateway; between equals the oldest policy wins and the others report
+	// Conflicted in status.ancestors.
+	// +optional
+	// +kubebuilder:validation:MaxItems=16
+	// +listType=atomic
+	TargetRefs []PolicyTargetReference `json:"targetRefs,omitempty"`
+
 	// MinVersion is the lowest TLS version accepted: "1.2" (default) or "1.3".
 	// +optional
 	// +kubebuilder:validation:Enum="1.2";"1.3"
@@ -124,6 +135,47 @@ type SessionResumption struct {
 type TLSPolicyStatus struct {
 	// Conditions: Accepted and Programmed.
 	// +optional
+	// +listType=map
+	// +listMapKey=type
+	// +kubebuilder:validation:MaxItems=8
+	Conditions []metav1.Condition `json:"conditions,omitempty"`
+
+	// Ancestors reports, per Gateway named in spec.targetRefs, whether the
+	// policy took effect there (condition Accepted: reasons Accepted,
+	// Conflicted, TargetNotFound, Invalid), as Gateway API policies do.
+	// +optional
+	// +listType=atomic
+	// +kubebuilder:validation:MaxItems=16
+	Ancestors []PolicyAncestorStatus `json:"ancestors,omitempty"`
+}
+
+// PolicyTargetReference names a Gateway (group gateway.networking.k8s.io,
+// kind Gateway) in the policy's namespace, optionally one of its listeners.
+type PolicyTargetReference struct {
+	// Group is gateway.networking.k8s.io.
+	// +kubebuilder:validation:Enum=gateway.networking.k8s.io
+	Group string `json:"group"`
+	// Kind is Gateway.
+	// +kubebuilder:validation:Enum=Gateway
+	Kind string `json:"kind"`
+	// Name of the Gateway.
+	// +kubebuilder:validation:MinLength=1
+	// +kubebuilder:validation:MaxLength=253
+	Name string `json:"name"`
+	// SectionName names one listener of the Gateway; empty means all of
+	// its HTTPS listeners.
+	// +optional
+	// +kubebuilder:validation:MaxLength=253
+	SectionName string `json:"sectionName,omitempty"`
+}
+
+// PolicyAncestorStatus is the outcome of the policy on one Gateway.
+type PolicyAncestorStatus struct {
+	// AncestorRef is the Gateway (and listener) the policy targets.
+	AncestorRef PolicyTargetReference `json:"ancestorRef"`
+	// ControllerName is meshgate.io/gateway-controller.
+	ControllerName string `json:"controllerName"`
+	// Conditions: Accepted.
 	// +listType=map
 	// +listMapKey=type
 	// +kubebuilder:validation:MaxItems=8

@@ -27,6 +27,10 @@ type gwState struct {
 	nextOrder int
 	// merges are the weighted L4 backends to fill after endpoints.
 	merges []l4Merge
+	// policies are the TLSPolicies attached by targetRefs.
+	policies gwPolicies
+	// defaultPolicy is the policy of gwDefaultCert's listener.
+	defaultPolicy *routing.TLSPolicy
 }
 
 type l4Port struct {
@@ -154,6 +158,7 @@ func processGateways(s *state) {
 		}
 	}
 	processListenerSets(s)
+	attachTLSPolicies(s)
 	for _, gb := range s.gw.gateways {
 		for _, lb := range gb.listeners {
 			s.validateListener(lb)
@@ -426,14 +431,14 @@ func (s *state) serveListenerCert(lb *listenerBuild) {
 	host := lb.hostname()
 	if host == "" {
 		if s.gwDefaultCert == nil {
-			s.gwDefaultCert = lb.cert
+			s.gwDefaultCert, s.gw.defaultPolicy = lb.cert, s.listenerPolicy(lb)
 		}
 		return
 	}
 	if s.tlsHosts[host] != nil {
 		return
 	}
-	s.tlsHosts[host] = &tlsHostBuild{name: host, cert: lb.cert, secret: "gateway:" + nsName(lb.gb.gw) + "/" + string(lb.l.Name), policy: s.defaultPolicy}
+	s.tlsHosts[host] = &tlsHostBuild{name: host, cert: lb.cert, secret: "gateway:" + nsName(lb.gb.gw) + "/" + string(lb.l.Name), policy: s.listenerPolicy(lb)}
 }
 
 // publishedAddresses lists Options.GatewayAddresses as status addresses.

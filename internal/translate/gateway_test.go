@@ -1,12 +1,16 @@
 package translate
 
 import (
+	"crypto/tls"
 	"slices"
 	"strings"
 	"testing"
+	"time"
 
+	"github.com/meshgate/meshgate/api/v1alpha1"
 	"github.com/meshgate/meshgate/internal/routing"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/utils/ptr"
 	gatewayv1 "sigs.k8s.io/gateway-api/apis/v1"
 )
@@ -308,3 +312,46 @@ func (r fakeReq) Method() string               { return r.method }
 func (r fakeReq) Path() string                 { return r.path }
 func (r fakeReq) Header(string) (string, bool) { return "", false }
 func (r fakeReq) Query(string) (string, bool)  { return "", false }
+
+// TestTLSPolicyTargetRefs attaches TLSPolicies to a Gateway and to one of
+// its listeners: the listener's policy wins, a second policy for the same
+// target is Conflicted, missing targets are TargetNotFound, and the TLS
+// hosts of the listeners carry the policy (so sessions bind to it).
+func TestTLSPolicyTargetRefs(t *testing.T) {
+	target := func(name, section string) v1alpha1.PolicyTargetReference {
+		return v1alpha1.PolicyTargetReference{Group: gatewayv1.GroupName, Kind: "Gateway", Name: name, SectionName: section}
+	}
+	gwPol := policy("app", "gw-wide", v1alpha1.TLSPolicySpec{MinVersion: "1.3", TargetRefs: []v1alpha1.PolicyTargetReference{target("tls", ""), target("nope", "")}})
+	lPol := policy("app", "listener", v1alpha1.TLSPolicySpec{SessionResumption: v1alpha1.SessionResumption{Mode: v1alpha1.SessionResumptionTicketKeys},
+		TargetRefs: []v1alpha1.PolicyTargetReference{target("tls", "b"), target("tls", "missing")}})
+	late := policy("app", "late", v1alpha1.TLSPolicySpec{TargetRefs: []v1alpha1.PolicyTargetReference{target("tls", "b")}})
+	late.CreationTimestamp = metav1.NewTime(epoch.Add(time.Hour))
+	objs := append(infra(t), tlsSecret(t, "app", "a", "a.example.com"), tlsSecret(t, "app", "b", "b.example.com"),
+		gateway("app", "tls",
+			listener("a", gatewayv1.HTTPSProtocolType, 443, lhost("a.example.com"), certs(gatewayv1.TLSModeTerminate, "a")),
+			listener("b", gatewayv1.HTTPSProtocolType, 443, lhost("b.example.com"), certs(gatewayv1.TLSModeTerminate, "b"))),
+		gwPol, lPol, late)
+	r := Translate(cacheOf(objs...), gwOpts)
+	if p := r.Table.TLS.Exact["a.example.com"].Policy; p.Name != "app/gw-wide" || p.MinVersion != tls.VersionTLS13 {
+		t.Errorf("a.example.com policy = %+v", p)
+	}
+	if p := r.Table.TLS.Exact["b.example.com"].Policy; p.Name != "app/listener" || p.SessionMode != routing.SessionTicketKeys {
+		t.Errorf("b.example.com policy = %+v", p)
+	}
+	reasons := func(name string) []string {
+		var out []string
+		for _, a := range r.Gateway.TLSPolicies[types.NamespacedName{Namespace: "app", Name: name}] {
+			out = append(out, a.AncestorRef.Name+"/"+a.AncestorRef.SectionName+"="+a.Conditions[0].Reason)
+		}
+		return out
+	}
+	for name, want := range map[string][]string{
+		"gw-wide":  {"tls/=Accepted", "nope/=TargetNotFound"},
+		"listener": {"tls/b=Accepted", "tls/missing=TargetNotFound"},
+		"late":     {"tls/b=Conflicted"},
+	} {
+		if got := reasons(name); !slices.Equal(got, want) {
+			t.Errorf("%s ancestors = %v, want %v", name, got, want)
+		}
+	}
+}

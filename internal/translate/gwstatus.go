@@ -3,6 +3,7 @@ package translate
 import (
 	"slices"
 
+	"github.com/meshgate/meshgate/api/v1alpha1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/types"
 	gatewayv1 "sigs.k8s.io/gateway-api/apis/v1"
@@ -25,6 +26,8 @@ type GatewayStatuses struct {
 	ListenerSets map[types.NamespacedName]gatewayv1.ListenerSetStatus
 	// BackendTLSPolicies holds our PolicyAncestorStatus entries per policy.
 	BackendTLSPolicies map[types.NamespacedName][]gatewayv1.PolicyAncestorStatus
+	// TLSPolicies holds status.ancestors of each TLSPolicy with targetRefs.
+	TLSPolicies map[types.NamespacedName][]v1alpha1.PolicyAncestorStatus
 }
 
 // ClassStatus is the status of one of our GatewayClasses.
@@ -58,6 +61,7 @@ func newGatewayStatuses() *GatewayStatuses {
 		Routes:             map[RouteKey][]gatewayv1.RouteParentStatus{},
 		ListenerSets:       map[types.NamespacedName]gatewayv1.ListenerSetStatus{},
 		BackendTLSPolicies: map[types.NamespacedName][]gatewayv1.PolicyAncestorStatus{},
+		TLSPolicies:        map[types.NamespacedName][]v1alpha1.PolicyAncestorStatus{},
 	}
 }
 

@@ -157,7 +157,7 @@ func (s *state) fillTLS(t *routing.TLSHosts) {
 	case s.defaultCert != nil && s.defaultFromOption:
 		t.Default = &routing.TLSHost{Certificate: s.defaultCert.cert, Policy: s.defaultPolicy}
 	case s.gwDefaultCert != nil:
-		t.Default = &routing.TLSHost{Certificate: s.gwDefaultCert, Policy: s.defaultPolicy}
+		t.Default = &routing.TLSHost{Certificate: s.gwDefaultCert, Policy: s.gw.defaultPolicy}
 	case s.defaultCert != nil:
 		t.Default = &routing.TLSHost{Certificate: s.defaultCert.cert, Policy: s.defaultPolicy}
 	}

@@ -56,7 +56,7 @@ func startCluster(t *testing.T) *cluster {
 	env := &envtest.Environment{
 		BinaryAssetsDirectory: assets,
 		CRDInstallOptions: envtest.CRDInstallOptions{
-			Paths:              []string{filepath.Join(chartDir, "crds"), filepath.Join("testdata", "servicemonitor-crd.yaml")},
+			Paths:              []string{filepath.Join(chartDir, "crds"), filepath.Join(chartDir, "crds", "gateway-api"), filepath.Join("testdata", "servicemonitor-crd.yaml")},
 			ErrorIfPathMissing: true,
 		},
 		ErrorIfCRDPathMissing: true,

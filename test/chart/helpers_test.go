@@ -46,6 +46,9 @@ type install struct {
 	ValueFiles []string // -f, relative to repoRoot unless absolute
 	Set        []string // --set
 	SetString  []string // --set-string
+	// APIVersions are extra API versions the cluster serves
+	// (--api-versions), e.g. "gateway.networking.k8s.io/v1/GatewayClass".
+	APIVersions []string
 }
 
 // rendered is the output of one render: the chart's objects (CRDs from
@@ -94,6 +97,7 @@ func render(in install) (*rendered, error) {
 		return nil, err
 	}
 	act.KubeVersion = kv
+	act.APIVersions = chartutil.VersionSet(in.APIVersions)
 	rel, err := act.Run(ch, vals)
 	if err != nil {
 		return nil, fmt.Errorf("render: %w", err)

@@ -16,6 +16,7 @@ import (
 	networkingv1 "k8s.io/api/networking/v1"
 	policyv1 "k8s.io/api/policy/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 	"k8s.io/apimachinery/pkg/labels"
 )
 
@@ -49,6 +50,11 @@ func renderCases() []renderCase {
 			name:  "everything-optional",
 			in:    install{Release: "prod", Namespace: "meshgate-system", ValueFiles: []string{"charts/meshgate/ci/full-values.yaml"}},
 			check: checkFull,
+		},
+		{
+			name:  "gateway-api",
+			in:    install{Release: "gw", Namespace: "gw", APIVersions: []string{"gateway.networking.k8s.io/v1/GatewayClass"}},
+			check: checkGatewayAPI,
 		},
 		{
 			name: "minimal",
@@ -557,4 +563,32 @@ func unstructuredSlice(obj map[string]any, path ...string) ([]any, bool, error) 
 	}
 	s, ok := cur.([]any)
 	return s, ok, nil
+}
+
+// checkGatewayAPI: on a cluster serving the Gateway API the chart creates
+// its GatewayClass; the CRDs ship in crds/ for clusters without them, and
+// without the API no GatewayClass is rendered (it could not be created).
+func checkGatewayAPI(t *testing.T, r *rendered) {
+	gcs := r.find("GatewayClass")
+	if len(gcs) != 1 {
+		t.Fatalf("GatewayClasses = %d, want 1", len(gcs))
+	}
+	if c, _, _ := unstructured.NestedString(gcs[0].Object, "spec", "controllerName"); c != "meshgate.io/gateway-controller" || gcs[0].GetName() != "meshgate" {
+		t.Errorf("GatewayClass %s controllerName %q", gcs[0].GetName(), c)
+	}
+	kinds := map[string]bool{}
+	for _, c := range r.CRDs {
+		if g, _, _ := unstructured.NestedString(c.Object, "spec", "group"); g == "gateway.networking.k8s.io" {
+			k, _, _ := unstructured.NestedString(c.Object, "spec", "names", "kind")
+			kinds[k] = true
+		}
+	}
+	for _, k := range []string{"GatewayClass", "Gateway", "HTTPRoute", "GRPCRoute", "TLSRoute", "TCPRoute", "UDPRoute", "ReferenceGrant", "BackendTLSPolicy", "ListenerSet"} {
+		if !kinds[k] {
+			t.Errorf("crds/ lacks the %s CRD", k)
+		}
+	}
+	if plain := mustRender(t, install{Release: "gw", Namespace: "gw"}); len(plain.find("GatewayClass")) != 0 {
+		t.Error("GatewayClass rendered for a cluster without the Gateway API")
+	}
 }

@@ -6,6 +6,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/meshgate/meshgate/api/v1alpha1"
 	"github.com/meshgate/meshgate/internal/routing"
 	"github.com/meshgate/meshgate/internal/translate"
 	apimeta "k8s.io/apimachinery/pkg/api/meta"
@@ -128,6 +129,23 @@ func TestGatewayAPIStatusAndServing(t *testing.T) {
 	if eps := tb.HTTP.Hosts["good.example.com"].Routes[0].Backends[0].Backend.Endpoints; len(eps) != 1 || eps[0] != "198.18.0.5:8080" {
 		t.Errorf("good route endpoints = %v", eps)
 	}
+
+	// A TLSPolicy attached to the HTTPS listener by targetRef serves its
+	// host and reports the attachment in status.ancestors.
+	mustCreate(t, &v1alpha1.TLSPolicy{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: "gw-tls"}, Spec: v1alpha1.TLSPolicySpec{
+		MinVersion: "1.3", TargetRefs: []v1alpha1.PolicyTargetReference{{Group: gatewayv1.GroupName, Kind: "Gateway", Name: "gw", SectionName: "https"}}}})
+	waitTable(t, h, "listener policy", func(tb *routing.Table) bool {
+		th := tb.TLS.Exact["secure.example.com"]
+		return th != nil && th.Policy.Name == ns+"/gw-tls"
+	})
+	eventually(t, 15*time.Second, "TLSPolicy ancestors", func() bool {
+		var p v1alpha1.TLSPolicy
+		if err := testClient.Get(ctx, types.NamespacedName{Namespace: ns, Name: "gw-tls"}, &p); err != nil {
+			t.Fatal(err)
+		}
+		return len(p.Status.Ancestors) == 1 && apimeta.IsStatusConditionTrue(p.Status.Ancestors[0].Conditions, "Accepted") &&
+			apimeta.IsStatusConditionTrue(p.Status.Conditions, "Accepted")
+	})
 
 	// A generation bump is observed, and another controller's parent
 	// entry survives our writes.

@@ -39,6 +39,9 @@ type policyStatus struct {
 	generation int64
 	accepted   bool
 	message    string
+	// ancestors is status.ancestors (targetRefs outcome), nil without
+	// targetRefs.
+	ancestors []v1alpha1.PolicyAncestorStatus
 }
 
 type problemRef struct {
@@ -75,7 +78,11 @@ func (h *handler) desired(problems []translate.Problem, gw *translate.GatewaySta
 	for _, pol := range h.cache.TLSPolicies() {
 		nn := metaKey(pol)
 		msg, bad := invalid[nn]
-		d.policies[nn] = policyStatus{generation: pol.Generation, accepted: !bad, message: msg}
+		ps := policyStatus{generation: pol.Generation, accepted: !bad, message: msg}
+		if gw != nil {
+			ps.ancestors = gw.TLSPolicies[nn]
+		}
+		d.policies[nn] = ps
 	}
 	return d
 }

@@ -7,6 +7,7 @@ import (
 	"slices"
 
 	"github.com/meshgate/meshgate/api/v1alpha1"
+	"github.com/meshgate/meshgate/internal/translate"
 	networkingv1 "k8s.io/api/networking/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	"k8s.io/apimachinery/pkg/api/meta"
@@ -108,7 +109,7 @@ func (w *statusWriter) applyPolicy(ctx context.Context, nn types.NamespacedName,
 		return nil // the handler will send a newer target
 	}
 	conds := policyConditions(pol.Status.Conditions, want)
-	if conditionsEqual(conds, pol.Status.Conditions) {
+	if conditionsEqual(conds, pol.Status.Conditions) && ancestorsEqual(pol.Status.Ancestors, want.ancestors) {
 		return nil
 	}
 	// Apply only our two conditions: other managers' conditions stay theirs.
@@ -123,11 +124,31 @@ func (w *statusWriter) applyPolicy(ctx context.Context, nn types.NamespacedName,
 		}
 		list = append(list, m)
 	}
+	status := map[string]any{"conditions": list}
+	if len(want.ancestors) > 0 || len(pol.Status.Ancestors) > 0 {
+		anc := make([]any, 0, len(want.ancestors))
+		now := metav1.Now()
+		for _, a := range want.ancestors {
+			var prev []metav1.Condition
+			for _, p := range pol.Status.Ancestors {
+				if p.AncestorRef == a.AncestorRef {
+					prev = p.Conditions
+				}
+			}
+			a.Conditions = translate.SetConditionTimes(prev, a.Conditions, now)
+			m, err := runtime.DefaultUnstructuredConverter.ToUnstructured(&a)
+			if err != nil {
+				return fmt.Errorf("tlspolicy %s ancestor: %w", nn, err)
+			}
+			anc = append(anc, m)
+		}
+		status["ancestors"] = anc
+	}
 	u := &unstructured.Unstructured{Object: map[string]any{
 		"apiVersion": v1alpha1.GroupVersion.String(),
 		"kind":       "TLSPolicy",
 		"metadata":   map[string]any{"name": nn.Name, "namespace": nn.Namespace},
-		"status":     map[string]any{"conditions": list},
+		"status":     status,
 	}}
 	err := w.c.Status().Apply(ctx, client.ApplyConfigurationFromUnstructured(u),
 		client.FieldOwner(w.opts.FieldManager), client.ForceOwnership)
@@ -135,4 +156,11 @@ func (w *statusWriter) applyPolicy(ctx context.Context, nn types.NamespacedName,
 		return fmt.Errorf("tlspolicy %s status: %w", nn, err)
 	}
 	return nil
+}
+
+// ancestorsEqual compares TLSPolicy ancestors ignoring transition times.
+func ancestorsEqual(a, b []v1alpha1.PolicyAncestorStatus) bool {
+	return slices.EqualFunc(a, b, func(x, y v1alpha1.PolicyAncestorStatus) bool {
+		return x.AncestorRef == y.AncestorRef && x.ControllerName == y.ControllerName && conditionsEqual(x.Conditions, y.Conditions)
+	})
 }
