@@ -10,6 +10,7 @@ package routing
 
 import (
 	"crypto/tls"
+	"crypto/x509"
 	"regexp"
 	"time"
 )
@@ -173,6 +174,28 @@ type Backend struct {
 	// ProxyProtocol, when non-zero (1 or 2), makes the L4 proxy send a
 	// PROXY protocol header of that version to the backend.
 	ProxyProtocol int
+
+	// TLS, when set, makes the HTTP proxy speak TLS to the endpoints and
+	// verify them (a Gateway API BackendTLSPolicy). nil with ProtocolHTTPS
+	// encrypts without verifying (the Ingress default).
+	TLS *UpstreamTLS
+}
+
+// UpstreamTLS is how the proxy verifies a backend's TLS server.
+type UpstreamTLS struct {
+	// Key identifies the configuration (policy, generation, CA content):
+	// two values with the same Key are the same configuration, so the
+	// proxy keeps pooled connections across tables.
+	Key string
+	// ServerName is sent as SNI, and is the name the certificate must
+	// carry unless SubjectAltNames is set.
+	ServerName string
+	// RootCAs verify the certificate chain; nil means the system roots.
+	RootCAs *x509.CertPool
+	// DNSNames and URIs, when either is set, replace ServerName in
+	// verification: the certificate must carry one of them.
+	DNSNames []string
+	URIs     []string
 }
 
 // TLSHosts selects a certificate and policy by SNI.

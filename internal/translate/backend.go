@@ -23,6 +23,8 @@ type backendSettings struct {
 	readTimeout    time.Duration
 	maxBodyBytes   int64
 	proxyProtocol  int
+	// tls is the verified upstream TLS of a BackendTLSPolicy (nil: none).
+	tls *routing.UpstreamTLS
 }
 
 type backendKey struct {
@@ -92,6 +94,7 @@ func (s *state) resolveService(k backendKey) *backendBuild {
 		ResponseTimeout: k.settings.readTimeout,
 		MaxBodyBytes:    k.settings.maxBodyBytes,
 		ProxyProtocol:   k.settings.proxyProtocol,
+		TLS:             k.settings.tls,
 	}}
 	svc, err := s.c.LookupService(k.ns, k.svc)
 	if err != nil {

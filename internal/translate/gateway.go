@@ -31,6 +31,14 @@ type gwState struct {
 	policies gwPolicies
 	// defaultPolicy is the policy of gwDefaultCert's listener.
 	defaultPolicy *routing.TLSPolicy
+
+	// btls maps the targets of accepted BackendTLSPolicies to them;
+	// btlsAll lists every policy; btlsUsers the Gateways whose routes use
+	// each Service; curParents the parents of the route being converted.
+	btls       map[btlsTarget]*btlsBuild
+	btlsAll    []*btlsBuild
+	btlsUsers  map[types.NamespacedName]map[*gatewayBuild]bool
+	curParents []*parentResult
 }
 
 type l4Port struct {

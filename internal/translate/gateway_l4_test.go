@@ -4,7 +4,9 @@ import (
 	"slices"
 	"strings"
 	"testing"
+	"time"
 
+	"github.com/meshgate/meshgate/internal/routing"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/utils/ptr"
 	gatewayv1 "sigs.k8s.io/gateway-api/apis/v1"
@@ -116,5 +118,56 @@ func TestListenerSets(t *testing.T) {
 	gs := r.Gateway.Gateways[key(parentGW)]
 	if gs.AttachedListenerSets == nil || *gs.AttachedListenerSets != 1 || len(gs.Listeners) != 1 || gs.Listeners[0].Conditions[1].Status != metav1.ConditionFalse {
 		t.Errorf("parent Gateway status = %+v", gs)
+	}
+}
+
+func btlsPolicy(name, svc string, caRefs ...string) *gatewayv1.BackendTLSPolicy {
+	p := &gatewayv1.BackendTLSPolicy{ObjectMeta: meta("app", name)}
+	p.Generation = 1
+	p.Spec.TargetRefs = []gatewayv1.LocalPolicyTargetReferenceWithSectionName{{LocalPolicyTargetReference: gatewayv1.LocalPolicyTargetReference{Kind: "Service", Name: gatewayv1.ObjectName(svc)}}}
+	p.Spec.Validation.Hostname = "web.internal"
+	for _, r := range caRefs {
+		p.Spec.Validation.CACertificateRefs = append(p.Spec.Validation.CACertificateRefs, gatewayv1.LocalObjectReference{Kind: "ConfigMap", Name: gatewayv1.ObjectName(r)})
+	}
+	return p
+}
+
+// TestBackendTLSPolicy: a valid policy makes its Service's backend speak
+// verified TLS; a second one for the same Service is Conflicted; one whose
+// CA is missing leaves its Service unused (no endpoints, never the clear);
+// ancestors are the Gateways whose routes use the Services.
+func TestBackendTLSPolicy(t *testing.T) {
+	crt, _ := selfSigned(t, "web.internal")
+	late := btlsPolicy("late", "web", "ca")
+	late.CreationTimestamp = metav1.NewTime(epoch.Add(time.Minute))
+	objs := append(infra(t),
+		configMap("app", "ca", map[string]string{"ca.crt": string(crt)}),
+		btlsPolicy("good", "web", "ca"), late, btlsPolicy("broken", "api", "missing"),
+		httpRoute("app", "r", []string{"gw"}, []string{"tls.example.com"},
+			hrule([]gatewayv1.HTTPRouteMatch{pathMatch(gatewayv1.PathMatchPathPrefix, "/api")}, nil, bref("api:9090", -1)),
+			hrule(nil, nil, bref("web:8080", -1))))
+	r := Translate(cacheOf(objs...), gwOpts)
+	vh := r.Table.HTTP.Hosts["tls.example.com"]
+	if vh == nil || len(vh.Routes) != 2 {
+		t.Fatalf("table:\n%s", strings.Join(gwDump(r.Table), "\n"))
+	}
+	web, api := vh.Routes[1].Backends[0].Backend, vh.Routes[0].Backends[0].Backend
+	if web.TLS == nil || web.TLS.ServerName != "web.internal" || web.TLS.RootCAs == nil || web.Protocol != routing.ProtocolHTTPS || web.TLS.Key == "" {
+		t.Errorf("web backend = %+v", web)
+	}
+	if api == nil || len(api.Endpoints) != 0 || api.TLS != nil {
+		t.Errorf("backend under an invalid policy = %+v", api)
+	}
+	got := map[string]string{}
+	for nn, anc := range r.Gateway.BackendTLSPolicies {
+		for _, a := range anc {
+			got[nn.Name] += string(a.AncestorRef.Name) + ":" + a.Conditions[0].Reason + "/" + a.Conditions[1].Reason
+		}
+	}
+	want := map[string]string{"good": "gw:Accepted/ResolvedRefs", "late": "gw:Conflicted/ResolvedRefs", "broken": "gw:NoValidCACertificate/InvalidCACertificateRef"}
+	for k, v := range want {
+		if got[k] != v {
+			t.Errorf("%s ancestors = %q, want %q", k, got[k], v)
+		}
 	}
 }

@@ -21,6 +21,7 @@ func processGRPCRoutes(s *state) {
 		if len(parents) == 0 {
 			continue
 		}
+		s.gw.curParents = parents
 		rb := &routeBuild{kind: "GRPCRoute", obj: gr, refs: resolvedOK()}
 		for i := range gr.Spec.Rules {
 			rb.rules = append(rb.rules, s.grpcRule(rb, gr, i))

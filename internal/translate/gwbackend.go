@@ -59,6 +59,14 @@ func (s *state) gwBackend(routeKind string, route metav1.Object, ref gatewayv1.B
 		return nil, gatewayv1.RouteReasonUnsupportedProtocol, fmt.Sprintf("Service %s/%s port %d: appProtocol %q is not supported", ns, ref.Name, *ref.Port, *svc.Spec.Ports[i].AppProtocol)
 	}
 	set := backendSettings{protocol: proto, readTimeout: timeout}
+	if bb, used := s.backendTLSFor(ns, string(ref.Name), svc.Spec.Ports[i]); used {
+		if bb == nil {
+			// An invalid BackendTLSPolicy: never fall back to the clear
+			// or to unverified TLS; connections are refused (503).
+			return &routing.Backend{Name: fmt.Sprintf("%s/%s:%d (invalid BackendTLSPolicy)", ns, ref.Name, *ref.Port), Endpoints: []string{}}, "", ""
+		}
+		set.protocol, set.tls = routing.ProtocolHTTPS, bb.tls
+	}
 	b := s.serviceBackend(routeKind, route, "backendRef", ns, string(ref.Name), networkingv1.ServiceBackendPort{Number: *ref.Port}, set)
 	return b, "", ""
 }

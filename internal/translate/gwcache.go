@@ -228,3 +228,18 @@ func GatewaySecretRefs(c *Cache, opts Options) []types.NamespacedName {
 	}
 	return out
 }
+
+// BackendTLSConfigMapRefs returns the ConfigMaps BackendTLSPolicies name
+// in caCertificateRefs (in the policy's namespace), for sources that load
+// ConfigMaps on demand.
+func BackendTLSConfigMapRefs(c *Cache) []types.NamespacedName {
+	var out []types.NamespacedName
+	for _, p := range c.gw.backendTLS {
+		for _, ref := range p.Spec.Validation.CACertificateRefs {
+			if ref.Group == "" && ref.Kind == "ConfigMap" {
+				out = append(out, types.NamespacedName{Namespace: p.Namespace, Name: string(ref.Name)})
+			}
+		}
+	}
+	return out
+}

@@ -96,6 +96,7 @@ func processTLSRoutes(s *state) {
 		if len(parents) == 0 {
 			continue
 		}
+		s.gw.curParents = parents
 		rb := &routeBuild{kind: "TLSRoute", obj: tr, refs: resolvedOK()}
 		var b *routing.Backend
 		for i, r := range tr.Spec.Rules {

@@ -43,6 +43,7 @@ func processHTTPRoutes(s *state) {
 		if len(parents) == 0 {
 			continue
 		}
+		s.gw.curParents = parents
 		rb := &routeBuild{kind: "HTTPRoute", obj: hr, refs: resolvedOK()}
 		for i := range hr.Spec.Rules {
 			rb.rules = append(rb.rules, s.httpRule(rb, hr, i))

@@ -100,6 +100,7 @@ type transportKey struct {
 	proto           routing.Protocol
 	connectTimeout  time.Duration
 	responseTimeout time.Duration
+	tlsKey          string // routing.UpstreamTLS.Key; "" for none
 }
 
 // upstreams owns the connection pools, shared transports and endpoint
@@ -229,6 +230,9 @@ func (u *upstreams) newBackendStateLocked(b *routing.Backend) *backendState {
 	case routing.ProtocolGRPC:
 		proto = routing.ProtocolH2C
 	}
+	if b.TLS != nil {
+		proto = routing.ProtocolHTTPS // a BackendTLSPolicy: verified TLS
+	}
 	if proto == routing.ProtocolHTTP {
 		bs.pools = make([]*endpointPool, len(b.Endpoints))
 		for i, ep := range b.Endpoints {
@@ -236,9 +240,12 @@ func (u *upstreams) newBackendStateLocked(b *routing.Backend) *backendState {
 		}
 	} else {
 		key := transportKey{proto: proto, connectTimeout: bs.connectTimeout, responseTimeout: bs.responseTimeout}
+		if b.TLS != nil {
+			key.tlsKey = b.TLS.Key
+		}
 		tr := u.transports[key]
 		if tr == nil {
-			tr = u.newTransport(key)
+			tr = u.newTransport(key, b.TLS)
 			u.transports[key] = tr
 		}
 		bs.transport = tr
@@ -267,11 +274,12 @@ func (u *upstreams) newBackendStateLocked(b *routing.Backend) *backendState {
 // gRPC) and HTTPS backends, which speak HTTP/2. Plain-HTTP backends use
 // the HTTP/1.1 pools instead.
 //
-// HTTPS backends are dialled with InsecureSkipVerify: backends inside the
-// cluster are addressed by pod IP and commonly present self-signed or
-// service-name certificates, as with ingress-nginx's default
-// (proxy-ssl-verify off). The link is encrypted, not authenticated.
-func (u *upstreams) newTransport(key transportKey) *http.Transport {
+// HTTPS backends without a BackendTLSPolicy (up nil) are dialled with
+// InsecureSkipVerify: backends inside the cluster are addressed by pod IP
+// and commonly present self-signed or service-name certificates, as with
+// ingress-nginx's default (proxy-ssl-verify off). The link is encrypted,
+// not authenticated. With up, the server is verified (see upstreamTLS).
+func (u *upstreams) newTransport(key transportKey, up *routing.UpstreamTLS) *http.Transport {
 	d := &net.Dialer{Timeout: key.connectTimeout, KeepAlive: 30 * time.Second}
 	tr := &http.Transport{
 		Proxy: nil, // never honour HTTP_PROXY for cluster-internal traffic
@@ -298,6 +306,9 @@ func (u *upstreams) newTransport(key transportKey) *http.Transport {
 		p.SetHTTP1(true)
 		p.SetHTTP2(true)
 		tr.TLSClientConfig = &tls.Config{InsecureSkipVerify: true} //nolint:gosec // see doc comment
+		if up != nil {
+			tr.TLSClientConfig = upstreamTLS(up)
+		}
 	}
 	tr.Protocols = &p
 	return tr

@@ -47,6 +47,14 @@ func Scheme() (*runtime.Scheme, error) {
 	return s, nil
 }
 
+// configMapMetaObject is the metadata-only form in which ConfigMaps are
+// watched for BackendTLSPolicy CA bundles (loaded on demand, like Secrets).
+func configMapMetaObject() *metav1.PartialObjectMetadata {
+	m := &metav1.PartialObjectMetadata{}
+	m.SetGroupVersionKind(corev1.SchemeGroupVersion.WithKind("ConfigMap"))
+	return m
+}
+
 // secretMetaObject is the metadata-only form in which Secrets are watched.
 func secretMetaObject() *metav1.PartialObjectMetadata {
 	m := &metav1.PartialObjectMetadata{}
@@ -151,6 +159,7 @@ func gatewayKinds() []client.Object {
 		&gatewayv1.GatewayClass{}, &gatewayv1.Gateway{}, &gatewayv1.ListenerSet{},
 		&gatewayv1.HTTPRoute{}, &gatewayv1.GRPCRoute{}, &gatewayv1.TLSRoute{},
 		&gatewayv1.TCPRoute{}, &gatewayv1.UDPRoute{}, &gatewayv1.ReferenceGrant{},
+		&gatewayv1.BackendTLSPolicy{},
 	}
 }
 

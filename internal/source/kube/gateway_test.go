@@ -9,6 +9,7 @@ import (
 	"github.com/meshgate/meshgate/api/v1alpha1"
 	"github.com/meshgate/meshgate/internal/routing"
 	"github.com/meshgate/meshgate/internal/translate"
+	corev1 "k8s.io/api/core/v1"
 	apimeta "k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/types"
@@ -145,6 +146,31 @@ func TestGatewayAPIStatusAndServing(t *testing.T) {
 		}
 		return len(p.Status.Ancestors) == 1 && apimeta.IsStatusConditionTrue(p.Status.Ancestors[0].Conditions, "Accepted") &&
 			apimeta.IsStatusConditionTrue(p.Status.Conditions, "Accepted")
+	})
+
+	// A BackendTLSPolicy's CA ConfigMap is loaded on demand (no ConfigMap
+	// informer holds data) and the Service's backend verifies TLS.
+	caSecret := tlsSecret(t, ns, "unused", "web.internal")
+	mustCreate(t, &corev1.ConfigMap{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: "web-ca"}, Data: map[string]string{"ca.crt": string(caSecret.Data[corev1.TLSCertKey])}},
+		&gatewayv1.BackendTLSPolicy{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: "web-tls"}, Spec: gatewayv1.BackendTLSPolicySpec{
+			TargetRefs: []gatewayv1.LocalPolicyTargetReferenceWithSectionName{{LocalPolicyTargetReference: gatewayv1.LocalPolicyTargetReference{Kind: "Service", Name: "web"}}},
+			Validation: gatewayv1.BackendTLSPolicyValidation{Hostname: "web.internal", CACertificateRefs: []gatewayv1.LocalObjectReference{{Kind: "ConfigMap", Name: "web-ca"}}}}})
+	waitTable(t, h, "verified upstream TLS", func(tb *routing.Table) bool {
+		vh := tb.HTTP.Hosts["good.example.com"]
+		if vh == nil || len(vh.Routes) == 0 {
+			return false
+		}
+		b := vh.Routes[0].Backends[0].Backend
+		return b != nil && b.TLS != nil && b.TLS.RootCAs != nil && b.TLS.ServerName == "web.internal"
+	})
+	eventually(t, 15*time.Second, "BackendTLSPolicy ancestors", func() bool {
+		var p gatewayv1.BackendTLSPolicy
+		if err := testClient.Get(ctx, types.NamespacedName{Namespace: ns, Name: "web-tls"}, &p); err != nil {
+			t.Fatal(err)
+		}
+		return len(p.Status.Ancestors) == 1 && string(p.Status.Ancestors[0].AncestorRef.Name) == "gw" &&
+			apimeta.IsStatusConditionTrue(p.Status.Ancestors[0].Conditions, "Accepted") &&
+			apimeta.IsStatusConditionTrue(p.Status.Ancestors[0].Conditions, "ResolvedRefs")
 	})
 
 	// A generation bump is observed, and another controller's parent

@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"reflect"
+	"slices"
 	"time"
 
 	"github.com/go-logr/logr"
@@ -40,6 +41,8 @@ const (
 	opDelete
 	opSecretMeta       // metadata of a kubernetes.io/tls Secret added or changed
 	opSecretMetaDelete // such a Secret deleted
+	opCAMeta           // metadata of a ConfigMap added or changed (BackendTLSPolicy CAs)
+	opCAMetaDelete     // such a ConfigMap deleted
 	opSynced           // every informer delivered its initial list
 )
 
@@ -64,6 +67,7 @@ type handler struct {
 	synced  chan struct{} // closed after the first publish
 	meshNN  types.NamespacedName
 	secrets *secretTracker
+	cas     *secretTracker // BackendTLSPolicy CA ConfigMaps
 
 	cache    *translate.Cache
 	gen      uint64
@@ -81,6 +85,7 @@ func newHandler(opts Options, inf cache.Informers, reader client.Reader, mapper 
 		cache:  translate.NewCache(opts.Build.L4ConfigMap),
 	}
 	h.secrets = newSecretTracker(reader, h.cache, opts.Build, h.log)
+	h.cas = newCATracker(reader, h.cache, opts.Build, h.log)
 	return h
 }
 
@@ -131,6 +136,11 @@ func (h *handler) register(ctx context.Context) ([]toolscache.ResourceEventHandl
 	}
 	for _, obj := range gw {
 		if err := add(obj, opUpsert, opDelete); err != nil {
+			return nil, err
+		}
+	}
+	if slices.ContainsFunc(gw, func(o client.Object) bool { _, ok := o.(*gatewayv1.BackendTLSPolicy); return ok }) {
+		if err := add(configMapMetaObject(), opCAMeta, opCAMetaDelete); err != nil {
 			return nil, err
 		}
 	}
@@ -208,11 +218,11 @@ func (h *handler) loop(ctx context.Context) error {
 		case <-deb.C():
 			h.rebuild(ctx, deb.Fired())
 		case <-retry.C:
-			if h.secrets.retryFailed(ctx) {
+			if s, c := h.secrets.retryFailed(ctx), h.cas.retryFailed(ctx); s || c {
 				h.rebuild(ctx, time.Now())
 			}
 		}
-		if h.secrets.hasFailed() {
+		if h.secrets.hasFailed() || h.cas.hasFailed() {
 			retry.Reset(secretRetry)
 		}
 	}
@@ -234,6 +244,10 @@ func (h *handler) apply(ctx context.Context, ev event) bool {
 		return h.secrets.metaChanged(ctx, ev.obj)
 	case opSecretMetaDelete:
 		return h.secrets.metaDeleted(ev.obj)
+	case opCAMeta:
+		return h.cas.metaChanged(ctx, ev.obj)
+	case opCAMetaDelete:
+		return h.cas.metaDeleted(ev.obj)
 	}
 	return false
 }
@@ -254,6 +268,7 @@ func (h *handler) meshChanged(obj client.Object) {
 // in this build was received.
 func (h *handler) rebuild(ctx context.Context, changedAt time.Time) {
 	h.secrets.sync(ctx, h.cache)
+	h.cas.sync(ctx, h.cache)
 	h.gen++
 	bo := h.opts.Build
 	bo.Generation, bo.Now = h.gen, time.Now()

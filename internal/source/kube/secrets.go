@@ -8,7 +8,6 @@ import (
 	"github.com/meshgate/meshgate/internal/translate"
 	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
-	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/types"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 )
@@ -18,11 +17,18 @@ import (
 // certificate. It learns of changes from a metadata-only informer and reads
 // a Secret's data through the uncached reader only when it is referenced
 // and its resourceVersion moved. It is owned by the handler goroutine.
+//
+// The same tracker, with another newObj and refs, keeps the ConfigMaps
+// holding BackendTLSPolicy CA bundles (newCATracker).
 type secretTracker struct {
 	reader client.Reader
 	cache  *translate.Cache
 	opts   translate.Options
 	log    logr.Logger
+	// newObj returns an empty object of the tracked kind; refs the keys
+	// the cache's objects reference.
+	newObj func() client.Object
+	refs   func(*translate.Cache) map[types.NamespacedName]struct{}
 
 	meta       map[types.NamespacedName]string   // resourceVersion seen by the metadata informer
 	loaded     map[types.NamespacedName]string   // resourceVersion inserted into the cache
@@ -37,6 +43,8 @@ type secretTracker struct {
 func newSecretTracker(r client.Reader, c *translate.Cache, opts translate.Options, log logr.Logger) *secretTracker {
 	return &secretTracker{
 		reader: r, cache: c, opts: opts, log: log.WithName("secrets"),
+		newObj:     func() client.Object { return &corev1.Secret{} },
+		refs:       func(c *translate.Cache) map[types.NamespacedName]struct{} { return secretRefs(c, opts) },
 		meta:       map[types.NamespacedName]string{},
 		loaded:     map[types.NamespacedName]string{},
 		referenced: map[types.NamespacedName]struct{}{},
@@ -70,7 +78,10 @@ func (s *secretTracker) unload(k types.NamespacedName) bool {
 	}
 	delete(s.loaded, k)
 	s.nLoaded.Store(int64(len(s.loaded)))
-	return s.cache.Remove(&corev1.Secret{ObjectMeta: metav1.ObjectMeta{Namespace: k.Namespace, Name: k.Name}})
+	o := s.newObj()
+	o.SetNamespace(k.Namespace)
+	o.SetName(k.Name)
+	return s.cache.Remove(o)
 }
 
 // fetch reads Secret k through the uncached reader and inserts it. A
@@ -78,45 +89,27 @@ func (s *secretTracker) unload(k types.NamespacedName) bool {
 func (s *secretTracker) fetch(ctx context.Context, k types.NamespacedName) bool {
 	ctx, cancel := context.WithTimeout(ctx, secretFetchTimeout)
 	defer cancel()
-	var sec corev1.Secret
-	err := s.reader.Get(ctx, k, &sec)
+	obj := s.newObj()
+	err := s.reader.Get(ctx, k, obj)
 	switch {
 	case apierrors.IsNotFound(err):
 		delete(s.failed, k)
 		return s.unload(k)
 	case err != nil:
 		s.failed[k] = struct{}{}
-		s.log.Error(err, "reading referenced secret; will retry", "secret", k.String())
+		s.log.Error(err, "reading referenced object; will retry", "object", k.String())
 		return false
 	}
 	delete(s.failed, k)
-	s.loaded[k] = sec.ResourceVersion
+	s.loaded[k] = obj.GetResourceVersion()
 	s.nLoaded.Store(int64(len(s.loaded)))
-	return s.cache.Insert(&sec)
+	return s.cache.Insert(obj)
 }
 
-// sync recomputes the referenced set from the Ingresses of our class and
-// the HTTPS listeners of our Gateways, loads newly referenced Secrets and
+// sync recomputes the referenced set, loads newly referenced objects and
 // unloads the ones no longer used.
 func (s *secretTracker) sync(ctx context.Context, c *translate.Cache) {
-	ref := map[types.NamespacedName]struct{}{}
-	if s.opts.DefaultCertificate != "" {
-		ref[mustNN(s.opts.DefaultCertificate)] = struct{}{}
-	}
-	for _, nn := range translate.GatewaySecretRefs(c, s.opts) {
-		ref[nn] = struct{}{}
-	}
-	classes := c.IngressClasses()
-	for _, ing := range c.Ingresses() {
-		if !translate.IsOurs(ing, classes, s.opts) {
-			continue
-		}
-		for _, t := range ing.Spec.TLS {
-			if t.SecretName != "" {
-				ref[types.NamespacedName{Namespace: ing.Namespace, Name: t.SecretName}] = struct{}{}
-			}
-		}
-	}
+	ref := s.refs(c)
 	for k := range s.referenced {
 		if _, ok := ref[k]; !ok {
 			s.unload(k)
@@ -152,4 +145,46 @@ func (s *secretTracker) retryFailed(ctx context.Context) bool {
 		}
 	}
 	return changed
+}
+
+// secretRefs are the Secrets the Ingresses of our class (spec.tls), the
+// HTTPS listeners of our Gateways and the default certificate name.
+func secretRefs(c *translate.Cache, opts translate.Options) map[types.NamespacedName]struct{} {
+	ref := map[types.NamespacedName]struct{}{}
+	if opts.DefaultCertificate != "" {
+		ref[mustNN(opts.DefaultCertificate)] = struct{}{}
+	}
+	for _, nn := range translate.GatewaySecretRefs(c, opts) {
+		ref[nn] = struct{}{}
+	}
+	classes := c.IngressClasses()
+	for _, ing := range c.Ingresses() {
+		if !translate.IsOurs(ing, classes, opts) {
+			continue
+		}
+		for _, t := range ing.Spec.TLS {
+			if t.SecretName != "" {
+				ref[types.NamespacedName{Namespace: ing.Namespace, Name: t.SecretName}] = struct{}{}
+			}
+		}
+	}
+	return ref
+}
+
+// newCATracker keeps the ConfigMaps BackendTLSPolicies name as CA bundles
+// in the cache, except the L4 ConfigMap, which its own informer keeps.
+func newCATracker(r client.Reader, c *translate.Cache, opts translate.Options, log logr.Logger) *secretTracker {
+	t := newSecretTracker(r, c, opts, log)
+	t.log = log.WithName("ca-configmaps")
+	t.newObj = func() client.Object { return &corev1.ConfigMap{} }
+	t.refs = func(c *translate.Cache) map[types.NamespacedName]struct{} {
+		ref := map[types.NamespacedName]struct{}{}
+		for _, nn := range translate.BackendTLSConfigMapRefs(c) {
+			if nn.String() != opts.L4ConfigMap {
+				ref[nn] = struct{}{}
+			}
+		}
+		return ref
+	}
+	return t
 }

@@ -48,6 +48,9 @@ func (w *statusWriter) applyGatewayAPI(ctx context.Context, d *translate.Gateway
 		}
 		w.routes[rk] = struct{}{}
 	}
+	for nn, anc := range d.BackendTLSPolicies {
+		errs = append(errs, w.applyBackendTLS(ctx, nn, anc))
+	}
 	for rk := range w.routes {
 		if _, ok := d.Routes[rk]; ok {
 			continue
@@ -268,4 +271,50 @@ func parentsEqual(a, b []gatewayv1.RouteParentStatus) bool {
 	return slices.EqualFunc(a, b, func(x, y gatewayv1.RouteParentStatus) bool {
 		return reflect.DeepEqual(x.ParentRef, y.ParentRef) && translate.ConditionsEqual(x.Conditions, y.Conditions)
 	})
+}
+
+// applyBackendTLS replaces our entries of a BackendTLSPolicy's
+// status.ancestors (an atomic list shared with other controllers).
+func (w *statusWriter) applyBackendTLS(ctx context.Context, nn types.NamespacedName, ours []gatewayv1.PolicyAncestorStatus) error {
+	var p gatewayv1.BackendTLSPolicy
+	if err := w.c.Get(ctx, nn, &p); err != nil {
+		return client.IgnoreNotFound(err)
+	}
+	if len(ours) > 0 && ours[0].Conditions[0].ObservedGeneration != p.Generation {
+		return nil
+	}
+	controller := gatewayv1.GatewayController(w.opts.Build.GatewayControllerName)
+	var kept, prev []gatewayv1.PolicyAncestorStatus
+	for _, a := range p.Status.Ancestors {
+		if a.ControllerName == controller {
+			prev = append(prev, a)
+		} else {
+			kept = append(kept, a)
+		}
+	}
+	same := slices.EqualFunc(prev, ours, func(x, y gatewayv1.PolicyAncestorStatus) bool {
+		return reflect.DeepEqual(x.AncestorRef, y.AncestorRef) && translate.ConditionsEqual(x.Conditions, y.Conditions)
+	})
+	if same {
+		return nil
+	}
+	now := metav1.Now()
+	for _, a := range ours {
+		var old []metav1.Condition
+		for _, q := range prev {
+			if reflect.DeepEqual(q.AncestorRef, a.AncestorRef) {
+				old = q.Conditions
+			}
+		}
+		a.Conditions = translate.SetConditionTimes(old, a.Conditions, now)
+		kept = append(kept, a)
+	}
+	if kept == nil {
+		kept = []gatewayv1.PolicyAncestorStatus{}
+	}
+	p.Status.Ancestors = kept
+	if err := w.c.Status().Update(ctx, &p, client.FieldOwner(w.opts.FieldManager)); err != nil && !apierrors.IsNotFound(err) {
+		return fmt.Errorf("BackendTLSPolicy %s status: %w", nn, err)
+	}
+	return nil
 }
