@@ -8,9 +8,9 @@ import (
 	"crypto/x509/pkix"
 	"math/big"
 	"net/http"
-	"time"
 	"net/http/httptest"
 	"testing"
+	"time"
 
 	"github.com/meshgate/meshgate/internal/routing"
 )
