@@ -35,18 +35,14 @@ func (s *state) grpcRule(rb *routeBuild, gr *gatewayv1.GRPCRoute, i int) ruleBui
 	where := fmt.Sprintf("spec.rules[%d]", i)
 	var tmpl routing.Route
 	tmpl.Filters = s.grpcFilters(rb, gr, rule.Filters, where)
-	tmpl.Backends = []routing.WeightedBackend{}
 	ext := slices.ContainsFunc(rule.Filters, func(f gatewayv1.GRPCRouteFilter) bool { return f.Type == gatewayv1.GRPCRouteFilterExtensionRef })
+	refs := make([]gatewayv1.BackendRef, len(rule.BackendRefs))
 	for j, br := range rule.BackendRefs {
-		wb := routing.WeightedBackend{Weight: weightOf(br.Weight)}
-		b, reason, msg := s.gwBackend("GRPCRoute", gr, br.BackendObjectReference, routing.ProtocolH2C, 0)
-		if b == nil {
-			rb.refs.refProblem(reason, fmt.Sprintf("%s.backendRefs[%d]: %s", where, j, msg))
-		}
-		wb.Backend = b
-		wb.Filters = s.grpcFilters(rb, gr, br.Filters, fmt.Sprintf("%s.backendRefs[%d]", where, j))
-		tmpl.Backends = append(tmpl.Backends, wb)
+		refs[j] = br.BackendRef
 	}
+	tmpl.Backends = s.weightedBackends(rb, refs, routing.ProtocolH2C, where, func(j int) *routing.Filters {
+		return s.grpcFilters(rb, gr, rule.BackendRefs[j].Filters, fmt.Sprintf("%s.backendRefs[%d]", where, j))
+	})
 	if ext {
 		tmpl.Filters, tmpl.Backends = nil, []routing.WeightedBackend{}
 	}
@@ -128,26 +124,15 @@ func setPathRegex(rt *routing.Route, expr string) error {
 	return nil
 }
 
-// grpcFilters converts GRPCRoute filters (header modifiers and mirrors).
+// grpcFilters converts GRPCRoute filters (header modifiers, mirrors,
+// extension refs), which are HTTPRoute filters of the same names and
+// fields; a type HTTPRoutes do not know either is rejected as unsupported.
 func (s *state) grpcFilters(rb *routeBuild, gr *gatewayv1.GRPCRoute, fs []gatewayv1.GRPCRouteFilter, where string) *routing.Filters {
-	if len(fs) == 0 {
-		return nil
+	hf := make([]gatewayv1.HTTPRouteFilter, len(fs))
+	for i, f := range fs {
+		hf[i] = gatewayv1.HTTPRouteFilter{Type: gatewayv1.HTTPRouteFilterType(f.Type),
+			RequestHeaderModifier: f.RequestHeaderModifier, ResponseHeaderModifier: f.ResponseHeaderModifier,
+			RequestMirror: f.RequestMirror, ExtensionRef: f.ExtensionRef}
 	}
-	f := &routing.Filters{}
-	for i, flt := range fs {
-		at := fmt.Sprintf("%s.filters[%d]", where, i)
-		switch flt.Type {
-		case gatewayv1.GRPCRouteFilterRequestHeaderModifier:
-			f.RequestHeaders = headerModifier(flt.RequestHeaderModifier)
-		case gatewayv1.GRPCRouteFilterResponseHeaderModifier:
-			f.ResponseHeaders = headerModifier(flt.ResponseHeaderModifier)
-		case gatewayv1.GRPCRouteFilterRequestMirror:
-			s.mirror(rb, gr, f, flt.RequestMirror, at)
-		case gatewayv1.GRPCRouteFilterExtensionRef:
-			rb.refs.refProblem(gatewayv1.RouteReasonInvalidKind, fmt.Sprintf("%s: extensionRef %s/%s is not a filter meshgate knows", at, extGroupKind(flt.ExtensionRef), extName(flt.ExtensionRef)))
-		default:
-			rb.reject(gatewayv1.RouteReasonUnsupportedValue, "%s: filter type %q is not supported", at, flt.Type)
-		}
-	}
-	return f
+	return s.httpFilters(rb, gr, hf, where)
 }

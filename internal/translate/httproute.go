@@ -139,17 +139,13 @@ func (s *state) httpRule(rb *routeBuild, hr *gatewayv1.HTTPRoute, i int) ruleBui
 	case hasExtensionRef(rule.Filters):
 		tmpl.Filters, tmpl.Backends = nil, []routing.WeightedBackend{} // 500: a filter we cannot run
 	case filters == nil || filters.Redirect == nil:
-		tmpl.Backends = []routing.WeightedBackend{}
+		refs := make([]gatewayv1.BackendRef, len(rule.BackendRefs))
 		for j, br := range rule.BackendRefs {
-			wb := routing.WeightedBackend{Weight: weightOf(br.Weight)}
-			b, reason, msg := s.gwBackend("HTTPRoute", hr, br.BackendObjectReference, "", 0)
-			if b == nil {
-				rb.refs.refProblem(reason, fmt.Sprintf("%s.backendRefs[%d]: %s", where, j, msg))
-			}
-			wb.Backend = b
-			wb.Filters = s.httpFilters(rb, hr, br.Filters, fmt.Sprintf("%s.backendRefs[%d]", where, j))
-			tmpl.Backends = append(tmpl.Backends, wb)
+			refs[j] = br.BackendRef
 		}
+		tmpl.Backends = s.weightedBackends(rb, refs, "", where, func(j int) *routing.Filters {
+			return s.httpFilters(rb, hr, rule.BackendRefs[j].Filters, fmt.Sprintf("%s.backendRefs[%d]", where, j))
+		})
 	}
 	matches := rule.Matches
 	if len(matches) == 0 {
@@ -164,6 +160,22 @@ func (s *state) httpRule(rb *routeBuild, hr *gatewayv1.HTTPRoute, i int) ruleBui
 			continue
 		}
 		out.routes = append(out.routes, rt)
+	}
+	return out
+}
+
+// weightedBackends resolves the backendRefs of a rule (proto: the default
+// upstream protocol) with each one's filters (filters(j)); unresolved ones
+// stay as nil backends (500) and record the route's ResolvedRefs problem.
+// The result is never nil: a rule without backends answers 500.
+func (s *state) weightedBackends(rb *routeBuild, refs []gatewayv1.BackendRef, proto routing.Protocol, where string, filters func(j int) *routing.Filters) []routing.WeightedBackend {
+	out := make([]routing.WeightedBackend, 0, len(refs))
+	for j, br := range refs {
+		b, reason, msg := s.gwBackend(rb.kind, rb.obj, br.BackendObjectReference, proto, 0)
+		if b == nil {
+			rb.refs.refProblem(reason, fmt.Sprintf("%s.backendRefs[%d]: %s", where, j, msg))
+		}
+		out = append(out, routing.WeightedBackend{Backend: b, Weight: weightOf(br.Weight), Filters: filters(j)})
 	}
 	return out
 }

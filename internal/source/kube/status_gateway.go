@@ -235,42 +235,18 @@ func (w *statusWriter) applyRoute(ctx context.Context, rk translate.RouteKey, ou
 		return nil
 	}
 	controller := gatewayv1.GatewayController(w.opts.Build.GatewayControllerName)
-	var kept, prev []gatewayv1.RouteParentStatus
-	for _, p := range st.Parents {
-		if p.ControllerName == controller {
-			prev = append(prev, p)
-		} else {
-			kept = append(kept, p)
-		}
-	}
-	if parentsEqual(prev, ours) {
+	merged, changed := mergeOurs(st.Parents, ours,
+		func(p gatewayv1.RouteParentStatus) bool { return p.ControllerName == controller },
+		func(a, b gatewayv1.RouteParentStatus) bool { return reflect.DeepEqual(a.ParentRef, b.ParentRef) },
+		func(p *gatewayv1.RouteParentStatus) *[]metav1.Condition { return &p.Conditions })
+	if !changed {
 		return nil
 	}
-	now := metav1.Now()
-	for _, p := range ours {
-		var old []metav1.Condition
-		for _, q := range prev {
-			if reflect.DeepEqual(q.ParentRef, p.ParentRef) {
-				old = q.Conditions
-			}
-		}
-		p.Conditions = translate.SetConditionTimes(old, p.Conditions, now)
-		kept = append(kept, p)
-	}
-	if kept == nil {
-		kept = []gatewayv1.RouteParentStatus{}
-	}
-	st.Parents = kept
+	st.Parents = merged
 	if err := w.c.Status().Update(ctx, obj, client.FieldOwner(w.opts.FieldManager)); err != nil && !apierrors.IsNotFound(err) {
 		return fmt.Errorf("%s %s status: %w", rk.Kind, rk.NamespacedName, err)
 	}
 	return nil
-}
-
-func parentsEqual(a, b []gatewayv1.RouteParentStatus) bool {
-	return slices.EqualFunc(a, b, func(x, y gatewayv1.RouteParentStatus) bool {
-		return reflect.DeepEqual(x.ParentRef, y.ParentRef) && translate.ConditionsEqual(x.Conditions, y.Conditions)
-	})
 }
 
 // applyBackendTLS replaces our entries of a BackendTLSPolicy's
@@ -284,37 +260,54 @@ func (w *statusWriter) applyBackendTLS(ctx context.Context, nn types.NamespacedN
 		return nil
 	}
 	controller := gatewayv1.GatewayController(w.opts.Build.GatewayControllerName)
-	var kept, prev []gatewayv1.PolicyAncestorStatus
-	for _, a := range p.Status.Ancestors {
-		if a.ControllerName == controller {
-			prev = append(prev, a)
-		} else {
-			kept = append(kept, a)
-		}
-	}
-	same := slices.EqualFunc(prev, ours, func(x, y gatewayv1.PolicyAncestorStatus) bool {
-		return reflect.DeepEqual(x.AncestorRef, y.AncestorRef) && translate.ConditionsEqual(x.Conditions, y.Conditions)
-	})
-	if same {
+	merged, changed := mergeOurs(p.Status.Ancestors, ours,
+		func(a gatewayv1.PolicyAncestorStatus) bool { return a.ControllerName == controller },
+		func(a, b gatewayv1.PolicyAncestorStatus) bool { return reflect.DeepEqual(a.AncestorRef, b.AncestorRef) },
+		func(a *gatewayv1.PolicyAncestorStatus) *[]metav1.Condition { return &a.Conditions })
+	if !changed {
 		return nil
 	}
-	now := metav1.Now()
-	for _, a := range ours {
-		var old []metav1.Condition
-		for _, q := range prev {
-			if reflect.DeepEqual(q.AncestorRef, a.AncestorRef) {
-				old = q.Conditions
-			}
-		}
-		a.Conditions = translate.SetConditionTimes(old, a.Conditions, now)
-		kept = append(kept, a)
-	}
-	if kept == nil {
-		kept = []gatewayv1.PolicyAncestorStatus{}
-	}
-	p.Status.Ancestors = kept
+	p.Status.Ancestors = merged
 	if err := w.c.Status().Update(ctx, &p, client.FieldOwner(w.opts.FieldManager)); err != nil && !apierrors.IsNotFound(err) {
 		return fmt.Errorf("BackendTLSPolicy %s status: %w", nn, err)
 	}
 	return nil
+}
+
+// mergeOurs returns all with the entries isOurs selects replaced by ours
+// (in that order, after the others), each of ours keeping the transition
+// times of the previous entry sameRef pairs it with. changed is false when
+// ours equal our previous entries, transition times aside: nothing to write.
+// The result is never nil (status lists are required).
+func mergeOurs[T any](all, ours []T, isOurs func(T) bool, sameRef func(a, b T) bool, conds func(*T) *[]metav1.Condition) (_ []T, changed bool) {
+	var kept, prev []T
+	for _, e := range all {
+		if isOurs(e) {
+			prev = append(prev, e)
+		} else {
+			kept = append(kept, e)
+		}
+	}
+	same := slices.EqualFunc(prev, ours, func(a, b T) bool {
+		return sameRef(a, b) && translate.ConditionsEqual(*conds(&a), *conds(&b))
+	})
+	if same {
+		return all, false
+	}
+	now := metav1.Now()
+	for _, e := range ours {
+		var old []metav1.Condition
+		for _, q := range prev {
+			if sameRef(q, e) {
+				old = *conds(&q)
+			}
+		}
+		c := conds(&e)
+		*c = translate.SetConditionTimes(old, *c, now)
+		kept = append(kept, e)
+	}
+	if kept == nil {
+		kept = []T{}
+	}
+	return kept, true
 }
