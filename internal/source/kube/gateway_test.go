@@ -173,6 +173,44 @@ func TestGatewayAPIStatusAndServing(t *testing.T) {
 			apimeta.IsStatusConditionTrue(p.Status.Ancestors[0].Conditions, "ResolvedRefs")
 	})
 
+	// Invalid policies get their reasons and break nothing: a TLSPolicy
+	// naming a missing listener, a BackendTLSPolicy without a valid CA
+	// (its Service is then not used, never in the clear).
+	mustCreate(t, &v1alpha1.TLSPolicy{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: "dangling"}, Spec: v1alpha1.TLSPolicySpec{
+		TargetRefs: []v1alpha1.PolicyTargetReference{{Group: gatewayv1.GroupName, Kind: "Gateway", Name: "gw", SectionName: "nosuch"}}}},
+		service(ns, "api", 9090), slice(ns, "api-1", "api", "http", 9090, "198.18.0.6"),
+		hroute(ns, "api", "gw", "http", "api.example.com", "api", 9090),
+		&gatewayv1.BackendTLSPolicy{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: "api-tls"}, Spec: gatewayv1.BackendTLSPolicySpec{
+			TargetRefs: []gatewayv1.LocalPolicyTargetReferenceWithSectionName{{LocalPolicyTargetReference: gatewayv1.LocalPolicyTargetReference{Kind: "Service", Name: "api"}}},
+			Validation: gatewayv1.BackendTLSPolicyValidation{Hostname: "api.internal", CACertificateRefs: []gatewayv1.LocalObjectReference{{Kind: "ConfigMap", Name: "no-such-ca"}}}}})
+	eventually(t, 15*time.Second, "invalid policies' reasons", func() bool {
+		var tp v1alpha1.TLSPolicy
+		var bp gatewayv1.BackendTLSPolicy
+		if err := testClient.Get(ctx, types.NamespacedName{Namespace: ns, Name: "dangling"}, &tp); err != nil {
+			t.Fatal(err)
+		}
+		if err := testClient.Get(ctx, types.NamespacedName{Namespace: ns, Name: "api-tls"}, &bp); err != nil {
+			t.Fatal(err)
+		}
+		if len(tp.Status.Ancestors) != 1 || len(bp.Status.Ancestors) != 1 {
+			return false
+		}
+		tc := apimeta.FindStatusCondition(tp.Status.Ancestors[0].Conditions, "Accepted")
+		bc := apimeta.FindStatusCondition(bp.Status.Ancestors[0].Conditions, "Accepted")
+		return tc != nil && tc.Reason == string(gatewayv1.PolicyReasonTargetNotFound) &&
+			bc != nil && bc.Reason == string(gatewayv1.BackendTLSPolicyReasonNoValidCACertificate)
+	})
+	tb = h.Load()
+	if b := tb.HTTP.Hosts["api.example.com"].Routes[0].Backends[0].Backend; b == nil || len(b.Endpoints) != 0 {
+		t.Errorf("Service under an invalid BackendTLSPolicy is used: %+v", b)
+	}
+	if th := tb.TLS.Exact["secure.example.com"]; th == nil || th.Policy.Name != ns+"/gw-tls" {
+		t.Errorf("valid TLSPolicy lost: %+v", th)
+	}
+	if b := tb.HTTP.Hosts["good.example.com"].Routes[0].Backends[0].Backend; b == nil || b.TLS == nil || len(b.Endpoints) != 1 {
+		t.Errorf("valid BackendTLSPolicy lost: %+v", b)
+	}
+
 	// A generation bump is observed, and another controller's parent
 	// entry survives our writes.
 	var r gatewayv1.HTTPRoute
