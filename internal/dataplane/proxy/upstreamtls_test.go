@@ -34,7 +34,7 @@ func TestBackendTLSVerification(t *testing.T) {
 		b.TLS = up
 		return vhost(name, prefix("/", b))
 	}
-	var holder routing.Holder
+	var holder tables
 	holder.Store(table(1,
 		mk("ok.test", &routing.UpstreamTLS{Key: "ok", ServerName: "example.com", RootCAs: good}),
 		mk("wrong-ca.test", &routing.UpstreamTLS{Key: "bad", ServerName: "example.com", RootCAs: bad}),
@@ -42,7 +42,7 @@ func TestBackendTLSVerification(t *testing.T) {
 		mk("san.test", &routing.UpstreamTLS{Key: "san", ServerName: "ignored.test", RootCAs: good, DNSNames: []string{"nope.test", "example.com"}}),
 		mk("bad-san.test", &routing.UpstreamTLS{Key: "badsan", ServerName: "example.com", RootCAs: good, DNSNames: []string{"nope.test"}}),
 	))
-	_, fe := newProxy(t, Config{Table: &holder})
+	_, fe := newProxy(t, &holder, Config{})
 	for host, want := range map[string]int{"ok.test": 200, "wrong-ca.test": 502, "wrong-name.test": 502, "san.test": 200, "bad-san.test": 502} {
 		resp, _ := do(t, http.DefaultClient, "GET", fe.URL+"/", host, nil)
 		if resp.StatusCode != want {
