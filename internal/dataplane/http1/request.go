@@ -407,33 +407,44 @@ func (r *RequestHead) finish(c *counts) *Error {
 		return &Error{Status: 417, Reason: "unsupported expectation"}
 	}
 	r.Expect100 = c.expect != "" && r.Minor == 1
-	var hasClose, hasKeepAlive, hasUpgrade bool
-	var badToken bool
-	exchange.Tokens(r.Connection, func(tok string) bool {
-		switch {
-		case exchange.EqualFold(tok, "close"):
-			hasClose = true
-		case exchange.EqualFold(tok, "keep-alive"):
-			hasKeepAlive = true
-		case exchange.EqualFold(tok, "upgrade"):
-			hasUpgrade = true
-		case isToken(tok):
-			r.ConnectionNames = true
-		default:
-			badToken = true
-			return false
-		}
-		return true
-	})
-	if badToken {
+	o := parseConnection(r.Connection)
+	if o.invalid {
 		return bad("invalid Connection option")
 	}
-	r.Close = hasClose || (r.Minor == 0 && !hasKeepAlive)
-	r.KeepAlive10 = r.Minor == 0 && hasKeepAlive && !hasClose
-	if hasUpgrade && r.Minor == 1 {
+	r.ConnectionNames = o.names
+	r.Close = o.close || (r.Minor == 0 && !o.keepAlive)
+	r.KeepAlive10 = r.Minor == 0 && o.keepAlive && !o.close
+	if o.upgrade && r.Minor == 1 {
 		r.Upgrade = c.upgrade
 	}
 	return nil
+}
+
+// connOptions are the options a Connection field lists (RFC 9110 §7.6.1).
+type connOptions struct {
+	close, keepAlive, upgrade bool
+	names                     bool // other field names: hop-by-hop fields
+	invalid                   bool // an element that is not a token
+}
+
+func parseConnection(v string) connOptions {
+	var o connOptions
+	exchange.Tokens(v, func(tok string) bool {
+		switch {
+		case exchange.EqualFold(tok, "close"):
+			o.close = true
+		case exchange.EqualFold(tok, "keep-alive"):
+			o.keepAlive = true
+		case exchange.EqualFold(tok, "upgrade"):
+			o.upgrade = true
+		case isToken(tok):
+			o.names = true
+		default:
+			o.invalid = true
+		}
+		return true
+	})
+	return o
 }
 
 // transferEncoding decides the framing of a request with

@@ -144,20 +144,9 @@ func ParseResponseHead(head string, r *ResponseHead) error {
 		return bad("Transfer-Encoding in HTTP/1.0")
 	}
 	r.Chunked = te == 1
-	var hasClose, hasKeepAlive bool
-	exchange.Tokens(r.Connection, func(tok string) bool {
-		switch {
-		case exchange.EqualFold(tok, "close"):
-			hasClose = true
-		case exchange.EqualFold(tok, "keep-alive"):
-			hasKeepAlive = true
-		case exchange.EqualFold(tok, "upgrade"):
-		default:
-			r.ConnectionNames = true
-		}
-		return true
-	})
-	r.Close = hasClose || (r.Minor == 0 && !hasKeepAlive)
+	o := parseConnection(r.Connection)
+	r.ConnectionNames = o.names || o.invalid
+	r.Close = o.close || (r.Minor == 0 && !o.keepAlive)
 	return nil
 }
 

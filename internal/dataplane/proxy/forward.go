@@ -41,15 +41,11 @@ func (e *clientError) Unwrap() error { return e.err }
 // endpoint once; a pooled connection found closed before any byte of the
 // response is replaced by a fresh one once.
 func (x *exchangeState) forwardH1() {
-	bs, r := x.bs, x.r
 	fresh := false
 	for tries := 0; tries < 3; tries++ {
-		now := time.Now()
-		uc, err := x.conn(now, fresh)
+		uc, err := x.conn(time.Now(), fresh)
 		if err != nil {
-			bs.health[x.idx].failed(now)
-			if tries == 0 && retryable(r) && len(bs.b.Endpoints) > 1 && !x.canceled() {
-				x.idx = bs.pick(now, x.idx)
+			if x.connectFailed(tries) {
 				continue
 			}
 			x.fail(err)
@@ -66,6 +62,19 @@ func (x *exchangeState) forwardH1() {
 		x.fail(err)
 		return
 	}
+}
+
+// connectFailed ejects the chosen endpoint after a failed connect and,
+// on the first try of a request that may go elsewhere, picks another: it
+// reports whether to try again.
+func (x *exchangeState) connectFailed(tries int) bool {
+	bs, now := x.bs, time.Now()
+	bs.health[x.idx].failed(now)
+	if tries == 0 && retryable(x.r) && len(bs.b.Endpoints) > 1 && !x.canceled() {
+		x.idx = bs.pick(now, x.idx)
+		return true
+	}
+	return false
 }
 
 // conn returns a pooled connection to the chosen endpoint (checked still

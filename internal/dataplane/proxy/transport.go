@@ -8,7 +8,6 @@ import (
 	"net/url"
 	"sort"
 	"strings"
-	"time"
 
 	"github.com/meshgate/meshgate/internal/dataplane/exchange"
 )
@@ -17,18 +16,13 @@ import (
 // transport (h2c, gRPC and HTTPS backends, which speak HTTP/2). A failed
 // connect ejects the endpoint and a retryable request tries another once.
 func (x *exchangeState) forwardTransport() {
-	bs, r := x.bs, x.r
+	bs := x.bs
 	for tries := 0; ; tries++ {
 		resp, err := bs.transport.RoundTrip(x.httpRequest())
 		if err != nil {
 			var de *dialError
-			if errors.As(err, &de) {
-				now := time.Now()
-				bs.health[x.idx].failed(now)
-				if tries == 0 && retryable(r) && len(bs.b.Endpoints) > 1 && !x.canceled() {
-					x.idx = bs.pick(now, x.idx)
-					continue
-				}
+			if errors.As(err, &de) && x.connectFailed(tries) {
+				continue
 			}
 			x.fail(err)
 			return
