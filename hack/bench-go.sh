@@ -4,7 +4,8 @@
 # session, cross-replica vs same-replica resumed handshake CPU, full vs
 # resumed handshakes, zero-think-time resumption, mesh inserts/s and
 # insert-to-peer latency, routing table rebuild for 10k Ingresses, routing
-# lookups. Every figure comes from this run; custom metrics are the
+# lookups, the HTTP/1.1 engine and the proxied request path (allocations
+# per request). Every figure comes from this run; custom metrics are the
 # benchmarks' own b.ReportMetric units.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -23,6 +24,8 @@ run() { # package, -bench regexp, benchtime
   run ./internal/sessionmesh/mesh 'ReplicationLatency' 2x
   run ./internal/translate 'Build10k' 3x
   run ./internal/routing 'Match|TLSLookup' 1s
+  run ./internal/dataplane/http1 'ServeKeepAlive' 20000x
+  run ./internal/dataplane/proxy 'ProxyH1|HandlerHTTP|NotFound' 20000x
 } >"${TMPDIR:-/tmp}/meshgate-bench-go.txt"
 
 echo "| benchmark | iterations | ns/op | other metrics (this run) |"

@@ -42,7 +42,8 @@ timeout --signal=TERM --kill-after=30s "${BENCH_TIMEOUT:-15m}" \
   echo "## 6. In-process benchmarks (go test -bench)"
   echo
   echo 'From `hack/bench-go.sh`. Targets: ≤ 300 B per cached session; cross-replica resumed handshake CPU ≤ 1.05× same-replica;'
-  echo '≥ 200k mesh inserts/s per node; insert-to-peer p99 < 1 ms at 10k inserts/s; 10k-Ingress rebuild < 1 s.'
+  echo '≥ 200k mesh inserts/s per node; insert-to-peer p99 < 1 ms at 10k inserts/s; 10k-Ingress rebuild < 1 s;'
+  echo '≤ 2 allocations per proxied HTTP/1.1 request (BenchmarkProxyH1: client, engine, proxy and a canned backend in one process, so ns/op counts all three).'
   echo 'Client and server share the 2 CPUs in the handshake benchmarks, so cpu-µs/op counts both sides.'
   echo
   timeout 900 "$root/hack/bench-go.sh" || echo "(bench-go.sh failed in this run: exit $?)"
