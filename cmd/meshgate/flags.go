@@ -1,6 +1,7 @@
 package main
 
 import (
+	"errors"
 	"flag"
 	"fmt"
 	"net"
@@ -30,6 +31,7 @@ type commonFlags struct {
 	clusterID     string
 	proxyProtocol bool
 	trusted       string
+	underscores   bool
 	forwarders    string
 	http3         bool
 	ingressClass  string
@@ -57,9 +59,10 @@ func (f *commonFlags) register(fs *flag.FlagSet) {
 	fs.StringVar(&f.nodeName, "node-name", host, "this replica's name, unique in the cluster")
 	fs.StringVar(&f.meshAddr, "mesh-addr", "", "session mesh listen address (empty: local session store only)")
 	fs.StringVar(&f.clusterID, "cluster-id", "", "mesh cluster id (default: fingerprint of the mesh CA)")
-	fs.BoolVar(&f.proxyProtocol, "proxy-protocol", false, "require a PROXY protocol v1/v2 header on the HTTPS and HTTP listeners")
-	fs.StringVar(&f.trusted, "trusted-proxies", "127.0.0.0/8,::1/128", "comma-separated CIDRs allowed to send PROXY protocol headers")
+	fs.BoolVar(&f.proxyProtocol, "proxy-protocol", false, "require a PROXY protocol v1/v2 header on the HTTPS and HTTP listeners and TCP services, from --trusted-proxies only (off: no PROXY header is ever parsed)")
+	fs.StringVar(&f.trusted, "trusted-proxies", "", "comma-separated CIDRs of the load balancers that send PROXY protocol headers; required with --proxy-protocol, no default")
 	fs.StringVar(&f.forwarders, "trusted-forwarders", "", "comma-separated CIDRs of proxies in front of meshgate whose X-Forwarded-For is kept and appended to (from any other client it is replaced by the client address)")
+	fs.BoolVar(&f.underscores, "underscores-in-headers", false, "pass request header fields whose names contain underscores to backends (off: they are dropped, as nginx does, since CGI/WSGI stacks read X_Real_IP as X-Real-IP)")
 	fs.BoolVar(&f.http3, "http3", false, "serve HTTP/3 on the UDP twin of --https-addr")
 	fs.StringVar(&f.ingressClass, "ingress-class", "meshgate", "name of our IngressClass (controller meshgate.io/ingress-controller)")
 	fs.StringVar(&f.l4ConfigMap, "l4-configmap", "", "namespace/name of the ConfigMap listing TCP/UDP services (tcp.<port>, udp.<port>)")
@@ -80,6 +83,9 @@ func (f *commonFlags) register(fs *flag.FlagSet) {
 
 // validate checks flag values no package checks at parse time.
 func (f *commonFlags) validate() error {
+	if f.proxyProtocol && strings.TrimSpace(f.trusted) == "" {
+		return errors.New("--proxy-protocol needs --trusted-proxies (the load balancer's CIDRs); nothing is trusted by default")
+	}
 	switch routing.SessionMode(f.sessionMode) {
 	case routing.SessionStateful, routing.SessionTicketKeys, routing.SessionOff:
 		return nil

@@ -24,6 +24,7 @@ func TestRunDispatch(t *testing.T) {
 		{"mesh needs pki", []string{"standalone", "--manifests", "x", "--mesh-addr", "127.0.0.1:0"}, 1, "", "--mesh-addr needs --mesh-dir"},
 		{"bad log level", []string{"standalone", "--manifests", "x", "--log-level", "loud"}, 1, "", "unknown level"},
 		{"bad session mode", []string{"standalone", "--manifests", "x", "--session-mode", "Sometimes"}, 1, "", "--session-mode"},
+		{"proxy protocol needs trusted proxies", []string{"standalone", "--manifests", "x", "--proxy-protocol"}, 1, "", "--proxy-protocol needs --trusted-proxies"},
 		{"mesh-ca needs out", []string{"mesh-ca"}, 1, "", "--out is required"},
 		{"bad flag", []string{"standalone", "--nope"}, 1, "", "flag provided but not defined"},
 	} {

@@ -73,6 +73,9 @@ type Config struct {
 	// TrustedForwarders are the proxies in front of meshgate whose
 	// X-Forwarded-For is kept (see proxy.Config).
 	TrustedForwarders []netip.Prefix
+	// UnderscoresInHeaders forwards request fields whose names contain
+	// "_" (see proxy.Config); false drops them.
+	UnderscoresInHeaders bool
 	// RedirectPort is the port put into HTTP→HTTPS redirects; 0 means the
 	// port of HTTPSAddr.
 	RedirectPort int
@@ -193,7 +196,7 @@ func (r *Replica) newListeners() error {
 	}
 	var err error
 	r.proxy, err = proxy.New(proxy.Config{HTTPSPort: redirectPort, TrustedForwarders: cfg.TrustedForwarders,
-		AltSvc: altSvc, Registerer: reg, Log: log.WithName("proxy")})
+		UnderscoresInHeaders: cfg.UnderscoresInHeaders, AltSvc: altSvc, Registerer: reg, Log: log.WithName("proxy")})
 	if err != nil {
 		return err
 	}

@@ -254,7 +254,12 @@ func checkInvariants(t *testing.T, in install, r *rendered) {
 		}
 	}
 	for _, o := range r.find("NetworkPolicy") {
-		checkNetworkPolicy(t, typed[networkingv1.NetworkPolicy](t, o), pod.Labels, ports)
+		var trusted []string
+		if pp {
+			tp, _ := argValue(args, "trusted-proxies")
+			trusted = strings.Split(tp, ",")
+		}
+		checkNetworkPolicy(t, typed[networkingv1.NetworkPolicy](t, o), pod.Labels, ports, trusted)
 	}
 	if sa := pod.Spec.ServiceAccountName; len(r.find("ServiceAccount")) == 1 {
 		byName[corev1.ServiceAccount](t, r, "ServiceAccount", sa)
@@ -266,32 +271,70 @@ func checkInvariants(t *testing.T, in install, r *rendered) {
 	}
 }
 
-// checkNetworkPolicy: the mesh port is reachable only from our pods; every
-// other rule leaves the mesh port out.
-func checkNetworkPolicy(t *testing.T, np *networkingv1.NetworkPolicy, podLabels map[string]string, ports map[string]corev1.ContainerPort) {
+// checkNetworkPolicy: the mesh port is reachable only from our pods; the
+// metrics port never from everyone; with PROXY protocol on (trusted is
+// --trusted-proxies), the TCP traffic ports only from those ranges, since
+// any other source inside them could write its own PROXY header; every
+// rule names its ports and no port is in two rules.
+func checkNetworkPolicy(t *testing.T, np *networkingv1.NetworkPolicy, podLabels map[string]string, ports map[string]corev1.ContainerPort, trusted []string) {
 	t.Helper()
 	if !selects(np.Spec.PodSelector.MatchLabels, podLabels) {
 		t.Errorf("NetworkPolicy selects %v, not the pods", np.Spec.PodSelector.MatchLabels)
 	}
+	seen := map[string]bool{}
 	meshRules := 0
 	for _, rule := range np.Spec.Ingress {
-		mesh := false
-		for _, p := range rule.Ports {
-			if p.Port != nil && (p.Port.String() == "mesh" || p.Port.IntValue() == int(ports["mesh"].ContainerPort)) {
-				mesh = true
-			}
-		}
 		if len(rule.Ports) == 0 {
 			t.Errorf("NetworkPolicy rule %+v opens every port (the mesh included)", rule)
 		}
-		if !mesh {
-			continue
+		var names []string
+		for _, p := range rule.Ports {
+			name := p.Port.String()
+			for n, cp := range ports {
+				if p.Port.IntValue() == int(cp.ContainerPort) && cp.Protocol == *p.Protocol {
+					name = n
+				}
+			}
+			key := name + "/" + string(*p.Protocol)
+			if seen[key] {
+				t.Errorf("port %s in two NetworkPolicy rules", key)
+			}
+			seen[key] = true
+			names = append(names, name)
 		}
-		meshRules++
-		if len(rule.Ports) != 1 || len(rule.From) != 1 || rule.From[0].PodSelector == nil ||
-			rule.From[0].NamespaceSelector != nil || rule.From[0].IPBlock != nil ||
-			!maps.Equal(rule.From[0].PodSelector.MatchLabels, selectorOf(np)) {
-			t.Errorf("mesh rule %+v: want only our pods (%v) on the mesh port alone", rule, selectorOf(np))
+		switch {
+		case slices.Contains(names, "mesh"):
+			meshRules++
+			if len(rule.Ports) != 1 || len(rule.From) != 1 || rule.From[0].PodSelector == nil ||
+				rule.From[0].NamespaceSelector != nil || rule.From[0].IPBlock != nil ||
+				!maps.Equal(rule.From[0].PodSelector.MatchLabels, selectorOf(np)) {
+				t.Errorf("mesh rule %+v: want only our pods (%v) on the mesh port alone", rule, selectorOf(np))
+			}
+		case slices.Contains(names, "metrics"):
+			if len(rule.Ports) != 1 || len(rule.From) == 0 {
+				t.Errorf("metrics rule %+v: want the metrics port alone, from named peers only", rule)
+			}
+		default:
+			tcp := *rule.Ports[0].Protocol == corev1.ProtocolTCP
+			for _, p := range rule.Ports {
+				if (*p.Protocol == corev1.ProtocolTCP) != tcp {
+					t.Errorf("traffic rule %+v mixes TCP and UDP ports", rule)
+				}
+			}
+			var from []string
+			for _, f := range rule.From {
+				if f.IPBlock == nil || f.PodSelector != nil || f.NamespaceSelector != nil {
+					t.Errorf("traffic rule peer %+v: want ipBlocks only", f)
+					continue
+				}
+				from = append(from, f.IPBlock.CIDR)
+			}
+			if want := trusted; tcp && !slices.Equal(from, want) {
+				t.Errorf("TCP traffic ports %v admit %v, want %v (the PROXY sources)", names, from, want)
+			}
+			if !tcp && len(from) != 0 {
+				t.Errorf("UDP traffic ports %v admit only %v: they carry no PROXY header", names, from)
+			}
 		}
 	}
 	if meshRules != 1 {
@@ -462,8 +505,10 @@ func checkFull(t *testing.T, r *rendered) {
 	}
 	np := one[networkingv1.NetworkPolicy](t, r, "NetworkPolicy")
 	open := map[string]bool{}
-	for _, p := range np.Spec.Ingress[0].Ports {
-		open[p.Port.String()+"/"+string(*p.Protocol)] = true
+	for _, rule := range np.Spec.Ingress {
+		for _, p := range rule.Ports {
+			open[p.Port.String()+"/"+string(*p.Protocol)] = true
+		}
 	}
 	if !open["postgres/TCP"] || !open["dns/UDP"] {
 		t.Errorf("NetworkPolicy traffic rule opens %v, want the L4 ports too", open)

@@ -20,7 +20,7 @@ type ClusterConfig struct {
 	Dir           string // work dir: logs, mesh PKI
 	ManifestDir   string // --manifests
 	Replicas      int
-	ProxyProtocol bool   // --proxy-protocol (HAProxy in front)
+	ProxyProtocol bool   // --proxy-protocol --trusted-proxies 127.0.0.0/8 (HAProxy in front, on loopback)
 	HTTP3         bool   // --http3
 	L4ConfigMap   string // --l4-configmap ns/name ("" = none)
 	L4BindIP      bool   // pass --l4-bind-ip <replica IP> (one host, many replicas)
@@ -90,7 +90,7 @@ func StartCluster(t T, cfg ClusterConfig, readyTimeout time.Duration) (*Cluster,
 			r.args = append(r.args, "--peers", strings.Join(peers, ","), "--mesh-dir", c.MeshDir)
 		}
 		if cfg.ProxyProtocol {
-			r.args = append(r.args, "--proxy-protocol")
+			r.args = append(r.args, "--proxy-protocol", "--trusted-proxies", "127.0.0.0/8")
 		}
 		if cfg.HTTP3 {
 			r.args = append(r.args, "--http3")

@@ -99,7 +99,7 @@ app.kubernetes.io/part-of: meshgate
 {{/* Checks that values fit together; fails the render otherwise. */}}
 {{- define "meshgate.validate" -}}
 {{- if and .Values.proxyProtocol.enabled (not .Values.proxyProtocol.trustedProxies) }}
-{{- fail "proxyProtocol.enabled needs proxyProtocol.trustedProxies: the load balancer's source CIDRs (for an NLB, the VPC CIDR)" }}
+{{- fail "proxyProtocol.enabled needs proxyProtocol.trustedProxies: the load balancer's source CIDRs (for an NLB, the CIDRs of its subnets)" }}
 {{- end }}
 {{- if and .Values.service.aws.nlb.enabled (ne .Values.service.type "LoadBalancer") }}
 {{- fail "service.aws.nlb.enabled needs service.type LoadBalancer" }}

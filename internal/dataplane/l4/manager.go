@@ -46,8 +46,11 @@ type ManagerConfig struct {
 	// Connections from sources outside TrustedProxies are closed at accept.
 	// UDP listeners are unaffected.
 	AcceptProxyProtocol bool
-	// TrustedProxies lists the sources allowed to send PROXY headers; nil
-	// means 127.0.0.0/8 and ::1/128.
+	// TrustedProxies lists the sources allowed to send PROXY headers (the
+	// load balancer's addresses). There is no default: with
+	// AcceptProxyProtocol and no TrustedProxies every TCP connection is
+	// refused, and NewManager's caller (cmd/meshgate) refuses that
+	// configuration up front.
 	TrustedProxies []netip.Prefix
 	// ProxyHeaderTimeout bounds the wait for the PROXY header; zero means
 	// DefaultConnectTimeout.
@@ -104,9 +107,6 @@ func NewManager(cfg ManagerConfig) *Manager {
 	}
 	if cfg.Metrics == nil {
 		cfg.Metrics, _ = NewMetrics(nil)
-	}
-	if cfg.TrustedProxies == nil {
-		cfg.TrustedProxies = []netip.Prefix{netip.MustParsePrefix("127.0.0.0/8"), netip.MustParsePrefix("::1/128")}
 	}
 	if cfg.ProxyHeaderTimeout <= 0 {
 		cfg.ProxyHeaderTimeout = DefaultConnectTimeout

@@ -271,8 +271,11 @@ func TestAcceptProxyProtocol(t *testing.T) {
 		trusted []netip.Prefix
 		wantSrc string // "" means the connection is refused
 	}{
-		{"trusted load balancer", nil, "198.18.0.9:5555"},
+		{"trusted load balancer", []netip.Prefix{netip.MustParsePrefix("127.0.0.0/8")}, "198.18.0.9:5555"},
 		{"untrusted source", []netip.Prefix{netip.MustParsePrefix("10.0.0.0/8")}, ""},
+		// No default trust: loopback is where sidecars and port-forwards
+		// connect from.
+		{"nobody trusted", nil, ""},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {

@@ -2,37 +2,59 @@ package proxy
 
 import (
 	"net/netip"
+	"strings"
 
 	"github.com/meshgate/meshgate/internal/dataplane/exchange"
 	"github.com/meshgate/meshgate/internal/dataplane/http1"
 )
+
+// Kinds of request fields, for what the proxy forwards.
+const (
+	fieldForward = iota // forwarded as received
+	fieldXFF            // X-Forwarded-For: kept only from trusted forwarders
+	fieldDrop           // set by the proxy itself, or refused: never forwarded
+)
+
+// fieldKind classifies a client request field: the ones the proxy sets
+// itself, and names with underscores unless UnderscoresInHeaders. Both
+// upstream paths (appendRequestHead, httpRequest) decide through it.
+func (h *Handler) fieldKind(name string) int {
+	if k := forwardedKind(name); k != fieldForward {
+		return k
+	}
+	if !h.cfg.UnderscoresInHeaders && strings.IndexByte(name, '_') >= 0 {
+		return fieldDrop
+	}
+	return fieldForward
+}
 
 // forwardedKind classifies the request fields the proxy sets itself.
 func forwardedKind(name string) int {
 	switch len(name) {
 	case 9:
 		if exchange.EqualFold(name, "Forwarded") || exchange.EqualFold(name, "X-Real-Ip") {
-			return 2
+			return fieldDrop
 		}
 	case 15:
 		if exchange.EqualFold(name, "X-Forwarded-For") {
-			return 1
+			return fieldXFF
 		}
 	case 16:
 		if exchange.EqualFold(name, "X-Forwarded-Host") {
-			return 2
+			return fieldDrop
 		}
 	case 17:
 		if exchange.EqualFold(name, "X-Forwarded-Proto") {
-			return 2
+			return fieldDrop
 		}
 	}
-	return 0
+	return fieldForward
 }
 
 // appendRequestHead appends the HTTP/1.1 request head sent upstream: the
 // request line in origin form, Host, the client's end-to-end fields in
-// order, the X-Forwarded-* fields and X-Real-Ip, and the framing. The
+// order (without the ones fieldKind drops), the X-Forwarded-* fields and
+// X-Real-Ip, and the framing. The
 // client's X-Forwarded-For is kept (the client address appended) only
 // from a trusted forwarder; its Forwarded, X-Forwarded-Host/-Proto and
 // X-Real-Ip are always replaced by what meshgate saw, as net/http's
@@ -46,14 +68,14 @@ func (x *exchangeState) appendRequestHead(b []byte) []byte {
 	b = append(b, r.Host...)
 	b = append(b, "\r\n"...)
 	for _, f := range r.Header.Fields() {
-		if forwardedKind(f.Name) == 0 {
+		if x.h.fieldKind(f.Name) == fieldForward {
 			b = http1.AppendField(b, f.Name, f.Value)
 		}
 	}
 	b = append(b, "X-Forwarded-For: "...)
 	if x.h.trusted(r.RemoteAddr) {
 		for _, f := range r.Header.Fields() {
-			if f.Value != "" && forwardedKind(f.Name) == 1 {
+			if f.Value != "" && forwardedKind(f.Name) == fieldXFF {
 				b = append(b, f.Value...)
 				b = append(b, ", "...)
 			}

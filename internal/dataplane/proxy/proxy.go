@@ -88,6 +88,13 @@ type Config struct {
 	// address, so a client cannot forge the chain. Empty trusts nobody.
 	TrustedForwarders []netip.Prefix
 
+	// UnderscoresInHeaders passes request fields whose names contain "_"
+	// to backends. False (the default) drops them, as nginx does
+	// (underscores_in_headers off): CGI and WSGI stacks map both
+	// X_Real_IP and X-Real-IP to HTTP_X_REAL_IP, so such a field would
+	// smuggle a value past the X-Real-Ip / X-Forwarded-* meshgate sets.
+	UnderscoresInHeaders bool
+
 	// AltSvc, if set, is added as an Alt-Svc field to the responses of
 	// requests that came over TLS (advertising HTTP/3).
 	AltSvc string

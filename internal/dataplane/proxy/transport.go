@@ -50,11 +50,11 @@ func (x *exchangeState) httpRequest() *http.Request {
 	trusted := x.h.trusted(r.RemoteAddr)
 	var prior []string
 	for _, f := range r.Header.Fields() {
-		switch forwardedKind(f.Name) {
-		case 0:
+		switch x.h.fieldKind(f.Name) {
+		case fieldForward:
 			k := http.CanonicalHeaderKey(f.Name)
 			h[k] = append(h[k], f.Value)
-		case 1:
+		case fieldXFF:
 			if trusted && f.Value != "" {
 				prior = append(prior, f.Value)
 			}

@@ -42,14 +42,16 @@ type Config struct {
 	HTTPAddr string
 
 	// ProxyProtocol requires a PROXY protocol v1/v2 header on every
-	// connection of both listeners. Connections from sources outside
-	// TrustedProxies are then refused outright, and trusted connections
-	// without a header are refused.
+	// connection of both listeners, from a source in TrustedProxies (which
+	// must then be non-empty); connections from other sources, and trusted
+	// connections without a header, are refused.
 	//
-	// With ProxyProtocol false and TrustedProxies non-empty, the header is
-	// optional from trusted sources. In every mode a source outside
-	// TrustedProxies that sends a header is refused. With ProxyProtocol false
-	// and no TrustedProxies, no PROXY parsing happens at all.
+	// With ProxyProtocol false no PROXY header is ever parsed, whatever
+	// TrustedProxies says: a client that prepends one only sends bytes that
+	// are neither TLS nor HTTP. (An optional header from trusted sources
+	// would let anyone who reaches the listener from a trusted address — a
+	// service-mesh sidecar on loopback, kubectl port-forward — choose the
+	// client address.)
 	//
 	// The address carried by the header becomes the connection's RemoteAddr,
 	// hence the request's RemoteAddr, X-Forwarded-For and the access log.

@@ -12,8 +12,8 @@ import (
 	"github.com/pires/go-proxyproto"
 )
 
-// errUntrustedSource refuses connections from outside TrustedProxies while
-// the PROXY header is required.
+// errUntrustedSource refuses connections from outside TrustedProxies when
+// the PROXY protocol is on.
 var errUntrustedSource = errors.New("server: PROXY header required but source is not a trusted proxy")
 
 // trackedConn is every accepted connection as the server sees it: it counts
@@ -97,28 +97,18 @@ func (w *bufferedTaker) Write(p []byte) (int, error) {
 }
 
 // proxyPolicy decides how the PROXY header of a connection from src is
-// treated. A non-nil error refuses the connection.
+// treated (only called with ProxyProtocol on): required from trusted
+// sources; a non-nil error refuses any other source.
 func (s *Server) proxyPolicy(src net.Addr) (proxyproto.Policy, error) {
-	trusted := false
 	if ta, ok := src.(*net.TCPAddr); ok {
 		ip := ta.AddrPort().Addr().Unmap()
 		for _, p := range s.cfg.TrustedProxies {
 			if p.Contains(ip) {
-				trusted = true
-				break
+				return proxyproto.REQUIRE, nil
 			}
 		}
 	}
-	switch {
-	case !trusted && s.cfg.ProxyProtocol:
-		return 0, errUntrustedSource
-	case !trusted:
-		return proxyproto.REJECT, nil
-	case s.cfg.ProxyProtocol:
-		return proxyproto.REQUIRE, nil
-	default:
-		return proxyproto.USE, nil
-	}
+	return 0, errUntrustedSource
 }
 
 // readProxyHeader parses the PROXY header of c according to policy and

@@ -17,6 +17,7 @@ import (
 func TestProxyHeaderReplaysBufferedBytes(t *testing.T) {
 	for _, v := range []byte{1, 2} {
 		f := newFixture(t, func(c *Config) {
+			c.ProxyProtocol = true
 			c.TrustedProxies = []netip.Prefix{netip.MustParsePrefix("127.0.0.0/8")}
 		})
 		var xff atomic.Value

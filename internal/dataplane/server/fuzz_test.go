@@ -16,8 +16,9 @@ type tcpPipe struct{ net.Conn }
 func (tcpPipe) RemoteAddr() net.Addr { return &net.TCPAddr{IP: net.IPv4(127, 0, 0, 1), Port: 40000} }
 func (tcpPipe) LocalAddr() net.Addr  { return &net.TCPAddr{IP: net.IPv4(127, 0, 0, 1), Port: 8443} }
 
-// FuzzProxyHeader feeds arbitrary bytes to the PROXY header stage in both
-// optional and required mode: it must never panic, and when it accepts a
+// FuzzProxyHeader feeds arbitrary bytes to the PROXY header stage (the
+// protocol on) from a trusted and from an untrusted source: it must never
+// panic, must refuse every untrusted connection, and when it accepts a
 // connection the bytes that follow must reach the reader unchanged (a suffix
 // of the input, nothing lost or duplicated).
 func FuzzProxyHeader(f *testing.F) {
@@ -27,19 +28,19 @@ func FuzzProxyHeader(f *testing.F) {
 	f.Add([]byte("GET / HTTP/1.1\r\nHost: a\r\n\r\n"), false)
 	f.Add([]byte{}, true)
 	servers := map[bool]*Server{}
-	for _, required := range []bool{false, true} {
+	for trusted, prefix := range map[bool]string{true: "127.0.0.0/8", false: "10.0.0.0/8"} {
 		s, err := New(Config{
 			Handler:        newHandler(f),
-			ProxyProtocol:  required,
-			TrustedProxies: []netip.Prefix{netip.MustParsePrefix("127.0.0.0/8")},
+			ProxyProtocol:  true,
+			TrustedProxies: []netip.Prefix{netip.MustParsePrefix(prefix)},
 		})
 		if err != nil {
 			f.Fatal(err)
 		}
-		servers[required] = s
+		servers[trusted] = s
 	}
-	f.Fuzz(func(t *testing.T, in []byte, required bool) {
-		s := servers[required]
+	f.Fuzz(func(t *testing.T, in []byte, trusted bool) {
+		s := servers[trusted]
 		client, server := net.Pipe()
 		defer client.Close()
 		go func() {
@@ -52,6 +53,9 @@ func FuzzProxyHeader(f *testing.F) {
 			return
 		}
 		defer c.Close()
+		if !trusted {
+			t.Fatal("accepted a connection from an untrusted source")
+		}
 		if c.RemoteAddr() == nil {
 			t.Fatal("accepted connection without a remote address")
 		}

@@ -71,6 +71,9 @@ func New(cfg Config) (*Server, error) {
 	if err := trustedPrefixesValid(cfg.TrustedProxies); err != nil {
 		return nil, err
 	}
+	if cfg.ProxyProtocol && len(cfg.TrustedProxies) == 0 {
+		return nil, errors.New("server: ProxyProtocol needs TrustedProxies (the load balancer's addresses)")
+	}
 	cfg.setDefaults()
 	m, err := newMetrics(cfg.Registerer)
 	if err != nil {
@@ -80,7 +83,7 @@ func New(cfg Config) (*Server, error) {
 		cfg:     cfg,
 		m:       m,
 		handler: cfg.Handler,
-		proxyPP: cfg.ProxyProtocol || len(cfg.TrustedProxies) > 0,
+		proxyPP: cfg.ProxyProtocol,
 		addrs:   make(map[string]net.Addr),
 		conns:   make(map[*trackedConn]struct{}),
 	}

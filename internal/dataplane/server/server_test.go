@@ -77,22 +77,29 @@ func TestProxyProtocol(t *testing.T) {
 	var xff atomic.Value
 	loopback := []netip.Prefix{netip.MustParsePrefix("127.0.0.0/8")}
 	elsewhere := []netip.Prefix{netip.MustParsePrefix("10.0.0.0/8")}
+	const (
+		served   = iota // 200 with wantXFF
+		refused         // closed by the PROXY stage, counted
+		unparsed        // the header reached TLS / HTTP as bytes: never 200
+	)
 	tests := []struct {
 		name     string
 		required bool
 		trusted  []netip.Prefix
 		version  byte // 0: no header
-		wantOK   bool
+		want     int
 		wantXFF  string
 	}{
-		{"v2 required trusted", true, loopback, 2, true, "203.0.113.9"},
-		{"v1 required trusted", true, loopback, 1, true, "203.0.113.9"},
-		{"required without header", true, loopback, 0, false, ""},
-		{"required untrusted source", true, elsewhere, 2, false, ""},
-		{"optional trusted with header", false, loopback, 2, true, "203.0.113.9"},
-		{"optional trusted without header", false, loopback, 0, true, "127.0.0.1"},
-		{"untrusted source sending header", false, elsewhere, 2, false, ""},
-		{"untrusted source without header", false, elsewhere, 0, true, "127.0.0.1"},
+		{"v2 required trusted", true, loopback, 2, served, "203.0.113.9"},
+		{"v1 required trusted", true, loopback, 1, served, "203.0.113.9"},
+		{"required without header", true, loopback, 0, refused, ""},
+		{"required untrusted source", true, elsewhere, 2, refused, ""},
+		// Off, the header is never parsed, even from a source that would
+		// be trusted: loopback is where sidecars and port-forwards come from.
+		{"off, trusted-looking source sending header", false, loopback, 2, unparsed, ""},
+		{"off, v1 header", false, loopback, 1, unparsed, ""},
+		{"off without header", false, loopback, 0, served, "127.0.0.1"},
+		{"off, no trusted proxies, without header", false, nil, 0, served, "127.0.0.1"},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
@@ -111,26 +118,45 @@ func TestProxyProtocol(t *testing.T) {
 				}
 				xff.Store("")
 				resp, err := rawGET(t, addr, hdr, cfg, "a.example.com")
-				if !tc.wantOK {
+				switch tc.want {
+				case refused:
 					if err == nil {
 						t.Fatalf("%s: connection served (status %d), want refused", listener, resp.StatusCode)
 					}
-					continue
-				}
-				if err != nil {
-					t.Fatalf("%s: %v", listener, err)
-				}
-				if got := xff.Load(); resp.StatusCode != 200 || got != tc.wantXFF {
-					t.Fatalf("%s: status %d X-Forwarded-For %q, want 200 %q", listener, resp.StatusCode, got, tc.wantXFF)
+				case unparsed:
+					if err == nil && resp.StatusCode == 200 {
+						t.Fatalf("%s: served with X-Forwarded-For %q: the PROXY header was parsed", listener, xff.Load())
+					}
+					if got := xff.Load(); got != "" {
+						t.Fatalf("%s: backend reached with X-Forwarded-For %q", listener, got)
+					}
+				default:
+					if err != nil {
+						t.Fatalf("%s: %v", listener, err)
+					}
+					if got := xff.Load(); resp.StatusCode != 200 || got != tc.wantXFF {
+						t.Fatalf("%s: status %d X-Forwarded-For %q, want 200 %q", listener, resp.StatusCode, got, tc.wantXFF)
+					}
 				}
 			}
-			if !tc.wantOK {
-				if n, _ := metricSum(t, f.reg, "meshgate_listener_connections_rejected_total",
-					map[string]string{"reason": "proxy_protocol"}); n != 2 {
-					t.Fatalf("rejected metric %v, want 2", n)
-				}
+			wantRejected := 0.0
+			if tc.want == refused {
+				wantRejected = 2
+			}
+			if n, _ := metricSum(t, f.reg, "meshgate_listener_connections_rejected_total",
+				map[string]string{"reason": "proxy_protocol"}); n != wantRejected {
+				t.Fatalf("rejected metric %v, want %v", n, wantRejected)
 			}
 		})
+	}
+}
+
+// TestProxyProtocolNeedsTrustedProxies: the protocol on with nobody
+// trusted would refuse every connection; New says so instead.
+func TestProxyProtocolNeedsTrustedProxies(t *testing.T) {
+	_, err := New(Config{Handler: newHandler(t), ProxyProtocol: true})
+	if err == nil || !strings.Contains(err.Error(), "TrustedProxies") {
+		t.Fatalf("New(ProxyProtocol without TrustedProxies) = %v, want an error naming TrustedProxies", err)
 	}
 }
 
