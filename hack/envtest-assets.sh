@@ -1,20 +1,27 @@
 #!/usr/bin/env bash
-# Builds the envtest control plane (kube-apiserver and etcd) from Go modules
-# and prints the directory to use as KUBEBUILDER_ASSETS.
+# Builds the test cluster's control plane (kube-apiserver,
+# kube-controller-manager and etcd) from Go modules and prints the directory
+# to use as KUBEBUILDER_ASSETS.
 #
 #   KUBEBUILDER_ASSETS=$(hack/envtest-assets.sh) go test ./internal/source/kube/...
 #
-# Nothing but the Go module proxy is used: kube-apiserver comes from
-# k8s.io/kubernetes cmd/kube-apiserver (hack/tools/k8s pins every k8s.io
-# staging module with replace directives), etcd from
-# go.etcd.io/etcd/server/v3/etcdmain (hack/tools/etcd).
+# Nothing but the Go module proxy is used: kube-apiserver and
+# kube-controller-manager come from k8s.io/kubernetes cmd/... (hack/tools/k8s
+# pins every k8s.io staging module with replace directives), etcd from
+# go.etcd.io/etcd/server/v3/etcdmain (hack/tools/etcd). envtest uses
+# kube-apiserver and etcd; test/kubecluster adds kube-controller-manager
+# (Deployments, ReplicaSets, EndpointSlices, namespaces) to the same
+# control plane.
 #
 # Idempotent and cached by version:
 #   machine cache  ${XDG_CACHE_HOME:-$HOME/.cache}/meshgate/k8s/<version>/
 #   repository     bin/k8s/<version>/   (hard link or copy of the machine cache)
 # so a fresh clone on the same machine pays nothing, and a cold build
-# (about 8 minutes on 2 cores) happens once per machine and version.
-# A binary counts as cached only if it reports the expected version.
+# happens once per machine and version. The two kube binaries are built by
+# one `go build`, so the packages they share (most of kube-controller-
+# manager's) compile once: about 8 minutes for kube-apiserver alone on 2
+# cores, see docs/conformance/README.md for what kube-controller-manager
+# adds. A binary counts as cached only if it reports the expected version.
 #
 # Environment:
 #   MESHGATE_CACHE_DIR  overrides the machine cache root
@@ -33,17 +40,47 @@ repo_dir="$root/bin/k8s/$key"
 
 log() { [ "${ENVTEST_QUIET:-}" = 1 ] || echo "envtest-assets: $*" >&2; }
 
+KUBE_BINS=(kube-apiserver kube-controller-manager)
+ALL_BINS=("${KUBE_BINS[@]}" etcd)
+
+# have_kube DIR NAME: DIR/NAME is a kube binary of the pinned version.
 # The version output is captured before matching: piping it into grep -q
 # under pipefail fails at random (grep exits early, the binary gets SIGPIPE).
-have_apiserver() {
+have_kube() {
   local v
-  [ -x "$1/kube-apiserver" ] && v=$("$1/kube-apiserver" --version 2>/dev/null) &&
+  [ -x "$1/$2" ] && v=$("$1/$2" --version 2>/dev/null) &&
     [ "$v" = "Kubernetes v${K8S_VERSION}" ]
+}
+have_kube_all() {
+  local b
+  for b in "${KUBE_BINS[@]}"; do have_kube "$1" "$b" || return 1; done
 }
 have_etcd() {
   local v
   [ -x "$1/etcd" ] && v=$("$1/etcd" --version 2>/dev/null) &&
     [[ "$v" == "etcd Version: ${ETCD_VERSION}"$'\n'* ]]
+}
+
+# gobuild_kube OUTDIR NAME...: builds k8s.io/kubernetes/cmd/NAME for every
+# NAME in one `go build` inside hack/tools/k8s (shared packages compile
+# once), into a temporary directory first so an interrupted build never
+# leaves a bad binary.
+gobuild_kube() {
+  local out=$1
+  shift
+  local tmp="$out/.build.$$" v=k8s.io/component-base/version pkgs=() b
+  for b in "$@"; do pkgs+=("k8s.io/kubernetes/cmd/$b"); done
+  rm -rf "$tmp"
+  mkdir -p "$tmp"
+  (
+    cd "$root/hack/tools/k8s"
+    GOWORK=off CGO_ENABLED=0 GOFLAGS="-mod=mod -buildvcs=false" \
+      go build -trimpath -o "$tmp/" \
+      -ldflags "-s -w -X $v.gitVersion=v${K8S_VERSION} -X $v.gitMajor=1 -X $v.gitMinor=${K8S_MINOR} -X $v.gitTreeState=clean" \
+      "${pkgs[@]}"
+  )
+  for b in "$@"; do mv -f "$tmp/$b" "$out/$b"; done
+  rm -rf "$tmp"
 }
 
 # gobuild DIR OUT PKG [LDFLAGS]: builds PKG inside tools module DIR into OUT
@@ -71,19 +108,22 @@ build_all() {
   exec 9>"$cache_dir/.lock"
   flock 9
 
-  for b in kube-apiserver etcd; do
+  local b missing=()
+  for b in "${ALL_BINS[@]}"; do
     if [ ! -x "$cache_dir/$b" ] && [ -x "$repo_dir/$b" ]; then
       place "$repo_dir/$b" "$cache_dir/$b" # seed the machine cache from bin/
     fi
   done
 
-  if ! have_apiserver "$cache_dir"; then
-    log "building kube-apiserver v${K8S_VERSION} (cold: ~8 min on 2 cores)"
-    local v=k8s.io/component-base/version
-    gobuild "$root/hack/tools/k8s" "$cache_dir/kube-apiserver" \
-      k8s.io/kubernetes/cmd/kube-apiserver \
-      "-X $v.gitVersion=v${K8S_VERSION} -X $v.gitMajor=1 -X $v.gitMinor=${K8S_MINOR} -X $v.gitTreeState=clean"
-    have_apiserver "$cache_dir" || { echo "envtest-assets: kube-apiserver reports a wrong version" >&2; exit 1; }
+  for b in "${KUBE_BINS[@]}"; do
+    have_kube "$cache_dir" "$b" || missing+=("$b")
+  done
+  if [ ${#missing[@]} -gt 0 ]; then
+    log "building ${missing[*]} v${K8S_VERSION} (cold: ~8 min for kube-apiserver on 2 cores)"
+    gobuild_kube "$cache_dir" "${missing[@]}"
+    for b in "${missing[@]}"; do
+      have_kube "$cache_dir" "$b" || { echo "envtest-assets: $b reports a wrong version" >&2; exit 1; }
+    done
   fi
   if ! have_etcd "$cache_dir"; then
     log "building etcd v${ETCD_VERSION}"
@@ -91,14 +131,14 @@ build_all() {
     have_etcd "$cache_dir" || { echo "envtest-assets: etcd reports a wrong version" >&2; exit 1; }
   fi
 
-  for b in kube-apiserver etcd; do
+  for b in "${ALL_BINS[@]}"; do
     if ! cmp -s "$cache_dir/$b" "$repo_dir/$b"; then
       place "$cache_dir/$b" "$repo_dir/$b"
     fi
   done
 }
 
-if have_apiserver "$repo_dir" && have_etcd "$repo_dir"; then
+if have_kube_all "$repo_dir" && have_etcd "$repo_dir"; then
   : # warm repository cache: nothing to do
 else
   build_all
