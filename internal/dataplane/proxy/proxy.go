@@ -298,9 +298,15 @@ func (x *exchangeState) plain(status int, body string) {
 	x.respond(status, body)
 }
 
+// serverName is the Server field of every response, replacing the
+// upstream's, as nginx and Envoy do by default (the Ingress conformance
+// scenarios require one).
+const serverName = "meshgate"
+
 // respond writes the final head with x.out and body.
 func (x *exchangeState) respond(status int, body string) {
 	x.status, x.wrote = status, true
+	x.out.Set("Server", serverName)
 	if x.h.cfg.AltSvc != "" && x.r.Scheme == "https" {
 		x.out.Add("Alt-Svc", x.h.cfg.AltSvc)
 	}

@@ -173,6 +173,24 @@ func TestRedirect(t *testing.T) {
 	}
 }
 
+// TestServerHeader: every response names meshgate as its server, proxied
+// (replacing the upstream's) or answered locally.
+func TestServerHeader(t *testing.T) {
+	up := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) {
+		w.Header().Set("Server", "upstream/1.0")
+	}))
+	t.Cleanup(up.Close)
+	var holder tables
+	holder.Store(table(1, vhost("a.example.com", prefix("/", be("a", addrOf(up)))), vhost("plain.example.com", prefix("/", be("b", addrOf(newBackend(t, "b")))))))
+	_, fe := newProxy(t, &holder, Config{})
+	for _, host := range []string{"a.example.com", "plain.example.com", "unknown.example.com"} {
+		resp, _ := do(t, noRedirect(), "GET", fe.URL+"/", host, nil)
+		if got := resp.Header.Values("Server"); len(got) != 1 || got[0] != "meshgate" {
+			t.Errorf("Host %s: status %d, Server %q, want [meshgate]", host, resp.StatusCode, got)
+		}
+	}
+}
+
 func TestBodyLimit(t *testing.T) {
 	a := newBackend(t, "a")
 	limited := be("limited", addrOf(a))

@@ -26,6 +26,7 @@ func (x *exchangeState) relay(uc *upConn, reqDone bool) {
 		cl = resp.ContentLength
 	}
 	cleanResponse(&resp.Fields, resp, false)
+	resp.Fields.Set("Server", serverName)
 	x.modifyResponse(&resp.Fields)
 	if x.h.cfg.AltSvc != "" && x.r.Scheme == "https" {
 		resp.Fields.Add("Alt-Svc", x.h.cfg.AltSvc)
