@@ -13,7 +13,7 @@ export GOFLAGS
 TEST_TIMEOUT ?= 30m
 FUZZTIME   ?= 30s
 
-.PHONY: all build demo test unit e2e deps envtest generate bench fuzz vet fmt clean
+.PHONY: all build demo test unit e2e deps envtest images conformance generate bench fuzz vet fmt clean
 
 all: build
 
@@ -27,25 +27,38 @@ demo: deps build ## Three replicas sharing TLS sessions, on 127.0.0.1:8443-8445.
 deps: ## Debian packages the demo, tests and benchmarks drive.
 	hack/install-deps.sh
 
-envtest: ## kube-apiserver + etcd built from the Go module proxy, cached by version.
+envtest: ## kube-apiserver, kube-controller-manager + etcd built from the Go module proxy, cached by version.
 	hack/envtest-assets.sh >/dev/null
+
+images: ## Stand-ins for the conformance suites' images (Gateway API echo-basic), cached by version.
+	hack/conformance-images.sh >/dev/null
 
 vet:
 	@test -z "$$(gofmt -l $$(git ls-files '*.go'))" || { gofmt -l $$(git ls-files '*.go'); echo 'gofmt needed'; exit 1; }
 	$(GO) vet ./...
+	$(GO) vet -tags conformance ./test/conformance/
 	cd test/chart && $(GO) vet ./...
 
 # Package tests run in parallel; the process-level suites under test/ (real
 # replicas, HAProxy, nginx, network namespaces) one package at a time, so
 # their timing bounds never compete with each other for the CPUs.
-test: deps envtest build vet ## Every test: unit, fuzz seeds, envtest, end to end, Helm chart.
-	export KUBEBUILDER_ASSETS="$$(hack/envtest-assets.sh)" MESHGATE_BIN=$(BIN); \
+test: deps envtest images build vet ## Every test: unit, fuzz seeds, envtest, end to end, Ingress conformance, Helm chart.
+	export KUBEBUILDER_ASSETS="$$(hack/envtest-assets.sh)" MESHGATE_IMAGES_DIR="$$(hack/conformance-images.sh)" MESHGATE_BIN=$(BIN); \
 	  (cd test/chart && $(GO) test -timeout $(TEST_TIMEOUT) -count=1 ./...) && \
 	  $(GO) test -timeout $(TEST_TIMEOUT) -count=1 $$($(GO) list ./... | grep -v '/test/') && \
 	  $(GO) test -p 1 -timeout $(TEST_TIMEOUT) -count=1 ./test/...
 
+# The upstream Gateway API conformance suite and the Ingress conformance
+# scenarios on the test cluster (docs/conformance/README.md); writes the
+# suite's report to $(CONFORMANCE_REPORT).
+CONFORMANCE_REPORT ?= $(CURDIR)/docs/conformance/gateway-api-v1.6.3-report.yaml
+conformance: deps envtest images build ## Gateway API conformance (report in docs/conformance/) and Ingress conformance.
+	export KUBEBUILDER_ASSETS="$$(hack/envtest-assets.sh)" MESHGATE_IMAGES_DIR="$$(hack/conformance-images.sh)" MESHGATE_BIN=$(BIN) \
+	  MESHGATE_CONFORMANCE_REPORT=$(CONFORMANCE_REPORT); \
+	  $(GO) test -tags conformance -p 1 -timeout 60m -count=1 -v ./test/conformance/ ./test/ingressconformance/
+
 unit: ## Fast package tests only (no envtest, no e2e).
-	$(GO) test -count=1 $$($(GO) list ./... | grep -v -e /test/e2e -e /internal/source/kube)
+	$(GO) test -count=1 $$($(GO) list ./... | grep -v -e /test/e2e -e /internal/source/kube -e /test/kubecluster -e /test/ingressconformance)
 
 generate: ## Deepcopy, CRDs and RBAC with controller-gen.
 	hack/generate.sh

@@ -1,0 +1,165 @@
+//go:build conformance
+
+// Package conformance runs the upstream Gateway API conformance suite
+// (sigs.k8s.io/gateway-api/conformance, the version go.mod pins) against
+// `meshgate run` on the test cluster of test/kubecluster: real
+// kube-apiserver, kube-controller-manager and the node agent running the
+// suite's echo-basic. See docs/conformance/README.md for how to run it and
+// what the report says.
+//
+// The build tag keeps it out of `make test` until the Gateway API
+// implementation passes it; `make conformance` runs it.
+package conformance
+
+import (
+	"context"
+	"fmt"
+	"io/fs"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/require"
+	apiextensionsv1 "k8s.io/apiextensions-apiserver/pkg/apis/apiextensions/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/runtime"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+	gatewayv1 "sigs.k8s.io/gateway-api/apis/v1"
+	"sigs.k8s.io/gateway-api/apis/v1alpha2"
+	"sigs.k8s.io/gateway-api/apis/v1alpha3"
+	xv1alpha1 "sigs.k8s.io/gateway-api/apisx/v1alpha1"
+	"sigs.k8s.io/gateway-api/conformance"
+	confv1 "sigs.k8s.io/gateway-api/conformance/apis/v1"
+	"sigs.k8s.io/gateway-api/conformance/utils/config"
+	"sigs.k8s.io/gateway-api/conformance/utils/suite"
+	"sigs.k8s.io/gateway-api/pkg/features"
+
+	"github.com/meshgate/meshgate/test/harness"
+	"github.com/meshgate/meshgate/test/kubecluster"
+)
+
+const (
+	// gatewayClass is the class the suite is run for.
+	gatewayClass = "meshgate"
+	// controllerName is meshgate's Gateway API controller.
+	controllerName = "meshgate.io/gateway-controller"
+	// gatewayIP is where meshgate listens and what it publishes in Gateway
+	// status: the suite's clients dial it on each listener's port.
+	gatewayIP = "127.0.0.81"
+)
+
+// Environment:
+//
+//	MESHGATE_CONFORMANCE_REPORT    write the suite's report (YAML) there
+//	MESHGATE_CONFORMANCE_FEATURES  comma-separated features to claim instead
+//	                               of the GatewayClass status's (development)
+//	MESHGATE_CONFORMANCE_SKIP      comma-separated test short names to skip
+//	                               (listed in the report as skipped)
+//	MESHGATE_CONFORMANCE_RUN       one test short name to run alone
+//	MESHGATE_RUN_ARGS              extra `meshgate run` flags, space-separated
+func TestGatewayAPIConformance(t *testing.T) {
+	dir := t.TempDir()
+	root, err := harness.RepoRoot()
+	require.NoError(t, err)
+	bins, err := harness.BuildBins(filepath.Join(dir, "bin"))
+	require.NoError(t, err)
+	crds, err := gatewayCRDs()
+	require.NoError(t, err)
+	c, err := kubecluster.Start(t, kubecluster.Options{
+		Dir:     dir,
+		CRDDirs: []string{filepath.Join(root, "config", "crd", "bases"), crds},
+	})
+	require.NoError(t, err)
+
+	cl, err := client.New(c.Config, client.Options{})
+	require.NoError(t, err)
+	for _, install := range []func(*runtime.Scheme) error{v1alpha3.Install, v1alpha2.Install, xv1alpha1.Install, gatewayv1.Install, apiextensionsv1.AddToScheme} {
+		require.NoError(t, install(cl.Scheme()))
+	}
+	gwc := &gatewayv1.GatewayClass{
+		ObjectMeta: metav1.ObjectMeta{Name: gatewayClass},
+		Spec:       gatewayv1.GatewayClassSpec{ControllerName: controllerName},
+	}
+	require.NoError(t, cl.Create(context.Background(), gwc))
+
+	_, err = c.RunMeshgate(t, kubecluster.MeshgateOptions{
+		Bin: bins.Meshgate, IP: gatewayIP, Name: "meshgate-gateway",
+		ExtraArgs: strings.Fields(os.Getenv("MESHGATE_RUN_ARGS")),
+	})
+	require.NoError(t, err)
+
+	opts := suite.ConformanceOptions{
+		ConfigurableOptions: suite.ConfigurableOptions{
+			GatewayClassName:     gatewayClass,
+			CleanupBaseResources: true,
+			CleanupTestResources: true,
+			Mode:                 "default",
+			TimeoutConfig:        config.DefaultTimeoutConfig(),
+			ConformanceProfiles: []suite.ConformanceProfileName{
+				suite.GatewayHTTPConformanceProfileName,
+				suite.GatewayTLSConformanceProfileName,
+				suite.GatewayGRPCConformanceProfileName,
+			},
+			SupportedFeatures: featureList(os.Getenv("MESHGATE_CONFORMANCE_FEATURES")),
+			SkipTests:         splitList(os.Getenv("MESHGATE_CONFORMANCE_SKIP")),
+			RunTest:           os.Getenv("MESHGATE_CONFORMANCE_RUN"),
+			ReportOutputPath:  os.Getenv("MESHGATE_CONFORMANCE_REPORT"),
+			Implementation: confv1.Implementation{
+				Organization: "meshgate",
+				Project:      "meshgate",
+				URL:          "https://github.com/meshgate/meshgate",
+				Version:      implementationVersion(),
+				Contact:      []string{"@meshgate/maintainers"},
+			},
+		},
+		Client:     cl,
+		Clientset:  c.Clientset,
+		RestConfig: c.Config,
+		ManifestFS: []fs.FS{&conformance.Manifests},
+	}
+	conformance.RunConformanceWithOptions(t, opts)
+}
+
+// gatewayCRDs is the experimental channel of the pinned Gateway API module
+// (a superset of the standard one: TLSRoute, TCPRoute, UDPRoute, ...).
+func gatewayCRDs() (string, error) {
+	out, err := exec.Command("go", "list", "-m", "-f", "{{.Dir}}", "sigs.k8s.io/gateway-api").Output()
+	if err != nil {
+		return "", fmt.Errorf("locate sigs.k8s.io/gateway-api: %w", err)
+	}
+	dir := filepath.Join(strings.TrimSpace(string(out)), "config", "crd", "experimental")
+	if _, err := os.Stat(dir); err != nil {
+		return "", err
+	}
+	return dir, nil
+}
+
+func splitList(s string) []string {
+	var out []string
+	for _, f := range strings.Split(s, ",") {
+		if f = strings.TrimSpace(f); f != "" {
+			out = append(out, f)
+		}
+	}
+	return out
+}
+
+func featureList(s string) []features.FeatureName {
+	var out []features.FeatureName
+	for _, f := range splitList(s) {
+		out = append(out, features.FeatureName(f))
+	}
+	return out
+}
+
+// implementationVersion is the commit under test (the report needs one).
+func implementationVersion() string {
+	out, err := exec.Command("git", "describe", "--always", "--dirty").Output()
+	if err != nil {
+		return "dev-" + time.Now().UTC().Format("20060102")
+	}
+	return strings.TrimSpace(string(out))
+}
