@@ -5,9 +5,10 @@
 # scenarios). Bounded: about 5 minutes, hard limit 15 (BENCH_TIMEOUT).
 #
 # Environment: BIN (default ./bin; binaries are built when missing),
-# BENCH_ARGS (extra flags for test/bench, e.g. "--duration 4s --conns 1200"),
+# BENCH_ARGS (extra flags for test/bench, e.g. "--duration 4s --matrix-duration 1s"),
 # BENCH_BASELINE (a git revision: meshgate built from it runs as a third
-# side of the keep-alive figures, for a before/after table).
+# side of the keep-alive figures and of the round-robin matrix, for
+# before/after tables).
 set -euo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
 cd "$root"

@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"crypto/tls"
 	"encoding/xml"
 	"path/filepath"
 	"strings"
@@ -104,6 +105,47 @@ func TestReportRendersErrors(t *testing.T) {
 	for _, want := range []string{"could not run: `meshgate not ready`", "![resumption rate by replica count](x.svg)", "| 1 |"} {
 		if !strings.Contains(md, want) {
 			t.Errorf("markdown lacks %q", want)
+		}
+	}
+}
+
+func TestMatrixScenarios(t *testing.T) {
+	full, quick := matrixScenarios(false), matrixScenarios(true)
+	// 2 client counts × (TLS 1.2: 2 certs + TLS 1.3: 2 certs × 2 groups).
+	if len(full) != 12 || len(quick) != 4 {
+		t.Fatalf("full %d quick %d scenarios", len(full), len(quick))
+	}
+	targets := 0
+	for _, s := range full {
+		if s.target() > 0 {
+			targets++
+		}
+	}
+	if targets != 4 {
+		t.Errorf("%d scenarios with targets, want 4", targets)
+	}
+	for _, s := range quick {
+		if s.target() == 0 {
+			t.Errorf("quick scenario %v has no target", s)
+		}
+	}
+}
+
+func TestMatrixVerdict(t *testing.T) {
+	row := func(v uint16, clients int, mgTicks, ngTicks int64) matrixRow {
+		return matrixRow{Scenario: scenario{Clients: clients, Version: v}, Sides: []loadResult{
+			{Stats: harness.Stats{Conns: 1000, Resumed: 1000}, CPUTicks: mgTicks},
+			{Stats: harness.Stats{Conns: 1000, Resumed: 300}, CPUTicks: ngTicks},
+		}}
+	}
+	m := &matrix{Sides: []string{"meshgate", "nginx"}, Rows: []matrixRow{
+		row(tls.VersionTLS12, 1, 100, 160), // 1.60 ≥ 1.5
+		row(tls.VersionTLS13, 1, 100, 110), // 1.10 < 1.2
+	}}
+	md := m.markdown(func(string, string) {})
+	for _, want := range []string{"**met**: TLS 1.2 at 1 client(s): 1.60", "**not met**: TLS 1.3 at 1 client(s): 1.10", "| **1.60** | ≥ 1.5 |", "100 % / 30 %"} {
+		if !strings.Contains(md, want) {
+			t.Errorf("matrix markdown lacks %q:\n%s", want, md)
 		}
 	}
 }

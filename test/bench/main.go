@@ -11,10 +11,19 @@
 //     before a change, for a before/after table);
 //  2. full and resumed TLS 1.2 handshakes/s (RSA-2048) with openssl s_time
 //     -new / -reuse, one meshgate vs one nginx, with server CPU;
-//  3. the headline: three replicas behind HAProxy (round robin, PROXY v2),
-//     clients reconnecting with one cached session each: connections/s,
-//     resumption rate and server CPU per connection;
+//  3. the headline matrix: three meshgate replicas (and, with --baseline,
+//     three replicas of another meshgate build, e.g. the code before a
+//     change) and three nginx, each trio behind its own HAProxy (round
+//     robin, PROXY v2), 1 and 16 clients reconnecting with one cached
+//     session each, TLS 1.2 / 1.3, default groups / X25519 only, RSA-2048
+//     / ECDSA P-256: resumption share, server CPU per connection and the
+//     ratio nginx / meshgate, alternating sides in rounds; then the
+//     per-connection CPU breakdown from profiles of every meshgate side
+//     (test/perf/breakdown);
 //  4. cross-replica resumption rate for 1..5 replicas.
+//
+// --quick runs the matrix's four target scenarios only (RSA, default
+// groups) and --sections picks sections, for a short development loop.
 package main
 
 import (
@@ -25,6 +34,7 @@ import (
 	"os/signal"
 	"path/filepath"
 	"runtime"
+	"strings"
 	"syscall"
 	"time"
 
@@ -44,10 +54,23 @@ func run() error {
 	svg := flag.String("svg", "docs/benchmarks-resumption.svg", "resumption plot to write")
 	dur := flag.Duration("duration", 9*time.Second, "total duration of each h2load and s_time figure, per server")
 	rounds := flag.Int("rounds", 3, "alternate meshgate and nginx this many times per figure (a shared machine's load swings hit both)")
-	conns := flag.Int("conns", 2400, "connections per headline run (8 concurrent clients)")
+	matrixDur := flag.Duration("matrix-duration", 2*time.Second, "load per side and round of each matrix scenario")
+	profileDur := flag.Duration("profile-duration", 5*time.Second, "load per meshgate side of each profiled breakdown (whole seconds; 0 skips the breakdowns)")
+	profileDir := flag.String("profile-dir", "", "keep the breakdowns' CPU profiles here (default: the work dir, removed)")
+	quick := flag.Bool("quick", false, "matrix: only the four target scenarios (RSA-2048, default groups)")
+	sections := flag.String("sections", "keepalive,handshakes,matrix,sweep", "comma-separated sections to run")
+	var variants []meshgateVariant
+	flag.Func("variant", "NAME=ENV=VALUE[,ENV=VALUE...]: the run's meshgate with this environment as another matrix side (repeatable), e.g. 'GOMAXPROCS=1=GOMAXPROCS=1'", func(v string) error {
+		name, env, ok := strings.Cut(v, "=")
+		if !ok || name == "" || !strings.Contains(env, "=") {
+			return fmt.Errorf("want NAME=ENV=VALUE[,ENV=VALUE...], got %q", v)
+		}
+		variants = append(variants, meshgateVariant{Name: name, Env: strings.Split(env, ",")})
+		return nil
+	})
 	reconnects := flag.Int("reconnects", 200, "sequential reconnects per point of the replica sweep")
 	maxReplicas := flag.Int("max-replicas", 5, "largest replica count of the sweep")
-	baseline := flag.String("baseline", "", "another meshgate binary (a build from before a change) run as a third side of the keep-alive figures")
+	baseline := flag.String("baseline", "", "another meshgate binary (a build from before a change) run as another side of the keep-alive figures and the matrix")
 	baselineLabel := flag.String("baseline-label", "baseline", "what the --baseline binary is, for the table (a commit)")
 	flag.Parse()
 
@@ -69,29 +92,56 @@ func run() error {
 	if err != nil {
 		return err
 	}
-	b := &bench{ctx: ctx, r: r, dir: dir, bins: bins, dur: *dur, conns: *conns, reconnects: *reconnects, maxReplicas: *maxReplicas, rounds: max(1, *rounds)}
+	b := &bench{ctx: ctx, r: r, dir: dir, bins: bins, dur: *dur, matrixDur: *matrixDur, profileDur: profileDur.Truncate(time.Second),
+		profileDir: *profileDir, quick: *quick, reconnects: *reconnects, maxReplicas: *maxReplicas, rounds: max(1, *rounds)}
 	if *baseline != "" {
 		if b.baseline, err = filepath.Abs(*baseline); err != nil {
 			return err
 		}
 		b.baselineLabel = *baselineLabel
 	}
+	if b.profileDir == "" {
+		b.profileDir = filepath.Join(dir, "profiles")
+	}
+	if err := os.MkdirAll(b.profileDir, 0o755); err != nil {
+		return err
+	}
 	if b.pki, err = harness.MakePKI(filepath.Join(dir, "pki"), harness.Host, harness.OtherHost); err != nil {
 		return err
+	}
+	if b.ecdsa, err = harness.MakePKIWith(harness.PKIOptions{KeyType: "ecdsa", SecretName: ecdsaSecret}, filepath.Join(dir, "pki-ecdsa"), ecdsaHost); err != nil {
+		return err
+	}
+	sides := []meshgateVariant{{Name: "meshgate"}}
+	if b.baseline != "" {
+		sides = append(sides, meshgateVariant{Name: b.baselineLabel, Bin: b.baseline})
+	}
+	sides = append(sides, variants...)
+	run := map[string]bool{}
+	for _, s := range strings.Split(*sections, ",") {
+		run[strings.TrimSpace(s)] = true
 	}
 	if b.echo, err = harness.StartEcho(r, bins, dir, "127.0.0.10"); err != nil {
 		return err
 	}
 	rep := &report{Machine: describeMachine(), Started: time.Now().UTC(), Duration: *dur, Rounds: b.rounds, CPUs: runtime.NumCPU(), BaselineLabel: b.baselineLabel}
 	rep.LoadBefore = loadAvg()
-	b.log("1/4 keep-alive requests/s (h2load)")
-	rep.KeepAlive, rep.KeepAliveErr = b.keepAlive()
-	b.log("2/4 full vs resumed handshakes (openssl s_time)")
-	rep.Handshakes, rep.HandshakesErr = b.handshakes()
-	b.log("3/4 three replicas behind HAProxy, round-robin reconnects")
-	rep.Headline, rep.HeadlineErr = b.headline()
-	b.log("4/4 cross-replica resumption, 1..%d replicas", b.maxReplicas)
-	rep.Sweep, rep.SweepErr = b.sweep()
+	if run["keepalive"] {
+		b.log("1/4 keep-alive requests/s (h2load)")
+		rep.KeepAlive, rep.KeepAliveErr = b.keepAlive()
+	}
+	if run["handshakes"] {
+		b.log("2/4 full vs resumed handshakes (openssl s_time)")
+		rep.Handshakes, rep.HandshakesErr = b.handshakes()
+	}
+	if run["matrix"] {
+		b.log("3/4 three replicas per side behind HAProxy, round-robin reconnects: %d scenarios", len(matrixScenarios(b.quick)))
+		rep.Matrix, rep.MatrixErr = b.runMatrix(sides)
+	}
+	if run["sweep"] {
+		b.log("4/4 cross-replica resumption, 1..%d replicas", b.maxReplicas)
+		rep.Sweep, rep.SweepErr = b.sweep()
+	}
 	rep.Finished = time.Now().UTC()
 	rep.LoadAfter = loadAvg()
 	rep.SVGName = filepath.Base(*svg)

@@ -18,8 +18,8 @@ type report struct {
 	KeepAliveErr          string
 	Handshakes            []handshakeRow
 	HandshakesErr         string
-	Headline              []headlineRow
-	HeadlineErr           string
+	Matrix                *matrix
+	MatrixErr             string
 	Sweep                 []sweepPoint
 	SweepErr              string
 	SVGName               string
@@ -146,25 +146,13 @@ func (r *report) markdown() string {
 	}
 	note("handshake scenario", r.HandshakesErr)
 
-	w("\n## 3. Headline: three replicas behind a round-robin balancer\n\n")
-	w("Three meshgate replicas vs three nginx servers, each trio behind its own HAProxy (TCP mode, `balance roundrobin`, `send-proxy-v2`). %d concurrent clients, each keeping one TLS session for the host (like independent browsers), reconnect with zero think time and send one HTTP/1.1 request per connection, in %d alternating rounds. With concurrent clients about 1/3 of nginx's reconnects land on the node that issued the session by chance; those are its resumptions. Server CPU covers the TLS handshake, the session mesh's replication and proxying the one request (compare section 1 for the request part). The \"mesh off\" row is the same meshgate with per-replica session stores: the difference to the first row is what the mesh costs and saves. Go's TLS 1.2 client resumes with tickets only, so the TLS 1.2 nginx trio uses nginx's default per-node ticket keys; the TLS 1.3 trio uses the per-node session cache with tickets off.\n\n", headlineWorkers, r.Rounds)
-	if len(r.Headline) > 0 {
-		w("| TLS | server | connections/s | resumed | server CPU ticks per 1000 conns | errors |\n|---|---|---|---|---|---|\n")
-		for _, h := range r.Headline {
-			w("| %s | meshgate (session mesh) | %.0f | %.1f%% | %.1f | %d |\n", h.Version, h.Meshgate.Stats.PerSecond(), h.Meshgate.Stats.Rate(), h.Meshgate.TicksPer1000(), h.Meshgate.Stats.Errors)
-			w("| %s | nginx (%s) | %.0f | %.1f%% | %.1f | %d |\n", h.Version, h.NginxVariant, h.Nginx.Stats.PerSecond(), h.Nginx.Stats.Rate(), h.Nginx.TicksPer1000(), h.Nginx.Stats.Errors)
-			w("| %s | meshgate, mesh off (per-replica sessions) | %.0f | %.1f%% | %.1f | %d |\n", h.Version, h.NoMesh.Stats.PerSecond(), h.NoMesh.Stats.Rate(), h.NoMesh.TicksPer1000(), h.NoMesh.Stats.Errors)
-			w("| %s | **meshgate / nginx** | **%s** | | **%s** CPU per connection | |\n", h.Version,
-				ratio(h.Meshgate.Stats.PerSecond(), h.Nginx.Stats.PerSecond()), ratio(h.Meshgate.TicksPer1000(), h.Nginx.TicksPer1000()))
-			if h.Meshgate.Stats.FirstErr != nil {
-				note(h.Version+" meshgate first error", h.Meshgate.Stats.FirstErr.Error())
-			}
-			if h.Nginx.Stats.FirstErr != nil {
-				note(h.Version+" nginx first error", h.Nginx.Stats.FirstErr.Error())
-			}
+	if r.Matrix != nil || r.MatrixErr != "" {
+		r.matrixIntro(w)
+		if r.Matrix != nil {
+			w("%s", r.Matrix.markdown(note))
 		}
 	}
-	note("headline scenario", r.HeadlineErr)
+	note("matrix", r.MatrixErr)
 
 	w("\n## 4. Cross-replica resumption rate, 1..N replicas\n\n")
 	w("One client, one cached session, sequential reconnects with zero think time through HAProxy round robin (so consecutive connections land on different replicas whenever there are two or more).\n\n")
@@ -181,6 +169,26 @@ func (r *report) markdown() string {
 	}
 	w("\n## Reproduce\n\n```\nmake bench            # hack/bench.sh: installs Debian tools, builds, runs ~3 min\n```\n")
 	return b.String()
+}
+
+// matrixIntro writes section 3's heading and what its figures mean.
+func (r *report) matrixIntro(w func(string, ...any)) {
+	m := r.Matrix
+	if m == nil {
+		m = &matrix{}
+	}
+	w("\n## 3. Headline: three replicas behind a round-robin balancer, per connection\n\n")
+	w("Three replicas per side, each trio behind its own HAProxy (TCP mode, `balance roundrobin`, `send-proxy-v2`): meshgate (this build) sharing sessions over the mesh")
+	if len(m.Sides) > 2 {
+		w(", %s (other meshgate builds or runtime settings, same manifests)", strings.Join(m.Sides[1:len(m.Sides)-1], ", "))
+	}
+	w(", and nginx with per-node session state. Each client keeps one TLS session for the host (like independent browsers), reconnects with zero think time and sends one HTTP/1.1 request per connection; with 16 clients about 1/3 of nginx's reconnects land on the node that issued the session by chance, with one client none do (strict round robin). ")
+	w("Every scenario alternates the sides %d times, %s per side per round, rotating the order each round. Server CPU is every listening process of the trio (the three meshgate processes; the nginx masters and workers), in ticks of 10 ms from /proc; the ratio **nginx / meshgate** is nginx's CPU per connection over meshgate's, so above 1 meshgate is cheaper. ", m.Rounds, m.Dur)
+	w("The client is Go's crypto/tls: \"default\" groups are Go's (X25519MLKEM768, X25519, P-256, P-384), from which meshgate's default policy picks the post-quantum hybrid and OpenSSL 3.0 (no ML-KEM) X25519; \"X25519 only\" is the client offering X25519 alone. Go's TLS 1.2 client resumes with tickets only, so TLS 1.2 runs against nginx with per-node ticket keys (nginx's default) and TLS 1.3 against nginx's per-node session cache with tickets off. ECDSA rows use a P-256 certificate on both sides (another SNI name on the same servers).")
+	if m.Quick {
+		w(" **Quick run** (`--quick`): the four target scenarios only.")
+	}
+	w("\n\n")
 }
 
 // busy reports whether a /proc/loadavg triple's first figure exceeds cpus.

@@ -23,8 +23,12 @@ type bench struct {
 	bins        harness.Bins
 	pki         *harness.PKI
 	echo        *harness.Echo
+	ecdsa       *harness.PKI // ECDSA P-256 certificate for ecdsaHost
 	dur         time.Duration
-	conns       int
+	matrixDur   time.Duration // per side and round of a matrix cell
+	profileDur  time.Duration // per side of a breakdown; 0 skips them
+	profileDir  string
+	quick       bool
 	reconnects  int
 	maxReplicas int
 	rounds      int // each side-by-side figure alternates meshgate and nginx this many times
@@ -255,7 +259,7 @@ func (b *bench) clusters(n int) (r *harness.Runner, mesh, ngCache, ngTickets tri
 	return
 }
 
-// loadResult is one side of a headline row.
+// loadResult is one side of a matrix cell: connections and server CPU.
 type loadResult struct {
 	Stats    harness.Stats
 	CPUTicks int64
@@ -273,61 +277,6 @@ func (l loadResult) TicksPer1000() float64 {
 		return 0
 	}
 	return float64(l.CPUTicks) * 1000 / float64(l.Stats.Conns)
-}
-
-// headlineRow is one TLS version of scenario 3.
-type headlineRow struct {
-	Version         string
-	NginxVariant    string
-	Meshgate, Nginx loadResult
-	// NoMesh is meshgate with the session mesh off: what the mesh buys.
-	NoMesh loadResult
-}
-
-const headlineWorkers = 8
-
-func (b *bench) headline() ([]headlineRow, string) {
-	r, mesh, ngCache, ngTickets, err := b.clusters(3)
-	defer r.Close()
-	if err != nil {
-		return nil, err.Error()
-	}
-	noMesh, err := b.meshgateSet(r, b.subdir("nomesh"), 3, true, "127.0.0.32")
-	if err != nil {
-		return nil, err.Error()
-	}
-	var rows []headlineRow
-	for _, v := range []struct {
-		name    string
-		version uint16
-		ng      trio
-		variant string
-	}{
-		{"TLS 1.2", tls.VersionTLS12, ngTickets, "per-node ticket keys"},
-		{"TLS 1.3", tls.VersionTLS13, ngCache, "per-node session cache, tickets off"},
-	} {
-		row := headlineRow{Version: v.name, NginxVariant: v.variant}
-		for range b.rounds {
-			row.Meshgate.add(b.load(v.version, mesh))
-			row.Nginx.add(b.load(v.version, v.ng))
-			row.NoMesh.add(b.load(v.version, noMesh))
-		}
-		b.log("%s: meshgate %.0f conn/s %v cpu %d ; nginx %.0f conn/s %v cpu %d", v.name,
-			row.Meshgate.Stats.PerSecond(), row.Meshgate.Stats, row.Meshgate.CPUTicks,
-			row.Nginx.Stats.PerSecond(), row.Nginx.Stats, row.Nginx.CPUTicks)
-		rows = append(rows, row)
-	}
-	return rows, ""
-}
-
-func (b *bench) load(version uint16, t trio) loadResult {
-	cfg, err := b.pki.ClientConfig(version)
-	if err != nil {
-		return loadResult{Stats: harness.Stats{Errors: 1, FirstErr: err}}
-	}
-	var before int64
-	st := harness.Load(b.ctx, cfg, t.lb.Addr, headlineWorkers, max(1, b.conns/headlineWorkers/b.rounds), func() { before = t.cpu() })
-	return loadResult{Stats: st, CPUTicks: t.cpu() - before}
 }
 
 // sweepPoint is one replica count of scenario 4.

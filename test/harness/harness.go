@@ -119,6 +119,7 @@ var debianPackages = map[string]string{
 	"gnutls-cli": "gnutls-bin",
 	"java":       "openjdk-17-jre-headless",
 	"python3":    "python3",
+	"strace":     "strace",
 }
 
 var installMu sync.Mutex

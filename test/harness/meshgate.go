@@ -3,6 +3,7 @@ package harness
 import (
 	"context"
 	"fmt"
+	"io"
 	"net"
 	"net/http"
 	"os"
@@ -26,6 +27,12 @@ type ClusterConfig struct {
 	L4BindIP      bool   // pass --l4-bind-ip <replica IP> (one host, many replicas)
 	NoMesh        bool   // --mesh-addr "" (each replica keeps a local store only)
 	ExtraArgs     []string
+	// Pprof serves net/http/pprof on each replica (--pprof-addr on a free
+	// port of its IP, Replica.PprofAddr).
+	Pprof bool
+	// Env is added to the inherited environment of every replica (e.g.
+	// GOMAXPROCS=1, GOGC=100 for runtime measurements).
+	Env []string
 }
 
 // Replica is one meshgate process and its addresses.
@@ -36,6 +43,7 @@ type Replica struct {
 	HTTPAddr    string
 	MetricsAddr string
 	MeshAddr    string
+	PprofAddr   string // "" unless ClusterConfig.Pprof
 	Proc        *Proc
 	args        []string
 	cfg         *ClusterConfig
@@ -69,6 +77,13 @@ func StartCluster(t T, cfg ClusterConfig, readyTimeout time.Duration) (*Cluster,
 			}
 			*a = addr
 		}
+		if cfg.Pprof {
+			addr, err := FreeAddr(ip)
+			if err != nil {
+				return nil, err
+			}
+			r.PprofAddr = addr
+		}
 		if cfg.NoMesh {
 			r.MeshAddr = ""
 		} else {
@@ -91,6 +106,9 @@ func StartCluster(t T, cfg ClusterConfig, readyTimeout time.Duration) (*Cluster,
 		}
 		if cfg.ProxyProtocol {
 			r.args = append(r.args, "--proxy-protocol", "--trusted-proxies", "127.0.0.0/8")
+		}
+		if r.PprofAddr != "" {
+			r.args = append(r.args, "--pprof-addr", r.PprofAddr)
 		}
 		if cfg.HTTP3 {
 			r.args = append(r.args, "--http3")
@@ -126,7 +144,7 @@ func (c *Cluster) HTTPSAddrs() []string {
 // Start (re)starts the replica's process with the same flags.
 func (r *Replica) Start(t T) error {
 	t.Helper()
-	p, err := Start(t, r.cfg.Dir, r.Name, r.cfg.Bins.Meshgate, r.args...)
+	p, err := StartEnv(t, r.cfg.Env, r.cfg.Dir, r.Name, r.cfg.Bins.Meshgate, r.args...)
 	if err != nil {
 		return err
 	}
@@ -182,6 +200,34 @@ func (r *Replica) Get(path string) (string, error) {
 		}
 	}
 	return b.String(), nil
+}
+
+// CPUProfile saves a CPU profile of secs seconds from the pprof listener at
+// addr into path.
+func CPUProfile(ctx context.Context, addr string, secs int, path string) error {
+	ctx, cancel := context.WithTimeout(ctx, time.Duration(secs+30)*time.Second)
+	defer cancel()
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, fmt.Sprintf("http://%s/debug/pprof/profile?seconds=%d", addr, secs), nil)
+	if err != nil {
+		return err
+	}
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		return fmt.Errorf("pprof: %w", err)
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		return fmt.Errorf("pprof %s: %s", addr, resp.Status)
+	}
+	f, err := os.Create(path)
+	if err != nil {
+		return err
+	}
+	if _, err := io.Copy(f, resp.Body); err != nil {
+		f.Close()
+		return err
+	}
+	return f.Close()
 }
 
 // Port returns the port of a host:port address.

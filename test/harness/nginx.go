@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"strings"
 	"time"
 )
 
@@ -22,6 +23,16 @@ type NginxConfig struct {
 	// session-ID cache; Go's TLS 1.2 client resumes with tickets only, so
 	// Go-client TLS 1.2 comparisons need Tickets.
 	Tickets bool
+	// Servers are more virtual hosts on the same listener, each with its
+	// own certificate (e.g. an ECDSA one next to Host's RSA one), proxying
+	// to the same upstream with the same session settings.
+	Servers []NginxServer
+}
+
+// NginxServer is one more virtual host of an nginx server.
+type NginxServer struct {
+	Name      string // server_name (the SNI that selects it)
+	Cert, Key string // PEM paths
 }
 
 // Nginx is a started nginx master (its workers share its process group).
@@ -54,10 +65,6 @@ func StartNginx(t T, c NginxConfig) (*Nginx, error) {
 	if os.Geteuid() == 0 {
 		user = "user root;" // workers must read the key and temp dirs
 	}
-	pp := ""
-	if c.ProxyProtocol {
-		pp = " proxy_protocol"
-	}
 	conf := fmt.Sprintf(`%[1]s
 worker_processes %[2]s;
 daemon off;
@@ -75,27 +82,8 @@ http {
         server %[4]s;
         keepalive 64;
     }
-    server {
-        listen %[5]s ssl http2%[6]s;
-        server_name %[7]s;
-        ssl_certificate %[8]s;
-        ssl_certificate_key %[9]s;
-        ssl_protocols TLSv1.2 TLSv1.3;
-        ssl_session_cache shared:SSL:1m;
-        ssl_session_timeout 5m;
-        ssl_session_tickets %[11]s;
-        keepalive_requests 100000;
-        location / {
-            proxy_pass http://echo;
-            proxy_http_version 1.1;
-            proxy_set_header Connection "";
-            proxy_set_header Host $host;
-            proxy_set_header X-Forwarded-For %[10]s;
-            proxy_set_header X-Forwarded-Proto https;
-        }
-    }
-}
-`, user, workers, prefix, c.Upstream, c.Listen, pp, Host, c.PKI.ServerCert, c.PKI.ServerKey, xffVar(c.ProxyProtocol), onOff(c.Tickets))
+%[5]s}
+`, user, workers, prefix, c.Upstream, c.serverBlocks())
 	confPath := filepath.Join(prefix, "nginx.conf")
 	if err := os.WriteFile(confPath, []byte(conf), 0o644); err != nil {
 		return nil, fmt.Errorf("nginx config: %w", err)
@@ -110,6 +98,42 @@ http {
 	}
 	return &Nginx{Addr: c.Listen, Proc: p}, nil
 }
+
+// serverBlocks renders the server{} block of Host and one per Servers.
+func (c NginxConfig) serverBlocks() string {
+	pp := ""
+	if c.ProxyProtocol {
+		pp = " proxy_protocol"
+	}
+	var b strings.Builder
+	for _, v := range append([]NginxServer{{Name: Host, Cert: c.PKI.ServerCert, Key: c.PKI.ServerKey}}, c.Servers...) {
+		fmt.Fprintf(&b, nginxServerTemplate, c.Listen, pp, v.Name, v.Cert, v.Key, xffVar(c.ProxyProtocol), onOff(c.Tickets))
+	}
+	return b.String()
+}
+
+// nginxServerTemplate: listen, PROXY option, server_name, certificate, key,
+// X-Forwarded-For variable, session tickets on/off.
+const nginxServerTemplate = `    server {
+        listen %[1]s ssl http2%[2]s;
+        server_name %[3]s;
+        ssl_certificate %[4]s;
+        ssl_certificate_key %[5]s;
+        ssl_protocols TLSv1.2 TLSv1.3;
+        ssl_session_cache shared:SSL:1m;
+        ssl_session_timeout 5m;
+        ssl_session_tickets %[7]s;
+        keepalive_requests 100000;
+        location / {
+            proxy_pass http://echo;
+            proxy_http_version 1.1;
+            proxy_set_header Connection "";
+            proxy_set_header Host $host;
+            proxy_set_header X-Forwarded-For %[6]s;
+            proxy_set_header X-Forwarded-Proto https;
+        }
+    }
+`
 
 func onOff(b bool) string {
 	if b {
@@ -129,13 +153,22 @@ func xffVar(proxyProtocol bool) string {
 // named prefix-1..n, expecting PROXY headers, tickets as given.
 func StartNginxTrio(t T, dir, prefix string, n int, pki *PKI, upstream string, tickets bool) ([]*Nginx, error) {
 	t.Helper()
+	return StartNginxSet(t, NginxConfig{Dir: dir, Name: prefix, PKI: pki, Upstream: upstream, Tickets: tickets}, n)
+}
+
+// StartNginxSet starts n nginx servers configured like base, expecting
+// PROXY headers, on 127.0.0.(40+i) with free ports, named base.Name-1..n.
+func StartNginxSet(t T, base NginxConfig, n int) ([]*Nginx, error) {
+	t.Helper()
 	var out []*Nginx
 	for i := 1; i <= n; i++ {
 		addr, err := FreeAddr(fmt.Sprintf("127.0.0.%d", 40+i))
 		if err != nil {
 			return nil, err
 		}
-		ng, err := StartNginx(t, NginxConfig{Dir: dir, Name: fmt.Sprintf("%s-%d", prefix, i), Listen: addr, PKI: pki, Upstream: upstream, ProxyProtocol: true, Tickets: tickets})
+		c := base
+		c.Name, c.Listen, c.ProxyProtocol = fmt.Sprintf("%s-%d", base.Name, i), addr, true
+		ng, err := StartNginx(t, c)
 		if err != nil {
 			return nil, err
 		}

@@ -18,13 +18,35 @@ type PKI struct {
 	SecretYAML string // kubernetes.io/tls Secret "echo-tls" in "default"
 }
 
+// PKIOptions vary what MakePKIWith asks hack/certs.sh for. The zero value
+// is MakePKI's: an RSA-2048 server key in the Secret "echo-tls".
+type PKIOptions struct {
+	// KeyType is the server key: "rsa" (RSA-2048) or "ecdsa" (P-256); ""
+	// means rsa.
+	KeyType string
+	// SecretName names the Secret in secret.yaml; "" means echo-tls.
+	SecretName string
+}
+
 // MakePKI runs hack/certs.sh (real openssl) into dir for hosts.
 func MakePKI(dir string, hosts ...string) (*PKI, error) {
+	return MakePKIWith(PKIOptions{}, dir, hosts...)
+}
+
+// MakePKIWith is MakePKI with the key type and Secret name of o.
+func MakePKIWith(o PKIOptions, dir string, hosts ...string) (*PKI, error) {
 	root, err := RepoRoot()
 	if err != nil {
 		return nil, err
 	}
 	cmd := exec.Command(filepath.Join(root, "hack", "certs.sh"), append([]string{dir}, hosts...)...)
+	cmd.Env = os.Environ()
+	if o.KeyType != "" {
+		cmd.Env = append(cmd.Env, "KEY_TYPE="+o.KeyType)
+	}
+	if o.SecretName != "" {
+		cmd.Env = append(cmd.Env, "SECRET_NAME="+o.SecretName)
+	}
 	if out, err := cmd.CombinedOutput(); err != nil {
 		return nil, fmt.Errorf("hack/certs.sh: %w\n%s", err, out)
 	}

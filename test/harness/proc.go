@@ -28,6 +28,12 @@ type Proc struct {
 // dir/name.log, and registers a cleanup with t that kills the group.
 func Start(t T, dir, name, bin string, args ...string) (*Proc, error) {
 	t.Helper()
+	return StartEnv(t, nil, dir, name, bin, args...)
+}
+
+// StartEnv is Start with env added to the inherited environment.
+func StartEnv(t T, env []string, dir, name, bin string, args ...string) (*Proc, error) {
+	t.Helper()
 	logPath := filepath.Join(dir, name+".log")
 	f, err := os.OpenFile(logPath, os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o644)
 	if err != nil {
@@ -36,6 +42,10 @@ func Start(t T, dir, name, bin string, args ...string) (*Proc, error) {
 	defer f.Close()
 	fmt.Fprintf(f, "=== %s %s %s\n", time.Now().Format(time.RFC3339Nano), bin, strings.Join(args, " "))
 	cmd := exec.Command(bin, args...)
+	if len(env) > 0 {
+		cmd.Env = append(os.Environ(), env...)
+		fmt.Fprintf(f, "=== env %s\n", strings.Join(env, " "))
+	}
 	cmd.Stdout, cmd.Stderr = f, f
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
 	if err := cmd.Start(); err != nil {

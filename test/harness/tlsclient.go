@@ -156,6 +156,30 @@ func (c *Client) Reconnect(ctx context.Context, addr string, n, maxErrors int) S
 // before the measured part (e.g. to sample server CPU). It returns the
 // summed stats; Elapsed is the wall time of the measured part.
 func Load(ctx context.Context, base *tls.Config, addr string, workers, perWorker int, primed func()) Stats {
+	more := func(i int, _ time.Time) bool { return i < perWorker }
+	return load(ctx, base, addr, workers, primed, more, perWorker/10+5)
+}
+
+// LoadFor is Load for a wall time instead of a count: every worker
+// reconnects until d has passed since the measured part began (the
+// connection under way then completes and counts), so that a CPU profile
+// of the servers over the same d covers the measured connections. A worker
+// gives up after 50 failed connections.
+func LoadFor(ctx context.Context, base *tls.Config, addr string, workers int, d time.Duration, primed func()) Stats {
+	var end time.Time
+	more := func(_ int, now time.Time) bool { return now.Before(end) } // end is set before the workers start
+	return load(ctx, base, addr, workers, func() {
+		if primed != nil {
+			primed()
+		}
+		end = time.Now().Add(d)
+	}, more, 50)
+}
+
+// load primes workers clients, calls primed, then runs them concurrently
+// while more(connections made by this worker, now) holds, each worker
+// stopping after maxErrors failures.
+func load(ctx context.Context, base *tls.Config, addr string, workers int, primed func(), more func(int, time.Time) bool, maxErrors int) Stats {
 	clients := make([]*Client, workers)
 	for i := range clients {
 		cfg := base.Clone()
@@ -178,7 +202,7 @@ func Load(ctx context.Context, base *tls.Config, addr string, workers, perWorker
 	for _, c := range clients {
 		wg.Go(func() {
 			var s Stats
-			for i := 0; i < perWorker && ctx.Err() == nil && s.Errors <= perWorker/10+5; i++ {
+			for i := 0; more(i, time.Now()) && ctx.Err() == nil && s.Errors <= maxErrors; i++ {
 				resumed, err := c.Do(ctx, addr)
 				if err != nil {
 					s.Errors++

@@ -8,6 +8,12 @@
 //
 //	go run ./test/perf --bin bin --scenarios h1,h2,reuse --rounds 3 --duration 5s --profile /tmp/prof
 //
+// `perf breakdown [--conns N] [--name NAME] PROFILE... [-- PROFILE...]`
+// prints the per-connection breakdown (test/perf/breakdown) of saved CPU
+// profiles instead: each "--"-separated group is one column (e.g. the three
+// replicas of a build), divided by N connections (0 prints the buckets'
+// shares only).
+//
 // Scenarios: h1 (h2load --h1, 32 clients), h2 (h2load, 8 clients x 16
 // streams), reuse / new (openssl s_time -tls1_2 -reuse / -new). The loads are
 // those of test/bench's scenarios 1 and 2, so figures compare. Scenario mesh
@@ -20,8 +26,6 @@ import (
 	"context"
 	"flag"
 	"fmt"
-	"io"
-	"net/http"
 	"os"
 	"os/exec"
 	"os/signal"
@@ -36,6 +40,13 @@ import (
 )
 
 func main() {
+	if len(os.Args) > 1 && os.Args[1] == "breakdown" {
+		if err := printBreakdown(os.Args[2:]); err != nil {
+			fmt.Fprintln(os.Stderr, "perf breakdown:", err)
+			os.Exit(1)
+		}
+		return
+	}
 	if err := run(); err != nil {
 		fmt.Fprintln(os.Stderr, "perf:", err)
 		os.Exit(1)
@@ -246,7 +257,7 @@ func measure(ctx context.Context, s, addr string, server *harness.Proc, dur time
 	}
 	profDone := make(chan error, 1)
 	if prof != "" {
-		go func() { profDone <- fetchProfile(ctx, pprofAddr, secs, prof) }()
+		go func() { profDone <- harness.CPUProfile(ctx, pprofAddr, secs, prof) }()
 	} else {
 		profDone <- nil
 	}
@@ -303,31 +314,4 @@ func parse(s string, out []byte) (float64, float64, error) {
 	}
 	n, _ := strconv.ParseFloat(string(all[len(all)-1][1]), 64)
 	return n, 0, nil
-}
-
-// fetchProfile saves a CPU profile of secs seconds from meshgate's pprof.
-func fetchProfile(ctx context.Context, addr string, secs int, path string) error {
-	ctx, cancel := context.WithTimeout(ctx, time.Duration(secs+30)*time.Second)
-	defer cancel()
-	req, err := http.NewRequestWithContext(ctx, http.MethodGet, fmt.Sprintf("http://%s/debug/pprof/profile?seconds=%d", addr, secs), nil)
-	if err != nil {
-		return err
-	}
-	resp, err := http.DefaultClient.Do(req)
-	if err != nil {
-		return fmt.Errorf("pprof: %w", err)
-	}
-	defer resp.Body.Close()
-	if resp.StatusCode != http.StatusOK {
-		return fmt.Errorf("pprof: %s", resp.Status)
-	}
-	f, err := os.Create(path)
-	if err != nil {
-		return err
-	}
-	if _, err := io.Copy(f, resp.Body); err != nil {
-		f.Close()
-		return err
-	}
-	return f.Close()
 }

@@ -3,12 +3,9 @@ package main
 import (
 	"context"
 	"crypto/tls"
-	"encoding/json"
-	"errors"
 	"fmt"
 	"os"
 	"path/filepath"
-	"strings"
 	"time"
 
 	"github.com/meshgate/meshgate/test/harness"
@@ -34,10 +31,8 @@ func runMesh(ctx context.Context, o options, bins harness.Bins, dir string, pki 
 	if err != nil {
 		return err
 	}
-	// Port 0: each replica logs where its pprof listener went.
-	args := append([]string{"--pprof-addr", "127.0.0.1:0"}, o.extra...)
 	c, err := harness.StartCluster(r, harness.ClusterConfig{Bins: bins, Dir: mdir, ManifestDir: manifests, Replicas: 3,
-		ProxyProtocol: true, ExtraArgs: args}, 30*time.Second)
+		ProxyProtocol: true, Pprof: true, ExtraArgs: o.extra}, 30*time.Second)
 	if err != nil {
 		return err
 	}
@@ -47,9 +42,7 @@ func runMesh(ctx context.Context, o options, bins harness.Bins, dir string, pki 
 	}
 	pprofs := make([]string, len(c.Replicas))
 	for i, rep := range c.Replicas {
-		if pprofs[i], err = pprofAddrFromLog(filepath.Join(mdir, rep.Name+".log")); err != nil {
-			return err
-		}
+		pprofs[i] = rep.PprofAddr
 	}
 	for _, v := range []uint16{tls.VersionTLS12, tls.VersionTLS13} {
 		cfg, err := pki.ClientConfig(v)
@@ -70,7 +63,7 @@ func runMesh(ctx context.Context, o options, bins harness.Bins, dir string, pki 
 						continue
 					}
 					path := filepath.Join(o.profileDir, fmt.Sprintf("mesh-%s-%s-%d.pprof", tls.VersionName(v), c.Replicas[i].Name, round))
-					go func() { profDone <- fetchProfile(ctx, a, int(o.dur.Seconds()), path) }()
+					go func() { profDone <- harness.CPUProfile(ctx, a, int(o.dur.Seconds()), path) }()
 				}
 			})
 			ticks += cpuSum(c) - before
@@ -94,22 +87,4 @@ func cpuSum(c *harness.Cluster) int64 {
 		sum += n
 	}
 	return sum
-}
-
-// pprofAddrFromLog finds the "serving pprof" line of a replica's JSON log.
-func pprofAddrFromLog(path string) (string, error) {
-	b, err := os.ReadFile(path)
-	if err != nil {
-		return "", err
-	}
-	for _, line := range strings.Split(string(b), "\n") {
-		var l struct {
-			Msg  string `json:"msg"`
-			Addr string `json:"addr"`
-		}
-		if json.Unmarshal([]byte(line), &l) == nil && l.Msg == "serving pprof" && l.Addr != "" {
-			return l.Addr, nil
-		}
-	}
-	return "", errors.New("no pprof address in " + path)
 }
