@@ -17,6 +17,7 @@ declare -A want=(
   [tc]=iproute2
   [gnutls-cli]=gnutls-bin
   [java]=openjdk-17-jre-headless
+  [strace]=strace
 )
 missing=()
 for cmd in "${!want[@]}"; do

@@ -55,7 +55,7 @@ func run() error {
 	dur := flag.Duration("duration", 9*time.Second, "total duration of each h2load and s_time figure, per server")
 	rounds := flag.Int("rounds", 3, "alternate meshgate and nginx this many times per figure (a shared machine's load swings hit both)")
 	matrixDur := flag.Duration("matrix-duration", 2*time.Second, "load per side and round of each matrix scenario")
-	profileDur := flag.Duration("profile-duration", 5*time.Second, "load per meshgate side of each profiled breakdown (whole seconds; 0 skips the breakdowns)")
+	profileDur := flag.Duration("profile-duration", 6*time.Second, "load per meshgate side of each profiled breakdown (whole seconds; 0 skips the breakdowns)")
 	profileDir := flag.String("profile-dir", "", "keep the breakdowns' CPU profiles here (default: the work dir, removed)")
 	quick := flag.Bool("quick", false, "matrix: only the four target scenarios (RSA-2048, default groups)")
 	sections := flag.String("sections", "keepalive,handshakes,matrix,sweep", "comma-separated sections to run")
