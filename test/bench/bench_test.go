@@ -111,8 +111,9 @@ func TestReportRendersErrors(t *testing.T) {
 
 func TestMatrixScenarios(t *testing.T) {
 	full, quick := matrixScenarios(false), matrixScenarios(true)
-	// 2 client counts × (TLS 1.2: 2 certs + TLS 1.3: 2 certs × 2 groups).
-	if len(full) != 12 || len(quick) != 4 {
+	// 2 client counts × (TLS 1.2: 2 certs + TLS 1.3: 2 certs × 2 groups), and
+	// full TLS 1.3 handshakes with each certificate.
+	if len(full) != 14 || len(quick) != 4 {
 		t.Fatalf("full %d quick %d scenarios", len(full), len(quick))
 	}
 	targets := 0

@@ -58,7 +58,7 @@ func run() error {
 	profileDur := flag.Duration("profile-duration", 6*time.Second, "load per meshgate side of each profiled breakdown (whole seconds; 0 skips the breakdowns)")
 	profileDir := flag.String("profile-dir", "", "keep the breakdowns' CPU profiles here (default: the work dir, removed)")
 	quick := flag.Bool("quick", false, "matrix: only the four target scenarios (RSA-2048, default groups)")
-	sections := flag.String("sections", "keepalive,handshakes,matrix,sweep", "comma-separated sections to run")
+	sections := flag.String("sections", "keepalive,handshakes,matrix,runtime,sweep", "comma-separated sections to run")
 	var variants []meshgateVariant
 	flag.Func("variant", "NAME=ENV=VALUE[,ENV=VALUE...]: the run's meshgate with this environment as another matrix side (repeatable), e.g. 'GOMAXPROCS=1=GOMAXPROCS=1'", func(v string) error {
 		name, env, ok := strings.Cut(v, "=")
@@ -136,7 +136,11 @@ func run() error {
 	}
 	if run["matrix"] {
 		b.log("3/4 three replicas per side behind HAProxy, round-robin reconnects: %d scenarios", len(matrixScenarios(b.quick)))
-		rep.Matrix, rep.MatrixErr = b.runMatrix(sides)
+		rep.Matrix, rep.MatrixErr = b.runMatrix(sides, matrixScenarios(b.quick), true)
+	}
+	if run["runtime"] {
+		b.log("3/4 runtime settings: the target scenarios with GOMAXPROCS and GOGC variants")
+		rep.Runtime, rep.RuntimeErr = b.runMatrix(append([]meshgateVariant{{Name: "meshgate"}}, runtimeVariants()...), matrixScenarios(true), false)
 	}
 	if run["sweep"] {
 		b.log("4/4 cross-replica resumption, 1..%d replicas", b.maxReplicas)

@@ -26,6 +26,9 @@ type scenario struct {
 	// meshgate's default policy picks the hybrid and OpenSSL 3.0 X25519.
 	X25519 bool
 	ECDSA  bool // ECDSA P-256 certificate instead of RSA-2048
+	// Full makes the client keep no session, so every connection is a
+	// full handshake on every side: the certificate's price.
+	Full bool
 }
 
 func (s scenario) groups() string {
@@ -49,7 +52,7 @@ func (s scenario) cert() string {
 // target is the ratio for the scenario (nginx CPU / meshgate CPU
 // per connection), or 0 when the scenario has none.
 func (s scenario) target() float64 {
-	if s.ECDSA || s.X25519 {
+	if s.ECDSA || s.X25519 || s.Full {
 		return 0
 	}
 	if s.Version == tls.VersionTLS12 {
@@ -59,14 +62,30 @@ func (s scenario) target() float64 {
 }
 
 func (s scenario) String() string {
-	return fmt.Sprintf("%d client(s) %s %s %s", s.Clients, tls.VersionName(s.Version), s.groups(), s.cert())
+	full := ""
+	if s.Full {
+		full = " full handshakes"
+	}
+	return fmt.Sprintf("%d client(s) %s %s %s%s", s.Clients, tls.VersionName(s.Version), s.groups(), s.cert(), full)
 }
 
 // matrixScenarios is every scenario of a full run, or the targets' four
 // (RSA, default groups) of a quick one. TLS 1.2 has no "X25519 only" row:
 // its ECDHE picks X25519 from the default groups on both servers already
-// (the post-quantum hybrid is TLS 1.3 only).
+// (the post-quantum hybrid is TLS 1.3 only). A full run ends with full
+// handshakes (no session kept) with each certificate type.
 func matrixScenarios(quick bool) []scenario {
+	out := resumingScenarios(quick)
+	if !quick {
+		for _, ecdsa := range []bool{false, true} {
+			out = append(out, scenario{Clients: 16, Version: tls.VersionTLS13, ECDSA: ecdsa, Full: true})
+		}
+	}
+	return out
+}
+
+// resumingScenarios are the matrix's scenarios whose clients keep a session.
+func resumingScenarios(quick bool) []scenario {
 	var out []scenario
 	for _, clients := range []int{1, 16} {
 		for _, v := range []uint16{tls.VersionTLS12, tls.VersionTLS13} {
@@ -262,13 +281,17 @@ func (b *bench) clientConfig(s scenario) (*tls.Config, error) {
 	if s.X25519 {
 		cfg.CurvePreferences = []tls.CurveID{tls.X25519}
 	}
+	if s.Full {
+		cfg.ClientSessionCache = nil
+	}
 	return cfg, nil
 }
 
 // runMatrix measures every scenario on every side: rounds alternations,
 // the side order rotating each round so that no side always follows the
-// same one, each side loaded for b.matrixDur per round.
-func (b *bench) runMatrix(variants []meshgateVariant) (*matrix, string) {
+// same one, each side loaded for b.matrixDur per round; then, when
+// breakdowns is set, the profiled breakdowns.
+func (b *bench) runMatrix(variants []meshgateVariant, scenarios []scenario, breakdowns bool) (*matrix, string) {
 	r := &harness.Runner{Out: b.r.Out}
 	defer r.Close()
 	m := &matrix{Dur: b.matrixDur, ProfileDur: b.profileDur, Rounds: b.rounds, Quick: b.quick}
@@ -279,7 +302,7 @@ func (b *bench) runMatrix(variants []meshgateVariant) (*matrix, string) {
 	for _, s := range sides {
 		m.Sides = append(m.Sides, s.Name)
 	}
-	for _, sc := range matrixScenarios(b.quick) {
+	for _, sc := range scenarios {
 		if b.ctx.Err() != nil {
 			return m, b.ctx.Err().Error()
 		}
@@ -301,7 +324,7 @@ func (b *bench) runMatrix(variants []meshgateVariant) (*matrix, string) {
 		b.log("%v: %s", sc, strings.Join(parts, ", "))
 		m.Rows = append(m.Rows, row)
 	}
-	if b.profileDur > 0 {
+	if breakdowns && b.profileDur > 0 {
 		for _, sc := range breakdownScenarios() {
 			m.Breakdowns = append(m.Breakdowns, b.profileSides(sc, sides))
 		}
@@ -320,6 +343,16 @@ func (b *bench) loadFor(cfg *tls.Config, t trio, clients int, d time.Duration, p
 		}
 	})
 	return loadResult{Stats: st, CPUTicks: t.cpu() - before}
+}
+
+// runtimeVariants are the runtime settings section 3's runtime table
+// compares with the defaults, on the run's meshgate.
+func runtimeVariants() []meshgateVariant {
+	return []meshgateVariant{
+		{Name: "GOMAXPROCS=1", Env: []string{"GOMAXPROCS=1"}},
+		{Name: "GOGC=100", Env: []string{"GOGC=100"}},
+		{Name: "GOGC=400", Env: []string{"GOGC=400"}},
+	}
 }
 
 // breakdownScenarios are the loads whose profiles section 3 breaks down.

@@ -7,6 +7,8 @@ import (
 	"runtime"
 	"strings"
 	"time"
+
+	"github.com/meshgate/meshgate/internal/resources"
 )
 
 // report is everything one run measured; markdown renders it.
@@ -20,6 +22,8 @@ type report struct {
 	HandshakesErr         string
 	Matrix                *matrix
 	MatrixErr             string
+	Runtime               *matrix // the target scenarios under runtime settings
+	RuntimeErr            string
 	Sweep                 []sweepPoint
 	SweepErr              string
 	SVGName               string
@@ -153,6 +157,14 @@ func (r *report) markdown() string {
 		}
 	}
 	note("matrix", r.MatrixErr)
+	if r.Runtime != nil || r.RuntimeErr != "" {
+		w("\n### Runtime settings\n\n")
+		w("The run's meshgate under Go runtime settings given in its environment (each a trio of its own, the same load and rounds as above, on the four target scenarios): the default (GOMAXPROCS from the CPUs or the cgroup limit, GOGC %d, GOMEMLIMIT from the cgroup memory limit) against GOMAXPROCS=1 and other GC targets. Three replicas share two CPUs here, so GOMAXPROCS=1 is one CPU per replica's share. Each ratio column is nginx's CPU per connection over that side's.\n\n", resources.DefaultGCPercent)
+		if r.Runtime != nil {
+			w("%s", r.Runtime.markdown(note))
+		}
+	}
+	note("runtime settings", r.RuntimeErr)
 
 	w("\n## 4. Cross-replica resumption rate, 1..N replicas\n\n")
 	w("One client, one cached session, sequential reconnects with zero think time through HAProxy round robin (so consecutive connections land on different replicas whenever there are two or more).\n\n")

@@ -150,8 +150,8 @@ func (c *Client) Reconnect(ctx context.Context, addr string, n, maxErrors int) S
 }
 
 // Load runs workers clients concurrently, each with its own session cache
-// cloned from base (so each keeps one session per host, like independent
-// browsers), each making perWorker reconnects to addr after a priming
+// (so each keeps one session per host, like independent browsers; none
+// when base has no ClientSessionCache), each making perWorker reconnects to addr after a priming
 // connection. primed, when not nil, runs after the priming connections and
 // before the measured part (e.g. to sample server CPU). It returns the
 // summed stats; Elapsed is the wall time of the measured part.
@@ -183,7 +183,9 @@ func load(ctx context.Context, base *tls.Config, addr string, workers int, prime
 	clients := make([]*Client, workers)
 	for i := range clients {
 		cfg := base.Clone()
-		cfg.ClientSessionCache = tls.NewLRUClientSessionCache(4)
+		if base.ClientSessionCache != nil {
+			cfg.ClientSessionCache = tls.NewLRUClientSessionCache(4)
+		}
 		clients[i] = &Client{Config: cfg}
 	}
 	var total Stats
