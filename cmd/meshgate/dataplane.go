@@ -7,14 +7,13 @@ import (
 	"net"
 	"net/http"
 	"net/http/pprof"
-	"os"
-	"runtime/debug"
 	"time"
 
 	"github.com/go-logr/logr"
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/meshgate/meshgate/internal/replica"
+	"github.com/meshgate/meshgate/internal/resources"
 	"github.com/meshgate/meshgate/internal/routing"
 	"github.com/meshgate/meshgate/internal/sessionmesh"
 	"github.com/meshgate/meshgate/internal/sessionmesh/pki"
@@ -67,7 +66,9 @@ func runReplica(ctx context.Context, f *commonFlags, log logr.Logger, holder *ro
 	if err != nil {
 		return err
 	}
-	applyGCDefault(log)
+	if _, err := resources.Apply(resources.Config{}, log); err != nil {
+		log.Error(err, "runtime settings") // the Go defaults stay in force
+	}
 	if f.pprofAddr != "" {
 		stopPprof, err := startPprof(ctx, f.pprofAddr, log)
 		if err != nil {
@@ -76,22 +77,6 @@ func runReplica(ctx context.Context, f *commonFlags, log logr.Logger, holder *ro
 		defer stopPprof()
 	}
 	return r.Run(ctx)
-}
-
-// defaultGCPercent is the garbage collector target used when GOGC is not
-// set: the data plane's heap is small and mostly short-lived per-request
-// garbage, so trading some memory for fewer collections cuts CPU per
-// request and per handshake. GOGC (and GOMEMLIMIT) in the environment
-// override it as usual.
-const defaultGCPercent = 200
-
-// applyGCDefault sets defaultGCPercent unless the operator set GOGC.
-func applyGCDefault(log logr.Logger) {
-	if _, set := os.LookupEnv("GOGC"); set {
-		return
-	}
-	debug.SetGCPercent(defaultGCPercent)
-	log.V(1).Info("GC target set", "gcPercent", defaultGCPercent)
 }
 
 // startPprof serves net/http/pprof on its own listener at addr (opt-in
