@@ -60,10 +60,10 @@ func run() error {
 	quick := flag.Bool("quick", false, "matrix: only the four target scenarios (RSA-2048, default groups)")
 	sections := flag.String("sections", "keepalive,handshakes,matrix,runtime,sweep", "comma-separated sections to run")
 	var variants []meshgateVariant
-	flag.Func("variant", "NAME=ENV=VALUE[,ENV=VALUE...]: the run's meshgate with this environment as another matrix side (repeatable), e.g. 'GOMAXPROCS=1=GOMAXPROCS=1'", func(v string) error {
-		name, env, ok := strings.Cut(v, "=")
+	flag.Func("variant", "NAME:ENV=VALUE[,ENV=VALUE...]: the run's meshgate with this environment as another matrix side (repeatable), e.g. 'gc100:GOGC=100'", func(v string) error {
+		name, env, ok := strings.Cut(v, ":")
 		if !ok || name == "" || !strings.Contains(env, "=") {
-			return fmt.Errorf("want NAME=ENV=VALUE[,ENV=VALUE...], got %q", v)
+			return fmt.Errorf("want NAME:ENV=VALUE[,ENV=VALUE...], got %q", v)
 		}
 		variants = append(variants, meshgateVariant{Name: name, Env: strings.Split(env, ",")})
 		return nil
