@@ -368,7 +368,14 @@ func checkDefaults(t *testing.T, r *rendered) {
 			t.Errorf("default render has a %s (%v)", k, r.kinds())
 		}
 	}
-	args := dep.Spec.Template.Spec.Containers[0].Args
+	c := dep.Spec.Template.Spec.Containers[0]
+	if !hasResourceEnv(c, "GOMAXPROCS", "requests.cpu", "1") {
+		t.Errorf("env %+v: want GOMAXPROCS from requests.cpu (divisor 1)", c.Env)
+	}
+	if c.Resources.Requests.Cpu().IsZero() || c.Resources.Limits.Memory().IsZero() || !c.Resources.Limits.Cpu().IsZero() {
+		t.Errorf("resources %+v: want a CPU request, a memory limit and no CPU limit", c.Resources)
+	}
+	args := c.Args
 	for flag, want := range map[string]string{
 		"leader-elect": "true", "proxy-protocol": "false", "http3": "false", "ingress-class": "meshgate",
 		"mesh-ca-secret": "meshgate-system/meshgate-mesh-ca", "mesh-service": "meshgate-system/meshgate-mesh",
@@ -559,6 +566,16 @@ func checkAddrPort(t *testing.T, args []string, flag string, ports map[string]co
 func argValue2(args []string, name string) string {
 	v, _ := argValue(args, name)
 	return v
+}
+
+func hasResourceEnv(c corev1.Container, name, resource, divisor string) bool {
+	for _, e := range c.Env {
+		if e.Name == name && e.ValueFrom != nil && e.ValueFrom.ResourceFieldRef != nil &&
+			e.ValueFrom.ResourceFieldRef.Resource == resource && e.ValueFrom.ResourceFieldRef.Divisor.String() == divisor {
+			return true
+		}
+	}
+	return false
 }
 
 func hasFieldEnv(c corev1.Container, name, path string) bool {
