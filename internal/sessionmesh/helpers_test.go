@@ -147,6 +147,12 @@ func (tn *testNode) serveTLS(t testing.TB, mode Mode) {
 // cluster starts n nodes named node-0.. and connects them in a full mesh.
 func cluster(t testing.TB, n int, mode Mode) ([]*testNode, *pki.CA) {
 	t.Helper()
+	return clusterWith(t, n, mode, nil)
+}
+
+// clusterWith is cluster with mut applied to every node's Config.
+func clusterWith(t testing.TB, n int, mode Mode, mut func(*Config)) ([]*testNode, *pki.CA) {
+	t.Helper()
 	ca, err := pki.NewCA("test")
 	if err != nil {
 		t.Fatal(err)
@@ -154,7 +160,7 @@ func cluster(t testing.TB, n int, mode Mode) ([]*testNode, *pki.CA) {
 	nodes := make([]*testNode, n)
 	var addrs []string
 	for i := range nodes {
-		nodes[i] = newTestNode(t, ca, "node-"+string(rune('0'+i)), mode, nil)
+		nodes[i] = newTestNode(t, ca, "node-"+string(rune('0'+i)), mode, mut)
 		addrs = append(addrs, nodes[i].MeshAddr())
 	}
 	for _, tn := range nodes {

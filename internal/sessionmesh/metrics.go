@@ -4,6 +4,7 @@ import (
 	"crypto/tls"
 	"encoding/json"
 	"net/http"
+	"sync"
 	"sync/atomic"
 	"time"
 
@@ -81,6 +82,7 @@ type metrics struct {
 	remoteLookups atomic.Uint64
 	remoteHits    atomic.Uint64
 	latency       prometheus.Histogram
+	violations    violations
 
 	descs map[string]*prometheus.Desc
 	// tlsHandshakes and tlsByKind are meshgate_tls_handshakes_total and
@@ -121,12 +123,57 @@ func newMetrics(n *Node) *metrics {
 	m.tlsByKind = prometheus.NewDesc("meshgate_tls_handshakes_by_kind_total",
 		"Completed TLS handshakes by resumption kind (session_id: the TLS 1.2 session-ID path; tls12_ticket: crypto/tls TLS 1.2; tls13_psk: TLS 1.3) and whether they resumed.",
 		[]string{"kind", "resumed"}, nil)
+	d("peer_violations_total", "Items an authenticated peer sent that were refused (forged ticket keys, poisoned records), by the peer's certificate name and reason.", "peer", "reason")
 	d("wraps_total", "Sessions issued, by session mode (SessionID: TLS 1.2 session IDs of ticketless clients).", "mode")
 	d("session_id_hits_total", "TLS 1.2 sessions resumed by session ID (ticketless clients).")
 	d("rewraps_total", "TLS 1.2 re-wraps of a just-resumed session answered from the store, without storing or replicating it again.")
 	d("remote_lookups_total", "Point lookups sent to an issuing peer on a local miss.")
 	d("remote_lookup_hits_total", "Point lookups answered with the session.")
 	return m
+}
+
+// maxViolationPeers bounds the peer label of peer_violations_total: names
+// come from certificates, and a holder of the CA key can mint any number.
+const maxViolationPeers = 256
+
+// violations counts refused items by peer and reason.
+type violations struct {
+	mu    sync.Mutex
+	n     map[[2]string]uint64
+	peers map[string]bool
+}
+
+// violation counts one item peer sent that was refused for reason. Past
+// maxViolationPeers distinct names, new names count as peer "other".
+func (m *metrics) violation(peer, reason string) {
+	v := &m.violations
+	v.mu.Lock()
+	defer v.mu.Unlock()
+	if v.n == nil {
+		v.n, v.peers = make(map[[2]string]uint64), make(map[string]bool)
+	}
+	if !v.peers[peer] {
+		if len(v.peers) >= maxViolationPeers {
+			peer = "other"
+		}
+		v.peers[peer] = true
+	}
+	v.n[[2]string{peer, reason}]++
+}
+
+// violationCounts returns a copy of the counts as peer → reason → count.
+func (m *metrics) violationCounts() map[string]map[string]uint64 {
+	v := &m.violations
+	v.mu.Lock()
+	defer v.mu.Unlock()
+	out := make(map[string]map[string]uint64, len(v.peers))
+	for k, n := range v.n {
+		if out[k[0]] == nil {
+			out[k[0]] = make(map[string]uint64)
+		}
+		out[k[0]][k[1]] = n
+	}
+	return out
 }
 
 func (m *metrics) hit(v uint16)                       { m.hits[versionIdx(v)].Add(1) }
@@ -205,6 +252,11 @@ func (m *metrics) Collect(ch chan<- prometheus.Metric) {
 	for i, name := range modeNames {
 		c("wraps_total", counter, float64(m.wraps[i].Load()), name)
 	}
+	for peer, reasons := range m.violationCounts() {
+		for reason, n := range reasons {
+			c("peer_violations_total", counter, float64(n), peer, reason)
+		}
+	}
 	c("rewraps_total", counter, float64(m.rewraps.Load()))
 	c("session_id_hits_total", counter, float64(m.sessionIDHits.Load()))
 	c("remote_lookups_total", counter, float64(m.remoteLookups.Load()))
@@ -225,7 +277,9 @@ type Status struct {
 	Resumed   map[string]uint64 `json:"resumed_handshakes"`
 	Wraps     map[string]uint64 `json:"wraps"`
 	Remote    [2]uint64         `json:"remote_lookups_and_hits"`
-	TicketKey struct {
+	// Violations counts refused peer items: peer → reason → count.
+	Violations map[string]map[string]uint64 `json:"peer_violations"`
+	TicketKey  struct {
 		Keys   int    `json:"keys"`
 		Leader string `json:"leader"`
 	} `json:"ticket_keys"`
@@ -237,7 +291,8 @@ func (n *Node) Status() Status {
 	st := Status{Node: n.cfg.NodeName, ClusterID: n.cfg.ClusterID, Ready: n.Ready() == nil,
 		Store: n.store.Stats(), Hits: map[string]uint64{}, Misses: map[string]uint64{},
 		Full: map[string]uint64{}, Resumed: map[string]uint64{}, Wraps: map[string]uint64{},
-		Remote: [2]uint64{m.remoteLookups.Load(), m.remoteHits.Load()}}
+		Remote:     [2]uint64{m.remoteLookups.Load(), m.remoteHits.Load()},
+		Violations: m.violationCounts()}
 	if n.mesh != nil {
 		ms := n.mesh.Status()
 		st.Mesh = &ms

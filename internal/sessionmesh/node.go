@@ -251,8 +251,10 @@ func (h *handler) HandleDelete(_ string, ts []wire.Tombstone) {
 	}
 }
 
-func (h *handler) HandleTicketKeys(_ string, keys []wire.TicketKey) {
-	h.tickets.merge(keys, time.Now())
+func (h *handler) HandleTicketKeys(from string, keys []wire.TicketKey) {
+	for _, v := range h.tickets.merge(from, keys, time.Now()) {
+		h.m.violation(from, v)
+	}
 }
 
 func (h *handler) Lookup(key store.Key) (store.Record, bool) {

@@ -45,9 +45,10 @@ type ringKey struct {
 // ticketRing holds the cluster's ticket keys. Readers load the immutable
 // ring snapshot without locks; writers serialize on mu.
 type ticketRing struct {
-	self string
-	mu   sync.Mutex
-	ring atomic.Pointer[ringState]
+	self   string
+	mu     sync.Mutex
+	ring   atomic.Pointer[ringState]
+	offers map[string][]wire.TicketKey // guarded by mu; see merge
 }
 
 type ringState struct {
@@ -57,7 +58,7 @@ type ringState struct {
 }
 
 func newTicketRing(self string) *ticketRing {
-	t := &ticketRing{self: self}
+	t := &ticketRing{self: self, offers: make(map[string][]wire.TicketKey)}
 	t.ring.Store(&ringState{leader: self})
 	return t
 }
@@ -101,24 +102,86 @@ func (t *ticketRing) rebuild(keys []*ringKey, leader string) *ringState {
 	return st
 }
 
-// merge adds keys received from a peer.
-func (t *ticketRing) merge(in []wire.TicketKey, _ time.Time) {
+// Ticket keys from peers. A ticket key decides who can read every ticket
+// sealed under it, so the ring takes keys from one sender only: the node
+// it currently sees as leader, and of those only the keys that leader
+// generated itself (Generator is the name the sender authenticated as, the
+// CN of its mesh certificate) and created no later than now + maxKeySkew.
+// A far-future Created would make the key the newest one for good (the
+// ring orders by Created, and a leader rotates only when now − Created of
+// its newest key reaches the interval): one such frame froze rotation
+// cluster-wide. Keys re-shared by a non-generator are refused for the same
+// reason: they would let a key outlive its sender.
+//
+// Keys from a peer that does not lead (yet) are kept as its offer, the
+// latest ring it sent, and merged when it becomes the leader: a node often
+// hears from its future leader before its own outbound connection to it
+// is up and the leader rule picks it.
+const (
+	// maxKeySkew is how far ahead of this node's clock a key's Created
+	// may be (clock skew between replicas, NTP-synchronized).
+	maxKeySkew = time.Minute
+	// maxOffers bounds the peers whose offers are kept.
+	maxOffers = 64
+)
+
+// Ticket key violations (label values of peer_violations_total).
+const (
+	violKeyGenerator = "ticket_key_not_generator" // Generator is not the sender
+	violKeyFuture    = "ticket_key_future"        // Created beyond now + maxKeySkew
+)
+
+// merge takes the keys peer from sent, under the rules above, and returns
+// the violation reason of every key it refused as malformed (keys from a
+// peer that does not lead are not violations: they are kept as its offer).
+func (t *ticketRing) merge(from string, in []wire.TicketKey, now time.Time) []string {
+	var viol []string
+	var own []wire.TicketKey
+	limit := now.Add(maxKeySkew).UnixNano()
+	for _, k := range in {
+		switch {
+		case k.Generator != from:
+			viol = append(viol, violKeyGenerator)
+		case k.Created > limit:
+			viol = append(viol, violKeyFuture)
+		default:
+			own = append(own, k)
+		}
+	}
 	t.mu.Lock()
 	defer t.mu.Unlock()
-	cur := t.ring.Load()
-	keys := slices.Clone(cur.keys)
-	for _, k := range in {
-		keys = append(keys, newRingKey(k))
+	if _, ok := t.offers[from]; !ok && len(t.offers) >= maxOffers {
+		for name := range t.offers { // forget one: it sends again on its next rotation or connect
+			delete(t.offers, name)
+			break
+		}
 	}
-	t.rebuild(keys, cur.leader)
+	t.offers[from] = own
+	cur := t.ring.Load()
+	if from == cur.leader && len(own) > 0 {
+		t.rebuild(t.withKeys(cur.keys, own), cur.leader)
+	}
+	return viol
 }
 
-// shared returns the keys to send to peers.
+// withKeys returns a copy of keys with in appended (as ring keys).
+func (*ticketRing) withKeys(keys []*ringKey, in []wire.TicketKey) []*ringKey {
+	out := slices.Clone(keys)
+	for _, k := range in {
+		out = append(out, newRingKey(k))
+	}
+	return out
+}
+
+// shared returns the keys to send to peers: those this node generated
+// (peers take no others).
 func (t *ticketRing) shared() []wire.TicketKey {
 	st := t.ring.Load()
 	out := make([]wire.TicketKey, 0, len(st.keys))
 	for _, k := range st.keys {
-		out = append(out, k.TicketKey)
+		if k.Generator == t.self {
+			out = append(out, k.TicketKey)
+		}
 	}
 	return out
 }
@@ -144,7 +207,8 @@ func (t *ticketRing) tick(leader string, rotation time.Duration, now time.Time) 
 		now.Sub(time.Unix(0, own.Created)) >= rotation)
 	if !need && len(keys) > 0 {
 		if leader != cur.leader {
-			t.rebuild(keys, leader)
+			// A new leader (not this node): its keys come from its offer.
+			t.rebuild(t.withKeys(keys, t.offers[leader]), leader)
 		}
 		return nil
 	}
@@ -153,6 +217,9 @@ func (t *ticketRing) tick(leader string, rotation time.Duration, now time.Time) 
 	k := wire.TicketKey{Created: now.UnixNano(), Generator: t.self}
 	rand.Read(k.Secret[:])
 	keys = append(keys, newRingKey(k))
+	if leader != t.self && leader != cur.leader {
+		keys = t.withKeys(keys, t.offers[leader])
+	}
 	t.rebuild(keys, leader)
 	if leader == t.self {
 		return t.shared()
