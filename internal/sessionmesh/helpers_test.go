@@ -6,10 +6,8 @@ import (
 	"crypto/rsa"
 	"crypto/tls"
 	"crypto/x509"
-	"crypto/x509/pkix"
 
 	"io"
-	"math/big"
 	"net"
 	"sync"
 	"testing"
@@ -19,6 +17,7 @@ import (
 
 	"github.com/meshgate/meshgate/internal/sessionmesh/mesh"
 	"github.com/meshgate/meshgate/internal/sessionmesh/pki"
+	"github.com/meshgate/meshgate/internal/testkit"
 )
 
 // serverCert is an RSA-2048 certificate for a.example.com and
@@ -29,18 +28,13 @@ var serverCert = sync.OnceValues(func() (*tls.Certificate, *x509.CertPool) {
 	if err != nil {
 		panic(err)
 	}
-	tmpl := &x509.Certificate{SerialNumber: big.NewInt(1), Subject: pkix.Name{CommonName: "a.example.com"},
-		DNSNames: []string{"a.example.com", "b.example.com"}, NotBefore: time.Now().Add(-time.Hour),
-		NotAfter: time.Now().Add(time.Hour), KeyUsage: x509.KeyUsageDigitalSignature | x509.KeyUsageKeyEncipherment,
-		ExtKeyUsage: []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth}}
-	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &key.PublicKey, key)
+	c, err := testkit.Generate(testkit.Spec{Names: []string{"a.example.com", "b.example.com"}, Key: key})
 	if err != nil {
 		panic(err)
 	}
-	leaf, _ := x509.ParseCertificate(der)
 	pool := x509.NewCertPool()
-	pool.AddCert(leaf)
-	return &tls.Certificate{Certificate: [][]byte{der}, PrivateKey: key, Leaf: leaf}, pool
+	pool.AddCert(c.Leaf)
+	return c.TLS, pool
 })
 
 // feed is a PeerSource the test pushes peer sets into.
@@ -179,13 +173,7 @@ func clusterWith(t testing.TB, n int, mode Mode, mut func(*Config)) ([]*testNode
 
 func waitFor(t testing.TB, what string, cond func() bool) {
 	t.Helper()
-	deadline := time.Now().Add(10 * time.Second)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out waiting for %s", what)
-		}
-		time.Sleep(5 * time.Millisecond)
-	}
+	testkit.WaitFor(t, 10*time.Second, what, cond)
 }
 
 // client is a TLS client keeping one session cache, like a browser.

@@ -1,27 +1,22 @@
 package translate
 
 import (
-	"crypto/ecdsa"
-	"crypto/elliptic"
-	"crypto/rand"
-	"crypto/x509"
-	"crypto/x509/pkix"
-	"encoding/pem"
 	"fmt"
-	"math/big"
 	"slices"
 	"strings"
 	"testing"
 	"time"
 
-	"github.com/meshgate/meshgate/api/v1alpha1"
-	"github.com/meshgate/meshgate/internal/routing"
 	corev1 "k8s.io/api/core/v1"
 	discoveryv1 "k8s.io/api/discovery/v1"
 	networkingv1 "k8s.io/api/networking/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/util/intstr"
 	"k8s.io/utils/ptr"
+
+	"github.com/meshgate/meshgate/api/v1alpha1"
+	"github.com/meshgate/meshgate/internal/routing"
+	"github.com/meshgate/meshgate/internal/testkit"
 )
 
 var epoch = time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)
@@ -182,26 +177,10 @@ func selfSigned(t testing.TB, cn string) (crt, key []byte) {
 	if c, ok := certCache[cn]; ok {
 		return c[0], c[1]
 	}
-	k, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-	if err != nil {
-		t.Fatal(err)
-	}
-	tmpl := &x509.Certificate{
-		SerialNumber: big.NewInt(1), Subject: pkix.Name{CommonName: cn}, DNSNames: []string{cn},
-		NotBefore: epoch.Add(-time.Hour), NotAfter: epoch.Add(24 * 365 * 10 * time.Hour),
-	}
-	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &k.PublicKey, k)
-	if err != nil {
-		t.Fatal(err)
-	}
-	kd, err := x509.MarshalECPrivateKey(k)
-	if err != nil {
-		t.Fatal(err)
-	}
-	crt = pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der})
-	key = pem.EncodeToMemory(&pem.Block{Type: "EC PRIVATE KEY", Bytes: kd})
-	certCache[cn] = [2][]byte{crt, key}
-	return crt, key
+	c := testkit.NewCert(t, testkit.Spec{Names: []string{cn}, Serial: 1,
+		NotBefore: epoch.Add(-time.Hour), NotAfter: epoch.Add(24 * 365 * 10 * time.Hour)})
+	certCache[cn] = [2][]byte{c.CertPEM, c.KeyPEM}
+	return c.CertPEM, c.KeyPEM
 }
 
 func tlsSecret(t testing.TB, ns, name, cn string) *corev1.Secret {

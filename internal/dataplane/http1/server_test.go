@@ -2,6 +2,7 @@ package http1
 
 import (
 	"bufio"
+	"fmt"
 	"io"
 	"net"
 	"net/http"
@@ -11,6 +12,7 @@ import (
 	"time"
 
 	"github.com/meshgate/meshgate/internal/dataplane/exchange"
+	"github.com/meshgate/meshgate/internal/testkit"
 )
 
 // handlerFunc adapts a function to exchange.Handler.
@@ -338,24 +340,18 @@ func TestServeShutdown(t *testing.T) {
 // waitIdle waits until n of s's connections wait for a request.
 func waitIdle(t *testing.T, s *Server, n int) {
 	t.Helper()
-	deadline := time.Now().Add(5 * time.Second)
-	for {
+	idle := 0
+	testkit.WaitFor(t, 5*time.Second, fmt.Sprintf("%d idle connections", n), func() bool {
 		s.mu.Lock()
-		idle := 0
+		defer s.mu.Unlock()
+		idle = 0
 		for c := range s.conns {
 			if c.state.Load() == stateIdle {
 				idle++
 			}
 		}
-		s.mu.Unlock()
-		if idle >= n {
-			return
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("%d idle connections, want %d", idle, n)
-		}
-		time.Sleep(5 * time.Millisecond)
-	}
+		return idle >= n
+	})
 }
 
 // okHandler answers 200 "ok" without allocating.

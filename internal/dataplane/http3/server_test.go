@@ -2,15 +2,11 @@ package http3
 
 import (
 	"context"
-	"crypto/ecdsa"
-	"crypto/elliptic"
 	"crypto/rand"
 	"crypto/tls"
 	"crypto/x509"
-	"crypto/x509/pkix"
 	"encoding/hex"
 	"io"
-	"math/big"
 	"net/http"
 	"net/http/httptest"
 	"strings"
@@ -26,24 +22,12 @@ import (
 	"github.com/meshgate/meshgate/internal/dataplane/tlsconfig"
 	"github.com/meshgate/meshgate/internal/routing"
 	"github.com/meshgate/meshgate/internal/sessionmesh"
+	"github.com/meshgate/meshgate/internal/testkit"
 )
 
 func selfSigned(t testing.TB, names ...string) tls.Certificate {
 	t.Helper()
-	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-	if err != nil {
-		t.Fatal(err)
-	}
-	tmpl := &x509.Certificate{
-		SerialNumber: big.NewInt(time.Now().UnixNano()), Subject: pkix.Name{CommonName: names[0]}, DNSNames: names,
-		NotBefore: time.Now().Add(-time.Hour), NotAfter: time.Now().Add(time.Hour),
-	}
-	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &key.PublicKey, key)
-	if err != nil {
-		t.Fatal(err)
-	}
-	leaf, _ := x509.ParseCertificate(der)
-	return tls.Certificate{Certificate: [][]byte{der}, PrivateKey: key, Leaf: leaf}
+	return *testkit.SelfSigned(t, names...)
 }
 
 // sessionMesh is the unit-test stand-in for the session mesh: stateful
@@ -158,13 +142,7 @@ func get(t testing.TB, tr *qhttp3.Transport, method, url string) *http.Response 
 // waitTicket polls the client cache until the server's ticket arrived.
 func waitTicket(t testing.TB, cache tls.ClientSessionCache) {
 	t.Helper()
-	for range 500 {
-		if _, ok := cache.Get("h.example"); ok {
-			return
-		}
-		time.Sleep(10 * time.Millisecond)
-	}
-	t.Fatal("no session ticket received")
+	testkit.WaitFor(t, 5*time.Second, "a session ticket", func() bool { _, ok := cache.Get("h.example"); return ok })
 }
 
 func TestServeAndConfigs(t *testing.T) {

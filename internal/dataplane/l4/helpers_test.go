@@ -14,6 +14,7 @@ import (
 	dto "github.com/prometheus/client_model/go"
 
 	"github.com/meshgate/meshgate/internal/routing"
+	"github.com/meshgate/meshgate/internal/testkit"
 )
 
 // freePort returns a port that was free on 127.0.0.1 for proto a moment ago.
@@ -154,16 +155,10 @@ func value(t testing.TB, c prometheus.Collector) float64 {
 	return sum
 }
 
-// eventually polls cond every 10 ms for up to 5 s.
+// eventually polls cond for up to 5 s.
 func eventually(t testing.TB, what string, cond func() bool) {
 	t.Helper()
-	for range 500 {
-		if cond() {
-			return
-		}
-		time.Sleep(10 * time.Millisecond)
-	}
-	t.Fatalf("timed out waiting for %s", what)
+	testkit.WaitFor(t, 5*time.Second, what, cond)
 }
 
 // roundTripTCP dials addr, writes msg, half-closes and returns all it reads.

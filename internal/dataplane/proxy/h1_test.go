@@ -12,6 +12,8 @@ import (
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/meshgate/meshgate/internal/testkit"
 )
 
 // rawFrontEnd dials the front end for hand-written requests.
@@ -205,14 +207,9 @@ func TestClientGoneMidBody(t *testing.T) {
 // recorded after its connection ended, on the server's goroutine).
 func waitMetric(t *testing.T, g prometheus.Gatherer, name string, labels map[string]string, want float64) {
 	t.Helper()
-	deadline := time.Now().Add(5 * time.Second)
-	for {
-		if n, _ := metricSum(t, g, name, labels); n == want {
-			return
-		} else if time.Now().After(deadline) {
-			t.Fatalf("%s%v = %v, want %v", name, labels, n, want)
-		}
-		time.Sleep(5 * time.Millisecond)
+	var n float64
+	if err := testkit.Until(5*time.Second, func() bool { n, _ = metricSum(t, g, name, labels); return n == want }); err != nil {
+		t.Fatalf("%s%v = %v, want %v", name, labels, n, want)
 	}
 }
 

@@ -1,37 +1,24 @@
 package tlsconfig
 
 import (
-	"crypto/ecdsa"
-	"crypto/elliptic"
-	"crypto/rand"
 	"crypto/tls"
-	"crypto/x509"
-	"crypto/x509/pkix"
 	"errors"
-	"math/big"
 	"sync"
 	"testing"
 	"time"
 
 	"github.com/meshgate/meshgate/internal/routing"
 	"github.com/meshgate/meshgate/internal/sessionmesh"
+	"github.com/meshgate/meshgate/internal/testkit"
 )
 
 // certificate returns a self-signed certificate for name, without Leaf (as
 // a hand-built table might hold it).
 func certificate(t testing.TB, name string) *tls.Certificate {
 	t.Helper()
-	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-	if err != nil {
-		t.Fatal(err)
-	}
-	tmpl := &x509.Certificate{SerialNumber: big.NewInt(1), Subject: pkix.Name{CommonName: name}, DNSNames: []string{name},
-		NotBefore: time.Now().Add(-time.Hour), NotAfter: time.Now().Add(time.Hour)}
-	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &key.PublicKey, key)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return &tls.Certificate{Certificate: [][]byte{der}, PrivateKey: key}
+	c := *testkit.SelfSigned(t, name)
+	c.Leaf = nil
+	return &c
 }
 
 // recorder is a Sessions that records the hosts it configured.

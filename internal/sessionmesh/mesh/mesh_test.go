@@ -15,6 +15,7 @@ import (
 	"github.com/meshgate/meshgate/internal/sessionmesh/pki"
 	"github.com/meshgate/meshgate/internal/sessionmesh/store"
 	"github.com/meshgate/meshgate/internal/sessionmesh/wire"
+	"github.com/meshgate/meshgate/internal/testkit"
 )
 
 // memHandler is a Handler backed by a store.
@@ -108,13 +109,7 @@ func (c chanPeers) Peers(ctx context.Context) <-chan []string {
 
 func waitFor(t testing.TB, what string, cond func() bool) {
 	t.Helper()
-	deadline := time.Now().Add(10 * time.Second)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out waiting for %s", what)
-		}
-		time.Sleep(5 * time.Millisecond)
-	}
+	testkit.WaitFor(t, 10*time.Second, what, cond)
 }
 
 func record(i uint64) store.Record {
@@ -304,7 +299,15 @@ func TestDialRefusesForeignServer(t *testing.T) {
 	other, _ := pki.NewCA("other")
 	f := startMesh(t, other, "f", nil, nil)
 	a := startMesh(t, ca, "a", StaticPeers{f.Addr()}, nil)
-	time.Sleep(300 * time.Millisecond)
+	// Two refused handshakes on f: a dialled, failed, backed off and
+	// dialled again, and neither attempt brought the peers online.
+	waitFor(t, "f refusing a twice", func() bool {
+		var n uint64
+		for _, v := range f.Status().Rejected {
+			n += v
+		}
+		return n >= 2
+	})
 	if len(a.OnlineNames()) != 0 || len(f.OnlineNames()) != 0 {
 		t.Fatal("meshes of different CAs connected")
 	}

@@ -17,8 +17,10 @@ import (
 	"time"
 
 	"github.com/go-logr/logr/testr"
+
 	"github.com/meshgate/meshgate/internal/replica"
 	"github.com/meshgate/meshgate/internal/routing"
+	"github.com/meshgate/meshgate/internal/testkit"
 )
 
 // Helpers of TestMeshReplicas: three replicas, each a controller feeding a
@@ -116,15 +118,10 @@ func runReplica(t *testing.T, r *replica.Replica) {
 	}
 }
 
-// waitUntil polls cond every 10 ms until it holds or deadline passes.
+// waitUntil polls cond until it holds or deadline passes.
 func waitUntil(t *testing.T, deadline time.Time, what string, cond func() bool) {
 	t.Helper()
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out waiting for %s", what)
-		}
-		time.Sleep(10 * time.Millisecond)
-	}
+	testkit.WaitFor(t, time.Until(deadline), what, cond)
 }
 
 // issuerCache is a client session cache that remembers which replica
@@ -252,12 +249,7 @@ func checkReplicaGoroutines(t *testing.T) {
 	t.Helper()
 	t.Cleanup(func() {
 		var left []string
-		for deadline := time.Now().Add(5 * time.Second); ; time.Sleep(20 * time.Millisecond) {
-			left = replicaGoroutines()
-			if len(left) == 0 || time.Now().After(deadline) {
-				break
-			}
-		}
+		_ = testkit.Until(5*time.Second, func() bool { left = replicaGoroutines(); return len(left) == 0 })
 		for _, g := range left {
 			t.Errorf("goroutine left running:\n%s", g)
 		}

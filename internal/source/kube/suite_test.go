@@ -14,13 +14,15 @@ import (
 
 	"github.com/go-logr/logr"
 	"github.com/go-logr/logr/testr"
-	"github.com/meshgate/meshgate/internal/routing"
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/client-go/rest"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/controller-runtime/pkg/envtest"
 	"sigs.k8s.io/controller-runtime/pkg/log"
+
+	"github.com/meshgate/meshgate/internal/routing"
+	"github.com/meshgate/meshgate/internal/testkit"
 )
 
 // One real kube-apiserver + etcd for the package (envtest), started by the
@@ -160,16 +162,10 @@ func startController(t testing.TB, opts Options) *Controller {
 	return c
 }
 
-// eventually polls cond every 10 ms until it holds or timeout passes.
+// eventually polls cond until it holds or timeout passes.
 func eventually(t testing.TB, timeout time.Duration, what string, cond func() bool) {
 	t.Helper()
-	deadline := time.Now().Add(timeout)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out after %v waiting for %s", timeout, what)
-		}
-		time.Sleep(10 * time.Millisecond)
-	}
+	testkit.WaitFor(t, timeout, what, cond)
 }
 
 // waitTable waits until the holder's table satisfies cond.

@@ -11,8 +11,10 @@ import (
 	"time"
 
 	"github.com/go-logr/logr/funcr"
-	"github.com/meshgate/meshgate/internal/routing"
 	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/meshgate/meshgate/internal/routing"
+	"github.com/meshgate/meshgate/internal/testkit"
 )
 
 func manifestFor(host string) string {
@@ -275,11 +277,8 @@ func TestFirstLoadFails(t *testing.T) {
 	if err := os.WriteFile(filepath.Join(dir, "a.yaml"), []byte(manifestFor("late.test")), 0o600); err != nil {
 		t.Fatal(err)
 	}
-	deadline := time.Now().Add(10 * time.Second)
-	for src.cfg.Holder.Load() == nil && time.Now().Before(deadline) {
-		time.Sleep(10 * time.Millisecond)
-	}
-	if src.cfg.Holder.Load() == nil || src.LastError() != nil {
+	testkit.WaitFor(t, 10*time.Second, "a table from the late manifest", func() bool { return src.cfg.Holder.Load() != nil })
+	if src.LastError() != nil {
 		t.Fatalf("did not recover: %v", src.LastError())
 	}
 	if err := src.Run(ctx); err == nil {

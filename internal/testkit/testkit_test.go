@@ -1,0 +1,73 @@
+package testkit
+
+import (
+	"crypto/ed25519"
+	"crypto/rand"
+	"crypto/tls"
+	"crypto/x509"
+	"sync/atomic"
+	"testing"
+	"time"
+)
+
+func TestSelfSignedServes(t *testing.T) {
+	c := SelfSigned(t, "a.example.com", "b.example.com")
+	if c.Leaf.Subject.CommonName != "a.example.com" || len(c.Leaf.DNSNames) != 2 {
+		t.Fatalf("leaf %v %v", c.Leaf.Subject, c.Leaf.DNSNames)
+	}
+	if err := c.Leaf.VerifyHostname("b.example.com"); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := tls.X509KeyPair(NewCert(t, Spec{Names: []string{"x"}}).CertPEM, NewCert(t, Spec{Names: []string{"x"}}).KeyPEM); err == nil {
+		t.Fatal("a key of another certificate was accepted: the PEM pair is not what it says")
+	}
+	p := NewCert(t, Spec{Names: []string{"x"}})
+	if _, err := tls.X509KeyPair(p.CertPEM, p.KeyPEM); err != nil {
+		t.Fatalf("PEM pair: %v", err)
+	}
+}
+
+func TestCAIssues(t *testing.T) {
+	ca := NewCA(t, "test CA")
+	leaf := ca.Issue(t, "svc.example.com")
+	if _, err := leaf.Leaf.Verify(x509.VerifyOptions{DNSName: "svc.example.com", Roots: ca.Pool}); err != nil {
+		t.Fatalf("issued certificate does not verify against the CA: %v", err)
+	}
+	other := NewCA(t, "other CA")
+	if _, err := leaf.Leaf.Verify(x509.VerifyOptions{Roots: other.Pool}); err == nil {
+		t.Fatal("verified against a CA that did not issue it")
+	}
+	cl := NewCert(t, Spec{CommonName: "client", Issuer: ca, Client: true})
+	if _, err := cl.Leaf.Verify(x509.VerifyOptions{Roots: ca.Pool, KeyUsages: []x509.ExtKeyUsage{x509.ExtKeyUsageClientAuth}}); err != nil {
+		t.Fatalf("client certificate: %v", err)
+	}
+}
+
+func TestSpecFields(t *testing.T) {
+	_, k, _ := ed25519.GenerateKey(rand.Reader)
+	nb := time.Date(2020, 1, 1, 0, 0, 0, 0, time.UTC)
+	c := NewCert(t, Spec{Names: []string{"e"}, Key: k, Serial: 7, NotBefore: nb, NotAfter: nb.Add(time.Hour)})
+	if c.Leaf.SerialNumber.Int64() != 7 || !c.Leaf.NotBefore.Equal(nb) || !c.Leaf.NotAfter.Equal(nb.Add(time.Hour)) {
+		t.Fatalf("serial %v validity %v..%v", c.Leaf.SerialNumber, c.Leaf.NotBefore, c.Leaf.NotAfter)
+	}
+	if c.Leaf.PublicKeyAlgorithm != x509.Ed25519 {
+		t.Fatalf("key algorithm %v", c.Leaf.PublicKeyAlgorithm)
+	}
+}
+
+func TestUntil(t *testing.T) {
+	var n atomic.Int32
+	go func() {
+		for n.Load() < 3 {
+			n.Add(1)
+		}
+	}()
+	WaitFor(t, 10*time.Second, "counter at 3", func() bool { return n.Load() >= 3 })
+	start := time.Now()
+	if err := Until(20*time.Millisecond, func() bool { return false }); err == nil {
+		t.Fatal("Until returned nil for a condition that never holds")
+	}
+	if time.Since(start) < 20*time.Millisecond {
+		t.Fatal("Until gave up before its timeout")
+	}
+}
