@@ -186,3 +186,9 @@ func decodePath(p string) (string, bool) {
 	}
 	return string(b), true
 }
+
+// DecodePath percent-decodes the path of a request target for matching,
+// as the HTTP/1.1 parser does for its own: p itself when there is nothing
+// to decode, ok false for a malformed escape. Other front ends (HTTP/2)
+// use it so that every protocol routes on the same path.
+func DecodePath(p string) (string, bool) { return decodePath(p) }
