@@ -149,10 +149,8 @@ func (s *Server) Start(ctx context.Context) error {
 		return errors.New("server: Start called twice or after Shutdown")
 	}
 	// TCP keep-alive after 30s idle with the kernel's probe interval and
-	// count: two setsockopt calls per accepted connection instead of Go's
-	// default four (idle, interval, count), on every connection of a
-	// reconnect-heavy load.
-	lc := net.ListenConfig{KeepAliveConfig: net.KeepAliveConfig{Enable: true, Idle: 30 * time.Second, Interval: -1, Count: -1}}
+	// count (keepalive_linux.go: set once on the listening socket).
+	lc := listenConfig()
 	type bound struct {
 		kind string
 		ln   net.Listener
