@@ -29,8 +29,9 @@ const (
 // With timeout > 0, Peek sets c's read deadline to now+timeout first and
 // clears it (zero time) before returning; a deadline set on c before the
 // call is not restored. With timeout <= 0 Peek leaves c's deadlines
-// untouched, so a deadline the caller set bounds the peek. It reads at most MaxPeekBytes and nothing
-// past the end of the ClientHello; a ClientHello split across up to 8 TLS
+// untouched, so a deadline the caller set bounds the peek. It reads at
+// most MaxPeekBytes, in as few reads as the bytes arrive in (bytes read past
+// the ClientHello are replayed too); a ClientHello split across up to 8 TLS
 // records is reassembled.
 //
 // wrapped is never nil, even on error, and owns c from now on: use wrapped
@@ -70,17 +71,22 @@ func PeekClientHello(c net.Conn, timeout time.Duration) (ClientHello, net.Conn, 
 // readClientHello reads TLS records from c until one complete handshake
 // message has been collected. raw holds every byte read (to replay); msg is
 // the handshake message (header and body).
+//
+// It reads into raw's spare room, so a ClientHello that has arrived whole
+// (the usual case) costs one read(2), not one per record header and
+// payload; the bytes read past the hello, if the client sent any before
+// our answer (TLS 1.3 early data), are in raw and replayed with it.
 func readClientHello(c net.Conn) (raw, msg []byte, err error) {
 	raw = make([]byte, 0, 2048)
+	off := 0 // start of the next record in raw
 	for records := 0; ; records++ {
 		if records == maxRecords {
 			return raw, nil, fmt.Errorf("%w: split across more than %d records", ErrTooLarge, maxRecords)
 		}
-		start := len(raw)
-		if raw, err = readN(c, raw, recordHeaderLen); err != nil {
+		if raw, err = fill(c, raw, off+recordHeaderLen); err != nil {
 			return raw, nil, err
 		}
-		h := raw[start:]
+		h := raw[off : off+recordHeaderLen]
 		if h[0] != recordTypeHandshake || h[1] != 3 {
 			if records == 0 {
 				return raw, nil, ErrNotTLS
@@ -91,11 +97,16 @@ func readClientHello(c net.Conn) (raw, msg []byte, err error) {
 		if n == 0 || n > maxRecordPayload {
 			return raw, nil, fmt.Errorf("%w: record length %d", ErrMalformed, n)
 		}
-		payloadStart := len(raw)
-		if raw, err = readN(c, raw, n); err != nil {
+		payloadStart := off + recordHeaderLen
+		if raw, err = fill(c, raw, payloadStart+n); err != nil {
 			return raw, nil, err
 		}
-		msg = append(msg, raw[payloadStart:]...)
+		off = payloadStart + n
+		if records == 0 {
+			msg = raw[payloadStart:off:off] // no copy while the hello is one record
+		} else {
+			msg = append(msg, raw[payloadStart:off]...)
+		}
 		if len(msg) < 4 {
 			continue
 		}
@@ -112,17 +123,29 @@ func readClientHello(c net.Conn) (raw, msg []byte, err error) {
 	}
 }
 
-// readN appends exactly n bytes read from r to buf.
-func readN(r io.Reader, buf []byte, n int) ([]byte, error) {
-	if len(buf)+n > MaxPeekBytes {
+// fill reads from r into buf's spare room (growing it) until buf holds at
+// least n bytes, never holding more than MaxPeekBytes. A stream that ends
+// before n bytes is io.ErrUnexpectedEOF (io.EOF when nothing was read).
+func fill(r io.Reader, buf []byte, n int) ([]byte, error) {
+	if n > MaxPeekBytes {
 		return buf, fmt.Errorf("%w: more than %d bytes", ErrTooLarge, MaxPeekBytes)
 	}
+	if cap(buf) < n {
+		buf = slices.Grow(buf, min(max(n, 2*cap(buf)), MaxPeekBytes)-len(buf))
+	}
 	start := len(buf)
-	buf = slices.Grow(buf, n)[:start+n]
-	got, err := io.ReadFull(r, buf[start:])
-	buf = buf[:start+got]
-	if err != nil {
-		return buf, fmt.Errorf("sni: read ClientHello: %w", err)
+	for len(buf) < n {
+		got, err := r.Read(buf[len(buf):min(cap(buf), MaxPeekBytes)])
+		buf = buf[:len(buf)+got]
+		if err != nil {
+			if len(buf) >= n {
+				break
+			}
+			if err == io.EOF && len(buf) > start {
+				err = io.ErrUnexpectedEOF
+			}
+			return buf, fmt.Errorf("sni: read ClientHello: %w", err)
+		}
 	}
 	return buf, nil
 }

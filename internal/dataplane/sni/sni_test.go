@@ -408,3 +408,45 @@ func TestPeekKeepsCallerDeadline(t *testing.T) {
 		t.Fatalf("err = %v, want the caller's deadline to expire", err)
 	}
 }
+
+// countingConn counts the reads that reach the connection.
+type countingConn struct {
+	*memConn
+	reads int
+}
+
+func (c *countingConn) Read(p []byte) (int, error) { c.reads++; return c.memConn.Read(p) }
+
+// TestPeekReadsAWholeHelloOnce: a ClientHello that has arrived whole (the
+// post-quantum one, larger than the first buffer, included) is read with one
+// read per buffer growth, not one per record header and payload, and bytes
+// past it are replayed.
+func TestPeekReadsAWholeHelloOnce(t *testing.T) {
+	for _, tc := range []struct {
+		name     string
+		cfg      *tls.Config
+		maxReads int
+	}{
+		{"X25519", &tls.Config{ServerName: "a.example", CurvePreferences: []tls.CurveID{tls.X25519}}, 1},
+		{"X25519MLKEM768", &tls.Config{ServerName: "a.example"}, 2},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			in := append(captureHello(t, tc.cfg), "early"...)
+			c := &countingConn{memConn: newMemConn(in)}
+			ch, wrapped, err := PeekClientHello(c, 0)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if ch.ServerName != "a.example" {
+				t.Fatalf("server name %q", ch.ServerName)
+			}
+			if c.reads > tc.maxReads {
+				t.Errorf("%d reads for a %d-byte hello that arrived whole, want ≤ %d", c.reads, len(in), tc.maxReads)
+			}
+			got, _ := io.ReadAll(wrapped)
+			if !bytes.Equal(got, in) {
+				t.Errorf("replay differs: %d bytes, want %d", len(got), len(in))
+			}
+		})
+	}
+}
