@@ -72,11 +72,12 @@ func run() error {
 	maxReplicas := flag.Int("max-replicas", 5, "largest replica count of the sweep")
 	baseline := flag.String("baseline", "", "another meshgate binary (a build from before a change) run as another side of the keep-alive figures and the matrix")
 	baselineLabel := flag.String("baseline-label", "baseline", "what the --baseline binary is, for the table (a commit)")
+	timeout := flag.Duration("timeout", 20*time.Minute, "bound on the whole run (a full run with a baseline side takes about 12 minutes)")
 	flag.Parse()
 
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
-	ctx, cancel := context.WithTimeout(ctx, 15*time.Minute)
+	ctx, cancel := context.WithTimeout(ctx, *timeout)
 	defer cancel()
 
 	if err := harness.RequireTools("haproxy", "nginx", "openssl", "h2load"); err != nil {

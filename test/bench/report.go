@@ -179,7 +179,7 @@ func (r *report) markdown() string {
 	if len(notes) > 0 {
 		w("\n## Notes from this run\n\n%s\n", strings.Join(notes, "\n"))
 	}
-	w("\n## Reproduce\n\n```\nmake bench            # hack/bench.sh: installs Debian tools, builds, runs ~15 min\nBENCH_BASELINE=c73b446 make bench   # also a build of that revision as a side (before/after)\ngo run ./test/bench --quick --sections matrix --out /tmp/b.md --svg /tmp/b.svg   # the four target scenarios\n```\n")
+	w("\n## Reproduce\n\n```\nmake bench            # hack/bench.sh: installs Debian tools, builds, runs (the Run line above says how long this run took; bound: 20 min + L4 and go test -bench)\nBENCH_BASELINE=c73b446 make bench   # also a build of that revision as a side (before/after)\ngo run ./test/bench --quick --sections matrix --out /tmp/b.md --svg /tmp/b.svg   # the four target scenarios\n```\n")
 	return b.String()
 }
 
