@@ -7,6 +7,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/meshgate/meshgate/internal/sessionmesh/mesh"
+	"github.com/meshgate/meshgate/internal/sessionmesh/store"
 	"github.com/meshgate/meshgate/internal/sessionmesh/wire"
 )
 
@@ -94,4 +96,118 @@ func TestTicketKeyInjectionRefused(t *testing.T) {
 			t.Errorf("%s sealed a client's ticket under the injected key", n.cfg.NodeName)
 		}
 	}
+}
+
+// liveSession makes a client resume-able session on n (TLS 1.3, stateful)
+// and returns its store key.
+func liveSession(t testing.TB, n *testNode) store.Key {
+	t.Helper()
+	c := &client{cache: &fixedCache{}, max: tls.VersionTLS13, sni: "a.example.com"}
+	c.mustConnect(t, n.tlsAddr)
+	_, key, ok := n.parseID(identity(t, c.cache, ""))
+	if !ok {
+		t.Fatal("the node's own id does not parse")
+	}
+	return key
+}
+
+// junk is a record of kind with a random key and a state of size bytes,
+// expiring a century from now.
+func junk(kind store.Kind, size int, origin uint64) store.Record {
+	r := store.Record{Kind: kind, Origin: origin, Created: time.Now().UnixNano(),
+		Expires: time.Now().AddDate(100, 0, 0).UnixNano(), State: make([]byte, size)}
+	rand.Read(r.Key[:])
+	rand.Read(r.State)
+	return r
+}
+
+// latestExpiry is the latest expiry of a record in n's store.
+func latestExpiry(n *testNode) time.Time {
+	var last int64
+	n.store.Range(time.Now(), func(r store.Record) bool {
+		last = max(last, r.Expires)
+		return true
+	})
+	return time.Unix(0, last)
+}
+
+// TestStorePoisoningRefused is finding 5 of issue 15 (inserts). An
+// intruder with a valid mesh certificate floods a node with records that
+// expire in a century. Before the fix they were all stored: eviction
+// removes the soonest-expiring records first, so the flood pushed every
+// real session out of a full store, and the junk outlived any lifetime
+// (and restarts, through snapshots). Now a record's key must match its
+// content (the cluster MAC over the state, or the MAC'd session id), an
+// insert's origin must be its sender, and no expiry passes the longest
+// configured lifetime: the flood is refused and counted, the real session
+// stays.
+func TestStorePoisoningRefused(t *testing.T) {
+	// 64 shards of 4 KiB: about 25 one-byte records fill a shard.
+	nodes, ca := clusterWith(t, 2, Stateful, func(c *Config) { c.StoreBudgetBytes = 256 << 10 })
+	victim := nodes[1]
+	key := liveSession(t, nodes[0])
+	waitFor(t, "replication of the real session", func() bool {
+		_, st := victim.store.Get(key, time.Now())
+		return st == store.Found
+	})
+
+	in := newIntruder(t, ca, "intruder")
+	c := in.joinCluster(t, victim)
+	var flood []store.Record
+	for i := range 4000 {
+		kind := []store.Kind{store.KindTLSState, 1, 2, 9}[i%4] // 1: session id without proof
+		flood = append(flood, junk(kind, 1, []uint64{mesh.NodeID(in.name), nodes[0].id}[i%2]))
+	}
+	c.send(t, &wire.Insert{Records: flood})
+	c.barrier(t)
+
+	if _, st := victim.store.Get(key, time.Now()); st != store.Found {
+		t.Errorf("the real session was pushed out of the store by the flood (status %v)", st)
+	}
+	if last, bound := latestExpiry(victim), time.Now().Add(MaxLifetime); last.After(bound) {
+		t.Errorf("a record expiring %v is stored, past the longest lifetime (%v)", last, bound)
+	}
+	if n := victim.store.Len(); n > 1 {
+		t.Errorf("%d records stored, want the real session only", n)
+	}
+	t.Logf("violations: %v", victim.Status().Violations)
+}
+
+// TestLookupAnswerChecked is finding 5 of issue 15 (point lookups): a
+// lookup answer's record must be the one asked for. Before the fix the
+// node never compared the answer's key with the key it asked for, and
+// stored whatever came back, with any expiry.
+func TestLookupAnswerChecked(t *testing.T) {
+	nodes, ca := clusterWith(t, 2, Stateful, func(c *Config) { c.LookupTimeout = 5 * time.Second })
+	victim := nodes[1]
+	in := newIntruder(t, ca, "intruder")
+	planted := junk(store.KindTLSState, 64, mesh.NodeID(in.name))
+	addr := in.serve(t, victim.cfg.ClusterID, func(m wire.Message) []wire.Message {
+		switch v := m.(type) {
+		case *wire.LookupRequest:
+			r := planted
+			if v.Key[0] == 2 { // the key asked for, someone else's state
+				r.Key = v.Key
+			}
+			return []wire.Message{&wire.LookupResponse{ID: v.ID, Found: true, Record: r}}
+		case *wire.SnapshotRequest:
+			return []wire.Message{&wire.SnapshotEnd{ID: v.ID}}
+		}
+		return nil
+	})
+	victim.feed.ch <- []string{nodes[0].MeshAddr(), victim.MeshAddr(), addr}
+	waitFor(t, "the intruder online as a peer", func() bool { return len(victim.mesh.OnlineNames()) == 2 })
+
+	for _, asked := range []store.Key{{1}, {2}} {
+		r, miss := victim.remoteLookup(mesh.NodeID(in.name), asked, time.Now())
+		if miss == missNone {
+			t.Errorf("lookup of %x answered with the record of %x (state %d bytes) and taken", asked[:1], r.Key[:1], len(r.State))
+		}
+		for _, k := range []store.Key{asked, planted.Key} {
+			if _, st := victim.store.Get(k, time.Now()); st == store.Found {
+				t.Errorf("lookup of %x stored a record under %x", asked[:1], k[:1])
+			}
+		}
+	}
+	t.Logf("violations: %v", victim.Status().Violations)
 }

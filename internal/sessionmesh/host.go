@@ -41,6 +41,12 @@ func (m Mode) String() string {
 // same as nginx's ssl_session_timeout.
 const DefaultLifetime = 300 * time.Second
 
+// MaxLifetime bounds the expiry of every record a peer sends (now +
+// MaxLifetime) until this node has configured a host; from then on the
+// longest lifetime configured bounds it (see checkRecord). It is the
+// longest session lifetime a TLSPolicy may ask for.
+const MaxLifetime = 24 * time.Hour
+
 // Host is what the session layer needs to know about one TLS host. The data
 // plane fills it from its own policy types for every tls.Config it builds;
 // the session layer knows nothing else of hosts, certificates or policies.
@@ -116,6 +122,7 @@ func (n *Node) ConfigureTLS(cfg *tls.Config, h Host) {
 	if lifetime <= 0 {
 		lifetime = DefaultLifetime
 	}
+	n.noteLifetime(lifetime)
 	hb := newHostBinding(h)
 	switch h.Mode {
 	case Off:

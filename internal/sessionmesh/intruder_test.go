@@ -3,6 +3,7 @@ package sessionmesh
 import (
 	"crypto/tls"
 	"net"
+	"sync"
 	"testing"
 	"time"
 
@@ -69,5 +70,84 @@ func (c *intruderConn) send(t testing.TB, msgs ...wire.Message) {
 	}
 	if _, err := c.tc.Write(b); err != nil {
 		t.Fatalf("intruder write: %v", err)
+	}
+}
+
+// serve makes the intruder a mesh peer that nodes dial (an address in
+// their peer set): it accepts on loopback, exchanges Hellos under
+// clusterID, sends heartbeats, and hands every message to answer, whose
+// replies it writes back. It returns the listen address.
+func (in *intruder) serve(t testing.TB, clusterID string, answer func(wire.Message) []wire.Message) string {
+	t.Helper()
+	ln, err := tls.Listen("tcp", "127.0.0.1:0", &tls.Config{MinVersion: tls.VersionTLS13,
+		Certificates: []tls.Certificate{*in.cert}, ClientAuth: tls.RequireAnyClientCert})
+	if err != nil {
+		t.Fatal(err)
+	}
+	done := make(chan struct{})
+	var wg sync.WaitGroup
+	t.Cleanup(func() { close(done); ln.Close(); wg.Wait() })
+	wg.Go(func() {
+		for {
+			raw, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			wg.Go(func() { in.serveConn(raw, clusterID, answer, done) })
+		}
+	})
+	return ln.Addr().String()
+}
+
+func (in *intruder) serveConn(raw net.Conn, clusterID string, answer func(wire.Message) []wire.Message, done chan struct{}) {
+	defer raw.Close()
+	var mu sync.Mutex
+	write := func(msgs ...wire.Message) error {
+		var b []byte
+		for _, m := range msgs {
+			b = wire.AppendFrame(b, m)
+		}
+		mu.Lock()
+		defer mu.Unlock()
+		raw.SetWriteDeadline(time.Now().Add(2 * time.Second))
+		_, err := raw.Write(b)
+		return err
+	}
+	fr := wire.NewReader(raw, 0)
+	if _, err := fr.ReadMessage(); err != nil { // the node's Hello
+		return
+	}
+	if write(&wire.Hello{MinVersion: wire.MinVersion, MaxVersion: wire.MaxVersion,
+		ClusterID: clusterID, NodeName: in.name, MeshAddr: raw.LocalAddr().String()}) != nil {
+		return
+	}
+	stop := make(chan struct{})
+	defer close(stop)
+	go func() {
+		tk := time.NewTicker(50 * time.Millisecond)
+		defer tk.Stop()
+		for {
+			select {
+			case <-done:
+				raw.Close()
+				return
+			case <-stop:
+				return
+			case <-tk.C:
+				if write(&wire.Heartbeat{Sent: time.Now().UnixNano()}) != nil {
+					return
+				}
+			}
+		}
+	}()
+	for {
+		raw.SetReadDeadline(time.Now().Add(10 * time.Second))
+		m, err := fr.ReadMessage()
+		if err != nil {
+			return
+		}
+		if out := answer(m); len(out) > 0 && write(out...) != nil {
+			return
+		}
 	}
 }

@@ -79,9 +79,10 @@ type Node struct {
 	tickets *ticketRing
 	m       *metrics
 
-	rotation atomic.Int64 // effective ticket rotation (ns)
-	running  atomic.Bool
-	killOnce sync.Once
+	rotation    atomic.Int64 // effective ticket rotation (ns)
+	maxLifetime atomic.Int64 // longest configured session lifetime (ns); 0: none yet
+	running     atomic.Bool
+	killOnce    sync.Once
 }
 
 // New builds a Node and, with a ListenAddr, binds the mesh listener.
@@ -223,7 +224,7 @@ func (n *Node) Revoke(identity []byte) bool {
 	if !ok {
 		return false
 	}
-	exp := time.Now().Add(time.Hour).UnixNano()
+	exp := time.Now().Add(n.lifetimeBound()).UnixNano() // outlives any session the id may name
 	if r, st := n.store.Get(key, time.Now()); st == store.Found {
 		exp = r.Expires
 	}
@@ -237,16 +238,34 @@ func (n *Node) Revoke(identity []byte) bool {
 // handler adapts Node to mesh.Handler.
 type handler Node
 
-func (h *handler) HandleInsert(_ string, recs []store.Record) {
+func (h *handler) HandleInsert(from string, recs []store.Record) {
+	h.put(from, recs, true)
+}
+
+func (h *handler) HandleSnapshot(from string, recs []store.Record) {
+	h.put(from, recs, false)
+}
+
+// put stores the records that pass checkRecord (records.go).
+func (h *handler) put(from string, recs []store.Record, insert bool) {
+	n := (*Node)(h)
 	now := time.Now()
-	for _, r := range recs {
-		h.store.Put(r, now)
+	for i := range recs {
+		if n.checkRecord(from, &recs[i], insert, now) {
+			h.store.Put(recs[i], now)
+		}
 	}
 }
 
-func (h *handler) HandleDelete(_ string, ts []wire.Tombstone) {
+func (h *handler) HandleDelete(from string, ts []wire.Tombstone) {
+	n := (*Node)(h)
 	now := time.Now()
+	limit := now.Add(n.lifetimeBound()).UnixNano()
 	for _, t := range ts {
+		if t.Expires > limit { // no session it revokes lives longer
+			t.Expires = limit
+			n.m.violation(from, violTombstoneExpiry)
+		}
 		h.store.Delete(t.Key, t.Expires, now)
 	}
 }

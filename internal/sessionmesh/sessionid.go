@@ -45,7 +45,7 @@ type SessionIDCache struct {
 }
 
 // SessionIDCache returns the session-ID cache of host. Sessions it stores
-// are records of kind store.KindTLS12SessionID, replicated and revoked
+// are records of kind store.KindTLS12Session, replicated and revoked
 // like stateful tickets. Every session mode but Off issues them (a
 // ticket-keys host cannot give a ticketless client a ticket); for Off it
 // returns nil, and the data plane then leaves the host's ticketless clients
@@ -58,6 +58,7 @@ func (n *Node) SessionIDCache(h Host) *SessionIDCache {
 	if lifetime <= 0 {
 		lifetime = DefaultLifetime
 	}
+	n.noteLifetime(lifetime)
 	return &SessionIDCache{n: n, hb: newHostBinding(h), lifetime: lifetime}
 }
 
@@ -110,8 +111,12 @@ func (c *SessionIDCache) Put(id []byte, serverName string, state []byte) {
 		return
 	}
 	now := time.Now()
-	r := store.Record{Key: key, Kind: store.KindTLS12SessionID, Binding: c.hb.bind(serverName), Origin: n.id,
-		Created: now.UnixNano(), Expires: expires.UnixNano(), State: state}
+	// The id goes first: it proves the record's key, origin and expiry to
+	// the peers (checkRecord).
+	rs := make([]byte, 0, sidLen+len(state))
+	rs = append(append(rs, id...), state...)
+	r := store.Record{Key: key, Kind: store.KindTLS12Session, Binding: c.hb.bind(serverName), Origin: n.id,
+		Created: now.UnixNano(), Expires: expires.UnixNano(), State: rs}
 	if !n.store.Put(r, now) {
 		return
 	}
@@ -139,10 +144,10 @@ func (c *SessionIDCache) Get(id []byte, serverName string) []byte {
 		n.m.miss(missExpired)
 		return nil
 	}
-	r, ok := n.find(origin, key, store.KindTLS12SessionID, c.hb.bind(serverName), now)
+	r, ok := n.find(origin, key, store.KindTLS12Session, c.hb.bind(serverName), now)
 	if !ok {
 		return nil
 	}
 	n.m.sessionIDHits.Add(1)
-	return r.State
+	return r.State[sidLen:] // checkRecord or Put made sure it holds the id
 }

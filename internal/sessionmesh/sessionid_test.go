@@ -63,7 +63,7 @@ func sClientReused(t *testing.T, addr string, args ...string) bool {
 
 // TestSessionIDAcrossNodes: a real OpenSSL client's session ID issued on
 // one node resumes on every other node, from a replicated record of kind
-// KindTLS12SessionID.
+// KindTLS12Session.
 func TestSessionIDAcrossNodes(t *testing.T) {
 	if _, err := exec.LookPath("openssl"); err != nil {
 		t.Fatalf("openssl not installed (hack/install-deps.sh): %v", err)
@@ -86,7 +86,7 @@ func TestSessionIDAcrossNodes(t *testing.T) {
 			}
 			var kinds []store.Kind
 			nodes[2].store.Range(time.Now(), func(r store.Record) bool { kinds = append(kinds, r.Kind); return true })
-			if len(kinds) != 1 || kinds[0] != store.KindTLS12SessionID {
+			if len(kinds) != 1 || kinds[0] != store.KindTLS12Session {
 				t.Fatalf("records on node 2: kinds %v", kinds)
 			}
 		})

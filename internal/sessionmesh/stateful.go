@@ -218,6 +218,9 @@ func (n *Node) remoteLookup(origin uint64, key store.Key, now time.Time) (store.
 	defer cancel()
 	r, found, err := n.mesh.Lookup(ctx, origin, key)
 	n.m.remoteLookups.Add(1)
+	if found && !n.checkAnswer(&r, origin, key, now) {
+		found, r = false, store.Record{}
+	}
 	if !found {
 		// Replication may have delivered it while we waited.
 		if lr, st := n.store.Get(key, time.Now()); st != store.Missing {

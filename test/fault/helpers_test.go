@@ -185,6 +185,7 @@ type loader struct {
 type nopHandler struct{}
 
 func (nopHandler) HandleInsert(string, []store.Record)       {}
+func (nopHandler) HandleSnapshot(string, []store.Record)     {}
 func (nopHandler) HandleDelete(string, []wire.Tombstone)     {}
 func (nopHandler) HandleTicketKeys(string, []wire.TicketKey) {}
 func (nopHandler) Lookup(store.Key) (store.Record, bool)     { return store.Record{}, false }

@@ -50,8 +50,11 @@ func NodeID(name string) uint64 {
 // use and must not block for long. Slices passed in are owned by the
 // handler.
 type Handler interface {
-	// HandleInsert stores records replicated or streamed from peer `from`.
+	// HandleInsert stores records replicated by peer `from`, their issuer.
 	HandleInsert(from string, recs []store.Record)
+	// HandleSnapshot stores records streamed by peer `from` in a snapshot
+	// this node asked for (records of every issuer).
+	HandleSnapshot(from string, recs []store.Record)
 	// HandleDelete applies revocations.
 	HandleDelete(from string, ts []wire.Tombstone)
 	// HandleTicketKeys merges a ticket key ring.
@@ -367,6 +370,18 @@ func (m *Mesh) Lookup(ctx context.Context, origin uint64, key store.Key) (store.
 		return store.Record{}, false, ErrNoPeer
 	}
 	return target.lookup(ctx, m.reqID.Add(1), key)
+}
+
+// PeerName returns the name of the online peer whose NodeID is origin, or
+// "" when none is online.
+func (m *Mesh) PeerName(origin uint64) string {
+	var name string
+	m.eachPeer(func(p *peer) {
+		if p.online.Load() && p.id.Load() == origin {
+			name = p.nameLoad()
+		}
+	})
+	return name
 }
 
 // OnlineNames returns the names of peers with an established outbound

@@ -32,6 +32,7 @@ func (h *memHandler) HandleInsert(_ string, recs []store.Record) {
 		h.s.Put(r, time.Now())
 	}
 }
+func (h *memHandler) HandleSnapshot(from string, recs []store.Record) { h.HandleInsert(from, recs) }
 func (h *memHandler) HandleDelete(_ string, ts []wire.Tombstone) {
 	for _, t := range ts {
 		h.s.Delete(t.Key, t.Expires, time.Now())

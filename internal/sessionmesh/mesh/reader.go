@@ -83,7 +83,7 @@ func (c *conn) handle(msg wire.Message, now time.Time) error {
 		if c.peer == nil || v.ID == 0 || v.ID != c.snapID.Load() {
 			return errProtocol
 		}
-		h.HandleInsert(c.peerName, v.Records)
+		h.HandleSnapshot(c.peerName, v.Records)
 	case *wire.SnapshotEnd:
 		return c.snapshotEnd(v)
 	case *wire.Goodbye:

@@ -42,9 +42,15 @@ const (
 	// KindTLSState is a crypto/tls SessionState (stateful TLS 1.2 tickets
 	// and TLS 1.3 PSKs, SessionState.Bytes).
 	KindTLSState Kind = 0
-	// KindTLS12SessionID is a TLS 1.2 session resumed by session ID,
-	// serialized by internal/tls12.
+	// KindTLS12SessionID was a TLS 1.2 session resumed by session ID,
+	// serialized by internal/tls12. It is no longer issued, and refused
+	// from peers: nothing in it proves that its key belongs to its state.
 	KindTLS12SessionID Kind = 1
+	// KindTLS12Session is a TLS 1.2 session resumed by session ID: the
+	// 32-byte session id, then the state serialized by internal/tls12.
+	// The id (MAC'd, public) lets every replica check the record's key,
+	// origin and expiry.
+	KindTLS12Session Kind = 2
 )
 
 // Record is one session. The zero Record is not valid (Expires must be set).
