@@ -23,15 +23,18 @@ const (
 	RejectName         = "name_mismatch"
 	RejectSelf         = "self"
 	RejectTooMany      = "too_many_connections"
-	RejectMalformed    = "malformed_frame"
-	RejectTooLarge     = "frame_too_large"
+	// RejectTooManyHandshakes: a stranger's handshake beyond
+	// MaxHandshakesPerSource or MaxHandshakes (see admission).
+	RejectTooManyHandshakes = "too_many_handshakes"
+	RejectMalformed         = "malformed_frame"
+	RejectTooLarge          = "frame_too_large"
 )
 
 // RejectReasons returns every rejection reason, so metrics can export
 // zero-valued series up front.
 func RejectReasons() []string {
 	return []string{RejectNoClientCert, RejectBadCert, RejectHandshake, RejectHello, RejectCluster,
-		RejectVersion, RejectName, RejectSelf, RejectTooMany, RejectMalformed, RejectTooLarge}
+		RejectVersion, RejectName, RejectSelf, RejectTooMany, RejectTooManyHandshakes, RejectMalformed, RejectTooLarge}
 }
 
 var (

@@ -27,6 +27,7 @@ import (
 	"errors"
 	"fmt"
 	"net"
+	"net/netip"
 	"slices"
 	"sync"
 	"sync/atomic"
@@ -124,7 +125,12 @@ type Config struct {
 	ReconnectMin      time.Duration // 50 ms
 	ReconnectMax      time.Duration // 5 s
 	InitialSync       time.Duration // wait for a reachable peer before Ready; 3 s
-	MaxInbound        int           // concurrent inbound connections; 256
+	MaxInbound        int           // authenticated inbound connections, and handshakes from peer-set addresses; 256
+	// Handshakes from addresses not in the peer set (see admission in
+	// accept.go): in all, per source address, and their deadline.
+	MaxHandshakes          int           // 64
+	MaxHandshakesPerSource int           // 16
+	HandshakeTimeout       time.Duration // 1 s
 }
 
 func (c *Config) setDefaults() {
@@ -142,6 +148,9 @@ func (c *Config) setDefaults() {
 	defInt(&c.QueueBytes, 32<<20)
 	defInt(&c.BatchBytes, 64<<10)
 	defInt(&c.MaxInbound, 256)
+	defInt(&c.MaxHandshakes, 64)
+	defInt(&c.MaxHandshakesPerSource, 16)
+	def(&c.HandshakeTimeout, time.Second)
 	def(&c.FlushInterval, 250*time.Microsecond)
 	def(&c.HeartbeatInterval, 500*time.Millisecond)
 	def(&c.DeadAfter, 3*time.Second)
@@ -161,9 +170,14 @@ type Mesh struct {
 	clientTLS *tls.Config
 	stats     counters
 
-	mu    sync.Mutex
-	peers map[string]*peer        // by address; guarded by mu
-	list  atomic.Pointer[[]*peer] // immutable snapshot of peers for lock-free reads
+	mu      sync.Mutex
+	peers   map[string]*peer                    // by address; guarded by mu
+	list    atomic.Pointer[[]*peer]             // immutable snapshot of peers for lock-free reads
+	peerIPs atomic.Pointer[map[netip.Addr]bool] // IPs of the peer set's addresses (admission)
+	adm     admission
+	// dialFrom is the listen IP (port 0) when it is a specific IP; nil
+	// lets the kernel choose.
+	dialFrom net.Addr
 
 	leave   atomic.Bool // send Goodbye on shutdown
 	kill    context.CancelFunc
@@ -198,6 +212,10 @@ func New(cfg Config) (*Mesh, error) {
 		return nil, fmt.Errorf("mesh: listen: %w", err)
 	}
 	m := &Mesh{cfg: cfg, ln: ln, addr: ln.Addr().String(), peers: make(map[string]*peer)}
+	m.adm.perSource = make(map[netip.Addr]int)
+	if ta, ok := ln.Addr().(*net.TCPAddr); ok && !ta.IP.IsUnspecified() {
+		m.dialFrom = &net.TCPAddr{IP: ta.IP}
+	}
 	if m.cfg.AdvertiseAddr == "" {
 		m.cfg.AdvertiseAddr = m.addr
 	}
@@ -314,9 +332,14 @@ func (m *Mesh) setPeers(ctx context.Context, set []string) int {
 		}
 	}
 	list := make([]*peer, 0, len(m.peers))
-	for _, p := range m.peers {
+	ips := make(map[netip.Addr]bool, len(m.peers))
+	for a, p := range m.peers {
 		list = append(list, p)
+		if ap, err := netip.ParseAddrPort(a); err == nil {
+			ips[ap.Addr().Unmap()] = true
+		}
 	}
+	m.peerIPs.Store(&ips)
 	m.list.Store(&list)
 	m.mu.Unlock()
 	for _, p := range stopped {

@@ -50,6 +50,7 @@ type peer struct {
 	id     atomic.Uint64
 	drops  atomic.Uint64
 	sent   atomic.Uint64
+	failed atomic.Uint64 // dials (TCP, TLS or Hello) that failed
 	left   atomic.Bool
 }
 
@@ -198,6 +199,7 @@ func (p *peer) run(ctx context.Context) {
 			backoff = p.m.cfg.ReconnectMin
 			p.serve(ctx, c)
 		} else if ctx.Err() == nil {
+			p.failed.Add(1)
 			p.m.cfg.Log.V(1).Info("mesh dial failed", "peer", p.addr, "err", err.Error())
 		}
 		if ctx.Err() != nil {
@@ -230,7 +232,10 @@ func (p *peer) run(ctx context.Context) {
 func (p *peer) dial(ctx context.Context) (*conn, error) {
 	ctx, cancel := context.WithTimeout(ctx, p.m.cfg.DialTimeout)
 	defer cancel()
-	d := net.Dialer{}
+	// From the listen IP when it is a specific one: the peer's admission
+	// recognises its peer set's addresses (accept.go), and a replica's
+	// listen IP is what the others have in theirs.
+	d := net.Dialer{LocalAddr: p.m.dialFrom}
 	raw, err := d.DialContext(ctx, "tcp", p.addr)
 	if err != nil {
 		return nil, fmt.Errorf("mesh: dial %s: %w", p.addr, err)

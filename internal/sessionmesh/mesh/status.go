@@ -35,6 +35,9 @@ type PeerStatus struct {
 	Pending int    `json:"pending"`
 	Sent    uint64 `json:"sent"`
 	Drops   uint64 `json:"drops"`
+	// DialFailures counts connection attempts to the peer that failed
+	// (TCP, TLS or Hello), refusals by the peer included.
+	DialFailures uint64 `json:"dial_failures"`
 }
 
 // Status is a point-in-time view of the mesh, for the status page and
@@ -65,7 +68,8 @@ func (m *Mesh) Status() Status {
 	m.eachPeer(func(p *peer) {
 		p.mu.Lock()
 		ps := PeerStatus{Addr: p.addr, Name: p.name, State: p.state,
-			Pending: len(p.recs) + len(p.tombs), Sent: p.sent.Load(), Drops: p.drops.Load()}
+			Pending: len(p.recs) + len(p.tombs), Sent: p.sent.Load(), Drops: p.drops.Load(),
+			DialFailures: p.failed.Load()}
 		p.mu.Unlock()
 		if ps.State == StateOnline {
 			st.PeersOnline++
