@@ -284,3 +284,9 @@ func (h *handler) Lookup(key store.Key) (store.Record, bool) {
 func (h *handler) Snapshot(fn func(store.Record) bool) { h.store.Range(time.Now(), fn) }
 
 func (h *handler) TicketKeys() []wire.TicketKey { return h.tickets.shared() }
+
+func (h *handler) Tombstones(fn func(wire.Tombstone) bool) {
+	h.store.RangeTombstones(time.Now(), func(k store.Key, exp int64) bool {
+		return fn(wire.Tombstone{Key: k, Expires: exp})
+	})
+}

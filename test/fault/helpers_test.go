@@ -191,6 +191,7 @@ func (nopHandler) HandleTicketKeys(string, []wire.TicketKey) {}
 func (nopHandler) Lookup(store.Key) (store.Record, bool)     { return store.Record{}, false }
 func (nopHandler) Snapshot(func(store.Record) bool)          {}
 func (nopHandler) TicketKeys() []wire.TicketKey              { return nil }
+func (nopHandler) Tombstones(func(wire.Tombstone) bool)      {}
 
 // startLoader joins the mesh whose CA is in meshDir, listening on listenIP,
 // dialing peers. It is stopped (Goodbye) by t.Cleanup or stop.

@@ -64,6 +64,10 @@ type Handler interface {
 	Lookup(key store.Key) (store.Record, bool)
 	// Snapshot calls fn for every live record until fn returns false.
 	Snapshot(fn func(store.Record) bool)
+	// Tombstones calls fn for every live tombstone (revocation) until fn
+	// returns false: snapshots carry them, and so does the re-send after
+	// a peer's queue overflowed.
+	Tombstones(fn func(wire.Tombstone) bool)
 	// TicketKeys returns the current key ring, sent to each peer on connect;
 	// nil if none.
 	TicketKeys() []wire.TicketKey

@@ -49,6 +49,9 @@ func (h *memHandler) Lookup(k store.Key) (store.Record, bool) {
 }
 func (h *memHandler) Snapshot(fn func(store.Record) bool) { h.s.Range(time.Now(), fn) }
 func (h *memHandler) TicketKeys() []wire.TicketKey        { return nil }
+func (h *memHandler) Tombstones(fn func(wire.Tombstone) bool) {
+	h.s.RangeTombstones(time.Now(), func(k store.Key, exp int64) bool { return fn(wire.Tombstone{Key: k, Expires: exp}) })
+}
 
 type testMesh struct {
 	*Mesh

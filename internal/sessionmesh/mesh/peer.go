@@ -36,14 +36,17 @@ type peer struct {
 	wake   chan struct{} // records or tombstones queued
 	urgent chan struct{} // lookups, keys or snapshot request queued
 
-	mu      sync.Mutex
-	recs    []store.Record
-	tombs   []wire.Tombstone
-	keys    []wire.TicketKey
-	pending map[uint64]chan *wire.LookupResponse
-	name    string
-	state   string
-	queued  int // bytes of queued records
+	mu    sync.Mutex
+	recs  []store.Record
+	tombs []wire.Tombstone
+	keys  []wire.TicketKey
+	// resendTombs: the tombstone queue overflowed or a batch with
+	// tombstones was lost; the next flush sends every live tombstone.
+	resendTombs bool
+	pending     map[uint64]chan *wire.LookupResponse
+	name        string
+	state       string
+	queued      int // bytes of queued records
 
 	cur    atomic.Pointer[conn] // established connection, nil when offline
 	online atomic.Bool
@@ -51,7 +54,10 @@ type peer struct {
 	drops  atomic.Uint64
 	sent   atomic.Uint64
 	failed atomic.Uint64 // dials (TCP, TLS or Hello) that failed
-	left   atomic.Bool
+	// tombResends counts full tombstone re-sends scheduled (queue overflow
+	// or a lost batch).
+	tombResends atomic.Uint64
+	left        atomic.Bool
 }
 
 func newPeer(m *Mesh, addr string) *peer {
@@ -85,7 +91,7 @@ func (p *peer) enqueueRecord(r store.Record) {
 	}
 	size := wire.RecordSize(&r)
 	p.mu.Lock()
-	if len(p.recs)+len(p.tombs) >= p.m.cfg.QueueRecords || p.queued+size > p.m.cfg.QueueBytes {
+	if len(p.recs) >= p.m.cfg.QueueRecords || p.queued+size > p.m.cfg.QueueBytes {
 		p.mu.Unlock()
 		p.drops.Add(1)
 		p.m.stats.drops.Add(1)
@@ -102,17 +108,32 @@ func (p *peer) enqueueRecord(r store.Record) {
 	}
 }
 
+// enqueueTomb queues a revocation. Tombstones are never dropped: when the
+// queue holds QueueRecords of them, it is emptied and the peer is sent
+// every live tombstone of the store instead (resendTombs), which includes
+// those.
 func (p *peer) enqueueTomb(t wire.Tombstone) {
 	p.mu.Lock()
-	if len(p.recs)+len(p.tombs) >= p.m.cfg.QueueRecords {
+	if p.resendTombs || len(p.tombs) >= p.m.cfg.QueueRecords {
+		p.tombs = p.tombs[:0]
+		p.resendTombs = true
 		p.mu.Unlock()
-		p.drops.Add(1)
-		p.m.stats.drops.Add(1)
+		p.tombResends.Add(1)
+		signal(p.urgent)
 		return
 	}
 	p.tombs = append(p.tombs, t)
 	p.mu.Unlock()
-	signal(p.wake)
+	signal(p.urgent) // revocations go out before records, unbatched
+}
+
+// lostTombs is called when tombstones taken from the queue were not
+// delivered (the connection failed): the peer gets every tombstone again.
+func (p *peer) lostTombs() {
+	p.mu.Lock()
+	p.resendTombs = true
+	p.mu.Unlock()
+	p.tombResends.Add(1)
 }
 
 func (p *peer) enqueueKeys(keys []wire.TicketKey) {
@@ -167,9 +188,10 @@ func (p *peer) deliver(r *wire.LookupResponse) {
 
 // batch is what one flush takes from the queue.
 type batch struct {
-	recs  []store.Record
-	tombs []wire.Tombstone
-	keys  []wire.TicketKey
+	recs     []store.Record
+	tombs    []wire.Tombstone
+	keys     []wire.TicketKey
+	allTombs bool // send every live tombstone (see enqueueTomb)
 }
 
 // take empties the queue into b, reusing b's slices.
@@ -178,6 +200,7 @@ func (p *peer) take(b *batch) {
 	b.recs, p.recs = p.recs, b.recs[:0]
 	b.tombs, p.tombs = p.tombs, b.tombs[:0]
 	b.keys, p.keys = p.keys, nil
+	b.allTombs, p.resendTombs = p.resendTombs, false
 	p.queued = 0
 	p.mu.Unlock()
 }

@@ -9,13 +9,24 @@ import (
 // outbound side that asked (initial sync, or a re-sync, resync.go) merges the
 // chunks through the Handler and is told the end.
 
-// streamSnapshot sends every live record in chunks of at most BatchBytes of
-// records (or one record if larger), then SnapshotEnd.
+// streamSnapshot sends every live tombstone (as Delete frames: a joiner
+// must not take a revoked session from a late insert or another snapshot),
+// then every live record in chunks of at most BatchBytes of records (or one
+// record if larger), then SnapshotEnd.
 func (c *conn) streamSnapshot(id uint64) error {
+	c.lock()
+	c.setWriteDeadline()
+	err := c.writeTombstones()
+	if err == nil {
+		err = c.bw.Flush()
+	}
+	c.unlock()
+	if err != nil {
+		return err
+	}
 	var chunk []store.Record
 	var count uint64
 	size := 0
-	var err error
 	send := func() {
 		err = c.writeMsg(&wire.SnapshotChunk{ID: id, Records: chunk})
 		chunk, size = chunk[:0], 0
@@ -57,4 +68,32 @@ func (c *conn) snapshotEnd(v *wire.SnapshotEnd) error {
 		c.m.cfg.Log.Info("mesh re-sync received", "peer", c.peerName, "records", v.Count)
 	}
 	return nil
+}
+
+// maxTombsPerFrame bounds the tombstones of one Delete frame (24 bytes
+// each: well within a frame).
+const maxTombsPerFrame = 4096
+
+// writeTombstones buffers every live tombstone of the Handler as Delete
+// frames; the caller holds the write lock and flushes. Each frame renews
+// the write deadline (there may be many).
+func (c *conn) writeTombstones() error {
+	var ts []wire.Tombstone
+	var err error
+	flush := func() {
+		c.setWriteDeadline()
+		err = c.writeFrame(&wire.Delete{Tombstones: ts})
+		ts = ts[:0]
+	}
+	c.m.cfg.Handler.Tombstones(func(t wire.Tombstone) bool {
+		ts = append(ts, t)
+		if len(ts) == maxTombsPerFrame {
+			flush()
+		}
+		return err == nil
+	})
+	if err == nil && len(ts) > 0 {
+		flush()
+	}
+	return err
 }

@@ -38,6 +38,9 @@ type PeerStatus struct {
 	// DialFailures counts connection attempts to the peer that failed
 	// (TCP, TLS or Hello), refusals by the peer included.
 	DialFailures uint64 `json:"dial_failures"`
+	// TombstoneResends counts the times every live tombstone was (to be)
+	// sent again because the queue overflowed or a batch was lost.
+	TombstoneResends uint64 `json:"tombstone_resends"`
 }
 
 // Status is a point-in-time view of the mesh, for the status page and
@@ -69,7 +72,7 @@ func (m *Mesh) Status() Status {
 		p.mu.Lock()
 		ps := PeerStatus{Addr: p.addr, Name: p.name, State: p.state,
 			Pending: len(p.recs) + len(p.tombs), Sent: p.sent.Load(), Drops: p.drops.Load(),
-			DialFailures: p.failed.Load()}
+			DialFailures: p.failed.Load(), TombstoneResends: p.tombResends.Load()}
 		p.mu.Unlock()
 		if ps.State == StateOnline {
 			st.PeersOnline++

@@ -117,15 +117,19 @@ func (c *conn) writeResp(msg wire.Message) error {
 // frames holding them were flushed to the connection; if writing or
 // flushing fails, every record taken from the queue counts as dropped
 // instead (the peer catches up on them only through point lookups, or a
-// snapshot when it reconnects), never as both.
+// snapshot when it reconnects), never as both. Tombstones are never
+// dropped: a failed batch that held any makes the next connection send
+// every live tombstone.
 func (c *conn) flushPeer(b *batch) error {
 	c.peer.take(b)
 	n := uint64(len(b.recs))
-	lost := n + uint64(len(b.tombs))
 	err := c.writeBatch(b)
 	if err != nil {
-		c.peer.drops.Add(lost)
-		c.m.stats.drops.Add(lost)
+		c.peer.drops.Add(n)
+		c.m.stats.drops.Add(n)
+		if len(b.tombs) > 0 || b.allTombs {
+			c.peer.lostTombs() // never dropped: sent again, all of them
+		}
 	} else {
 		c.peer.sent.Add(n)
 	}
@@ -140,6 +144,12 @@ func (c *conn) writeBatch(b *batch) error {
 	c.setWriteDeadline()
 	if len(b.keys) > 0 {
 		if err := c.writeFrame(&wire.TicketKeys{Keys: b.keys}); err != nil {
+			return err
+		}
+	}
+	if b.allTombs {
+		b.tombs = b.tombs[:0] // included in what follows
+		if err := c.writeTombstones(); err != nil {
 			return err
 		}
 	}

@@ -338,6 +338,34 @@ func (s *Store) Range(now time.Time, fn func(Record) bool) {
 	}
 }
 
+// RangeTombstones calls fn with the key and expiry of every tombstone not
+// expired at now, shard by shard, until fn returns false. Like Range, it
+// copies a shard's tombstones out before calling fn.
+func (s *Store) RangeTombstones(now time.Time, fn func(k Key, expires int64) bool) {
+	t := now.UnixNano()
+	type tomb struct {
+		k   Key
+		exp int64
+	}
+	var buf []tomb
+	for i := range s.shards {
+		sh := &s.shards[i]
+		buf = buf[:0]
+		sh.mu.RLock()
+		for _, e := range sh.tombs {
+			if e.expires > t {
+				buf = append(buf, tomb{e.key, e.expires})
+			}
+		}
+		sh.mu.RUnlock()
+		for _, tb := range buf {
+			if !fn(tb.k, tb.exp) {
+				return
+			}
+		}
+	}
+}
+
 // Stats is a point-in-time view of the store counters.
 type Stats struct {
 	Records    int64  `json:"records"`
