@@ -21,9 +21,9 @@ import (
 
 // planeDeps are what the two modes supply beyond the common flags.
 type planeDeps struct {
-	peers sessionmesh.PeerSource // nil: no peers
-	ca    *pki.CA                // nil: local-only session store
-	reg   *prometheus.Registry   // required: every component's metrics
+	peers    sessionmesh.PeerSource // nil: no peers
+	identity *pki.Identity          // nil: local-only session store
+	reg      *prometheus.Registry   // required: every component's metrics
 }
 
 // runReplica builds the replica the flags describe, serving the tables the
@@ -44,7 +44,7 @@ func runReplica(ctx context.Context, f *commonFlags, log logr.Logger, holder *ro
 		ClusterID:            f.clusterID,
 		MeshAddr:             f.meshAddr,
 		Peers:                deps.peers,
-		CA:                   deps.ca,
+		Identity:             deps.identity,
 		SessionStoreBytes:    f.sessionBudget,
 		HTTPSAddr:            f.httpsAddr,
 		HTTPAddr:             f.httpAddr,

@@ -21,7 +21,8 @@ import (
 
 // kubeMain implements `meshgate run`: the controllers feed the data plane
 // from a Kubernetes cluster, peers come from the mesh Service's
-// EndpointSlices and the mesh CA from a Secret.
+// EndpointSlices and the mesh CA material from a Secret, re-read while it
+// runs.
 func kubeMain(args []string, stderr io.Writer) error {
 	fs := flag.NewFlagSet("run", flag.ContinueOnError)
 	fs.SetOutput(stderr)
@@ -34,7 +35,8 @@ func kubeMain(args []string, stderr io.Writer) error {
 	leaderElect := fs.Bool("leader-elect", false, "elect one replica (Lease) to write status and create the mesh CA")
 	leaderNS := fs.String("leader-election-namespace", os.Getenv("POD_NAMESPACE"), "namespace of the leader Lease (default $POD_NAMESPACE)")
 	meshService := fs.String("mesh-service", "", "namespace/name of the headless Service listing mesh peers (port named \"mesh\")")
-	meshCASecret := fs.String("mesh-ca-secret", "", "namespace/name of the mesh CA Secret (created by the leader when absent)")
+	meshCASecret := fs.String("mesh-ca-secret", "", "namespace/name of the mesh CA Secret (created by the leader when absent; re-read every --mesh-ca-reload, see `meshgate mesh-ca rotate`)")
+	meshCAReload := fs.Duration("mesh-ca-reload", 10*time.Second, "how often the mesh CA Secret is re-read (a CA rotation step reaches every replica within it)")
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
@@ -63,6 +65,7 @@ func kubeMain(args []string, stderr io.Writer) error {
 		LeaderElectionNamespace: *leaderNS,
 		MeshService:             *meshService,
 		MeshCASecret:            *meshCASecret,
+		MeshCAReload:            *meshCAReload,
 		Logger:                  log.WithName("controller"),
 	})
 	if err != nil {
@@ -90,7 +93,7 @@ func kubeMain(args []string, stderr io.Writer) error {
 	}
 	if *meshCASecret != "" && f.meshAddr != "" {
 		caCtx, cancel := context.WithTimeout(planeCtx, 2*time.Minute)
-		deps.ca, err = ctl.MeshCA(caCtx)
+		deps.identity, err = ctl.MeshIdentity(caCtx)
 		cancel()
 		if err != nil {
 			return err

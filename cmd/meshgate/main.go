@@ -5,7 +5,7 @@
 //
 //	meshgate standalone  serve Kubernetes manifests read from files (no cluster)
 //	meshgate run         run as an ingress controller in a Kubernetes cluster
-//	meshgate mesh-ca     generate the session mesh's cluster CA
+//	meshgate mesh-ca     generate the session mesh's cluster CA (mesh-ca rotate: rotate it)
 //	meshgate version     print the version
 //
 // main only parses flags and wires packages together; the work is done in
@@ -61,7 +61,8 @@ func usage(w io.Writer) {
 commands:
   standalone   serve Ingress/Service/EndpointSlice/Secret manifests from files
   run          run as an ingress controller in a Kubernetes cluster
-  mesh-ca      generate the session mesh cluster CA (ca.crt, ca.key)
+  mesh-ca      generate the session mesh cluster CA (ca.crt, ca.key);
+               "mesh-ca rotate" advances its rotation by one step
   version      print the version
 
 Run "meshgate <command> -h" for the flags of a command.

@@ -6,6 +6,8 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+
+	"github.com/go-logr/logr"
 )
 
 func TestRunDispatch(t *testing.T) {
@@ -77,6 +79,46 @@ func TestMeshCAWritesAndRefusesOverwrite(t *testing.T) {
 	}
 	if code := run([]string{"mesh-ca", "--out", dir}, &out, &errb); code != 1 {
 		t.Fatalf("second mesh-ca exit %d, want 1 (no overwrite)", code)
+	}
+}
+
+// TestMeshCARotateDir runs the three rotation steps on a --mesh-dir: each
+// prints its phase; the cluster id stays; at the end one CA, not the
+// first, is trusted; a replica's reload (loadMeshDir/reloadMeshDir)
+// follows every step.
+func TestMeshCARotateDir(t *testing.T) {
+	dir := filepath.Join(t.TempDir(), "mesh")
+	var out, errb bytes.Buffer
+	if code := run([]string{"mesh-ca", "--out", dir}, &out, &errb); code != 0 {
+		t.Fatalf("exit %d: %s", code, errb.String())
+	}
+	id, err := loadMeshDir(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	first := id.Current()
+	for _, phase := range []string{"trust-new", "sign-new", "stable"} {
+		out.Reset()
+		if code := run([]string{"mesh-ca", "rotate", "--dir", dir}, &out, &errb); code != 0 {
+			t.Fatalf("rotate exit %d: %s", code, errb.String())
+		}
+		if !strings.Contains(out.String(), "entered phase "+phase) {
+			t.Fatalf("rotate printed %q, want phase %s", out.String(), phase)
+		}
+		reloadMeshDir(dir, id, logr.Discard())
+		if got := string(id.Current().Phase()); got != phase {
+			t.Fatalf("reloaded phase %s, want %s", got, phase)
+		}
+	}
+	last := id.Current()
+	if last.ClusterID() != first.ClusterID() {
+		t.Errorf("cluster id changed: %s → %s", first.ClusterID(), last.ClusterID())
+	}
+	if tr := last.Trusted(); len(tr) != 1 || tr[0] == first.Signing().Fingerprint() {
+		t.Errorf("trusted after the rotation %v; first CA %s", tr, first.Signing().Fingerprint())
+	}
+	if code := run([]string{"mesh-ca", "rotate"}, &out, &errb); code != 1 {
+		t.Fatalf("rotate without --dir or --secret: exit %d, want 1", code)
 	}
 }
 

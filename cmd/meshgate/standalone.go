@@ -10,6 +10,8 @@ import (
 	"os/signal"
 	"syscall"
 
+	"github.com/go-logr/logr"
+
 	"github.com/meshgate/meshgate/internal/replica"
 	"github.com/meshgate/meshgate/internal/routing"
 	"github.com/meshgate/meshgate/internal/sessionmesh"
@@ -26,7 +28,7 @@ func standaloneMain(args []string, stderr io.Writer) error {
 	f.register(fs)
 	manifests := fs.String("manifests", "", "file or directory of Kubernetes YAML manifests (required)")
 	peers := fs.String("peers", "", "comma-separated mesh peer addresses (host:port); our own address is ignored")
-	meshDir := fs.String("mesh-dir", "", "directory holding the mesh CA (ca.crt, ca.key) from `meshgate mesh-ca`; required with --mesh-addr")
+	meshDir := fs.String("mesh-dir", "", "directory holding the mesh CA material (ca.crt, ca.key; trust.crt and the rest after a rotation) from `meshgate mesh-ca`; required with --mesh-addr, re-read on SIGHUP")
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
@@ -45,7 +47,7 @@ func standaloneMain(args []string, stderr io.Writer) error {
 		if *meshDir == "" {
 			return errors.New("--mesh-addr needs --mesh-dir (create one with `meshgate mesh-ca --out DIR`)")
 		}
-		if deps.ca, err = pki.LoadCA(*meshDir); err != nil {
+		if deps.identity, err = loadMeshDir(*meshDir); err != nil {
 			return fmt.Errorf("--mesh-dir: %w", err)
 		}
 		deps.peers = sessionmesh.StaticPeers(splitList(*peers))
@@ -90,6 +92,9 @@ func standaloneMain(args []string, stderr io.Writer) error {
 			case <-hup:
 				log.Info("SIGHUP: reloading manifests")
 				src.Reload()
+				if deps.identity != nil {
+					reloadMeshDir(*meshDir, deps.identity, log)
+				}
 			case <-srcCtx.Done():
 				return
 			}
@@ -99,4 +104,37 @@ func standaloneMain(args []string, stderr io.Writer) error {
 	err = runReplica(ctx, &f, log, holder, deps)
 	stopSrc()
 	return errors.Join(err, <-srcDone)
+}
+
+// loadMeshDir reads the mesh CA material of --mesh-dir.
+func loadMeshDir(dir string) (*pki.Identity, error) {
+	m, err := pki.LoadMaterial(dir)
+	if err != nil {
+		return nil, err
+	}
+	b, err := m.Parse()
+	if err != nil {
+		return nil, err
+	}
+	return pki.NewIdentity(b), nil
+}
+
+// reloadMeshDir re-reads --mesh-dir (on SIGHUP, after a `meshgate mesh-ca
+// rotate --dir` step was copied to this host) and updates id; material
+// that does not parse is logged and the material in force stays.
+func reloadMeshDir(dir string, id *pki.Identity, log logr.Logger) {
+	m, err := pki.LoadMaterial(dir)
+	if err == nil {
+		var b *pki.Bundle
+		if b, err = m.Parse(); err == nil {
+			var changed bool
+			if changed, err = id.Update(b); changed {
+				log.Info("mesh CA material updated", "phase", b.Phase(), "generation", b.Generation(),
+					"signing", b.Signing().Fingerprint())
+			}
+		}
+	}
+	if err != nil {
+		log.Error(err, "--mesh-dir refused; keeping the mesh CA material in force")
+	}
 }

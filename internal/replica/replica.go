@@ -56,8 +56,13 @@ type Config struct {
 	MeshAddr string
 	// Peers yields the mesh peers; nil means none.
 	Peers sessionmesh.PeerSource
-	// CA is the mesh cluster CA; nil runs a local-only session store.
+	// CA is the mesh cluster CA, for a replica whose CA never changes;
+	// Identity, if set, takes precedence. Neither runs a local-only
+	// session store.
 	CA *pki.CA
+	// Identity is the mesh CA material in force, updated by the source
+	// (Secret or --mesh-dir) during a CA rotation; see sessionmesh.Config.
+	Identity *pki.Identity
 	// SessionStoreBytes bounds the session store (0: its default).
 	SessionStoreBytes int64
 	// MeshTuning adjusts the mesh configuration (tests: short timers).
@@ -165,7 +170,7 @@ func New(cfg Config) (*Replica, error) {
 
 func (r *Replica) newSessions() error {
 	meshAddr := r.cfg.MeshAddr
-	if r.cfg.CA == nil {
+	if r.cfg.CA == nil && r.cfg.Identity == nil {
 		meshAddr = "" // no PKI, no mesh: sessions resume on this replica only
 	}
 	var err error
@@ -175,6 +180,7 @@ func (r *Replica) newSessions() error {
 		ListenAddr:       meshAddr,
 		Peers:            r.cfg.Peers,
 		CA:               r.cfg.CA,
+		Identity:         r.cfg.Identity,
 		StoreBudgetBytes: r.cfg.SessionStoreBytes,
 		MeshTuning:       r.cfg.MeshTuning,
 		Registerer:       r.reg,

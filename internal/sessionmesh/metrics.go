@@ -11,6 +11,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/meshgate/meshgate/internal/sessionmesh/mesh"
+	"github.com/meshgate/meshgate/internal/sessionmesh/pki"
 	"github.com/meshgate/meshgate/internal/sessionmesh/store"
 )
 
@@ -283,6 +284,19 @@ type Status struct {
 		Keys   int    `json:"keys"`
 		Leader string `json:"leader"`
 	} `json:"ticket_keys"`
+	// Trust is the mesh CA material in force (nil without a CA): a CA
+	// rotation's next step waits until every replica shows the current
+	// step's generation.
+	Trust *TrustStatus `json:"trust,omitempty"`
+}
+
+// TrustStatus describes the mesh CA material a node uses (fingerprints
+// only, never keys).
+type TrustStatus struct {
+	Generation string    `json:"generation"`
+	Phase      pki.Phase `json:"phase"`
+	Signing    string    `json:"signing_ca"`
+	Trusted    []string  `json:"trusted_cas"`
 }
 
 // Status returns the node's current status.
@@ -305,6 +319,11 @@ func (n *Node) Status() Status {
 	}
 	for i, r := range modeNames {
 		st.Wraps[r] = m.wraps[i].Load()
+	}
+	if n.cfg.Identity != nil {
+		b := n.cfg.Identity.Current()
+		st.Trust = &TrustStatus{Generation: b.Generation(), Phase: b.Phase(),
+			Signing: b.Signing().Fingerprint(), Trusted: b.Trusted()}
 	}
 	ring := n.tickets.ring.Load()
 	st.TicketKey.Keys, st.TicketKey.Leader = len(ring.keys), ring.leader

@@ -47,9 +47,16 @@ type Config struct {
 	AdvertiseAddr string
 	// Peers yields the peers; nil means none.
 	Peers PeerSource
-	// CA is the cluster CA. Required with ListenAddr. It also keys the
-	// session-id MAC, so all replicas accept each other's ids.
+	// CA is the cluster CA, for a replica whose CA never changes; Identity
+	// takes precedence. One of them is required with ListenAddr.
 	CA *pki.CA
+	// Identity is the mesh CA material in force (signing CA, trusted CAs,
+	// cluster id, session-id MAC key), updated while the node runs during
+	// a CA rotation: the node certificate follows the signing CA and mesh
+	// connections whose certificates are no longer trusted are closed.
+	// The session-id MAC key keys every replica's ids alike, so all
+	// replicas accept each other's.
+	Identity *pki.Identity
 	// StoreBudgetBytes bounds the session store; 0 means 256 MiB.
 	StoreBudgetBytes int64
 	// LookupTimeout bounds the point lookup to an issuing peer on a local
@@ -96,10 +103,17 @@ func New(cfg Config) (*Node, error) {
 	if cfg.TicketKeyRotation <= 0 {
 		cfg.TicketKeyRotation = time.Hour
 	}
+	if cfg.Identity == nil && cfg.CA != nil {
+		id, err := pki.IdentityOf(cfg.CA)
+		if err != nil {
+			return nil, fmt.Errorf("sessionmesh: %w", err)
+		}
+		cfg.Identity = id
+	}
 	if cfg.ClusterID == "" {
 		cfg.ClusterID = "local"
-		if cfg.CA != nil {
-			cfg.ClusterID = cfg.CA.Fingerprint()
+		if cfg.Identity != nil {
+			cfg.ClusterID = cfg.Identity.Current().ClusterID()
 		}
 	}
 	n := &Node{cfg: cfg, id: mesh.NodeID(cfg.NodeName), store: store.New(cfg.StoreBudgetBytes)}
@@ -108,11 +122,8 @@ func New(cfg Config) (*Node, error) {
 	n.tickets.tick(cfg.NodeName, cfg.TicketKeyRotation, time.Now()) // first key
 	var err error
 	macKey := make([]byte, 32)
-	if cfg.CA != nil {
-		macKey, err = cfg.CA.DeriveKey("session-id-mac")
-		if err != nil {
-			return nil, fmt.Errorf("sessionmesh: %w", err)
-		}
+	if cfg.Identity != nil {
+		macKey = cfg.Identity.Current().SessionIDKey()
 	} else {
 		rand.Read(macKey)
 	}
@@ -125,12 +136,14 @@ func New(cfg Config) (*Node, error) {
 	}
 	n.m = newMetrics(n)
 	if cfg.ListenAddr != "" {
-		if cfg.CA == nil {
-			return nil, errors.New("sessionmesh: CA is required to run the mesh")
+		if cfg.Identity == nil {
+			return nil, errors.New("sessionmesh: CA or Identity is required to run the mesh")
 		}
 		if n.mesh, err = n.newMesh(); err != nil {
 			return nil, err
 		}
+		m := n.mesh
+		cfg.Identity.OnUpdate(func(*pki.Bundle) { m.Reverify() })
 	}
 	if cfg.Registerer != nil {
 		if err := cfg.Registerer.Register(n.m); err != nil {
@@ -142,14 +155,14 @@ func New(cfg Config) (*Node, error) {
 
 func (n *Node) newMesh() (*mesh.Mesh, error) {
 	ips := listenIPs(n.cfg.ListenAddr, n.cfg.AdvertiseAddr)
-	nc, err := n.cfg.CA.NewNodeCert(n.cfg.NodeName, ips, 0)
+	nc, err := n.cfg.Identity.NewNodeCert(n.cfg.NodeName, ips, 0)
 	if err != nil {
 		return nil, fmt.Errorf("sessionmesh: node certificate: %w", err)
 	}
 	mc := mesh.Config{
 		NodeName: n.cfg.NodeName, ClusterID: n.cfg.ClusterID,
 		ListenAddr: n.cfg.ListenAddr, AdvertiseAddr: n.cfg.AdvertiseAddr,
-		CA: n.cfg.CA, Cert: nc.Get, Peers: n.cfg.Peers, Handler: (*handler)(n),
+		CA: n.cfg.Identity, Cert: nc.Get, Peers: n.cfg.Peers, Handler: (*handler)(n),
 		Log: n.cfg.Log.WithName("mesh"), OnReplicated: n.m.observeReplication,
 	}
 	if n.cfg.MeshTuning != nil {

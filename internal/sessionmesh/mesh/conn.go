@@ -69,6 +69,8 @@ func (c *conn) lockCtx(ctx context.Context) error {
 // run owns an established connection: it starts the reader, runs the
 // writer and, on any end, closes the socket and waits for the reader.
 func (c *conn) run(ctx context.Context) {
+	c.m.conns.add(c)
+	defer c.m.conns.remove(c)
 	cctx, cancel := context.WithCancel(ctx)
 	stop := context.AfterFunc(cctx, func() { c.nc.Close() })
 	defer stop()

@@ -28,13 +28,17 @@ const (
 	RejectTooManyHandshakes = "too_many_handshakes"
 	RejectMalformed         = "malformed_frame"
 	RejectTooLarge          = "frame_too_large"
+	// RejectUntrusted: an established connection closed by Reverify
+	// because the CA of its certificate is no longer trusted.
+	RejectUntrusted = "untrusted_after_rotation"
 )
 
 // RejectReasons returns every rejection reason, so metrics can export
 // zero-valued series up front.
 func RejectReasons() []string {
 	return []string{RejectNoClientCert, RejectBadCert, RejectHandshake, RejectHello, RejectCluster,
-		RejectVersion, RejectName, RejectSelf, RejectTooMany, RejectTooManyHandshakes, RejectMalformed, RejectTooLarge}
+		RejectVersion, RejectName, RejectSelf, RejectTooMany, RejectTooManyHandshakes, RejectMalformed, RejectTooLarge,
+		RejectUntrusted}
 }
 
 var (

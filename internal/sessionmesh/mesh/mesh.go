@@ -35,7 +35,6 @@ import (
 
 	"github.com/go-logr/logr"
 
-	"github.com/meshgate/meshgate/internal/sessionmesh/pki"
 	"github.com/meshgate/meshgate/internal/sessionmesh/store"
 	"github.com/meshgate/meshgate/internal/sessionmesh/wire"
 )
@@ -103,8 +102,10 @@ type Config struct {
 	ListenAddr string
 	// AdvertiseAddr is sent in Hello; defaults to the bound address.
 	AdvertiseAddr string
-	// CA verifies peers. Required.
-	CA *pki.CA
+	// CA verifies peers against the CAs trusted now (a *pki.CA or a
+	// *pki.Identity). Required. After the trusted CAs change, Reverify
+	// drops the connections they no longer admit.
+	CA PeerVerifier
 	// Cert returns this node's certificate (e.g. pki.NodeCert.Get). Required.
 	Cert func() (*tls.Certificate, error)
 	// Peers yields the peer sets; nil means no peers.
@@ -192,6 +193,8 @@ type Mesh struct {
 	// testHookDraining, if set, runs in Run once the peers to wait for
 	// are known and before waiting (tests).
 	testHookDraining func()
+
+	conns connSet // established connections, for Reverify
 
 	resyncMu      sync.Mutex
 	resync        resyncState // guarded by resyncMu

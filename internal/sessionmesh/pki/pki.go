@@ -1,8 +1,15 @@
 // Package pki manages the session mesh's private cluster CA and the node
 // certificates issued from it. Every replica holds the CA (from --mesh-dir
 // or a Kubernetes Secret) and issues its own short-lived node certificate in
-// memory at start; mesh connections are mutually authenticated against the
-// CA, so only holders of the CA can join.
+// memory; mesh connections are mutually authenticated against the trusted
+// CAs, so only holders of a trusted CA can join.
+//
+// The CA is rotated without downtime in three steps (Rotate): trust the
+// new CA beside the old, sign with the new, stop trusting the old. A
+// replica holds the current material in an Identity, which it updates when
+// the material changes (Secret or files) without restarting; its node
+// certificate follows the signing CA, and its mesh drops connections whose
+// certificates are no longer trusted. See docs/security.md.
 package pki
 
 import (
@@ -15,7 +22,6 @@ import (
 	"crypto/tls"
 	"crypto/x509"
 	"crypto/x509/pkix"
-	"encoding/hex"
 	"encoding/pem"
 	"errors"
 	"fmt"
@@ -156,10 +162,7 @@ func (ca *CA) Pool() *x509.CertPool { return ca.pool }
 
 // Fingerprint returns "sha256-" and the first 32 hex digits of the SHA-256
 // of the CA certificate: the default cluster id.
-func (ca *CA) Fingerprint() string {
-	sum := sha256.Sum256(ca.cert.Raw)
-	return "sha256-" + hex.EncodeToString(sum[:16])
-}
+func (ca *CA) Fingerprint() string { return fingerprint(ca.cert) }
 
 // DeriveKey derives a 32-byte secret shared by every holder of the CA,
 // separated by label (HKDF-SHA256 over the CA private key). The session
@@ -217,6 +220,12 @@ func (ca *CA) IssueNode(name string, ips []net.IP, validity time.Duration) (*tls
 // certificate from the cluster CA identifies a cluster member, and the name
 // is compared with the peer's Hello by the caller.
 func (ca *CA) VerifyPeer(rawCerts [][]byte) (string, error) {
+	return verifyChain(ca.pool, rawCerts)
+}
+
+// verifyChain verifies rawCerts (leaf first) against roots and returns the
+// leaf's CN.
+func verifyChain(roots *x509.CertPool, rawCerts [][]byte) (string, error) {
 	if len(rawCerts) == 0 {
 		return "", errors.New("pki: no peer certificate")
 	}
@@ -232,7 +241,7 @@ func (ca *CA) VerifyPeer(rawCerts [][]byte) (string, error) {
 		}
 		inter.AddCert(c)
 	}
-	_, err = leaf.Verify(x509.VerifyOptions{Roots: ca.pool, Intermediates: inter,
+	_, err = leaf.Verify(x509.VerifyOptions{Roots: roots, Intermediates: inter,
 		KeyUsages: []x509.ExtKeyUsage{x509.ExtKeyUsageAny}})
 	if err != nil {
 		return "", fmt.Errorf("pki: verify peer: %w", err)
@@ -241,46 +250,54 @@ func (ca *CA) VerifyPeer(rawCerts [][]byte) (string, error) {
 }
 
 // NodeCert keeps a node certificate fresh: Get re-issues it once half of
-// its validity has passed. It is safe for concurrent use.
+// its validity has passed, or as soon as another CA signs (a rotation). It
+// is safe for concurrent use.
 type NodeCert struct {
-	ca       *CA
+	signer   func() *CA
 	name     string
 	ips      []net.IP
 	validity time.Duration
 
-	mu   sync.Mutex
-	cert *tls.Certificate
+	mu     sync.Mutex
+	cert   *tls.Certificate
+	issuer *CA
 }
 
 // NewNodeCert issues a first certificate for name and returns the renewer.
 func (ca *CA) NewNodeCert(name string, ips []net.IP, validity time.Duration) (*NodeCert, error) {
+	return newNodeCert(func() *CA { return ca }, name, ips, validity)
+}
+
+func newNodeCert(signer func() *CA, name string, ips []net.IP, validity time.Duration) (*NodeCert, error) {
 	if validity <= 0 {
 		validity = DefaultNodeValidity
 	}
-	nc := &NodeCert{ca: ca, name: name, ips: ips, validity: validity}
+	nc := &NodeCert{signer: signer, name: name, ips: ips, validity: validity}
 	if _, err := nc.Get(); err != nil {
 		return nil, err
 	}
 	return nc, nil
 }
 
-// Get returns the current certificate, re-issuing it past half-life. If
-// re-issuing fails the old certificate is returned while still valid.
+// Get returns the current certificate, re-issuing it past half-life or
+// when the signing CA changed. If re-issuing fails the old certificate is
+// returned while still valid.
 func (nc *NodeCert) Get() (*tls.Certificate, error) {
+	ca := nc.signer()
 	nc.mu.Lock()
 	defer nc.mu.Unlock()
 	now := time.Now()
-	if nc.cert != nil && now.Before(nc.cert.Leaf.NotAfter.Add(-nc.validity/2)) {
+	if nc.cert != nil && nc.issuer.cert.Equal(ca.cert) && now.Before(nc.cert.Leaf.NotAfter.Add(-nc.validity/2)) {
 		return nc.cert, nil
 	}
-	c, err := nc.ca.IssueNode(nc.name, nc.ips, nc.validity)
+	c, err := ca.IssueNode(nc.name, nc.ips, nc.validity)
 	if err != nil {
 		if nc.cert != nil && now.Before(nc.cert.Leaf.NotAfter) {
 			return nc.cert, nil
 		}
 		return nil, err
 	}
-	nc.cert = c
+	nc.cert, nc.issuer = c, ca
 	return c, nil
 }
 

@@ -4,8 +4,10 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"sync/atomic"
 
 	"github.com/meshgate/meshgate/api/v1alpha1"
+	"github.com/meshgate/meshgate/internal/sessionmesh/pki"
 	corev1 "k8s.io/api/core/v1"
 	discoveryv1 "k8s.io/api/discovery/v1"
 	networkingv1 "k8s.io/api/networking/v1"
@@ -30,6 +32,7 @@ type Controller struct {
 	handler *handler
 	status  *statusWriter
 	peers   *peerStream
+	meshID  atomic.Pointer[pki.Identity] // set by MeshIdentity, reloaded by meshCAWatcher
 }
 
 // Scheme returns a scheme with the built-in kinds and meshgate.io/v1alpha1.
@@ -111,6 +114,9 @@ func New(cfg *rest.Config, opts Options) (*Controller, error) {
 		ens := &caEnsurer{c: mgr.GetAPIReader(), w: mgr.GetClient(), nn: mustNN(opts.MeshCASecret), log: opts.Logger}
 		if err := mgr.Add(ens); err != nil {
 			return nil, fmt.Errorf("kube: add mesh CA: %w", err)
+		}
+		if err := mgr.Add(&meshCAWatcher{c: c}); err != nil {
+			return nil, fmt.Errorf("kube: add mesh CA watcher: %w", err)
 		}
 	}
 	return c, nil

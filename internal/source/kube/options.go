@@ -65,6 +65,10 @@ type Options struct {
 	// MeshCASecret is "namespace/name" of the mesh CA Secret; the leader
 	// creates it on first start when absent. "" disables MeshCA.
 	MeshCASecret string
+	// MeshCAReload is how often a running controller re-reads the mesh CA
+	// Secret and updates the Identity MeshIdentity returned (a rotation
+	// step reaches every replica within it); 0 means 10 s.
+	MeshCAReload time.Duration
 
 	// HoldOff is how long the owner goroutine waits after a change for
 	// more changes before building; MaxDelay caps the wait since the first
