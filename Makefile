@@ -39,13 +39,19 @@ vet:
 	$(GO) vet -tags conformance ./test/conformance/
 	cd test/chart && $(GO) vet ./...
 
-# Package tests run in parallel; the process-level suites under test/ (real
-# replicas, HAProxy, nginx, network namespaces) one package at a time, so
-# their timing bounds never compete with each other for the CPUs.
+# Package tests run in parallel under the race detector; the allocation
+# guards (files built with `!race`: the detector's sync.Pool drops pooled
+# buffers, so counts mean nothing under it) run once more without it. The
+# process-level suites under test/ (real replicas, HAProxy, nginx, network
+# namespaces) run one package at a time, so their timing bounds never
+# compete with each other for the CPUs.
+PKG_TESTS   = $$($(GO) list ./... | grep -v '/test/')
+ALLOC_PKGS  = $$(git ls-files '*_test.go' | xargs grep -l '^//go:build !race' | xargs -n1 dirname | sort -u | sed 's|^|./|')
 test: deps envtest images build vet ## Every test: unit, fuzz seeds, envtest, end to end, Ingress conformance, Helm chart.
 	export KUBEBUILDER_ASSETS="$$(hack/envtest-assets.sh)" MESHGATE_IMAGES_DIR="$$(hack/conformance-images.sh)" MESHGATE_BIN=$(BIN); \
 	  (cd test/chart && $(GO) test -timeout $(TEST_TIMEOUT) -count=1 ./...) && \
-	  $(GO) test -timeout $(TEST_TIMEOUT) -count=1 $$($(GO) list ./... | grep -v '/test/') && \
+	  $(GO) test -race -timeout $(TEST_TIMEOUT) -count=1 $(PKG_TESTS) && \
+	  $(GO) test -timeout $(TEST_TIMEOUT) -count=1 -run Allocs $(ALLOC_PKGS) && \
 	  $(GO) test -p 1 -timeout $(TEST_TIMEOUT) -count=1 ./test/...
 
 # The upstream Gateway API conformance suite and the Ingress conformance
@@ -57,8 +63,11 @@ conformance: deps envtest images build ## Gateway API conformance (report in doc
 	  MESHGATE_CONFORMANCE_REPORT=$(CONFORMANCE_REPORT); \
 	  $(GO) test -tags conformance -p 1 -timeout 60m -count=1 -v ./test/conformance/ ./test/ingressconformance/
 
-unit: ## Fast package tests only (no envtest, no e2e).
-	$(GO) test -count=1 $$($(GO) list ./... | grep -v -e /test/e2e -e /internal/source/kube -e /test/kubecluster -e /test/ingressconformance)
+# The quick loop: package tests without the race detector, leaving out the
+# kube source (its suites start a kube-apiserver and etcd) and every
+# process-level suite under test/.
+unit: ## Fast package tests only (no race detector, no envtest, no process-level suite).
+	$(GO) test -count=1 $$($(GO) list ./... | grep -v -e '/test/' -e /internal/source/kube)
 
 generate: ## Deepcopy, CRDs and RBAC with controller-gen.
 	hack/generate.sh
