@@ -5,6 +5,9 @@ import (
 	"crypto/rand"
 	"crypto/tls"
 	"crypto/x509"
+	"fmt"
+	"os"
+	"strings"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -69,5 +72,37 @@ func TestUntil(t *testing.T) {
 	}
 	if time.Since(start) < 20*time.Millisecond {
 		t.Fatal("Until gave up before its timeout")
+	}
+}
+
+// fatalRecorder is a testing.TB whose Fatalf records instead of stopping.
+type fatalRecorder struct {
+	testing.TB
+	msg string
+}
+
+func (f *fatalRecorder) Helper() {}
+func (f *fatalRecorder) Fatalf(format string, args ...any) {
+	if f.msg == "" {
+		f.msg = fmt.Sprintf(format, args...)
+	}
+}
+
+func TestRequireRootFailsLoudly(t *testing.T) {
+	r := &fatalRecorder{TB: t}
+	RequireRoot(r, "a namespace", "sh", "no-such-tool-meshgate")
+	if os.Geteuid() != 0 {
+		if !strings.Contains(r.msg, "needs root") {
+			t.Fatalf("not root, message %q", r.msg)
+		}
+		return
+	}
+	if !strings.Contains(r.msg, "a namespace") || !strings.Contains(r.msg, "no-such-tool-meshgate") || strings.Contains(r.msg, "sh,") {
+		t.Fatalf("missing tool reported as %q", r.msg)
+	}
+	ok := &fatalRecorder{TB: t}
+	RequireRoot(ok, "a namespace", "sh")
+	if ok.msg != "" {
+		t.Fatalf("root with sh on PATH failed: %s", ok.msg)
 	}
 }

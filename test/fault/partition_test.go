@@ -1,5 +1,9 @@
 package fault
 
+// Needs root and iproute2 (ip, tc): the partition test builds network
+// namespaces, veth links and a bridge; testkit.RequireRoot checks both and
+// fails loudly.
+
 import (
 	"crypto/tls"
 	"fmt"
@@ -10,6 +14,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/meshgate/meshgate/internal/testkit"
 	"github.com/meshgate/meshgate/test/harness"
 )
 
@@ -46,14 +51,7 @@ func run(args ...string) error {
 // deletes them even if creation failed half-way.
 func newTopo(t *testing.T, n int) *netTopo {
 	t.Helper()
-	if os.Geteuid() != 0 {
-		t.Fatal("the partition test needs root (network namespaces); CI runs as root")
-	}
-	for _, tool := range []string{"ip", "tc"} {
-		if _, err := exec.LookPath(tool); err != nil {
-			t.Fatalf("%s (iproute2) is required: %v", tool, err)
-		}
-	}
+	testkit.RequireRoot(t, "the partition test's network namespaces", "ip", "tc")
 	nt := &netTopo{prefix: fmt.Sprintf("mgf%d", os.Getpid()%100000), n: n}
 	nt.bridge = nt.prefix + "b"
 	t.Cleanup(func() {

@@ -1,5 +1,8 @@
 package kube
 
+// Needs root and iproute2 (ip): newMeshAddrs adds addresses on a link it
+// creates; testkit.RequireRoot checks both and fails loudly.
+
 import (
 	"bufio"
 	"context"
@@ -43,12 +46,7 @@ type meshReplica struct {
 // veth pair (both ends in the root namespace). Needs root and iproute2.
 func newMeshAddrs(t *testing.T) []string {
 	t.Helper()
-	if _, err := exec.LookPath("ip"); err != nil {
-		t.Fatalf("iproute2's ip is required for the mesh addresses (hack/install-deps.sh installs it): %v", err)
-	}
-	if os.Geteuid() != 0 {
-		t.Fatalf("adding the mesh addresses needs root")
-	}
+	testkit.RequireRoot(t, "the mesh addresses", "ip")
 	pid := os.Getpid()
 	link := fmt.Sprintf("mgmr%d", pid)
 	_ = exec.Command("ip", "link", "del", link).Run() // leftover of a killed run with the same pid

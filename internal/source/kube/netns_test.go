@@ -1,5 +1,8 @@
 package kube
 
+// Needs root and iproute2 (ip): the backend network namespaces below are
+// created with ip netns; testkit.RequireRoot checks both and fails loudly.
+
 import (
 	"fmt"
 	"net"
@@ -12,6 +15,8 @@ import (
 	"time"
 
 	"golang.org/x/sys/unix"
+
+	"github.com/meshgate/meshgate/internal/testkit"
 )
 
 // backendNetns is a network namespace joined to the host by a veth pair,
@@ -37,12 +42,7 @@ func run(t testing.TB, args ...string) {
 // the namespace end at prefix.2; more addresses can be added with addAddr.
 func newBackendNetns(t testing.TB) *backendNetns {
 	t.Helper()
-	if _, err := exec.LookPath("ip"); err != nil {
-		t.Fatalf("iproute2's ip is required for backend network namespaces (hack/install-deps.sh installs it): %v", err)
-	}
-	if os.Geteuid() != 0 {
-		t.Fatalf("backend network namespaces need root")
-	}
+	testkit.RequireRoot(t, "backend network namespaces", "ip")
 	id := os.Getpid()%9000 + 1000
 	n := &backendNetns{name: fmt.Sprintf("mgk%d", id), prefix: fmt.Sprintf("198.19.%d.", id%250+1)}
 	host, peer := fmt.Sprintf("mgk%dh", id), fmt.Sprintf("mgk%dn", id)
