@@ -472,7 +472,20 @@ func TestShutdownWaitsForInflight(t *testing.T) {
 		defer cancel()
 		shut <- s.Shutdown(ctx)
 	}()
-	time.Sleep(50 * time.Millisecond)
+	// Release the handler only once Shutdown is under way, which the
+	// server shows by refusing new connections (it stopped accepting).
+	probe := clientTLS(cert, nil)
+	probe.NextProtos = []string{qhttp3.NextProtoH3}
+	testkit.WaitFor(t, 10*time.Second, "Shutdown refusing new connections", func() bool {
+		ctx, cancel := context.WithTimeout(context.Background(), time.Second)
+		defer cancel()
+		c, err := quic.DialAddr(ctx, s.Addr().String(), probe, &quic.Config{HandshakeIdleTimeout: time.Second})
+		if err != nil {
+			return true
+		}
+		_ = c.CloseWithError(0, "probe")
+		return false
+	})
 	close(release)
 	if r := <-res; r.err != nil || r.body != "done" {
 		t.Fatalf("in-flight request: %q, %v", r.body, r.err)
