@@ -102,9 +102,13 @@ func TestTCPIdleTimeout(t *testing.T) {
 	}
 	defer c.Close()
 	// Traffic keeps the connection alive past the idle timeout…
+	// One line every 100 ms, half the idle timeout, paced by a ticker: the
+	// pause is the input under test, not a wait for something to happen.
 	r := bufio.NewReader(c)
+	pace := time.NewTicker(100 * time.Millisecond)
+	defer pace.Stop()
 	for range 4 {
-		time.Sleep(100 * time.Millisecond)
+		<-pace.C
 		_, _ = c.Write([]byte("x\n"))
 		_ = c.SetReadDeadline(time.Now().Add(2 * time.Second))
 		if _, err := r.ReadString('\n'); err != nil {

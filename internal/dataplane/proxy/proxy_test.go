@@ -382,13 +382,17 @@ func TestTableSwapUnderLoad(t *testing.T) {
 			}
 		}()
 	}
+	// A new table every 5 ms while the clients run: a paced load, the
+	// ticker sets the rate of swaps and waits for nothing.
+	pace := time.NewTicker(5 * time.Millisecond)
+	defer pace.Stop()
 	for gen := uint64(1); gen <= 50 && ctx.Err() == nil; gen++ {
 		eps := []string{addrOf(a)}
 		if gen%2 == 0 {
 			eps = []string{addrOf(b), addrOf(a)}
 		}
 		holder.Store(table(gen, vhost("swap.example.com", prefix("/", be("swap", eps...)))))
-		time.Sleep(5 * time.Millisecond)
+		<-pace.C
 	}
 	wg.Wait()
 	if failed.Load() != 0 || ok.Load() == 0 {

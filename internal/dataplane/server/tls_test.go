@@ -304,9 +304,13 @@ func TestTableSwapUnderLoad(t *testing.T) {
 			}
 		}()
 	}
+	// A new table every 2 ms while the clients run: a paced load, the
+	// ticker sets the rate of swaps and waits for nothing.
+	pace := time.NewTicker(2 * time.Millisecond)
+	defer pace.Stop()
 	for gen := uint64(2); gen < 40; gen++ {
 		f.store(f.newTable(gen))
-		time.Sleep(2 * time.Millisecond)
+		<-pace.C
 	}
 	close(stop)
 	wg.Wait()

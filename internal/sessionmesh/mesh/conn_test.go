@@ -182,9 +182,8 @@ func TestAcceptErrorsBackOff(t *testing.T) {
 		defer close(done2)
 		m2.acceptLoop(ctx2, nil)
 	}()
-	for ln2.calls.Load() < 4 { // now in a 40 ms wait, or about to be
-		time.Sleep(time.Millisecond)
-	}
+	// Now in a 40 ms wait, or about to be.
+	waitFor(t, "four failed accepts", func() bool { return ln2.calls.Load() >= 4 })
 	cancel2()
 	calls := ln2.calls.Load()
 	select {
