@@ -25,6 +25,10 @@ type conn struct {
 	peerName string
 	fr       *wire.Reader
 	resp     chan wire.Message // snapshot requests for the writer; bounded
+	// version is the protocol version frames are written in: the highest
+	// this node announces until the Hello exchange, then the negotiated one
+	// (set by readHello before the connection is shared).
+	version uint16
 
 	// snapID is the id of the snapshot requested on this outbound
 	// connection and not yet ended (0: none). The writer sets it, the
@@ -50,7 +54,7 @@ type conn struct {
 func newConn(m *Mesh, tc *tls.Conn, p *peer) *conn {
 	return &conn{m: m, tc: tc, nc: tc.NetConn(), peer: p, bw: bufio.NewWriterSize(tc, 64<<10),
 		fr: wire.NewReader(bufio.NewReaderSize(tc, 64<<10), 0), resp: make(chan wire.Message, 1024),
-		wlock: make(chan struct{}, 1)}
+		wlock: make(chan struct{}, 1), version: m.maxVersion()}
 }
 
 func (c *conn) lock()   { c.wlock <- struct{}{} }
@@ -108,9 +112,14 @@ func (c *conn) writeMsgLocked(msg wire.Message) error {
 }
 
 // writeFrame buffers one frame without flushing; the caller holds the write
-// lock.
+// lock. A message type the negotiated version does not carry is not sent
+// (the peer did not announce it) and counted.
 func (c *conn) writeFrame(msg wire.Message) error {
-	c.buf = wire.AppendFrame(c.buf[:0], msg)
+	if !wire.Supports(c.version, msg.Type()) {
+		c.m.stats.unsupported.Add(1)
+		return nil
+	}
+	c.buf = wire.AppendFrameVersion(c.buf[:0], c.version, msg)
 	c.m.stats.msgsOut.Add(1)
 	_, err := c.bw.Write(c.buf)
 	return err

@@ -97,8 +97,16 @@ func classifyTLS(err error) string {
 	return RejectHandshake
 }
 
+// maxVersion is the highest protocol version this node announces.
+func (m *Mesh) maxVersion() uint16 {
+	if v := m.cfg.MaxVersion; v >= wire.MinVersion && v < wire.MaxVersion {
+		return v
+	}
+	return wire.MaxVersion
+}
+
 func (m *Mesh) hello() *wire.Hello {
-	return &wire.Hello{MinVersion: wire.MinVersion, MaxVersion: wire.MaxVersion,
+	return &wire.Hello{MinVersion: wire.MinVersion, MaxVersion: m.maxVersion(),
 		ClusterID: m.cfg.ClusterID, NodeName: m.cfg.NodeName, MeshAddr: m.cfg.AdvertiseAddr}
 }
 
@@ -116,7 +124,8 @@ func reject(reason string, format string, args ...any) error {
 }
 
 // readHello reads and validates the peer's Hello against our config and
-// the peer certificate. The deadline must already be set.
+// the peer certificate, and switches the connection to the negotiated
+// version: the highest both announce. The deadline must already be set.
 func (c *conn) readHello() (*wire.Hello, error) {
 	msg, err := c.fr.ReadMessage()
 	if err != nil {
@@ -126,7 +135,8 @@ func (c *conn) readHello() (*wire.Hello, error) {
 	if !ok {
 		return nil, reject(RejectHello, "first message is %v", msg.Type())
 	}
-	if _, ok := wire.Negotiate(wire.MinVersion, wire.MaxVersion, h.MinVersion, h.MaxVersion); !ok {
+	v, ok := wire.Negotiate(wire.MinVersion, c.m.maxVersion(), h.MinVersion, h.MaxVersion)
+	if !ok {
 		return nil, reject(RejectVersion, "peer speaks %d..%d", h.MinVersion, h.MaxVersion)
 	}
 	if h.ClusterID != c.m.cfg.ClusterID {
@@ -140,5 +150,6 @@ func (c *conn) readHello() (*wire.Hello, error) {
 		return nil, reject(RejectName, "hello name %q does not match certificate", h.NodeName)
 	}
 	c.peerName = h.NodeName
+	c.version, c.fr.Version = v, v
 	return h, nil
 }

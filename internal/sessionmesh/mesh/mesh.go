@@ -35,6 +35,7 @@ import (
 
 	"github.com/go-logr/logr"
 
+	"github.com/meshgate/meshgate/internal/clusterstate"
 	"github.com/meshgate/meshgate/internal/sessionmesh/store"
 	"github.com/meshgate/meshgate/internal/sessionmesh/wire"
 )
@@ -70,6 +71,18 @@ type Handler interface {
 	// TicketKeys returns the current key ring, sent to each peer on connect;
 	// nil if none.
 	TicketKeys() []wire.TicketKey
+}
+
+// KVHandler receives the key-value zone entries peers send (protocol
+// version 3) and supplies this node's for snapshots. Like Handler it is
+// called concurrently from connection goroutines and must not block for
+// long; slices passed in are owned by the handler.
+type KVHandler interface {
+	// HandleKV merges entries replicated or streamed from peer `from`.
+	HandleKV(from string, es []clusterstate.Entry)
+	// RangeKV calls fn for every live entry (tombstones included) until fn
+	// returns false.
+	RangeKV(fn func(clusterstate.Entry) bool)
 }
 
 // PeerSource yields the set of peer mesh addresses. Peers returns a channel
@@ -112,6 +125,13 @@ type Config struct {
 	Peers PeerSource
 	// Handler receives peer messages. Required.
 	Handler Handler
+	// KV receives key-value zone entries; nil means this node holds none
+	// (entries from peers are dropped, snapshots carry none).
+	KV KVHandler
+	// MaxVersion caps the protocol version this node announces (0 or out
+	// of range: wire.MaxVersion). Pinning it to the old version holds a
+	// cluster there during a rolling upgrade; tests run old peers with it.
+	MaxVersion uint16
 	// Log receives connection events; never secrets.
 	Log logr.Logger
 	// OnReplicated, if set, observes the insert-to-arrival latency of every
@@ -375,6 +395,14 @@ func (m *Mesh) Insert(r store.Record) {
 // Delete queues a revocation for every peer.
 func (m *Mesh) Delete(t wire.Tombstone) {
 	m.eachPeer(func(p *peer) { p.enqueueTomb(t) })
+}
+
+// PublishKV queues a key-value entry this node wrote for every peer. It
+// never blocks; full queues drop and count. Peers whose connection runs a
+// protocol version without key-value zones never receive it (counted in
+// Status.KVDrops). The mesh shares e.Value read-only.
+func (m *Mesh) PublishKV(e clusterstate.Entry) {
+	m.eachPeer(func(p *peer) { p.enqueueKV(e) })
 }
 
 // BroadcastTicketKeys sends the key ring to every connected peer (and to

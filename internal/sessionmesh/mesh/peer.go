@@ -11,6 +11,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/meshgate/meshgate/internal/clusterstate"
 	"github.com/meshgate/meshgate/internal/sessionmesh/store"
 	"github.com/meshgate/meshgate/internal/sessionmesh/wire"
 )
@@ -40,6 +41,7 @@ type peer struct {
 	recs  []store.Record
 	tombs []wire.Tombstone
 	keys  []wire.TicketKey
+	kvs   []clusterstate.Entry
 	// resendTombs: the tombstone queue overflowed or a batch with
 	// tombstones was lost; the next flush sends every live tombstone.
 	resendTombs bool
@@ -57,6 +59,7 @@ type peer struct {
 	// tombResends counts full tombstone re-sends scheduled (queue overflow
 	// or a lost batch).
 	tombResends atomic.Uint64
+	kvSent      atomic.Uint64
 	left        atomic.Bool
 }
 
@@ -136,6 +139,22 @@ func (p *peer) lostTombs() {
 	p.tombResends.Add(1)
 }
 
+// enqueueKV queues a key-value entry. Entries share the record bound
+// (QueueRecords, QueueBytes) with session records.
+func (p *peer) enqueueKV(e clusterstate.Entry) {
+	size := wire.KVEntrySize(&e)
+	p.mu.Lock()
+	if len(p.recs)+len(p.kvs) >= p.m.cfg.QueueRecords || p.queued+size > p.m.cfg.QueueBytes {
+		p.mu.Unlock()
+		p.m.stats.kvDrops.Add(1)
+		return
+	}
+	p.kvs = append(p.kvs, e)
+	p.queued += size
+	p.mu.Unlock()
+	signal(p.wake)
+}
+
 func (p *peer) enqueueKeys(keys []wire.TicketKey) {
 	p.mu.Lock()
 	p.keys = keys
@@ -191,6 +210,7 @@ type batch struct {
 	recs     []store.Record
 	tombs    []wire.Tombstone
 	keys     []wire.TicketKey
+	kvs      []clusterstate.Entry
 	allTombs bool // send every live tombstone (see enqueueTomb)
 }
 
@@ -201,6 +221,7 @@ func (p *peer) take(b *batch) {
 	b.tombs, p.tombs = p.tombs, b.tombs[:0]
 	b.keys, p.keys = p.keys, nil
 	b.allTombs, p.resendTombs = p.resendTombs, false
+	b.kvs, p.kvs = p.kvs, b.kvs[:0]
 	p.queued = 0
 	p.mu.Unlock()
 }

@@ -86,6 +86,20 @@ func (c *conn) handle(msg wire.Message, now time.Time) error {
 		h.HandleSnapshot(c.peerName, v.Records)
 	case *wire.SnapshotEnd:
 		return c.snapshotEnd(v)
+	case *wire.KVUpdate:
+		if c.peer != nil {
+			return errProtocol // entries travel on their writer's outbound connection
+		}
+		if kv := c.m.cfg.KV; kv != nil {
+			kv.HandleKV(c.peerName, v.Entries)
+		}
+	case *wire.KVSnapshotChunk:
+		if c.peer == nil || v.ID == 0 || v.ID != c.snapID.Load() {
+			return errProtocol
+		}
+		if kv := c.m.cfg.KV; kv != nil {
+			kv.HandleKV(c.peerName, v.Entries)
+		}
 	case *wire.Goodbye:
 		if c.peer != nil {
 			c.peer.left.Store(true)

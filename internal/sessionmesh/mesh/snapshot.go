@@ -1,6 +1,7 @@
 package mesh
 
 import (
+	"github.com/meshgate/meshgate/internal/clusterstate"
 	"github.com/meshgate/meshgate/internal/sessionmesh/store"
 	"github.com/meshgate/meshgate/internal/sessionmesh/wire"
 )
@@ -50,7 +51,41 @@ func (c *conn) streamSnapshot(id uint64) error {
 	if err != nil {
 		return err
 	}
+	if err := c.streamKV(id); err != nil {
+		return err
+	}
 	return c.writeMsg(&wire.SnapshotEnd{ID: id, Count: count})
+}
+
+// streamKV sends every key-value entry, tombstones included, in
+// KVSnapshotChunks, when the connection's version carries them. They go
+// before SnapshotEnd, so a joining node has every zone before it reports
+// ready.
+func (c *conn) streamKV(id uint64) error {
+	kv := c.m.cfg.KV
+	if kv == nil || !wire.Supports(c.version, wire.TypeKVSnapshotChunk) {
+		return nil
+	}
+	var chunk []clusterstate.Entry
+	size := 0
+	var err error
+	send := func() {
+		err = c.writeMsg(&wire.KVSnapshotChunk{ID: id, Entries: chunk})
+		chunk, size = chunk[:0], 0
+	}
+	kv.RangeKV(func(e clusterstate.Entry) bool {
+		es := wire.KVEntrySize(&e)
+		if len(chunk) > 0 && size+es > c.m.cfg.BatchBytes {
+			send()
+		}
+		chunk = append(chunk, e)
+		size += es
+		return err == nil
+	})
+	if err == nil && len(chunk) > 0 {
+		send()
+	}
+	return err
 }
 
 // snapshotEnd ends the snapshot requested on this outbound connection.

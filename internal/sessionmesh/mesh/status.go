@@ -14,6 +14,12 @@ type counters struct {
 	msgsIn, msgsOut   atomic.Uint64
 	drops             atomic.Uint64
 	inbound           atomic.Int64
+	// unsupported counts messages not sent because the peer's version
+	// does not carry their type.
+	unsupported atomic.Uint64
+	// kvDrops counts key-value entries dropped: a full queue, a failed
+	// write, or a peer too old to receive them.
+	kvDrops atomic.Uint64
 
 	mu      sync.Mutex
 	rejects map[string]uint64
@@ -41,6 +47,12 @@ type PeerStatus struct {
 	// TombstoneResends counts the times every live tombstone was (to be)
 	// sent again because the queue overflowed or a batch was lost.
 	TombstoneResends uint64 `json:"tombstone_resends"`
+	// Version is the protocol version of the outbound connection (0 while
+	// it is not online).
+	Version uint16 `json:"version,omitempty"`
+	// KVPending and KVSent count key-value entries queued and sent.
+	KVPending int    `json:"kv_pending"`
+	KVSent    uint64 `json:"kv_sent"`
 }
 
 // Status is a point-in-time view of the mesh, for the status page and
@@ -59,6 +71,12 @@ type Status struct {
 	Drops       uint64            `json:"drops"`
 	Resyncs     uint64            `json:"resyncs"` // re-sync snapshots received after a lost connection
 	Rejected    map[string]uint64 `json:"rejected"`
+	// Unsupported counts messages not sent to a peer whose protocol
+	// version does not carry their type.
+	Unsupported uint64 `json:"unsupported"`
+	// KVDrops counts key-value entries lost to a full queue, a failed
+	// write or a peer too old for them.
+	KVDrops uint64 `json:"kv_drops"`
 }
 
 // Status returns the current status.
@@ -67,13 +85,18 @@ func (m *Mesh) Status() Status {
 		Inbound: m.stats.inbound.Load(), BytesIn: m.stats.bytesIn.Load(),
 		BytesOut: m.stats.bytesOut.Load(), MsgsIn: m.stats.msgsIn.Load(),
 		MsgsOut: m.stats.msgsOut.Load(), Drops: m.stats.drops.Load(),
-		Resyncs: m.resyncs.Load(), Rejected: make(map[string]uint64)}
+		Resyncs: m.resyncs.Load(), Rejected: make(map[string]uint64),
+		Unsupported: m.stats.unsupported.Load(), KVDrops: m.stats.kvDrops.Load()}
 	m.eachPeer(func(p *peer) {
 		p.mu.Lock()
 		ps := PeerStatus{Addr: p.addr, Name: p.name, State: p.state,
 			Pending: len(p.recs) + len(p.tombs), Sent: p.sent.Load(), Drops: p.drops.Load(),
-			DialFailures: p.failed.Load(), TombstoneResends: p.tombResends.Load()}
+			DialFailures: p.failed.Load(), TombstoneResends: p.tombResends.Load(),
+			KVPending: len(p.kvs), KVSent: p.kvSent.Load()}
 		p.mu.Unlock()
+		if c := p.cur.Load(); c != nil {
+			ps.Version = c.version
+		}
 		if ps.State == StateOnline {
 			st.PeersOnline++
 		}

@@ -4,6 +4,7 @@ import (
 	"context"
 	"time"
 
+	"github.com/meshgate/meshgate/internal/clusterstate"
 	"github.com/meshgate/meshgate/internal/sessionmesh/wire"
 )
 
@@ -123,18 +124,27 @@ func (c *conn) writeResp(msg wire.Message) error {
 func (c *conn) flushPeer(b *batch) error {
 	c.peer.take(b)
 	n := uint64(len(b.recs))
+	kvs := uint64(len(b.kvs))
 	err := c.writeBatch(b)
-	if err != nil {
+	switch {
+	case err != nil:
 		c.peer.drops.Add(n)
 		c.m.stats.drops.Add(n)
+		c.m.stats.kvDrops.Add(kvs)
 		if len(b.tombs) > 0 || b.allTombs {
 			c.peer.lostTombs() // never dropped: sent again, all of them
 		}
-	} else {
+	case !wire.Supports(c.version, wire.TypeKVUpdate):
 		c.peer.sent.Add(n)
+		c.m.stats.kvDrops.Add(kvs) // the peer is too old for them
+	default:
+		c.peer.sent.Add(n)
+		c.peer.kvSent.Add(kvs)
 	}
 	clear(b.recs)
 	b.recs = b.recs[:0]
+	clear(b.kvs)
+	b.kvs = b.kvs[:0]
 	return err
 }
 
@@ -172,5 +182,25 @@ func (c *conn) writeBatch(b *batch) error {
 		}
 		recs = recs[n:]
 	}
+	if wire.Supports(c.version, wire.TypeKVUpdate) {
+		for es := b.kvs; len(es) > 0; {
+			n := kvBatch(es, c.m.cfg.BatchBytes)
+			if err := c.writeFrame(&wire.KVUpdate{Entries: es[:n]}); err != nil {
+				return err
+			}
+			es = es[n:]
+		}
+	}
 	return c.bw.Flush()
+}
+
+// kvBatch returns how many of es go into one frame of at most budget
+// entry bytes (at least one: an entry is far smaller than a frame).
+func kvBatch(es []clusterstate.Entry, budget int) int {
+	n, size := 0, 0
+	for n < len(es) && (n == 0 || size+wire.KVEntrySize(&es[n]) <= budget) {
+		size += wire.KVEntrySize(&es[n])
+		n++
+	}
+	return n
 }

@@ -1,6 +1,8 @@
 package wire
 
 import (
+	"encoding/binary"
+
 	"github.com/meshgate/meshgate/internal/sessionmesh/store"
 )
 
@@ -19,7 +21,7 @@ type Hello struct {
 // Type implements Message.
 func (*Hello) Type() Type { return TypeHello }
 
-func (m *Hello) appendPayload(b []byte) []byte {
+func (m *Hello) appendPayload(b []byte, v uint16) []byte {
 	b = appendU16(b, m.MinVersion)
 	b = appendU16(b, m.MaxVersion)
 	b = appendStr(b, m.ClusterID)
@@ -49,10 +51,19 @@ type Insert struct {
 // Type implements Message.
 func (*Insert) Type() Type { return TypeInsert }
 
-func (m *Insert) appendPayload(b []byte) []byte { return appendRecords(b, m.Records) }
+func (m *Insert) appendPayload(b []byte, v uint16) []byte { return appendRecords(b, v, m.Records) }
 
 // recordFixed is the encoded size of a record without its state bytes.
 const recordFixed = 16 + 1 + 32 + 8 + 8 + 8 + 4
+
+// recordKindSize is how much shorter than recordFixed a record is at
+// version v (1: no kind byte).
+func recordKindSize(v uint16) int {
+	if v < 2 {
+		return 1
+	}
+	return 0
+}
 
 // RecordSize returns the encoded size of r, for batching under MaxFrameSize.
 func RecordSize(r *store.Record) int { return recordFixed + len(r.State) }
@@ -65,9 +76,15 @@ const MaxBatchBytes = MaxFrameSize - 8 - 4
 // MaxRecords bounds the records of one Insert or SnapshotChunk.
 const MaxRecords = MaxFrameSize / recordFixed
 
-func appendRecord(b []byte, r *store.Record) []byte {
+// carries reports whether version v can carry r: version 1 records have no
+// kind, so they carry ticket state only.
+func carries(v uint16, r *store.Record) bool { return v >= 2 || r.Kind == store.KindTLSState }
+
+func appendRecord(b []byte, v uint16, r *store.Record) []byte {
 	b = append(b, r.Key[:]...)
-	b = append(b, byte(r.Kind))
+	if v >= 2 {
+		b = append(b, byte(r.Kind))
+	}
 	b = append(b, r.Binding[:]...)
 	b = appendU64(b, r.Origin)
 	b = appendU64(b, uint64(r.Created))
@@ -76,18 +93,27 @@ func appendRecord(b []byte, r *store.Record) []byte {
 	return append(b, r.State...)
 }
 
-func appendRecords(b []byte, rs []store.Record) []byte {
-	b = appendU32(b, uint32(len(rs)))
+// appendRecords appends the records v can carry (all from version 2 on).
+func appendRecords(b []byte, v uint16, rs []store.Record) []byte {
+	at := len(b)
+	b = appendU32(b, 0)
+	n := 0
 	for i := range rs {
-		b = appendRecord(b, &rs[i])
+		if carries(v, &rs[i]) {
+			b = appendRecord(b, v, &rs[i])
+			n++
+		}
 	}
+	binary.BigEndian.PutUint32(b[at:], uint32(n))
 	return b
 }
 
 func (d *decoder) record(r *store.Record) {
 	copy(r.Key[:], d.take(16))
-	if k := d.take(1); len(k) == 1 {
-		r.Kind = store.Kind(k[0])
+	if d.v >= 2 {
+		if k := d.take(1); len(k) == 1 {
+			r.Kind = store.Kind(k[0])
+		}
 	}
 	copy(r.Binding[:], d.take(32))
 	r.Origin = d.u64()
@@ -104,7 +130,7 @@ func (d *decoder) record(r *store.Record) {
 }
 
 func (d *decoder) records() []store.Record {
-	n := d.count(recordFixed, MaxRecords)
+	n := d.count(recordFixed-recordKindSize(d.v), MaxRecords)
 	if n == 0 {
 		return nil
 	}
@@ -132,7 +158,7 @@ type Delete struct {
 // Type implements Message.
 func (*Delete) Type() Type { return TypeDelete }
 
-func (m *Delete) appendPayload(b []byte) []byte {
+func (m *Delete) appendPayload(b []byte, v uint16) []byte {
 	b = appendU32(b, uint32(len(m.Tombstones)))
 	for _, t := range m.Tombstones {
 		b = append(b, t.Key[:]...)
@@ -164,7 +190,7 @@ type Heartbeat struct {
 // Type implements Message.
 func (*Heartbeat) Type() Type { return TypeHeartbeat }
 
-func (m *Heartbeat) appendPayload(b []byte) []byte {
+func (m *Heartbeat) appendPayload(b []byte, v uint16) []byte {
 	return appendU64(appendU64(b, uint64(m.Sent)), m.Records)
 }
 
@@ -177,7 +203,7 @@ type SnapshotRequest struct {
 // Type implements Message.
 func (*SnapshotRequest) Type() Type { return TypeSnapshotRequest }
 
-func (m *SnapshotRequest) appendPayload(b []byte) []byte { return appendU64(b, m.ID) }
+func (m *SnapshotRequest) appendPayload(b []byte, v uint16) []byte { return appendU64(b, m.ID) }
 
 // SnapshotChunk is one batch of a snapshot stream.
 type SnapshotChunk struct {
@@ -188,8 +214,8 @@ type SnapshotChunk struct {
 // Type implements Message.
 func (*SnapshotChunk) Type() Type { return TypeSnapshotChunk }
 
-func (m *SnapshotChunk) appendPayload(b []byte) []byte {
-	return appendRecords(appendU64(b, m.ID), m.Records)
+func (m *SnapshotChunk) appendPayload(b []byte, v uint16) []byte {
+	return appendRecords(appendU64(b, m.ID), v, m.Records)
 }
 
 // SnapshotEnd closes a snapshot stream; Count is the number of records sent.
@@ -201,7 +227,7 @@ type SnapshotEnd struct {
 // Type implements Message.
 func (*SnapshotEnd) Type() Type { return TypeSnapshotEnd }
 
-func (m *SnapshotEnd) appendPayload(b []byte) []byte {
+func (m *SnapshotEnd) appendPayload(b []byte, v uint16) []byte {
 	return appendU64(appendU64(b, m.ID), m.Count)
 }
 
@@ -214,7 +240,7 @@ type LookupRequest struct {
 // Type implements Message.
 func (*LookupRequest) Type() Type { return TypeLookupRequest }
 
-func (m *LookupRequest) appendPayload(b []byte) []byte {
+func (m *LookupRequest) appendPayload(b []byte, v uint16) []byte {
 	return append(appendU64(b, m.ID), m.Key[:]...)
 }
 
@@ -235,12 +261,12 @@ type LookupResponse struct {
 // Type implements Message.
 func (*LookupResponse) Type() Type { return TypeLookupResponse }
 
-func (m *LookupResponse) appendPayload(b []byte) []byte {
+func (m *LookupResponse) appendPayload(b []byte, v uint16) []byte {
 	b = appendU64(b, m.ID)
-	if !m.Found {
+	if !m.Found || !carries(v, &m.Record) {
 		return append(b, 0)
 	}
-	return appendRecord(append(b, 1), &m.Record)
+	return appendRecord(append(b, 1), v, &m.Record)
 }
 
 func (d *decoder) lookupResponse() *LookupResponse {
@@ -274,7 +300,7 @@ type TicketKeys struct {
 // Type implements Message.
 func (*TicketKeys) Type() Type { return TypeTicketKeys }
 
-func (m *TicketKeys) appendPayload(b []byte) []byte {
+func (m *TicketKeys) appendPayload(b []byte, v uint16) []byte {
 	b = append(b, byte(len(m.Keys)))
 	for _, k := range m.Keys {
 		b = appendU64(b, uint64(k.Created))
@@ -311,4 +337,4 @@ type Goodbye struct {
 // Type implements Message.
 func (*Goodbye) Type() Type { return TypeGoodbye }
 
-func (m *Goodbye) appendPayload(b []byte) []byte { return appendStr(b, m.Reason) }
+func (m *Goodbye) appendPayload(b []byte, v uint16) []byte { return appendStr(b, m.Reason) }

@@ -2,10 +2,18 @@
 //
 //	[type: 1 byte][payload length: uint32 big-endian][payload]
 //
-// carrying the messages defined in messages.go. Types form an append-only
-// one-byte enum: a number, once used, keeps its meaning forever. Peers
-// exchange Hello first and agree on the highest common version between
-// MinVersion and MaxVersion.
+// carrying the messages defined in messages.go and kv.go. Types form an
+// append-only one-byte enum: a number, once used, keeps its meaning forever.
+//
+// Versions. Peers exchange Hello first (its encoding is the same in every
+// version and never changes) and agree on the highest version both speak
+// (Negotiate). Each message type belongs to the version that introduced it
+// (Since): a sender never writes a type newer than the negotiated version,
+// and a receiver refuses one as an unknown type, so a new kind of state is
+// added by appending types under a new version and older peers simply never
+// receive them. Encodings that change between versions (the record kind,
+// added in 2) take the negotiated version (AppendFrameVersion,
+// DecodeVersion).
 //
 // Every length read from the wire is checked against a named limit before
 // anything is allocated. Decoding is strict: trailing bytes, unknown types
@@ -19,12 +27,33 @@ import (
 	"io"
 )
 
-// Protocol versions this build speaks. Version 2 added the record kind
-// (store.Kind) to every record; version 1 peers are refused.
+// Protocol versions this build speaks.
+//
+//	1: session records, tombstones, snapshots, lookups, ticket keys (types 1-11)
+//	2: the record kind (store.Kind), one byte after every record's key
+//	3: key-value zones (types 12-13, see kv.go)
+//
+// A version 1 peer receives ticket-state records only: a version 1 record
+// has no kind, and its receiver would take any record for one.
 const (
-	MinVersion uint16 = 2
-	MaxVersion uint16 = 2
+	MinVersion uint16 = 1
+	MaxVersion uint16 = 3
 )
+
+// Since returns the protocol version that introduced t (0 for a type this
+// build does not know).
+func Since(t Type) uint16 {
+	switch {
+	case t >= TypeHello && t <= TypeGoodbye:
+		return 1
+	case t >= TypeKVUpdate && t <= TypeKVSnapshotChunk:
+		return 3
+	}
+	return 0
+}
+
+// Supports reports whether a connection at version v carries type t.
+func Supports(v uint16, t Type) bool { s := Since(t); return s != 0 && s <= v }
 
 // Limits.
 const (
@@ -58,10 +87,14 @@ const (
 	TypeLookupResponse  Type = 9
 	TypeTicketKeys      Type = 10
 	TypeGoodbye         Type = 11
+	// Version 3.
+	TypeKVUpdate        Type = 12
+	TypeKVSnapshotChunk Type = 13
 )
 
 var typeNames = [...]string{"", "hello", "insert", "delete", "heartbeat", "snapshot_request",
-	"snapshot_chunk", "snapshot_end", "lookup_request", "lookup_response", "ticket_keys", "goodbye"}
+	"snapshot_chunk", "snapshot_end", "lookup_request", "lookup_response", "ticket_keys", "goodbye",
+	"kv_update", "kv_snapshot_chunk"}
 
 // String returns the type's metric-label name.
 func (t Type) String() string {
@@ -83,17 +116,25 @@ var (
 type Message interface {
 	// Type returns the message's type byte.
 	Type() Type
-	// appendPayload appends the encoded payload to b.
-	appendPayload(b []byte) []byte
+	// appendPayload appends the payload encoded for version v to b.
+	appendPayload(b []byte, v uint16) []byte
 }
 
-// AppendFrame appends m as a complete frame (header and payload) to dst.
-// It panics if the payload exceeds MaxFrameSize: senders must batch within
-// the limit (see RecordSize).
-func AppendFrame(dst []byte, m Message) []byte {
+// AppendFrame appends m as a complete frame (header and payload) encoded
+// for MaxVersion to dst; see AppendFrameVersion.
+func AppendFrame(dst []byte, m Message) []byte { return AppendFrameVersion(dst, MaxVersion, m) }
+
+// AppendFrameVersion appends m as a complete frame encoded for version v
+// to dst. It panics if the payload exceeds MaxFrameSize (senders must batch
+// within the limit, see RecordSize) or if v does not carry m's type
+// (senders check Supports first).
+func AppendFrameVersion(dst []byte, v uint16, m Message) []byte {
+	if !Supports(v, m.Type()) {
+		panic(fmt.Sprintf("wire: %v is not part of protocol version %d", m.Type(), v))
+	}
 	start := len(dst)
 	dst = append(dst, byte(m.Type()), 0, 0, 0, 0)
-	dst = m.appendPayload(dst)
+	dst = m.appendPayload(dst, v)
 	n := len(dst) - start - HeaderSize
 	if n > MaxFrameSize {
 		panic(fmt.Sprintf("wire: %v payload of %d bytes exceeds MaxFrameSize", m.Type(), n))
@@ -108,6 +149,9 @@ type Reader struct {
 	r   io.Reader
 	max int
 	buf []byte
+	// Version is the protocol version ReadMessage decodes: MaxVersion
+	// until the caller sets the negotiated one after the Hello exchange.
+	Version uint16
 }
 
 // NewReader returns a Reader that refuses payloads larger than max
@@ -116,7 +160,7 @@ func NewReader(r io.Reader, max int) *Reader {
 	if max <= 0 || max > MaxFrameSize {
 		max = MaxFrameSize
 	}
-	return &Reader{r: r, max: max}
+	return &Reader{r: r, max: max, Version: MaxVersion}
 }
 
 // Next reads one frame and returns its type and payload. The length is
@@ -144,19 +188,27 @@ func (fr *Reader) Next() (Type, []byte, error) {
 	return Type(hdr[0]), p, nil
 }
 
-// ReadMessage reads and decodes one frame.
+// ReadMessage reads and decodes one frame at fr.Version.
 func (fr *Reader) ReadMessage() (Message, error) {
 	t, p, err := fr.Next()
 	if err != nil {
 		return nil, err
 	}
-	return Decode(t, p)
+	return DecodeVersion(fr.Version, t, p)
 }
 
-// Decode parses a payload of type t. The returned message does not alias
-// payload.
-func Decode(t Type, payload []byte) (Message, error) {
-	d := decoder{b: payload}
+// Decode parses a payload of type t encoded for MaxVersion; see
+// DecodeVersion.
+func Decode(t Type, payload []byte) (Message, error) { return DecodeVersion(MaxVersion, t, payload) }
+
+// DecodeVersion parses a payload of type t encoded for version v. A type
+// that v does not carry is an unknown type. The returned message does not
+// alias payload.
+func DecodeVersion(v uint16, t Type, payload []byte) (Message, error) {
+	if !Supports(v, t) {
+		return nil, fmt.Errorf("%w: %d at version %d", ErrUnknownType, uint8(t), v)
+	}
+	d := decoder{b: payload, v: v}
 	var m Message
 	switch t {
 	case TypeHello:
@@ -182,6 +234,11 @@ func Decode(t Type, payload []byte) (Message, error) {
 		m = d.ticketKeys()
 	case TypeGoodbye:
 		m = &Goodbye{Reason: d.str()}
+	case TypeKVUpdate:
+		m = &KVUpdate{Entries: d.kvEntries()}
+	case TypeKVSnapshotChunk:
+		id := d.u64()
+		m = &KVSnapshotChunk{ID: id, Entries: d.kvEntries()}
 	default:
 		return nil, fmt.Errorf("%w: %d", ErrUnknownType, uint8(t))
 	}
@@ -198,6 +255,7 @@ func Decode(t Type, payload []byte) (Message, error) {
 // return zero values.
 type decoder struct {
 	b   []byte
+	v   uint16 // protocol version of the payload
 	err error
 }
 

@@ -1,0 +1,143 @@
+package mesh
+
+import (
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/meshgate/meshgate/internal/clusterstate"
+	"github.com/meshgate/meshgate/internal/sessionmesh/pki"
+	"github.com/meshgate/meshgate/internal/sessionmesh/store"
+)
+
+// memKV is a KVHandler keeping the last entry per zone and key.
+type memKV struct {
+	mu sync.Mutex
+	m  map[string]clusterstate.Entry
+}
+
+func newMemKV() *memKV { return &memKV{m: make(map[string]clusterstate.Entry)} }
+
+func (h *memKV) HandleKV(_ string, es []clusterstate.Entry) {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	for _, e := range es {
+		h.m[e.Zone+"/"+e.Key] = e
+	}
+}
+
+func (h *memKV) RangeKV(fn func(clusterstate.Entry) bool) {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	for _, e := range h.m {
+		if !fn(e) {
+			return
+		}
+	}
+}
+
+func (h *memKV) len() int {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	return len(h.m)
+}
+
+func withKV(kv *memKV, maxVersion uint16) func(*Config) {
+	return func(c *Config) { c.KV, c.MaxVersion = kv, maxVersion }
+}
+
+func peerVersion(m *testMesh) uint16 {
+	for _, p := range m.Status().Peers {
+		if p.State == StateOnline {
+			return p.Version
+		}
+	}
+	return 0
+}
+
+// A node pinned to version 1 (the protocol before record kinds) and a
+// current node agree on version 1 and replicate ticket state both ways; the
+// current node leaves out the session-ID records a version 1 peer cannot
+// tell from ticket state.
+func TestVersion1Peer(t *testing.T) {
+	ca, _ := pki.NewCA("t")
+	pa, pb := make(chanPeers, 1), make(chanPeers, 1)
+	old := startMesh(t, ca, "old", pa, func(c *Config) { c.MaxVersion = 1 })
+	cur := startMesh(t, ca, "cur", pb, nil)
+	pa <- []string{cur.Addr()}
+	pb <- []string{old.Addr()}
+	waitFor(t, "both online", func() bool { return peerVersion(old) != 0 && peerVersion(cur) != 0 })
+	if v, w := peerVersion(old), peerVersion(cur); v != 1 || w != 1 {
+		t.Fatalf("negotiated %d and %d, want 1", v, w)
+	}
+	sid := record(1)
+	sid.Kind = store.KindTLS12SessionID
+	tls := record(2)
+	cur.Insert(sid)
+	cur.Insert(tls)
+	waitFor(t, "ticket record on the old node", func() bool { return old.h.s.Len() == 1 })
+	if _, st := old.h.s.Get(tls.Key, time.Now()); st != store.Found {
+		t.Fatal("the old node holds the session-ID record instead of the ticket record")
+	}
+	back := record(3)
+	old.Insert(back)
+	waitFor(t, "old node's record on the current node", func() bool {
+		_, st := cur.h.s.Get(back.Key, time.Now())
+		return st == store.Found
+	})
+}
+
+// Key-value entries go to version 3 peers only: a version 2 peer never
+// receives them (the publisher counts them as not deliverable), a version 3
+// peer does.
+func TestKVOnlyToPeersThatAnnounceIt(t *testing.T) {
+	ca, _ := pki.NewCA("t")
+	kvA, kvB, kvC := newMemKV(), newMemKV(), newMemKV()
+	pa := make(chanPeers, 1)
+	b := startMesh(t, ca, "b", nil, withKV(kvB, 0))
+	c := startMesh(t, ca, "c", nil, withKV(kvC, 2))
+	a := startMesh(t, ca, "a", pa, withKV(kvA, 0))
+	pa <- []string{b.Addr(), c.Addr()}
+	waitFor(t, "a online to both", func() bool { return len(a.OnlineNames()) == 2 })
+	a.PublishKV(clusterstate.Entry{Zone: "deny", Key: "192.0.2.1", Version: 1, Origin: 1, Expires: 1 << 62})
+	waitFor(t, "entry at b and counted as undeliverable for c", func() bool {
+		return kvB.len() == 1 && a.Status().KVDrops == 1
+	})
+	if kvC.len() != 0 {
+		t.Fatal("a version 2 peer received a key-value entry")
+	}
+	for _, p := range a.Status().Peers {
+		want := uint16(3)
+		if p.Name == "c" {
+			want = 2
+		}
+		if p.Version != want {
+			t.Errorf("peer %s at version %d, want %d", p.Name, p.Version, want)
+		}
+	}
+}
+
+// A joining node has every key-value entry of the peer it syncs from by
+// the time it reports synced: the entries stream before SnapshotEnd.
+func TestSnapshotCarriesKV(t *testing.T) {
+	ca, _ := pki.NewCA("t")
+	kvA, kvB := newMemKV(), newMemKV()
+	const n = 3000 // several chunks at the default BatchBytes
+	for i := range n {
+		kvA.HandleKV("", []clusterstate.Entry{{Zone: "z", Key: string(rune('a'+i%26)) + string(rune(i)),
+			Value: make([]byte, 64), Version: int64(i), Expires: 1 << 62}})
+	}
+	if kvA.len() != n {
+		t.Fatalf("fixture: %d entries", kvA.len())
+	}
+	a := startMesh(t, ca, "a", nil, withKV(kvA, 0))
+	// A long initial-sync wait: b is synced by the snapshot, not by giving up.
+	b := startMesh(t, ca, "b", StaticPeers{a.Addr()}, func(c *Config) {
+		withKV(kvB, 0)(c)
+		c.InitialSync = time.Minute
+	})
+	<-b.SyncedC()
+	if got := kvB.len(); got != n {
+		t.Fatalf("synced with %d of %d entries", got, n)
+	}
+}
