@@ -11,13 +11,18 @@
 #   port per replica IP, as each pod has its own IP in a cluster.
 # waits until every /readyz answers 200, prints commands to try, and stays in
 # the foreground until Ctrl-C / SIGTERM, then stops everything it started.
+# A replica that dies (try `kill -9` on one) is logged and started again; it
+# catches up on the cluster's sessions through a snapshot from its peers
+# before it reports ready, so sessions issued before it died still resume
+# on it. Only the echo backend exiting stops the demo.
 #
 # Environment:
 #   BIN=dir          where meshgate and echo-backend are (default ./bin; built if missing)
 #   DEMO_DIR=dir     work dir: PKI, manifests, logs (default ./_out/demo)
 #   DEMO_SMOKE=1     run the smoke checks (curl HTTP/1.1 + HTTP/2 on every replica,
 #                    WebSocket, UDP, HTTP/3, cross-replica resumption with openssl
-#                    and over QUIC), print
+#                    and over QUIC, a replica killed with SIGKILL restarted and
+#                    resuming a session issued before it died), print
 #                    PASS/FAIL, stop everything and exit 0 only if all passed.
 #   READY_TIMEOUT=s  how long to wait for /readyz (default 60)
 #   DEMO_KEY_TYPE=t  the server certificate's key: ecdsa (P-256, default) or rsa
@@ -137,7 +142,9 @@ trap 'exit 143' TERM
 pids+=($!)
 
 peers=127.0.0.1:7946,127.0.0.1:7947,127.0.0.1:7948
-for i in $(seq 1 $N); do
+# start_replica i starts replica demo-i (appending to its log) as pids[i].
+start_replica() {
+  local i=$1
   "$BIN/meshgate" standalone \
     --manifests "$manifests" \
     --https-addr "127.0.0.1:$((8442 + i))" \
@@ -150,25 +157,43 @@ for i in $(seq 1 $N); do
     --http3 \
     --l4-configmap default/meshgate-l4 \
     --l4-bind-ip "127.0.0.$i" \
-    </dev/null >"$logs/demo-$i.log" 2>&1 &
-  pids+=($!)
-done
+    </dev/null >>"$logs/demo-$i.log" 2>&1 &
+  pids[i]=$!
+}
 
-log "waiting for /readyz on 127.0.0.1:9101-9103 (up to ${READY_TIMEOUT}s)"
-deadline=$((SECONDS + READY_TIMEOUT))
-for i in $(seq 1 $N); do
+# wait_ready i waits until demo-i's /readyz answers 200: it has its table
+# and the cluster's sessions (a snapshot from a peer, or none to ask).
+wait_ready() {
+  local i=$1 deadline=$((SECONDS + READY_TIMEOUT))
   until [ "$(curl -s -o /dev/null -w '%{http_code}' --max-time 1 "http://127.0.0.1:$((9100 + i))/readyz")" = 200 ]; do
     if ! kill -0 "${pids[$i]}" 2>/dev/null; then
       tail -n 30 "$logs/demo-$i.log" >&2 || true
-      die "demo-$i exited; log: $logs/demo-$i.log"
+      log "demo-$i exited; log: $logs/demo-$i.log"
+      return 1
     fi
     if [ $SECONDS -ge $deadline ]; then
       tail -n 30 "$logs/demo-$i.log" >&2 || true
-      die "demo-$i not ready after ${READY_TIMEOUT}s; log: $logs/demo-$i.log"
+      log "demo-$i not ready after ${READY_TIMEOUT}s; log: $logs/demo-$i.log"
+      return 1
     fi
     sleep 0.2
   done
-done
+}
+
+# restart_replica i reaps demo-i, logs how it ended and starts it again.
+restart_replica() {
+  local i=$1 st=0
+  wait "${pids[$i]}" 2>/dev/null || st=$?
+  log "demo-$i (pid ${pids[$i]}) exited with status $st; restarting it (it catches up through a snapshot from its peers; log: $logs/demo-$i.log)"
+  printf '\n--- demo.sh: restarted after exit status %s ---\n' "$st" >>"$logs/demo-$i.log"
+  start_replica "$i"
+}
+
+: >"$logs/demo-1.log" >"$logs/demo-2.log" >"$logs/demo-3.log"
+for i in $(seq 1 $N); do start_replica "$i"; done
+
+log "waiting for /readyz on 127.0.0.1:9101-9103 (up to ${READY_TIMEOUT}s)"
+for i in $(seq 1 $N); do wait_ready "$i" || exit 1; done
 log "all $N replicas ready"
 
 ca=$pki/ca.crt
@@ -223,6 +248,18 @@ smoke() {
     --connect 127.0.0.1:8443,127.0.0.1:8444,127.0.0.1:8445 --want-resume
   check "TLS 1.2 session from 8443 resumed on 8444 and 8445 (openssl)" resumes -tls1_2 TLSv1.2
   check "TLS 1.3 session from 8443 resumed on 8444 and 8445 (openssl)" resumes -tls1_3 TLSv1.3
+  # A replica killed with SIGKILL comes back and catches up: a session
+  # issued by demo-1 before demo-2 died resumes on the new demo-2.
+  replica_restart_resumes() {
+    local f=$tmp/sess-restart.pem o
+    o=$(s_client 8443 -tls1_3 -sess_out "$f") || { printf '%s\n' "$o"; return 1; }
+    kill -KILL "${pids[2]}"
+    restart_replica 2
+    wait_ready 2 || return 1
+    o=$(s_client 8444 -tls1_3 -sess_in "$f") || { printf '%s\n' "$o"; return 1; }
+    grep -q "Reused, TLSv1.3" <<<"$o" || { printf 'the restarted demo-2 did not resume:\n%s\n' "$o"; return 1; }
+  }
+  check "demo-2 killed (SIGKILL), restarted, resumes a session demo-1 issued before" replica_restart_resumes
   check "/status/sessionmesh on 9101" curl -sS --fail --max-time 5 http://127.0.0.1:9101/status/sessionmesh
   rm -rf "$tmp"
   printf '\n%d passed, %d failed\n' "$pass" "$fail"
@@ -259,12 +296,19 @@ meshgate demo is up: 3 replicas sharing TLS sessions. Work dir: $DEMO_DIR (logs 
   curl -s http://127.0.0.1:9101/status/sessionmesh
   curl -s http://127.0.0.1:9102/metrics | grep -i session
 
+  # kill a replica: the demo logs it and restarts it, and the new one
+  # catches up through a snapshot; the session saved above still resumes
+  kill -9 \$(pgrep -f 'node-name demo-2')
+  openssl s_client -connect 127.0.0.1:8444 -servername $HOST -CAfile $ca -tls1_3 -sess_in /tmp/meshgate.sess </dev/null | grep -E '^(New|Reused),'
+
 Press Ctrl-C to stop.
 TXT
-# Stay in the foreground until a signal or a process exits.
+# Stay in the foreground until a signal or the echo backend exits; a
+# replica that exits is restarted.
 while :; do
-  for p in "${pids[@]}"; do
-    kill -0 "$p" 2>/dev/null || { log "process $p exited; stopping (logs in $logs)"; exit 1; }
+  kill -0 "${pids[0]}" 2>/dev/null || { log "echo backend exited; stopping (logs in $logs)"; exit 1; }
+  for i in $(seq 1 $N); do
+    kill -0 "${pids[$i]}" 2>/dev/null || restart_replica "$i"
   done
   sleep 1 &
   wait $! || true
