@@ -13,6 +13,7 @@ import (
 	"errors"
 	"fmt"
 	"math/big"
+	"net"
 	"testing"
 	"time"
 )
@@ -23,6 +24,8 @@ import (
 type Spec struct {
 	// Names are the DNS names; the first is also the subject's common name.
 	Names []string
+	// IPs are the IP address SANs.
+	IPs []net.IP
 	// CommonName overrides the subject's common name (a CA's, a client's).
 	CommonName string
 	// Key is the certificate's key; nil means a fresh ECDSA P-256 key.
@@ -79,7 +82,7 @@ func Generate(s Spec) (*Cert, error) {
 		na = nb.Add(25 * time.Hour)
 	}
 	tmpl := &x509.Certificate{
-		SerialNumber: serial, Subject: pkix.Name{CommonName: cn}, DNSNames: s.Names,
+		SerialNumber: serial, Subject: pkix.Name{CommonName: cn}, DNSNames: s.Names, IPAddresses: s.IPs,
 		NotBefore: nb, NotAfter: na, KeyUsage: x509.KeyUsageDigitalSignature,
 		ExtKeyUsage: []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth},
 	}

@@ -6,6 +6,7 @@ import (
 	"crypto/tls"
 	"crypto/x509"
 	"fmt"
+	"net"
 	"os"
 	"strings"
 	"sync/atomic"
@@ -20,6 +21,10 @@ func TestSelfSignedServes(t *testing.T) {
 	}
 	if err := c.Leaf.VerifyHostname("b.example.com"); err != nil {
 		t.Fatal(err)
+	}
+	ip := NewCert(t, Spec{Names: []string{"x"}, IPs: []net.IP{net.IPv4(127, 0, 0, 1)}})
+	if err := ip.Leaf.VerifyHostname("127.0.0.1"); err != nil {
+		t.Fatalf("IP SAN: %v", err)
 	}
 	if _, err := tls.X509KeyPair(NewCert(t, Spec{Names: []string{"x"}}).CertPEM, NewCert(t, Spec{Names: []string{"x"}}).KeyPEM); err == nil {
 		t.Fatal("a key of another certificate was accepted: the PEM pair is not what it says")

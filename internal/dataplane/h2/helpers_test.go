@@ -3,13 +3,8 @@ package h2
 import (
 	"bytes"
 	"context"
-	"crypto/ecdsa"
-	"crypto/elliptic"
-	"crypto/rand"
 	"crypto/tls"
-	"crypto/x509"
 	"io"
-	"math/big"
 	"net"
 	"net/http"
 	"strconv"
@@ -21,6 +16,7 @@ import (
 	"golang.org/x/net/http2/hpack"
 
 	"github.com/meshgate/meshgate/internal/dataplane/exchange"
+	"github.com/meshgate/meshgate/internal/testkit"
 )
 
 // echoHandler answers every request with what it saw: the body is
@@ -287,17 +283,6 @@ func (rc *rawConn) status(id uint32) string {
 // certificate for 127.0.0.1 and ALPN h2.
 func testTLSConfig(t *testing.T) *tls.Config {
 	t.Helper()
-	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-	if err != nil {
-		t.Fatal(err)
-	}
-	tmpl := &x509.Certificate{
-		SerialNumber: big.NewInt(1), NotBefore: time.Now().Add(-time.Hour), NotAfter: time.Now().Add(time.Hour),
-		IPAddresses: []net.IP{net.IPv4(127, 0, 0, 1)}, DNSNames: []string{"example.com"},
-	}
-	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &key.PublicKey, key)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return &tls.Config{Certificates: []tls.Certificate{{Certificate: [][]byte{der}, PrivateKey: key}}, NextProtos: []string{"h2"}}
+	c := testkit.NewCert(t, testkit.Spec{Names: []string{"example.com"}, IPs: []net.IP{net.IPv4(127, 0, 0, 1)}})
+	return &tls.Config{Certificates: []tls.Certificate{*c.TLS}, NextProtos: []string{"h2"}}
 }
