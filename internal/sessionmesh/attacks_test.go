@@ -1,9 +1,15 @@
 package sessionmesh
 
 import (
+	"bytes"
 	"crypto/rand"
 	"crypto/tls"
+	"encoding/base64"
 	"encoding/binary"
+	"encoding/json"
+	"io"
+	"net/http"
+	"net/http/httptest"
 	"testing"
 	"time"
 
@@ -152,12 +158,14 @@ func TestStorePoisoningRefused(t *testing.T) {
 	})
 
 	in := newIntruder(t, ca, "intruder")
-	c := in.joinCluster(t, victim)
 	var flood []store.Record
 	for i := range 4000 {
 		kind := []store.Kind{store.KindTLSState, 1, 2, 9}[i%4] // 1: session id without proof
 		flood = append(flood, junk(kind, 1, []uint64{mesh.NodeID(in.name), nodes[0].id}[i%2]))
 	}
+	// Joined only now: the intruder sends no heartbeats, and the node
+	// drops a silent peer after DeadAfter.
+	c := in.joinCluster(t, victim)
 	c.send(t, &wire.Insert{Records: flood})
 	c.barrier(t)
 
@@ -210,4 +218,94 @@ func TestLookupAnswerChecked(t *testing.T) {
 		}
 	}
 	t.Logf("violations: %v", victim.Status().Violations)
+}
+
+// revokeVia posts req to n's RevokeHandler, as the admin API serves it.
+func revokeVia(t testing.TB, n *testNode, req RevokeRequest) RevokeResponse {
+	t.Helper()
+	srv := httptest.NewServer(n.RevokeHandler())
+	defer srv.Close()
+	body, _ := json.Marshal(req)
+	resp, err := http.Post(srv.URL, "application/json", bytes.NewReader(body))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		b, _ := io.ReadAll(resp.Body)
+		t.Fatalf("revoke: %s: %s", resp.Status, b)
+	}
+	var out RevokeResponse
+	if err := json.NewDecoder(resp.Body).Decode(&out); err != nil {
+		t.Fatal(err)
+	}
+	return out
+}
+
+// TestRevocationEndToEnd is finding 10 of issue 15: revocation had no
+// entry point (Node.Revoke had no caller). A session revoked through the
+// admin API on one replica, by id or as "everything issued before T", no
+// longer resumes on any replica, including one that joins afterwards from
+// a snapshot (its issuer gone, so no point lookup can answer for it).
+func TestRevocationEndToEnd(t *testing.T) {
+	nodes, ca := cluster(t, 3, Stateful)
+	session := func() (*client, store.Key) {
+		c := &client{cache: &fixedCache{}, max: tls.VersionTLS13, sni: "a.example.com"}
+		c.mustConnect(t, nodes[0].tlsAddr)
+		_, key, _ := nodes[0].parseID(identity(t, c.cache, ""))
+		return c, key
+	}
+	byID, idKey := session()
+	before, beforeKey := session()
+	waitFor(t, "replication", recordsEverywhere(nodes, 2))
+	revokedEverywhere := func(keys ...store.Key) func() bool {
+		return func() bool {
+			for _, n := range nodes {
+				for _, k := range keys {
+					if _, st := n.store.Get(k, time.Now()); st != store.Revoked {
+						return false
+					}
+				}
+			}
+			return true
+		}
+	}
+
+	id := identity(t, byID.cache, "")
+	resp := revokeVia(t, nodes[1], RevokeRequest{IDs: []string{base64.RawURLEncoding.EncodeToString(id), "bm90IGFuIGlk"}})
+	if resp.Revoked != 1 || len(resp.Invalid) != 1 {
+		t.Fatalf("revoke by id: %+v", resp)
+	}
+	waitFor(t, "the id revoked on every node", revokedEverywhere(idKey))
+	cut := time.Now()
+	after, afterKey := session() // issued after the cut: must survive it
+	waitFor(t, "replication of the later session", recordsEverywhere(nodes, 2))
+	if resp := revokeVia(t, nodes[2], RevokeRequest{IssuedBefore: &cut}); resp.Revoked != 1 {
+		t.Fatalf("revoke issued before %v: %+v, want 1 revoked", cut, resp)
+	}
+	waitFor(t, "everything before the cut revoked on every node", revokedEverywhere(idKey, beforeKey))
+	for _, n := range nodes {
+		for name, c := range map[string]*client{"by id": byID, "issued before": before} {
+			if c.mustConnect(t, n.tlsAddr) {
+				t.Errorf("session revoked %s resumed on %s", name, n.cfg.NodeName)
+			}
+		}
+	}
+
+	// A replica that joins now, from node-1's snapshot, the issuer dead.
+	nodes[0].Kill()
+	fresh := newTestNode(t, ca, "node-3", Stateful, nil)
+	fresh.feed.ch <- []string{nodes[1].MeshAddr()}
+	waitFor(t, "the joiner's snapshot", func() bool { return fresh.Ready() == nil && fresh.store.Len() >= 1 })
+	for _, k := range []store.Key{idKey, beforeKey} {
+		if _, st := fresh.store.Get(k, time.Now()); st != store.Revoked {
+			t.Errorf("joiner: revoked session %x is %v, want revoked", k[:2], st)
+		}
+	}
+	if byID.mustConnect(t, fresh.tlsAddr) || before.mustConnect(t, fresh.tlsAddr) {
+		t.Error("a revoked session resumed on the replica that joined later")
+	}
+	if !after.mustConnect(t, fresh.tlsAddr) {
+		t.Errorf("control: the session issued after the cut (%x) did not resume on the joiner", afterKey[:2])
+	}
 }
