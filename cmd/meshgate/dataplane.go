@@ -59,6 +59,7 @@ func runReplica(ctx context.Context, f *commonFlags, log logr.Logger, holder *ro
 		HTTP3:                f.http3,
 		L4BindIP:             f.l4BindIP,
 		MetricsAddr:          f.metricsAddr,
+		AdminTokenFile:       f.adminToken,
 		ShutdownGrace:        f.shutdownGrace,
 		Registry:             deps.reg,
 		Log:                  log,

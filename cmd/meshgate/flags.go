@@ -47,6 +47,7 @@ type commonFlags struct {
 	sessionBudget int64
 	logLevel      string
 	pprofAddr     string
+	adminToken    string
 	gwHTTPPort    int
 	gwHTTPSPort   int
 }
@@ -78,6 +79,7 @@ func (f *commonFlags) register(fs *flag.FlagSet) {
 	fs.StringVar(&f.logLevel, "log-level", "info", "log level: debug, info, error (debug logs every request)")
 	fs.IntVar(&f.gwHTTPPort, "gateway-http-port", 0, "Gateway API listener port served by the plain HTTP listener: the port clients reach it on (default: the port of --http-addr; the chart sets its Service's)")
 	fs.IntVar(&f.gwHTTPSPort, "gateway-https-port", 0, "Gateway API listener port of HTTPS and TLS listeners, served by the TLS listener (default: the port of --https-addr)")
+	fs.StringVar(&f.adminToken, "admin-token-file", "", "file holding the bearer token of the admin listener's write endpoints (POST /sessionmesh/revoke); read on every request, so a rotated Secret takes effect at once (empty: those endpoints are not served)")
 	fs.StringVar(&f.pprofAddr, "pprof-addr", "", "address serving net/http/pprof under /debug/pprof/ for profiling (empty disables; never expose it publicly)")
 }
 

@@ -96,6 +96,10 @@ type Config struct {
 	// MetricsAddr serves /metrics, /healthz, /readyz and
 	// /status/sessionmesh ("" disables the admin server).
 	MetricsAddr string
+	// AdminTokenFile holds the bearer token of the admin listener's write
+	// endpoints (POST /sessionmesh/revoke); "" leaves them unmounted. It is
+	// read on every request (see admin.RequireBearer).
+	AdminTokenFile string
 	// ShutdownGrace bounds the drain (default DefaultShutdownGrace).
 	ShutdownGrace time.Duration
 
@@ -252,6 +256,9 @@ func (r *Replica) newAdmin() {
 	}
 	r.adm = admin.New(admin.Config{Addr: r.cfg.MetricsAddr, Gatherer: r.reg})
 	r.adm.Handle("/status/sessionmesh", r.node.StatusHandler())
+	if r.cfg.AdminTokenFile != "" {
+		r.adm.Handle("POST /sessionmesh/revoke", admin.RequireBearer(r.cfg.AdminTokenFile, r.node.RevokeHandler()))
+	}
 	r.adm.AddCheck("sessionmesh", func(context.Context) error { return r.node.Ready() })
 	r.adm.AddCheck("dataplane", r.srv.Ready)
 }

@@ -8,6 +8,9 @@ import (
 	"net"
 	"net/http"
 	"net/http/httptest"
+	"os"
+	"path/filepath"
+	"strings"
 	"testing"
 	"time"
 
@@ -137,5 +140,56 @@ func TestAddrHelpers(t *testing.T) {
 	}
 	if _, err := New(Config{NodeName: "x"}); err == nil {
 		t.Fatal("New without Tables succeeded")
+	}
+}
+
+// The revocation endpoint is on the admin listener only with a token file,
+// and only with the token (issue 15, finding 10).
+func TestRevokeEndpointNeedsToken(t *testing.T) {
+	tokenFile := filepath.Join(t.TempDir(), "token")
+	if err := os.WriteFile(tokenFile, []byte("s3cret\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	for _, withToken := range []bool{false, true} {
+		var tables routing.Holder
+		cfg := Config{Tables: &tables, NodeName: "r1", HTTPSAddr: "127.0.0.1:0", MetricsAddr: "127.0.0.1:0",
+			ShutdownGrace: time.Second, Log: testr.New(t)}
+		if withToken {
+			cfg.AdminTokenFile = tokenFile
+		}
+		r, err := New(cfg)
+		if err != nil {
+			t.Fatal(err)
+		}
+		ctx, cancel := context.WithCancel(context.Background())
+		done := make(chan error, 1)
+		go func() { done <- r.Run(ctx) }()
+		<-r.Started()
+		post := func(auth string) int {
+			req, _ := http.NewRequest(http.MethodPost, r.adm.URL("/sessionmesh/revoke"), strings.NewReader(`{"issued_before":"2030-01-01T00:00:00Z"}`))
+			if auth != "" {
+				req.Header.Set("Authorization", auth)
+			}
+			resp, err := http.DefaultClient.Do(req)
+			if err != nil {
+				t.Fatal(err)
+			}
+			resp.Body.Close()
+			return resp.StatusCode
+		}
+		if withToken {
+			if got := post(""); got != http.StatusUnauthorized {
+				t.Errorf("no token: %d, want 401", got)
+			}
+			if got := post("Bearer s3cret"); got != http.StatusOK {
+				t.Errorf("with the token: %d, want 200", got)
+			}
+		} else if got := post("Bearer s3cret"); got != http.StatusNotFound && got != http.StatusMethodNotAllowed {
+			t.Errorf("without a token file the endpoint answered %d", got)
+		}
+		cancel()
+		if err := <-done; err != nil {
+			t.Fatal(err)
+		}
 	}
 }

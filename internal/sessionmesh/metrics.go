@@ -82,6 +82,7 @@ type metrics struct {
 	sessionIDHits atomic.Uint64
 	remoteLookups atomic.Uint64
 	remoteHits    atomic.Uint64
+	revoked       atomic.Uint64
 	latency       prometheus.Histogram
 	violations    violations
 
@@ -125,6 +126,7 @@ func newMetrics(n *Node) *metrics {
 		"Completed TLS handshakes by resumption kind (session_id: the TLS 1.2 session-ID path; tls12_ticket: crypto/tls TLS 1.2; tls13_psk: TLS 1.3) and whether they resumed.",
 		[]string{"kind", "resumed"}, nil)
 	d("peer_violations_total", "Items an authenticated peer sent that were refused (forged ticket keys, poisoned records), by the peer's certificate name and reason.", "peer", "reason")
+	d("revoked_total", "Sessions revoked on this node (Revoke, RevokeBefore, the admin API); each is broadcast to every peer.")
 	d("wraps_total", "Sessions issued, by session mode (SessionID: TLS 1.2 session IDs of ticketless clients).", "mode")
 	d("session_id_hits_total", "TLS 1.2 sessions resumed by session ID (ticketless clients).")
 	d("rewraps_total", "TLS 1.2 re-wraps of a just-resumed session answered from the store, without storing or replicating it again.")
@@ -258,6 +260,7 @@ func (m *metrics) Collect(ch chan<- prometheus.Metric) {
 			c("peer_violations_total", counter, float64(n), peer, reason)
 		}
 	}
+	c("revoked_total", counter, float64(m.revoked.Load()))
 	c("rewraps_total", counter, float64(m.rewraps.Load()))
 	c("session_id_hits_total", counter, float64(m.sessionIDHits.Load()))
 	c("remote_lookups_total", counter, float64(m.remoteLookups.Load()))

@@ -245,6 +245,7 @@ func (n *Node) Revoke(identity []byte) bool {
 	if n.mesh != nil {
 		n.mesh.Delete(wire.Tombstone{Key: key, Expires: exp})
 	}
+	n.m.revoked.Add(1)
 	return true
 }
 
