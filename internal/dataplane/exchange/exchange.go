@@ -1,9 +1,9 @@
 // Package exchange is the front-end-neutral model of one proxied HTTP
 // exchange: a Request as every client protocol presents it and the
 // ResponseWriter a handler answers through. meshgate's three front ends
-// produce it — its own HTTP/1.1 engine (internal/dataplane/http1), HTTP/2
-// (x/net/http2) and HTTP/3 (quic-go), the latter two through
-// proxy.Handler's net/http adapter — and proxy.Handler consumes it, so that
+// produce it — its own HTTP/1.1 and HTTP/2 engines (internal/dataplane/http1,
+// internal/dataplane/h2) directly, HTTP/3 (quic-go) through proxy.Handler's
+// net/http adapter — and proxy.Handler consumes it, so that
 // routing, per-route features and the upstream round trip are written once
 // for every protocol.
 //

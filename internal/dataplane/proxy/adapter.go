@@ -15,7 +15,7 @@ import (
 )
 
 // ServeHTTP implements http.Handler for the front ends built on net/http
-// (HTTP/2 over x/net/http2, HTTP/3 over quic-go): it presents r as an
+// (HTTP/3 over quic-go; x/net/http2's server too): it presents r as an
 // exchange and serves it through ServeExchange. A response whose body
 // fails after its head was sent aborts the stream (http.ErrAbortHandler).
 func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {

@@ -13,9 +13,9 @@
 // request or per connection. h2c, gRPC and HTTPS backends, which speak
 // HTTP/2, go through net/http's Transport.
 //
-// Every front end reaches the same pipeline: the HTTP/1.1 engine calls
-// ServeExchange directly; HTTP/2 and HTTP/3 come through ServeHTTP, which
-// adapts a net/http request. Per-route features plug into ServeExchange's
+// Every front end reaches the same pipeline: the HTTP/1.1 and HTTP/2
+// engines call ServeExchange directly; HTTP/3 comes through ServeHTTP,
+// which adapts a net/http request. Per-route features plug into ServeExchange's
 // pipeline (see the exchange package documentation).
 package proxy
 

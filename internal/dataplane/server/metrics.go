@@ -14,6 +14,7 @@ type metrics struct {
 	open            *prometheus.GaugeVec
 	accepted        *prometheus.CounterVec
 	rejected        *prometheus.CounterVec
+	h2Errors        *prometheus.CounterVec
 
 	hellosVec *prometheus.CounterVec
 	hellos    [numHelloKinds]prometheus.Counter
@@ -56,6 +57,10 @@ func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 			Namespace: "meshgate", Subsystem: "listener", Name: "connections_rejected_total",
 			Help: "Connections closed before serving, by reason (limit, proxy_protocol).",
 		}, []string{"listener", "reason"}),
+		h2Errors: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Namespace: "meshgate", Subsystem: "http2", Name: "errors_total",
+			Help: "HTTP/2 connections and streams refused, by reason: conn_<code> and stream_<code> (RFC 9113 error codes), stream_malformed, refused_stream, header_list_too_large, rapid_reset, control_flood, empty_data_flood, bad_preface.",
+		}, []string{"reason"}),
 	}
 	m.hellosVec = prometheus.NewCounterVec(prometheus.CounterOpts{
 		Namespace: "meshgate", Subsystem: "tls", Name: "client_hellos_total",
@@ -71,7 +76,7 @@ func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 	if reg == nil {
 		return m, nil
 	}
-	for _, c := range []prometheus.Collector{m.handshakeErrors, m.open, m.accepted, m.rejected, m.hellosVec} {
+	for _, c := range []prometheus.Collector{m.handshakeErrors, m.open, m.accepted, m.rejected, m.hellosVec, m.h2Errors} {
 		if err := reg.Register(c); err != nil {
 			var are prometheus.AlreadyRegisteredError
 			if errors.As(err, &are) {
@@ -82,3 +87,6 @@ func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 	}
 	return m, nil
 }
+
+// countH2Error counts an HTTP/2 refusal (h2.Config.CountError).
+func (m *metrics) countH2Error(reason string) { m.h2Errors.WithLabelValues(reason).Inc() }

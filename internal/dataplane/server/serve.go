@@ -3,22 +3,17 @@ package server
 import (
 	"crypto/tls"
 	"fmt"
-	"log"
 	"net"
-	"net/http"
 	"net/netip"
-	"strings"
 	"time"
 
-	"github.com/go-logr/logr"
-	"golang.org/x/net/http2"
-
+	"github.com/meshgate/meshgate/internal/dataplane/h2"
 	"github.com/meshgate/meshgate/internal/dataplane/http1"
 	"github.com/meshgate/meshgate/internal/tls12"
 )
 
 // Serving: a prepared connection is served on the goroutine that prepared
-// it, HTTP/1.1 on the http1 engine, HTTP/2 on x/net/http2.
+// it, HTTP/1.1 on the http1 engine, HTTP/2 on the h2 engine.
 
 // serveConn prepares the connection (prepare.go), then serves HTTP on it
 // until it ends.
@@ -49,11 +44,11 @@ func (s *Server) serve(tc *trackedConn, c net.Conn) {
 		if _, t12 := c.(*tls12.Conn); t12 {
 			_ = c.SetDeadline(time.Time{})
 		}
-		if ts.ConnectionState().NegotiatedProtocol == http2.NextProtoTLS {
-			// x/net/http2 sets its own deadlines. Not s.ctx: Shutdown
-			// drains in-flight streams, it does not cancel them.
+		if ts.ConnectionState().NegotiatedProtocol == "h2" {
+			// The h2 engine sets its own deadlines. Shutdown drains its
+			// streams (GOAWAY); it does not cancel them.
 			_ = c.SetDeadline(time.Time{})
-			s.h2.ServeConn(c, &http2.ServeConnOpts{BaseConfig: s.h2base, Handler: s.handler})
+			s.h2.ServeConn(c, h2.ConnInfo{RemoteAddr: info.RemoteAddr, TLS: true})
 			_ = tc.Close()
 			return
 		}
@@ -82,7 +77,7 @@ func addrPort(a net.Addr) netip.AddrPort {
 	return netip.AddrPort{}
 }
 
-// newHTTPServers builds the HTTP/1.1 engine and the HTTP/2 server, both
+// newHTTPServers builds the HTTP/1.1 and HTTP/2 engines, both
 // served per connection (ServeConn) from the connection's goroutine.
 func (s *Server) newHTTPServers() error {
 	var err error
@@ -97,29 +92,17 @@ func (s *Server) newHTTPServers() error {
 	if err != nil {
 		return fmt.Errorf("server: %w", err)
 	}
-	s.h2base = &http.Server{
+	s.h2, err = h2.NewServer(h2.Config{
 		Handler:           s.handler,
 		ReadHeaderTimeout: s.cfg.ReadHeaderTimeout,
 		IdleTimeout:       s.cfg.IdleTimeout,
 		WriteTimeout:      s.cfg.WriteTimeout,
 		MaxHeaderBytes:    s.cfg.MaxHeaderBytes,
-		ErrorLog:          log.New(logrWriter{s.cfg.Log.WithValues("proto", "h2")}, "", 0),
-	}
-	s.h2 = &http2.Server{}
-	// Registers the h2 connections' graceful shutdown (GOAWAY) with
-	// h2base.Shutdown; h2base never serves a listener itself.
-	if err := http2.ConfigureServer(s.h2base, s.h2); err != nil {
-		return fmt.Errorf("server: HTTP/2: %w", err)
+		CountError:        s.m.countH2Error,
+		Log:               s.cfg.Log.WithValues("proto", "h2"),
+	})
+	if err != nil {
+		return fmt.Errorf("server: %w", err)
 	}
 	return nil
-}
-
-// logrWriter adapts net/http's ErrorLog to logr at V(1): what it reports
-// (client protocol errors, panics) is per-connection noise, not an operator
-// error.
-type logrWriter struct{ log logr.Logger }
-
-func (w logrWriter) Write(p []byte) (int, error) {
-	w.log.V(1).Info(strings.TrimSpace(string(p)))
-	return len(p), nil
 }

@@ -10,8 +10,9 @@
 //     (SNI passthrough), the routing of ticketless TLS 1.2 ClientHellos to
 //     the session-ID path (tls12route.go), the TLS handshake;
 //   - serving (serve.go): HTTP/1.1 on meshgate's own engine
-//     (internal/dataplane/http1) or, when ALPN chose h2, HTTP/2 on
-//     x/net/http2's ServeConn, with no hand-off to another goroutine.
+//     (internal/dataplane/http1) or, when ALPN chose h2, on its HTTP/2
+//     engine (internal/dataplane/h2), with no hand-off to another
+//     goroutine before the first request.
 package server
 
 import (
@@ -20,22 +21,19 @@ import (
 	"errors"
 	"fmt"
 	"net"
-	"net/http"
 	"sync"
 	"time"
 
-	"golang.org/x/net/http2"
-
 	"github.com/meshgate/meshgate/internal/dataplane/exchange"
+	"github.com/meshgate/meshgate/internal/dataplane/h2"
 	"github.com/meshgate/meshgate/internal/dataplane/http1"
 	"github.com/meshgate/meshgate/internal/dataplane/tlsconfig"
 )
 
-// Handler serves the requests of both listeners: HTTP/1.1 as exchanges,
-// HTTP/2 through net/http. proxy.Handler is one.
+// Handler serves the requests of both listeners, HTTP/1.1 and HTTP/2, as
+// exchanges. proxy.Handler is one.
 type Handler interface {
 	exchange.Handler
-	http.Handler
 }
 
 // Server owns the HTTPS and HTTP listeners. Its methods are safe for
@@ -48,8 +46,7 @@ type Server struct {
 	handler Handler
 	proxyPP bool // PROXY protocol parsing enabled
 	h1      *http1.Server
-	h2      *http2.Server
-	h2base  *http.Server // settings and graceful shutdown of h2 connections
+	h2      *h2.Server
 
 	ctx    context.Context // cancelled when Shutdown begins
 	cancel context.CancelFunc
@@ -266,11 +263,9 @@ func (s *Server) Shutdown(ctx context.Context) error {
 		s.h1.Shutdown()
 	}
 	var errs []error
-	// GOAWAY to every HTTP/2 connection; h2base itself tracks nothing, so
-	// this returns at once.
-	if err := s.h2base.Shutdown(ctx); err != nil {
-		errs = append(errs, fmt.Errorf("server: HTTP/2 drain: %w", err))
-	}
+	// GOAWAY to every HTTP/2 connection; each closes once its streams are
+	// done.
+	s.h2.Shutdown()
 	if len(errs) == 0 {
 		if err := s.waitConns(ctx); err != nil {
 			errs = append(errs, err)
@@ -314,6 +309,7 @@ func (s *Server) forceClose() {
 	}
 	s.mu.Unlock()
 	s.h1.Close()
+	s.h2.Close()
 	for _, tc := range conns {
 		_ = tc.Close()
 	}

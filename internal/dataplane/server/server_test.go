@@ -529,3 +529,33 @@ func TestBodyReadTimeoutHTTP2(t *testing.T) {
 		t.Fatalf("next stream: %d %s", status, proto)
 	}
 }
+
+// TestHTTP2TrailersAndBodies: over HTTP/2 a request body reaches the
+// backend and the backend's trailers reach the client (what gRPC needs),
+// through the h2 engine and the proxy's HTTP/1.1 upstream path.
+func TestHTTP2TrailersAndBodies(t *testing.T) {
+	f := newFixture(t, nil)
+	f.setBackend(func(w http.ResponseWriter, r *http.Request) {
+		b, _ := io.ReadAll(r.Body)
+		w.Header().Set("Trailer", "Grpc-Status")
+		w.Header().Set("X-Te", r.Header.Get("Te"))
+		_, _ = w.Write(b)
+		w.(http.Flusher).Flush()
+		w.Header().Set("Grpc-Status", "0")
+	})
+	c := f.client(t, true)
+	req, _ := http.NewRequest("POST", "https://a.example.com/svc/Method", strings.NewReader(strings.Repeat("g", 100000)))
+	req.Header.Set("Te", "trailers")
+	resp, err := c.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	b, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if resp.Proto != "HTTP/2.0" || len(b) != 100000 {
+		t.Fatalf("%s: %d body bytes", resp.Proto, len(b))
+	}
+	if resp.Trailer.Get("Grpc-Status") != "0" || resp.Header.Get("X-Te") != "trailers" {
+		t.Fatalf("trailer %v, header %v", resp.Trailer, resp.Header)
+	}
+}
