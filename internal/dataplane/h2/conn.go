@@ -193,6 +193,10 @@ func (c *conn) readError(err error) bool {
 		} else {
 			c.appendRSTLocked(se.StreamID, se.Code)
 		}
+		if ferr := c.floodLocked(); ferr != nil {
+			c.mu.Unlock()
+			return c.readError(ferr)
+		}
 		c.mu.Unlock()
 		return true
 	case errors.As(err, &ce):
@@ -262,6 +266,7 @@ func (c *conn) handle(f http2.Frame) error {
 		if !f.IsAck() {
 			c.mu.Lock()
 			c.appendPingAckLocked(f.Data)
+			err = c.floodLocked()
 			c.mu.Unlock()
 		}
 	case *http2.WindowUpdateFrame:
@@ -285,13 +290,13 @@ func (c *conn) handle(f http2.Frame) error {
 	default:
 		// Unknown frame types are ignored (RFC 9113 §4.1).
 	}
-	if err != nil {
-		return err
-	}
-	c.mu.Lock()
-	flood := len(c.out) > maxQueuedControl
-	c.mu.Unlock()
-	if flood {
+	return err
+}
+
+// floodLocked reports a client that makes the server queue more output
+// (acknowledgements, resets) than it reads.
+func (c *conn) floodLocked() error {
+	if len(c.out) > maxQueuedControl {
 		c.countError("control_flood")
 		return &connError{errCodeCalm, "too much unread output"}
 	}
@@ -334,7 +339,7 @@ func (c *conn) onSettings(f *http2.SettingsFrame) error {
 		return err
 	}
 	c.appendSettingsAckLocked()
-	return nil
+	return c.floodLocked()
 }
 
 func (c *conn) onWindowUpdate(f *http2.WindowUpdateFrame) error {

@@ -46,7 +46,7 @@ func (c *conn) onHeaders(f *http2.MetaHeadersFrame) error {
 	if c.active >= c.srv.cfg.MaxConcurrentStreams {
 		c.countError("refused_stream")
 		c.appendRSTLocked(id, errCodeRefused)
-		return nil
+		return c.floodLocked()
 	}
 	if f.Truncated {
 		c.countError("header_list_too_large")
