@@ -1,5 +1,7 @@
 package clusterstate
 
+import "bytes"
+
 // Limits on one entry. They travel in the mesh protocol (the wire decoder
 // refuses larger fields before allocating), so they only ever grow with a
 // new protocol version.
@@ -36,12 +38,24 @@ type Entry struct {
 	Deleted bool
 }
 
-// newer reports whether e wins over o under last-writer-wins.
+// newer reports whether e wins over o under last-writer-wins: the higher
+// Version, then the higher Origin; an exact tie (which a Store's own
+// writes never produce, their versions increase strictly) is broken by
+// content (a deletion, then the greater value, then the later expiry), so
+// that the order is total and replicas agree whatever the arrival order.
 func (e *Entry) newer(o *Entry) bool {
-	if e.Version != o.Version {
+	switch {
+	case e.Version != o.Version:
 		return e.Version > o.Version
+	case e.Origin != o.Origin:
+		return e.Origin > o.Origin
+	case e.Deleted != o.Deleted:
+		return e.Deleted
 	}
-	return e.Origin > o.Origin
+	if c := bytes.Compare(e.Value, o.Value); c != 0 {
+		return c > 0
+	}
+	return e.Expires > o.Expires
 }
 
 // size is what an entry counts against its zone's memory budget: its bytes

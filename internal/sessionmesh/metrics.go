@@ -103,6 +103,14 @@ func newMetrics(n *Node) *metrics {
 	d := func(name, help string, labels ...string) {
 		m.descs[name] = prometheus.NewDesc("meshgate_sessionmesh_"+name, help, labels, nil)
 	}
+	d("zone_records", "Live key-value entries of a zone on this node (tombstones excluded).", "zone")
+	d("zone_tombstones", "Deletions a zone keeps so that older writes arriving late stay deleted.", "zone")
+	d("zone_bytes", "Memory charged to a zone (entries and tombstones).", "zone")
+	d("zone_evictions_total", "Entries a zone evicted to stay within its budget.", "zone")
+	d("zone_stale_writes_total", "Writes to a zone refused because it held a newer one for the key.", "zone")
+	d("zone_pending", "Key-value entries queued for a peer.", "peer")
+	d("zone_drops_total", "Key-value entries not delivered: a full queue, a failed write, or a peer too old for them.")
+	d("zone_nodes_online", "Peers online at a protocol version that carries key-value zones.")
 	d("records", "Live session records in the local store.")
 	d("store_bytes", "Accounted bytes of the local store.")
 	d("evictions_total", "Records evicted to stay within the byte budget.")
@@ -221,6 +229,27 @@ func (m *metrics) Collect(ch chan<- prometheus.Metric) {
 		ready = 1
 	}
 	c("ready", gauge, ready)
+	if m.n.state != nil {
+		for _, z := range m.n.state.Stats() {
+			c("zone_records", gauge, float64(z.Records), z.Name)
+			c("zone_tombstones", gauge, float64(z.Tombs), z.Name)
+			c("zone_bytes", gauge, float64(z.Bytes), z.Name)
+			c("zone_evictions_total", counter, float64(z.Evictions), z.Name)
+			c("zone_stale_writes_total", counter, float64(z.Stale), z.Name)
+		}
+	}
+	if m.n.mesh != nil && m.n.state != nil {
+		ms := m.n.mesh.Status()
+		online := 0
+		for _, p := range ms.Peers {
+			c("zone_pending", gauge, float64(p.KVPending), p.Addr)
+			if p.State == mesh.StateOnline && p.Version >= 3 {
+				online++
+			}
+		}
+		c("zone_drops_total", counter, float64(ms.KVDrops))
+		c("zone_nodes_online", gauge, float64(online))
+	}
 	if m.n.mesh != nil {
 		ms := m.n.mesh.Status()
 		c("peers_online", gauge, float64(ms.PeersOnline))

@@ -18,6 +18,7 @@ import (
 	"github.com/go-logr/logr"
 	"github.com/prometheus/client_golang/prometheus"
 
+	"github.com/meshgate/meshgate/internal/clusterstate"
 	"github.com/meshgate/meshgate/internal/sessionmesh/mesh"
 	"github.com/meshgate/meshgate/internal/sessionmesh/pki"
 	"github.com/meshgate/meshgate/internal/sessionmesh/store"
@@ -69,6 +70,10 @@ type Config struct {
 	Registerer prometheus.Registerer
 	// Log receives events; state bytes and keys are never logged.
 	Log logr.Logger
+	// Zones are the key-value zones the node holds and replicates to
+	// peers of protocol version 3 (see State); none means no key-value
+	// state.
+	Zones []clusterstate.ZoneConfig
 	// MeshTuning, if set, adjusts the mesh configuration (queue sizes,
 	// timers) before it starts; tests use it for short timeouts.
 	MeshTuning func(*mesh.Config)
@@ -85,6 +90,7 @@ type Node struct {
 	opad    [64]byte
 	tickets *ticketRing
 	m       *metrics
+	state   *clusterstate.Store // nil without Zones
 
 	rotation    atomic.Int64 // effective ticket rotation (ns)
 	maxLifetime atomic.Int64 // longest configured session lifetime (ns); 0: none yet
@@ -135,6 +141,12 @@ func New(cfg Config) (*Node, error) {
 		n.ipad[i], n.opad[i] = k^0x36, k^0x5c
 	}
 	n.m = newMetrics(n)
+	if len(cfg.Zones) > 0 {
+		n.state, err = clusterstate.New(clusterstate.Config{Zones: cfg.Zones, Origin: n.id, Publish: n.publishKV})
+		if err != nil {
+			return nil, fmt.Errorf("sessionmesh: %w", err)
+		}
+	}
 	if cfg.ListenAddr != "" {
 		if cfg.Identity == nil {
 			return nil, errors.New("sessionmesh: CA or Identity is required to run the mesh")
@@ -165,6 +177,9 @@ func (n *Node) newMesh() (*mesh.Mesh, error) {
 		CA: n.cfg.Identity, Cert: nc.Get, Peers: n.cfg.Peers, Handler: (*handler)(n),
 		Log: n.cfg.Log.WithName("mesh"), OnReplicated: n.m.observeReplication,
 	}
+	if n.state != nil {
+		mc.KV = (*kvHandler)(n)
+	}
 	if n.cfg.MeshTuning != nil {
 		n.cfg.MeshTuning(&mc)
 	}
@@ -194,6 +209,9 @@ func (n *Node) Run(ctx context.Context) error {
 	var wg sync.WaitGroup
 	wg.Go(func() { n.store.Run(ctx, time.Second) })
 	wg.Go(func() { n.rotateLoop(ctx) })
+	if n.state != nil {
+		wg.Go(func() { n.state.Run(ctx, time.Second) })
+	}
 	var err error
 	if n.mesh != nil {
 		err = n.mesh.Run(ctx)
@@ -248,6 +266,25 @@ func (n *Node) Revoke(identity []byte) bool {
 	n.m.revoked.Add(1)
 	return true
 }
+
+// State returns the node's key-value zones, nil without Config.Zones.
+// Writes made on it are replicated to every peer; a node is Ready only
+// once the snapshot it joined with, zones included, has arrived.
+func (n *Node) State() *clusterstate.Store { return n.state }
+
+// publishKV hands a local key-value write to the mesh.
+func (n *Node) publishKV(e clusterstate.Entry) {
+	if n.mesh != nil {
+		n.mesh.PublishKV(e)
+	}
+}
+
+// kvHandler adapts Node to mesh.KVHandler.
+type kvHandler Node
+
+func (h *kvHandler) HandleKV(_ string, es []clusterstate.Entry) { h.state.Merge(es) }
+
+func (h *kvHandler) RangeKV(fn func(clusterstate.Entry) bool) { h.state.Range(fn) }
 
 // handler adapts Node to mesh.Handler.
 type handler Node
