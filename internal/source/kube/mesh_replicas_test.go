@@ -111,7 +111,7 @@ func TestMeshReplicas(t *testing.T) {
 }
 
 // startMeshReplicas starts three controllers with leader election, waits
-// for the mesh CA the leader creates, builds a replica per controller with
+// for the mesh CA the leader creates (re-read every 100 ms), builds a replica per controller with
 // its mesh node on meshIPs[i] (one port for all, as pods of one
 // Deployment), publishes the three in the mesh Service's EndpointSlice and
 // runs the replicas. Cleanup stops the replicas (data plane drained, mesh
@@ -124,20 +124,21 @@ func startMeshReplicas(t *testing.T, ns string, bo translate.Options, meshIPs []
 		r.ctl = startMeshController(t, Options{Holder: r.holder, Build: bo, Namespace: ns,
 			LeaderElect: true, LeaderElectionNamespace: ns,
 			LeaseDuration: 2 * time.Second, RenewDeadline: 1500 * time.Millisecond, RetryPeriod: 200 * time.Millisecond,
-			MeshService: ns + "/meshgate-mesh", MeshCASecret: ns + "/meshgate-mesh-ca"})
+			MeshService: ns + "/meshgate-mesh", MeshCASecret: ns + "/meshgate-mesh-ca",
+			MeshCAReload: 100 * time.Millisecond})
 		replicas[i] = r
 	}
 	port := "0"
 	for i, r := range replicas {
 		ctx, cancel := context.WithDeadline(context.Background(), deadline)
-		ca, err := r.ctl.MeshCA(ctx)
+		id, err := r.ctl.MeshIdentity(ctx)
 		cancel()
 		if err != nil {
 			t.Fatalf("%s: %v", r.name, err)
 		}
 		r.rep, err = replica.New(replica.Config{
 			Tables: r.holder, NodeName: r.name, MeshAddr: net.JoinHostPort(meshIPs[i], port),
-			Peers: PeerSource(r.ctl.Peers()), CA: ca, HTTPSAddr: "127.0.0.1:0",
+			Peers: PeerSource(r.ctl.Peers()), Identity: id, HTTPSAddr: "127.0.0.1:0",
 			Log: testr.NewWithOptions(t, testr.Options{Verbosity: 0}).WithName(r.name),
 		})
 		if err != nil {
