@@ -12,6 +12,7 @@ import (
 	"crypto/tls"
 	"crypto/x509"
 	"regexp"
+	"slices"
 	"time"
 )
 
@@ -254,6 +255,51 @@ type TLSPolicy struct {
 	TicketKeyRotation time.Duration // TicketKeys mode: 1 h by default
 	Allow0RTT         bool          // HTTP/3 early data
 }
+
+// SameTLS reports whether p and q make the same demands of a client
+// connection: versions, TLS 1.2 suites, curves, session mode and 0-RTT.
+// Lifetimes and ticket-key rotation are left out: they bound how long a
+// session lives, not what a connection must be (a session's lifetime is
+// checked against its host's current policy when it resumes). A request
+// may be served on a connection negotiated for another host only when
+// their policies are the same in this sense (connection coalescing); the
+// session layer's binding of a session to its policy uses the same fields
+// (see tlsconfig.SessionHost). nil is the default policy.
+func (p *TLSPolicy) SameTLS(q *TLSPolicy) bool {
+	if p == q {
+		return true
+	}
+	if p == nil {
+		p = defaultPolicy
+	}
+	if q == nil {
+		q = defaultPolicy
+	}
+	return orDefault(p.MinVersion, tls.VersionTLS12) == orDefault(q.MinVersion, tls.VersionTLS12) &&
+		orDefault(p.MaxVersion, tls.VersionTLS13) == orDefault(q.MaxVersion, tls.VersionTLS13) &&
+		slices.Equal(p.CipherSuites, q.CipherSuites) && slices.Equal(p.curves(), q.curves()) &&
+		orDefault(p.SessionMode, SessionStateful) == orDefault(q.SessionMode, SessionStateful) &&
+		p.Allow0RTT == q.Allow0RTT
+}
+
+// curves returns the policy's curves, DefaultCurves when unset.
+func (p *TLSPolicy) curves() []tls.CurveID {
+	if p.CurvePreferences == nil {
+		return DefaultCurves
+	}
+	return p.CurvePreferences
+}
+
+func orDefault[T comparable](v, def T) T {
+	var zero T
+	if v == zero {
+		return def
+	}
+	return v
+}
+
+// defaultPolicy is what SameTLS compares a nil policy as (read-only).
+var defaultPolicy = DefaultPolicy()
 
 // DefaultCurves is meshgate's default set of key-exchange groups. Go's
 // crypto/tls ignores the order of CurvePreferences and prefers the hybrid

@@ -21,6 +21,9 @@ type Manifests struct {
 	UDPBackend string // host:port of the UDP echo
 	TCPPort    int    // meshgate TCP port ("tcp.<port>" key, in the same ConfigMap); 0 = none
 	TCPBackend string // host:port of the TCP echo
+	// Extra is more YAML documents (TLSPolicies, say) written to extra.yaml
+	// next to the others; "" writes none.
+	Extra string
 }
 
 // Write writes the manifests into dir (created) as echo.yaml and
@@ -55,6 +58,11 @@ func (m Manifests) Write(dir string) (string, error) {
 	}
 	if err := os.WriteFile(filepath.Join(dir, "echo.yaml"), []byte(b.String()), 0o644); err != nil {
 		return "", fmt.Errorf("manifests: %w", err)
+	}
+	if m.Extra != "" {
+		if err := os.WriteFile(filepath.Join(dir, "extra.yaml"), []byte(m.Extra), 0o644); err != nil {
+			return "", fmt.Errorf("manifests: %w", err)
+		}
 	}
 	secret, err := os.ReadFile(m.SecretYAML)
 	if err != nil {

@@ -24,9 +24,17 @@ import (
 type edge struct {
 	pki     *harness.PKI
 	replica *harness.Replica
+	man     string // the manifest directory (standalone mode reloads it on change)
 }
 
 func setupEdge(t *testing.T, extra ...string) *edge {
+	t.Helper()
+	return setupEdgeManifests(t, "", extra...)
+}
+
+// setupEdgeManifests is setupEdge with more manifests (extraYAML: YAML
+// documents, TLSPolicies for instance) served next to the Ingress.
+func setupEdgeManifests(t *testing.T, extraYAML string, extra ...string) *edge {
 	t.Helper()
 	dir := t.TempDir()
 	bins, err := harness.BuildBins(dir)
@@ -44,7 +52,7 @@ func setupEdge(t *testing.T, extra ...string) *edge {
 	if err != nil {
 		t.Fatal(err)
 	}
-	man, err := harness.Manifests{EchoAddr: echo.HTTPAddr, SecretYAML: pki.SecretYAML}.Write(filepath.Join(dir, "manifests"))
+	man, err := harness.Manifests{EchoAddr: echo.HTTPAddr, SecretYAML: pki.SecretYAML, Extra: extraYAML}.Write(filepath.Join(dir, "manifests"))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -52,7 +60,7 @@ func setupEdge(t *testing.T, extra ...string) *edge {
 	if err != nil {
 		t.Fatal(err)
 	}
-	return &edge{pki: pki, replica: c.Replicas[0]}
+	return &edge{pki: pki, replica: c.Replicas[0], man: man}
 }
 
 // echoReply is the part of test/echo's reply these tests read.

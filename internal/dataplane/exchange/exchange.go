@@ -121,6 +121,19 @@ type Request struct {
 	// HTTP/2 and HTTP/3 ignore it.
 	Close bool
 
+	// ServerName is the SNI of the TLS (or QUIC) connection the request
+	// came on, "" when the client sent none or the connection is plain
+	// HTTP. The certificate and TLS policy of the connection were chosen
+	// by it; the pipeline answers 421 (Misdirected Request) to a request
+	// whose Host has another TLS policy. Front ends that terminate TLS must
+	// set it: an empty ServerName is the default certificate's.
+	ServerName string
+	// EarlyData reports a request received in TLS 1.3 / QUIC 0-RTT early
+	// data, before the handshake completed (it may be a replay). The
+	// pipeline forwards it with "Early-Data: 1" (RFC 8470 §5.1) or answers
+	// 425 (Too Early) when the routed host's policy forbids 0-RTT.
+	EarlyData bool
+
 	// RemoteAddr is the client address (the one a PROXY protocol header
 	// carried, when there was one); ClientIP is its address as text.
 	RemoteAddr netip.AddrPort

@@ -48,6 +48,7 @@ type conn struct {
 	tc     tlsLayer // nc as TLS, or nil
 	state  atomic.Int32
 	scheme string
+	sni    string // ConnInfo.ServerName
 	remote netip.AddrPort
 	ip     string
 
@@ -82,6 +83,7 @@ func (c *conn) init(s *Server, nc net.Conn, info ConnInfo) {
 	if info.TLS {
 		c.scheme = "https"
 	}
+	c.sni = info.ServerName
 	c.remote = info.RemoteAddr
 	if !c.remote.IsValid() {
 		if ta, ok := nc.RemoteAddr().(*net.TCPAddr); ok {
@@ -230,6 +232,7 @@ func (c *conn) buildRequest() {
 		r.Proto = exchange.HTTP10
 	}
 	r.Method, r.Scheme, r.Host = h.Method, c.scheme, h.Host
+	r.ServerName, r.EarlyData = c.sni, false
 	r.Target, r.Path = h.Target, h.Path
 	r.Upgrade, r.TrailersOK, r.Close = h.Upgrade, h.TETrailers, h.Close
 	r.RemoteAddr, r.ClientIP, r.Context = c.remote, c.ip, nil

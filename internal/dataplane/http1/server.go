@@ -62,6 +62,8 @@ type Server struct {
 type ConnInfo struct {
 	// TLS reports a connection over TLS (requests get scheme "https").
 	TLS bool
+	// ServerName is the TLS connection's SNI (exchange.Request.ServerName).
+	ServerName string
 	// RemoteAddr is the client address, after PROXY protocol; the zero
 	// value takes the connection's RemoteAddr.
 	RemoteAddr netip.AddrPort

@@ -65,8 +65,13 @@ func (a *adapter) fill(w http.ResponseWriter, r *http.Request) {
 		}
 	}
 	q.Method, q.Host, q.Scheme = r.Method, r.Host, "http"
+	q.ServerName, q.EarlyData = "", false
 	if r.TLS != nil {
 		q.Scheme = "https"
+		q.ServerName = r.TLS.ServerName
+		// quic-go reports a request read before the handshake completed
+		// as !HandshakeComplete: it came in 0-RTT early data.
+		q.EarlyData = !r.TLS.HandshakeComplete
 	}
 	q.Target = r.RequestURI
 	if q.Target == "" || (q.Target[0] != '/' && q.Target != "*") {

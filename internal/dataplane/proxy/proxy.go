@@ -235,6 +235,9 @@ func (x *exchangeState) serve() *backendMetrics {
 	}
 	t := ts.table
 	isTLS := r.Scheme == "https"
+	if isTLS && x.misdirected(t) {
+		return h.none
+	}
 	rt, vh := t.HTTP.Route(r.Host, filter.ExchangeRequest{R: r}, isTLS)
 	if !isTLS && vh != nil && vh.SSLRedirect {
 		x.redirect()
@@ -276,6 +279,52 @@ func (x *exchangeState) serve() *backendMetrics {
 		x.forwardTransport()
 	}
 	return x.bs.metrics
+}
+
+// misdirected answers a request that its TLS connection may not carry
+// and reports whether it did. The connection's certificate and TLS policy
+// were chosen by its SNI, the route is chosen by Host: a request whose
+// Host selects a TLS host under another policy (versions, suites, curves,
+// session mode, 0-RTT; routing.TLSPolicy.SameTLS) than the connection's
+// would bypass that policy, so it gets 421 Misdirected Request (RFC 9110
+// §15.5.20), which tells clients to retry on a connection of its own.
+// Hosts sharing one TLS host (one wildcard certificate) or the same
+// policy may share connections: that is HTTP/2 and HTTP/3 connection
+// reuse (RFC 9113 §9.1.1, RFC 9114 §3.3). A request for a host without a
+// TLS host of its own, on a table without a default certificate, is
+// misdirected as well: no handshake for it could have succeeded.
+//
+// Requests that arrived in 0-RTT early data must be for a host whose
+// policy allows 0-RTT; otherwise they get 425 Too Early (RFC 8470 §5.2)
+// and the client resends them after the handshake.
+func (x *exchangeState) misdirected(t *routing.Table) bool {
+	r := x.r
+	conn := t.TLS.Lookup(r.ServerName)
+	req := conn
+	if !sameHostName(r.ServerName, r.Host) {
+		req = t.TLS.Lookup(r.Host)
+	}
+	if req != conn && (req == nil || conn == nil || !req.Policy.SameTLS(conn.Policy)) {
+		r.Close = r.Body != nil // the body stays unread
+		x.plain(421, "misdirected request: this connection's TLS settings are not the host's\n")
+		return true
+	}
+	if r.EarlyData && (req == nil || req.Policy == nil || !req.Policy.Allow0RTT) {
+		r.Close = r.Body != nil
+		x.plain(425, "too early\n")
+		return true
+	}
+	return false
+}
+
+// sameHostName reports whether host (a Host field, maybe with a port)
+// names serverName, ASCII case-insensitively: the common case, which
+// needs no second TLS host lookup.
+func sameHostName(serverName, host string) bool {
+	if len(host) > len(serverName) && host[len(serverName)] == ':' && strings.IndexByte(host[len(serverName)+1:], ':') < 0 {
+		host = host[:len(serverName)]
+	}
+	return serverName != "" && exchange.EqualFold(serverName, host)
 }
 
 // finish records metrics and the access log of one exchange.

@@ -44,7 +44,9 @@ func (s *Server) serve(tc *trackedConn, c net.Conn) {
 		if _, t12 := c.(*tls12.Conn); t12 {
 			_ = c.SetDeadline(time.Time{})
 		}
-		if ts.ConnectionState().NegotiatedProtocol == "h2" {
+		cs := ts.ConnectionState()
+		info.ServerName = cs.ServerName
+		if cs.NegotiatedProtocol == "h2" {
 			// The h2 engine sets its own deadlines. Shutdown drains its
 			// streams (GOAWAY); it does not cancel them.
 			_ = c.SetDeadline(time.Time{})
