@@ -9,8 +9,10 @@
 package routing
 
 import (
+	"crypto/sha256"
 	"crypto/tls"
 	"crypto/x509"
+	"fmt"
 	"regexp"
 	"slices"
 	"time"
@@ -241,8 +243,9 @@ type TLSPolicy struct {
 	// Name is "namespace/name" of the TLSPolicy, or "" for the built-in
 	// default.
 	Name string
-	// Generation is the TLSPolicy's metadata.generation. Sessions are bound
-	// to (Name, Generation), so editing a policy invalidates its sessions.
+	// Generation is the TLSPolicy's metadata.generation (0 in standalone
+	// mode: manifests carry none). Sessions are bound to Name and TLSDigest,
+	// the policy's content, not to Generation.
 	Generation int64
 
 	MinVersion       uint16        // tls.VersionTLS12 by default
@@ -280,6 +283,21 @@ func (p *TLSPolicy) SameTLS(q *TLSPolicy) bool {
 		slices.Equal(p.CipherSuites, q.CipherSuites) && slices.Equal(p.curves(), q.curves()) &&
 		orDefault(p.SessionMode, SessionStateful) == orDefault(q.SessionMode, SessionStateful) &&
 		p.Allow0RTT == q.Allow0RTT
+}
+
+// TLSDigest is a digest of what SameTLS compares: equal for policies
+// that are the same in its sense. Sessions are bound to it, so changing a
+// policy's versions, suites, curves, mode or 0-RTT ends its sessions,
+// whether or not its generation moved. nil is the default policy.
+func (p *TLSPolicy) TLSDigest() string {
+	if p == nil {
+		p = defaultPolicy
+	}
+	d := sha256.New()
+	fmt.Fprintf(d, "min=%d max=%d suites=%v curves=%v mode=%q 0rtt=%v",
+		orDefault(p.MinVersion, tls.VersionTLS12), orDefault(p.MaxVersion, tls.VersionTLS13),
+		p.CipherSuites, p.curves(), orDefault(p.SessionMode, SessionStateful), p.Allow0RTT)
+	return string(d.Sum(nil))
 }
 
 // curves returns the policy's curves, DefaultCurves when unset.

@@ -249,8 +249,8 @@ func newCA(t testing.TB) (*pki.CA, error) {
 }
 
 // testHost is the host every test server serves: policy default/p,
-// generation 1, the given mode.
+// content v1, the given mode.
 func testHost(cert *tls.Certificate, mode Mode) Host {
-	return Host{Mode: mode, Leaf: cert.Certificate[0], Policy: "default/p", PolicyGeneration: 1,
+	return Host{Mode: mode, Leaf: cert.Certificate[0], Policy: "default/p", PolicyDigest: "v1",
 		TicketKeyRotation: time.Hour}
 }

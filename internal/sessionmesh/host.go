@@ -51,7 +51,7 @@ const MaxLifetime = 24 * time.Hour
 // plane fills it from its own policy types for every tls.Config it builds;
 // the session layer knows nothing else of hosts, certificates or policies.
 //
-// The binding inputs (Leaf, Policy, PolicyGeneration) say what a session is
+// The binding inputs (Leaf, Policy, PolicyDigest) say what a session is
 // bound to besides the exact SNI name of its handshake: a session resumes
 // only on a host whose binding inputs are equal to those it was issued
 // under (resuming on another virtual host must fail).
@@ -59,7 +59,10 @@ type Host struct {
 	// Mode selects how sessions resume; the zero value is Stateful.
 	Mode Mode
 	// Lifetime bounds a session from the handshake that issued it; zero
-	// means DefaultLifetime.
+	// means DefaultLifetime. It is checked again when the session resumes,
+	// against the lifetime the host has then: shortening it ends the older
+	// sessions at once, lengthening it lengthens theirs (it is not part of
+	// the binding, so changing it alone keeps sessions).
 	Lifetime time.Duration
 	// TicketKeyRotation is, in TicketKeys mode, the longest a ticket key may
 	// stay active. The node rotates at the shortest interval any host asked
@@ -71,9 +74,12 @@ type Host struct {
 	Leaf []byte
 	// Policy names the settings sessions are issued under (for meshgate,
 	// the TLSPolicy's "namespace/name", "" for the default) and
-	// PolicyGeneration their version: editing them ends their sessions.
-	Policy           string
-	PolicyGeneration int64
+	// PolicyDigest is a digest of their content (versions, suites, curves,
+	// mode, 0-RTT): changing them ends their sessions. A digest of the
+	// content, not a version number, because standalone manifests carry no
+	// generation (every edit would keep generation 0).
+	Policy       string
+	PolicyDigest string
 }
 
 // hostBinding is what a host's sessions are bound to, minus the SNI name.
@@ -81,15 +87,16 @@ type hostBinding [32]byte
 
 func newHostBinding(h Host) hostBinding {
 	d := sha256.New()
-	d.Write([]byte("meshgate session binding v1\x00"))
+	d.Write([]byte("meshgate session binding v2\x00"))
 	if len(h.Leaf) > 0 {
 		leaf := sha256.Sum256(h.Leaf)
 		d.Write(leaf[:])
 	}
+	var l [4]byte
+	binary.BigEndian.PutUint32(l[:], uint32(len(h.Policy)))
+	d.Write(l[:])
 	d.Write([]byte(h.Policy))
-	var g [9]byte
-	binary.BigEndian.PutUint64(g[1:], uint64(h.PolicyGeneration))
-	d.Write(g[:])
+	d.Write([]byte(h.PolicyDigest))
 	var b hostBinding
 	d.Sum(b[:0])
 	return b

@@ -74,6 +74,9 @@ type Config struct {
 	// peers of protocol version 3 (see State); none means no key-value
 	// state.
 	Zones []clusterstate.ZoneConfig
+	// Now, if set, is the clock sessions are issued and resumed by
+	// (lifetimes, id expiry); nil means time.Now. For tests.
+	Now func() time.Time
 	// MeshTuning, if set, adjusts the mesh configuration (queue sizes,
 	// timers) before it starts; tests use it for short timeouts.
 	MeshTuning func(*mesh.Config)
@@ -115,6 +118,9 @@ func New(cfg Config) (*Node, error) {
 			return nil, fmt.Errorf("sessionmesh: %w", err)
 		}
 		cfg.Identity = id
+	}
+	if cfg.Now == nil {
+		cfg.Now = time.Now
 	}
 	if cfg.ClusterID == "" {
 		cfg.ClusterID = "local"

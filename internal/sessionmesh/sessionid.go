@@ -95,7 +95,7 @@ func (c *SessionIDCache) NewSessionID(string) []byte {
 	id := make([]byte, sidLen)
 	id[0] = sidVersion
 	binary.BigEndian.PutUint64(id[1:9], c.n.id)
-	binary.BigEndian.PutUint32(id[9:13], uint32(time.Now().Add(c.lifetime).Unix()))
+	binary.BigEndian.PutUint32(id[9:13], uint32(c.n.cfg.Now().Add(c.lifetime).Unix()))
 	_, _ = rand.Read(id[13:sidMACOff])
 	m := c.n.sidMAC(id)
 	copy(id[sidMACOff:], m[:sidLen-sidMACOff])
@@ -110,7 +110,7 @@ func (c *SessionIDCache) Put(id []byte, serverName string, state []byte) {
 	if !ok || origin != n.id {
 		return
 	}
-	now := time.Now()
+	now := n.cfg.Now()
 	// The id goes first: it proves the record's key, origin and expiry to
 	// the peers (checkRecord).
 	rs := make([]byte, 0, sidLen+len(state))
@@ -139,13 +139,17 @@ func (c *SessionIDCache) Get(id []byte, serverName string) []byte {
 		}
 		return nil
 	}
-	now := time.Now()
+	now := n.cfg.Now()
 	if !now.Before(expires) {
 		n.m.miss(missExpired)
 		return nil
 	}
 	r, ok := n.find(origin, key, store.KindTLS12Session, c.hb.bind(serverName), now)
 	if !ok {
+		return nil
+	}
+	if !alive(r, c.lifetime, now) {
+		n.m.miss(missExpired)
 		return nil
 	}
 	n.m.sessionIDHits.Add(1)

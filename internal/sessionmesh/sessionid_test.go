@@ -17,7 +17,7 @@ import (
 
 func sidHost(t testing.TB) (Host, *tls.Certificate) {
 	cert, _ := serverCert()
-	return Host{Leaf: cert.Certificate[0], Policy: "default/p", PolicyGeneration: 1}, cert
+	return Host{Leaf: cert.Certificate[0], Policy: "default/p", PolicyDigest: "v1"}, cert
 }
 
 // serveTLS12 runs internal/tls12 with the node's session-ID cache and
@@ -116,7 +116,7 @@ func TestSessionIDMisses(t *testing.T) {
 	if b.Get(id, "b.example.com") != nil || misses(missBinding) != 1 {
 		t.Fatal("resumed for another server name")
 	}
-	other := nodes[1].SessionIDCache(Host{Leaf: h.Leaf, Policy: "default/p", PolicyGeneration: 2})
+	other := nodes[1].SessionIDCache(Host{Leaf: h.Leaf, Policy: "default/p", PolicyDigest: "v2"})
 	if other.Get(id, "a.example.com") != nil || misses(missBinding) != 2 {
 		t.Fatal("resumed under another policy generation")
 	}

@@ -13,19 +13,25 @@ import (
 	"github.com/meshgate/meshgate/internal/sessionmesh/wire"
 )
 
-// Session id layout (stateful mode), 41 bytes:
+// Session id layout (stateful mode), 45 bytes:
 //
 //	[0]     idVersion
 //	[1:9]   issuing node id (mesh.NodeID of its name), big-endian
-//	[9:25]  128 random bits: the store key
-//	[25:41] HMAC-SHA256(cluster MAC key, bytes 0..24), truncated to 128 bits
+//	[9:13]  expiry, unix seconds, big-endian (the record's, rounded up)
+//	[13:29] the store key
+//	[29:45] HMAC-SHA256(cluster MAC key, bytes 0..28), truncated to 128 bits
 //
 // The MAC lets any replica reject forged or corrupted ids without a store
-// lookup or a remote query; the node id tells a replica whom to ask on a miss.
+// lookup or a remote query; the node id tells a replica whom to ask on a
+// miss. The expiry is under the MAC (the layout of internal/tls12's session
+// IDs, sessionid.go), so an id whose session has expired is refused
+// locally, before any lookup: a client replaying old ids cannot make one
+// replica query another (issue 15, finding 8). Version 1 ids (41 bytes,
+// no expiry) are refused as invalid.
 const (
-	idVersion = 0x01
-	idLen     = 41
-	idMACOff  = 25
+	idVersion = 0x02
+	idLen     = 45
+	idMACOff  = 29
 )
 
 // mac computes HMAC-SHA256(macKey, id[:idMACOff]) truncated to 128 bits.
@@ -43,11 +49,15 @@ func (n *Node) mac(id []byte) [16]byte {
 	return [16]byte(sum[:16])
 }
 
-func (n *Node) mintID(key store.Key) []byte {
+// mintID mints the id of the record under key that expires at expires
+// (unix nanoseconds).
+func (n *Node) mintID(key store.Key, expires int64) []byte {
 	id := make([]byte, idLen)
 	id[0] = idVersion
 	binary.BigEndian.PutUint64(id[1:9], n.id)
-	copy(id[9:25], key[:])
+	secs := (expires + int64(time.Second) - 1) / int64(time.Second)
+	binary.BigEndian.PutUint32(id[9:13], uint32(secs))
+	copy(id[13:29], key[:])
 	m := n.mac(id)
 	copy(id[idMACOff:], m[:])
 	return id
@@ -55,16 +65,21 @@ func (n *Node) mintID(key store.Key) []byte {
 
 // parseID checks an id's shape and MAC and returns its origin and key.
 func (n *Node) parseID(id []byte) (uint64, store.Key, bool) {
-	var key store.Key
+	origin, _, key, ok := n.parseIDExpiry(id)
+	return origin, key, ok
+}
+
+// parseIDExpiry is parseID that also returns the id's expiry.
+func (n *Node) parseIDExpiry(id []byte) (origin uint64, expires time.Time, key store.Key, ok bool) {
 	if len(id) != idLen || id[0] != idVersion {
-		return 0, key, false
+		return 0, time.Time{}, key, false
 	}
 	m := n.mac(id)
 	if !hmac.Equal(m[:], id[idMACOff:]) {
-		return 0, key, false
+		return 0, time.Time{}, key, false
 	}
-	copy(key[:], id[9:25])
-	return binary.BigEndian.Uint64(id[1:9]), key, true
+	copy(key[:], id[13:29])
+	return binary.BigEndian.Uint64(id[1:9]), time.Unix(int64(binary.BigEndian.Uint32(id[9:13])), 0), key, true
 }
 
 // bind returns the binding for a handshake: the host binding and the exact
@@ -122,7 +137,7 @@ func (s *statefulHost) wrap(cs tls.ConnectionState, ss *tls.SessionState) ([]byt
 	}
 	n := s.n
 	key := n.sessionKey(state)
-	now := time.Now()
+	now := n.cfg.Now()
 	binding := s.hb.bind(cs.ServerName)
 	if cs.DidResume {
 		if old, st := n.store.Get(key, now); st == store.Found && old.Binding == binding {
@@ -130,7 +145,7 @@ func (s *statefulHost) wrap(cs tls.ConnectionState, ss *tls.SessionState) ([]byt
 			// already holds it (with its original expiry, which Go also
 			// enforces from the state's creation time).
 			n.m.rewraps.Add(1)
-			return n.mintID(key), nil
+			return n.mintID(key, old.Expires), nil
 		}
 	}
 	r := store.Record{Key: key, Binding: binding, Origin: n.id,
@@ -140,7 +155,7 @@ func (s *statefulHost) wrap(cs tls.ConnectionState, ss *tls.SessionState) ([]byt
 		n.mesh.Insert(r)
 	}
 	n.m.wraps[modeStateful].Add(1)
-	return n.mintID(key), nil
+	return n.mintID(key, r.Expires), nil
 }
 
 func (s *statefulHost) unwrap(identity []byte, cs tls.ConnectionState) (*tls.SessionState, error) {
@@ -148,13 +163,22 @@ func (s *statefulHost) unwrap(identity []byte, cs tls.ConnectionState) (*tls.Ses
 	if len(identity) == 0 { // a TLS 1.2 client asking for a first ticket
 		return nil, nil
 	}
-	origin, key, ok := n.parseID(identity)
+	origin, expires, key, ok := n.parseIDExpiry(identity)
 	if !ok {
 		n.m.miss(missInvalid)
 		return nil, nil
 	}
-	r, ok := n.find(origin, key, store.KindTLSState, s.hb.bind(cs.ServerName), time.Now())
+	now := n.cfg.Now()
+	if !now.Before(expires) { // refused locally: no lookup, here or remote
+		n.m.miss(missExpired)
+		return nil, nil
+	}
+	r, ok := n.find(origin, key, store.KindTLSState, s.hb.bind(cs.ServerName), now)
 	if !ok {
+		return nil, nil
+	}
+	if !alive(r, s.lifetime, now) {
+		n.m.miss(missExpired)
 		return nil, nil
 	}
 	ss, err := tls.ParseSessionState(r.State)
@@ -164,6 +188,13 @@ func (s *statefulHost) unwrap(identity []byte, cs tls.ConnectionState) (*tls.Ses
 	}
 	n.m.hit(cs.Version)
 	return ss, nil
+}
+
+// alive reports whether a record is within lifetime of its creation: the
+// host's lifetime now, which may be shorter than when the record was
+// stored (its Expires is the lifetime at issue).
+func alive(r store.Record, lifetime time.Duration, now time.Time) bool {
+	return now.UnixNano()-r.Created < int64(lifetime)
 }
 
 // find returns the live record of kind under key bound to binding: from

@@ -25,12 +25,15 @@ import (
 //	[0]      ticketVersion
 //	[1:9]    key id (first 8 bytes of SHA-256 of the key)
 //	[9:21]   AES-GCM nonce
-//	[21:]    AES-256-GCM( expiry unix seconds (8 bytes) || SessionState.Bytes() )
+//	[21:]    AES-256-GCM( issue time, unix nanoseconds (8 bytes) || SessionState.Bytes() )
 //	         with the handshake's binding as additional data
 //
 // The binding as AAD makes a ticket from another virtual host fail to open.
+// The issue time, not an expiry, is sealed: a ticket lives for its host's
+// lifetime at resumption, so shortening a policy's lifetime ends older
+// tickets at once (version 0x02 sealed the expiry at issue).
 const (
-	ticketVersion = 0x02
+	ticketVersion = 0x03
 	ticketHdr     = 1 + 8 + 12
 	maxRingKeys   = 6
 )
@@ -303,7 +306,7 @@ func (th *ticketHost) wrap(cs tls.ConnectionState, ss *tls.SessionState) ([]byte
 	out[0] = ticketVersion
 	binary.BigEndian.PutUint64(out[1:9], k.id)
 	rand.Read(out[9:ticketHdr])
-	binary.BigEndian.PutUint64(out[ticketHdr:], uint64(time.Now().Add(th.lifetime).Unix()))
+	binary.BigEndian.PutUint64(out[ticketHdr:], uint64(th.n.cfg.Now().UnixNano()))
 	copy(out[ticketHdr+8:], state)
 	out = k.aead.Seal(out[:ticketHdr], out[9:ticketHdr], out[ticketHdr:], ad)
 	th.n.m.wraps[modeTicketKeys].Add(1)
@@ -344,7 +347,7 @@ func (th *ticketHost) unwrap(identity []byte, cs tls.ConnectionState) (*tls.Sess
 		m.miss(missBinding) // wrong host (or tampered ticket)
 		return nil, nil
 	}
-	if int64(binary.BigEndian.Uint64(plain)) <= time.Now().Unix() {
+	if th.n.cfg.Now().UnixNano()-int64(binary.BigEndian.Uint64(plain)) >= int64(th.lifetime) {
 		m.miss(missExpired)
 		return nil, nil
 	}

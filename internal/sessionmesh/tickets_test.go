@@ -142,7 +142,7 @@ func TestSessionIDs(t *testing.T) {
 	other, _ := New(Config{NodeName: "y"}) // different (random) MAC key
 	var key [16]byte
 	key[3] = 7
-	id := n.mintID(key)
+	id := n.mintID(key, time.Now().Add(time.Minute).UnixNano())
 	origin, k, ok := n.parseID(id)
 	if !ok || origin != n.id || k != key {
 		t.Fatal("round trip failed")
@@ -152,10 +152,11 @@ func TestSessionIDs(t *testing.T) {
 		id   []byte
 	}{
 		{"empty", nil},
-		{"short", id[:40]},
+		{"short", id[:idLen-1]},
 		{"bad version", append([]byte{9}, id[1:]...)},
-		{"flipped key bit", func() []byte { b := append([]byte(nil), id...); b[10] ^= 1; return b }()},
-		{"flipped mac bit", func() []byte { b := append([]byte(nil), id...); b[40] ^= 1; return b }()},
+		{"flipped key bit", func() []byte { b := append([]byte(nil), id...); b[14] ^= 1; return b }()},
+		{"flipped expiry bit", func() []byte { b := append([]byte(nil), id...); b[10] ^= 1; return b }()},
+		{"flipped mac bit", func() []byte { b := append([]byte(nil), id...); b[idLen-1] ^= 1; return b }()},
 	}
 	for _, tc := range tests {
 		if _, _, ok := n.parseID(tc.id); ok {
@@ -189,7 +190,7 @@ func TestBindingLowercasesSNI(t *testing.T) {
 func TestMACIsHMAC(t *testing.T) {
 	n, _ := New(Config{NodeName: "x"})
 	var key [16]byte
-	id := n.mintID(key)
+	id := n.mintID(key, time.Now().Add(time.Minute).UnixNano())
 	// Recover the key from the pads and check against crypto/hmac.
 	var k [64]byte
 	for i := range k {

@@ -123,7 +123,7 @@ func SessionHost(cert *tls.Certificate, p *routing.TLSPolicy) sessionmesh.Host {
 		Lifetime:          p.SessionLifetime,
 		TicketKeyRotation: p.TicketKeyRotation,
 		Policy:            p.Name,
-		PolicyGeneration:  p.Generation,
+		PolicyDigest:      p.TLSDigest(),
 	}
 	switch p.SessionMode {
 	case routing.SessionTicketKeys:

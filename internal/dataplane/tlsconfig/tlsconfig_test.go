@@ -71,7 +71,7 @@ func TestBuild(t *testing.T) {
 	for _, h := range rec.hosts {
 		switch string(h.Leaf) {
 		case string(a.Certificate[0]):
-			if h.Mode != sessionmesh.TicketKeys || h.Policy != "ns/p" || h.PolicyGeneration != 3 || h.Lifetime != time.Minute {
+			if h.Mode != sessionmesh.TicketKeys || h.Policy != "ns/p" || h.PolicyDigest != pa.TLSDigest() || h.Lifetime != time.Minute {
 				t.Errorf("host a translated to %+v", h)
 			}
 		case string(w.Certificate[0]):
