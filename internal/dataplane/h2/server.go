@@ -63,6 +63,10 @@ type ConnInfo struct {
 	RemoteAddr netip.AddrPort
 	// TLS reports a TLS connection: requests get the "https" scheme.
 	TLS bool
+	// ServerName is the TLS connection's SNI, copied into every request
+	// (exchange.Request.ServerName: the pipeline answers 421 to requests
+	// for a host under another TLS policy, so it must be set).
+	ServerName string
 }
 
 // Server serves HTTP/2 connections. Its methods are safe for concurrent
