@@ -172,3 +172,75 @@ func TestExpiredIDRefusedLocally(t *testing.T) {
 		t.Errorf("expired misses counted %v, want %d", got, offers)
 	}
 }
+
+// TestEarlyDataSingleUse is finding 4 of issue 15: stateful records were
+// not single-use, so one PSK that invited 0-RTT was accepted with early
+// data every time it was offered, on every replica sharing the store (a
+// replayed ClientHello replays its early data). Now only the issuing
+// replica accepts early data for a session, once; every other offer, there
+// or on a peer, resumes without early data. Before the fix all six offers
+// below (three per replica) were accepted with early data.
+func TestEarlyDataSingleUse(t *testing.T) {
+	nodes, _ := cluster(t, 2, Stateful)
+	cert := mustCert()
+	// A server whose sessions invite early data, as quic-go's do when
+	// 0-RTT is on (crypto/tls sets SessionState.EarlyData only for QUIC).
+	cfg := &tls.Config{Certificates: []tls.Certificate{*cert}}
+	nodes[0].ConfigureTLS(cfg, testHost(cert, Stateful))
+	wrap := cfg.WrapSession
+	cfg.WrapSession = func(cs tls.ConnectionState, ss *tls.SessionState) ([]byte, error) {
+		ss.EarlyData = true
+		return wrap(cs, ss)
+	}
+	ln, err := tls.Listen("tcp", "127.0.0.1:0", cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { ln.Close() })
+	go func() {
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			go func() {
+				defer c.Close()
+				c.SetDeadline(time.Now().Add(5 * time.Second))
+				if c.(*tls.Conn).Handshake() == nil {
+					c.Write([]byte{1})
+					io.Copy(io.Discard, c)
+				}
+			}()
+		}
+	}()
+	c := newClient(tls.VersionTLS13)
+	c.mustConnect(t, ln.Addr().String())
+	id := identity(t, c.cache, "a.example.com")
+	waitFor(t, "the session replicated to node-1", func() bool { return nodes[1].store.Len() >= 1 })
+
+	hooks := make([]*tls.Config, 2)
+	for i, tn := range nodes {
+		hooks[i] = &tls.Config{Certificates: []tls.Certificate{*cert}}
+		tn.ConfigureTLS(hooks[i], testHost(cert, Stateful))
+	}
+	cs := tls.ConnectionState{ServerName: "a.example.com", Version: tls.VersionTLS13}
+	accepted := 0
+	for range 3 {
+		for i := range nodes {
+			ss, _ := hooks[i].UnwrapSession(id, cs)
+			if ss != nil && ss.EarlyData {
+				accepted++
+			}
+		}
+	}
+	if accepted != 1 {
+		t.Errorf("early data accepted %d times for one session across two replicas, want once", accepted)
+	}
+	if got := nodes[0].m.early[1].Load(); got != 1 {
+		t.Errorf("node-0 counted %d accepted, want 1", got)
+	}
+	// node-1 still resumes the session, without early data.
+	if ss, _ := hooks[1].UnwrapSession(id, cs); ss == nil || ss.EarlyData {
+		t.Errorf("node-1: session %v, want resumed without early data", ss)
+	}
+}

@@ -79,6 +79,7 @@ type metrics struct {
 	byKind        [numKinds][2]atomic.Uint64 // [kind][full, resumed]
 	wraps         [numModes]atomic.Uint64
 	rewraps       atomic.Uint64
+	early         [2]atomic.Uint64 // 0-RTT offers: [refused, accepted]
 	sessionIDHits atomic.Uint64
 	remoteLookups atomic.Uint64
 	remoteHits    atomic.Uint64
@@ -137,6 +138,7 @@ func newMetrics(n *Node) *metrics {
 	d("revoked_total", "Sessions revoked on this node (Revoke, RevokeBefore, the admin API); each is broadcast to every peer.")
 	d("wraps_total", "Sessions issued, by session mode (SessionID: TLS 1.2 session IDs of ticketless clients).", "mode")
 	d("session_id_hits_total", "TLS 1.2 sessions resumed by session ID (ticketless clients).")
+	d("early_data_total", "Resumed sessions that invited 0-RTT early data, by result: accepted (the issuing replica, first use) or refused (used before, another replica, or TicketKeys mode).", "result")
 	d("rewraps_total", "TLS 1.2 re-wraps of a just-resumed session answered from the store, without storing or replicating it again.")
 	d("remote_lookups_total", "Point lookups sent to an issuing peer on a local miss.")
 	d("remote_lookup_hits_total", "Point lookups answered with the session.")
@@ -291,6 +293,8 @@ func (m *metrics) Collect(ch chan<- prometheus.Metric) {
 	}
 	c("revoked_total", counter, float64(m.revoked.Load()))
 	c("rewraps_total", counter, float64(m.rewraps.Load()))
+	c("early_data_total", counter, float64(m.early[0].Load()), "refused")
+	c("early_data_total", counter, float64(m.early[1].Load()), "accepted")
 	c("session_id_hits_total", counter, float64(m.sessionIDHits.Load()))
 	c("remote_lookups_total", counter, float64(m.remoteLookups.Load()))
 	c("remote_lookup_hits_total", counter, float64(m.remoteHits.Load()))

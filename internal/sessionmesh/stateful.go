@@ -186,8 +186,33 @@ func (s *statefulHost) unwrap(identity []byte, cs tls.ConnectionState) (*tls.Ses
 		n.m.miss(missInvalid)
 		return nil, nil
 	}
+	if ss.EarlyData {
+		ss.EarlyData = n.takeEarlyData(r, now)
+	}
 	n.m.hit(cs.Version)
 	return ss, nil
+}
+
+// takeEarlyData decides whether a resumption of r may carry 0-RTT early
+// data, which an attacker can replay (RFC 8446 §8): only once in the
+// whole cluster. The issuing replica is the one place that can decide
+// that without a round trip: it alone accepts early data, and only by
+// removing the record from its store in the same step (Store.Delete is
+// atomic: of two concurrent resumptions one removes the record, the other
+// finds a tombstone). Every other replica resumes r without early data
+// (the client sends it again after the handshake, RFC 9001 §4.6.2), so a
+// replayed ClientHello is never accepted with early data twice, on any
+// replica, and no window depends on replication delay. The record is not
+// deleted elsewhere: other replicas may still resume it in 1-RTT, which
+// cannot be replayed. The client gets a new session from the connection.
+func (n *Node) takeEarlyData(r store.Record, now time.Time) bool {
+	ok := r.Origin == n.id && n.store.Delete(r.Key, r.Expires, now)
+	if ok {
+		n.m.early[1].Add(1)
+	} else {
+		n.m.early[0].Add(1)
+	}
+	return ok
 }
 
 // alive reports whether a record is within lifetime of its creation: the

@@ -356,6 +356,12 @@ func (th *ticketHost) unwrap(identity []byte, cs tls.ConnectionState) (*tls.Sess
 		m.miss(missInvalid)
 		return nil, nil
 	}
+	if ss.EarlyData {
+		// A stateless ticket cannot be made single-use: no early data in
+		// TicketKeys mode (the resumption itself goes ahead in 1-RTT).
+		ss.EarlyData = false
+		m.early[0].Add(1)
+	}
 	m.hit(cs.Version)
 	return ss, nil
 }

@@ -58,7 +58,10 @@ type Config struct {
 // 0-RTT on a host whose policy forbids it sees the early data rejected and
 // must resend in 1-RTT (RFC 9001 4.6.2); browsers and curl do, quic-go's own
 // http3.Transport fails that request instead. While no host allows 0-RTT,
-// tickets do not invite it at all.
+// tickets do not invite it at all. The session layer makes early data
+// single-use across the cluster (only the issuing replica accepts it,
+// once; docs/sessionmesh.md), and the request pipeline decides by the
+// routed host's policy and adds "Early-Data: 1" (proxy.ServeExchange).
 type Server struct {
 	cfg     Config
 	tls     atomic.Pointer[tlsState]

@@ -86,6 +86,11 @@ func (x *exchangeState) appendRequestHead(b []byte) []byte {
 	b = http1.AppendField(b, "X-Forwarded-Proto", r.Scheme)
 	b = http1.AppendField(b, "X-Forwarded-Host", r.Host)
 	b = http1.AppendField(b, "X-Real-Ip", r.ClientIP)
+	if r.EarlyData {
+		// Received in 0-RTT, maybe a replay: the backend may answer 425
+		// itself (RFC 8470 §5.1).
+		b = append(b, "Early-Data: 1\r\n"...)
+	}
 	if r.TrailersOK {
 		b = append(b, "Te: trailers\r\n"...)
 	}

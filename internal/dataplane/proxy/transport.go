@@ -68,6 +68,9 @@ func (x *exchangeState) httpRequest() *http.Request {
 	h["X-Forwarded-Proto"] = []string{r.Scheme}
 	h["X-Forwarded-Host"] = []string{r.Host}
 	h["X-Real-Ip"] = []string{r.ClientIP}
+	if r.EarlyData {
+		h["Early-Data"] = []string{"1"} // RFC 8470 §5.1
+	}
 	if r.TrailersOK {
 		h["Te"] = []string{"trailers"}
 	}
