@@ -50,7 +50,7 @@ func (s *Server) serve(tc *trackedConn, c net.Conn) {
 			// The h2 engine sets its own deadlines. Shutdown drains its
 			// streams (GOAWAY); it does not cancel them.
 			_ = c.SetDeadline(time.Time{})
-			s.h2.ServeConn(c, h2.ConnInfo{RemoteAddr: info.RemoteAddr, TLS: true})
+			s.h2.ServeConn(c, h2.ConnInfo{RemoteAddr: info.RemoteAddr, TLS: true, ServerName: info.ServerName})
 			_ = tc.Close()
 			return
 		}
