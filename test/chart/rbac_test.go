@@ -77,6 +77,14 @@ var namespacedOnly = grantSet{
 	{"", "secrets", "create"}: true,
 }
 
+// clusterScoped are the resources (and their subresources) without a
+// namespace that meshgate reads or writes: a ClusterRole is the only way
+// to grant them, in namespaced mode too. Events are created in the
+// namespace of the object they are about.
+var clusterScoped = map[string]bool{
+	"namespaces": true, "ingressclasses": true, "gatewayclasses": true, "gatewayclasses/status": true, "events": true,
+}
+
 func init() {
 	for _, v := range []string{"get", "list", "watch", "create", "update", "patch", "delete"} {
 		namespacedOnly[grant{"coordination.k8s.io", "leases", v}] = true
@@ -165,6 +173,7 @@ func TestRBAC(t *testing.T) {
 			}
 			leaderElect := lookupBool(vals, true, "controller", "leaderElect")
 			ownCA := lookupString(vals, "meshCA", "existingSecret") != ""
+			namespaced := lookupBool(vals, false, "controller", "namespaced")
 
 			var missing, extra, misplaced []string
 			for g := range need {
@@ -174,11 +183,11 @@ func TestRBAC(t *testing.T) {
 						extra = append(extra, g.String()+" (turned off by values)")
 					}
 				case cluster[g]:
-					if namespacedOnly[g] {
+					if namespacedOnly[g] || namespaced && !clusterScoped[g.resource] {
 						misplaced = append(misplaced, g.String()+" granted cluster-wide")
 					}
 				case ns[g]:
-					if !namespacedOnly[g] {
+					if !namespacedOnly[g] && !(namespaced && !clusterScoped[g.resource]) {
 						misplaced = append(misplaced, g.String()+" granted in one namespace only")
 					}
 				default:

@@ -66,6 +66,26 @@ func renderCases() []renderCase {
 			}},
 			check: checkMinimal,
 		},
+		{
+			name:  "namespaced",
+			in:    install{Release: "team", Namespace: "team-a", Set: []string{"controller.namespaced=true"}},
+			check: checkNamespaced,
+		},
+	}
+}
+
+// checkNamespaced: controller.namespaced watches the release namespace
+// only, and no Secret (nor any other namespaced input) is readable
+// cluster-wide; TestRBAC checks the grants themselves.
+func checkNamespaced(t *testing.T, r *rendered) {
+	args := one[appsv1.Deployment](t, r, "Deployment").Spec.Template.Spec.Containers[0].Args
+	if got := argValue2(args, "watch-namespace"); got != "team-a" {
+		t.Errorf("--watch-namespace=%q, want team-a", got)
+	}
+	for g := range grantsOf(t, typedRules(t, r.find("ClusterRole"))) {
+		if !clusterScoped[g.resource] {
+			t.Errorf("namespaced mode grants %s cluster-wide", g)
+		}
 	}
 }
 

@@ -116,3 +116,48 @@ app.kubernetes.io/part-of: meshgate
 {{- fail "replicaCount must be at least 1" }}
 {{- end }}
 {{- end }}
+
+{{/*
+The rules of every namespaced input and output: cluster-wide in the
+ClusterRole by default, in the release namespace's Role with
+controller.namespaced (cluster-scoped kinds listed here then simply have no
+effect in the Role; the ClusterRole grants them).
+*/}}
+{{- define "meshgate.namespacedRules" -}}
+# Watched inputs: Services (backends, --publish-service), ConfigMaps (L4
+# services), TLS Secrets (metadata informer + uncached reads).
+# Namespaces: their labels select routes for Gateway listeners
+# (allowedRoutes.namespaces.selector).
+- apiGroups: [""]
+  resources: [configmaps, services, secrets, namespaces]
+  verbs: [get, list, watch]
+- apiGroups: [discovery.k8s.io]
+  resources: [endpointslices]
+  verbs: [get, list, watch]
+- apiGroups: [networking.k8s.io]
+  resources: [ingresses, ingressclasses]
+  verbs: [get, list, watch]
+- apiGroups: [meshgate.io]
+  resources: [tlspolicies]
+  verbs: [get, list, watch]
+- apiGroups: [gateway.networking.k8s.io]
+  resources: [gatewayclasses, gateways, listenersets, httproutes, grpcroutes, tlsroutes, tcproutes, udproutes, referencegrants, backendtlspolicies]
+  verbs: [get, list, watch]
+# Written by the leader: Gateway API status (our GatewayClasses,
+# Gateways, ListenerSets, our entries of route parents and policy
+# ancestors).
+- apiGroups: [gateway.networking.k8s.io]
+  resources: [gatewayclasses/status, gateways/status, listenersets/status, httproutes/status, grpcroutes/status, tlsroutes/status, tcproutes/status, udproutes/status, backendtlspolicies/status]
+  verbs: [get, update, patch]
+# Written by the leader: Ingress addresses, TLSPolicy conditions, Events
+# about problems in the input (in the Ingress's namespace).
+- apiGroups: [networking.k8s.io]
+  resources: [ingresses/status]
+  verbs: [get, update, patch]
+- apiGroups: [meshgate.io]
+  resources: [tlspolicies/status]
+  verbs: [get, update, patch]
+- apiGroups: ["", events.k8s.io]
+  resources: [events]
+  verbs: [create, patch]
+{{- end }}
