@@ -2,6 +2,7 @@ package server
 
 import (
 	"crypto/tls"
+	"errors"
 	"fmt"
 	"net"
 	"net/netip"
@@ -55,8 +56,76 @@ func (s *Server) serve(tc *trackedConn, c net.Conn) {
 			return
 		}
 	}
+	if !info.TLS {
+		// HTTP/2 with prior knowledge (RFC 9113 §3.3): gRPC clients
+		// without TLS start with the preface instead of a request line.
+		rc, h2c, err := s.sniffPreface(c)
+		if err != nil {
+			_ = tc.Close()
+			return
+		}
+		c = rc
+		if h2c {
+			_ = c.SetDeadline(time.Time{})
+			s.h2.ServeConn(c, h2.ConnInfo{RemoteAddr: info.RemoteAddr})
+			_ = tc.Close()
+			return
+		}
+	}
 	// The h1 engine sets its own deadline per read.
 	s.h1.ServeConn(c, info)
+}
+
+// h2Preface is the HTTP/2 client connection preface (RFC 9113 §3.4).
+const h2Preface = "PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n"
+
+// sniffPreface reads from the plain connection c only while its bytes agree
+// with the HTTP/2 preface (never past it, so an HTTP/1.1 request shorter
+// than the preface is not waited for), bounded by ReadHeaderTimeout. It
+// returns a connection that replays what was read, and whether the whole
+// preface arrived.
+func (s *Server) sniffPreface(c net.Conn) (net.Conn, bool, error) {
+	_ = c.SetReadDeadline(time.Now().Add(s.cfg.ReadHeaderTimeout))
+	buf := make([]byte, len(h2Preface))
+	n := 0
+	for n < len(buf) {
+		m, err := c.Read(buf[n:])
+		n += m
+		if string(buf[:n]) != h2Preface[:n] {
+			break
+		}
+		if err != nil {
+			if n == 0 {
+				return nil, false, err
+			}
+			break
+		}
+	}
+	return &prefaceConn{Conn: c, pending: buf[:n]}, n == len(h2Preface) && string(buf) == h2Preface, nil
+}
+
+// prefaceConn replays bytes read ahead before reading c again.
+type prefaceConn struct {
+	net.Conn
+	pending []byte
+}
+
+// Read implements net.Conn.
+func (c *prefaceConn) Read(p []byte) (int, error) {
+	if len(c.pending) > 0 {
+		n := copy(p, c.pending)
+		c.pending = c.pending[n:]
+		return n, nil
+	}
+	return c.Conn.Read(p)
+}
+
+// CloseWrite half-closes the underlying connection when it can.
+func (c *prefaceConn) CloseWrite() error {
+	if cw, ok := c.Conn.(interface{ CloseWrite() error }); ok {
+		return cw.CloseWrite()
+	}
+	return errors.New("server: connection cannot half-close")
 }
 
 // handOff marks tc as serving requests (Shutdown drains it instead of
