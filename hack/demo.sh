@@ -249,17 +249,20 @@ smoke() {
   check "TLS 1.2 session from 8443 resumed on 8444 and 8445 (openssl)" resumes -tls1_2 TLSv1.2
   check "TLS 1.3 session from 8443 resumed on 8444 and 8445 (openssl)" resumes -tls1_3 TLSv1.3
   # A replica killed with SIGKILL comes back and catches up: a session
-  # issued by demo-1 before demo-2 died resumes on the new demo-2.
-  replica_restart_resumes() {
-    local f=$tmp/sess-restart.pem o
-    o=$(s_client 8443 -tls1_3 -sess_out "$f") || { printf '%s\n' "$o"; return 1; }
-    kill -KILL "${pids[2]}"
-    restart_replica 2
+  # issued by demo-1 before demo-2 died resumes on the new demo-2. The kill
+  # and the restart run in this shell, not in check's subshell, so that
+  # pids[2] names the new replica and cleanup stops it.
+  restart_f=$tmp/sess-restart.pem
+  check "TLS 1.3 session issued by 8443 before demo-2 is killed" s_client 8443 -tls1_3 -sess_out "$restart_f"
+  kill -KILL "${pids[2]}"
+  restart_replica 2
+  restarted_resumes() {
+    local o
     wait_ready 2 || return 1
-    o=$(s_client 8444 -tls1_3 -sess_in "$f") || { printf '%s\n' "$o"; return 1; }
+    o=$(s_client 8444 -tls1_3 -sess_in "$restart_f") || { printf '%s\n' "$o"; return 1; }
     grep -q "Reused, TLSv1.3" <<<"$o" || { printf 'the restarted demo-2 did not resume:\n%s\n' "$o"; return 1; }
   }
-  check "demo-2 killed (SIGKILL), restarted, resumes a session demo-1 issued before" replica_restart_resumes
+  check "demo-2 killed (SIGKILL), restarted, resumes a session demo-1 issued before" restarted_resumes
   check "/status/sessionmesh on 9101" curl -sS --fail --max-time 5 http://127.0.0.1:9101/status/sessionmesh
   rm -rf "$tmp"
   printf '\n%d passed, %d failed\n' "$pass" "$fail"
