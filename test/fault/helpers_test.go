@@ -10,7 +10,9 @@ package fault
 
 import (
 	"context"
+	"crypto/hmac"
 	"crypto/rand"
+	"crypto/sha256"
 	"encoding/json"
 	"fmt"
 	"os"
@@ -179,7 +181,7 @@ type loader struct {
 	m      *mesh.Mesh
 	cancel context.CancelFunc
 	done   chan struct{}
-	state  []byte
+	macKey []byte // the cluster's session-id MAC key: record keys are MACs of their state
 }
 
 type nopHandler struct{}
@@ -211,9 +213,16 @@ func startLoader(t *testing.T, meshDir, listenIP string, peers []string) *loader
 	if err != nil {
 		t.Fatal(err)
 	}
+	mat, err := pki.LoadMaterial(meshDir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	b, err := mat.Parse()
+	if err != nil {
+		t.Fatal(err)
+	}
 	ctx, cancel := context.WithCancel(context.Background())
-	l := &loader{m: m, cancel: cancel, done: make(chan struct{}), state: make([]byte, 600)}
-	_, _ = rand.Read(l.state)
+	l := &loader{m: m, cancel: cancel, done: make(chan struct{}), macKey: b.SessionIDKey()}
 	go func() { defer close(l.done); _ = m.Run(ctx) }()
 	t.Cleanup(l.stop)
 	waitUntil(t, "loader online with every peer", 20*time.Second, func() bool {
@@ -224,8 +233,12 @@ func startLoader(t *testing.T, meshDir, listenIP string, peers []string) *loader
 
 func (l *loader) stop() { l.cancel(); <-l.done }
 
-// insert sends n synthetic records (600-byte states, 10 min lifetime) to
-// every connected replica, paced so that no peer queue overflows.
+// insert sends n synthetic records (random 600-byte states, 10 min
+// lifetime) to every connected replica, paced so that no peer queue
+// overflows. Replicas refuse a record whose key is not the cluster MAC of
+// its state (issue 15, store poisoning), so each key is that MAC, derived
+// as the node derives it: HMAC-SHA256(session-id key, label || state),
+// truncated to a store key.
 func (l *loader) insert(t *testing.T, n int) {
 	t.Helper()
 	origin := mesh.NodeID("fault-loader")
@@ -233,9 +246,14 @@ func (l *loader) insert(t *testing.T, n int) {
 	for sent := 0; sent < n; {
 		for i := 0; i < chunk && sent < n; i, sent = i+1, sent+1 {
 			now := time.Now()
+			state := make([]byte, 600)
+			_, _ = rand.Read(state)
+			mac := hmac.New(sha256.New, l.macKey)
+			mac.Write([]byte("meshgate session key v1\x00"))
+			mac.Write(state)
 			r := store.Record{Origin: origin, Created: now.UnixNano(),
-				Expires: now.Add(10 * time.Minute).UnixNano(), State: l.state}
-			_, _ = rand.Read(r.Key[:])
+				Expires: now.Add(10 * time.Minute).UnixNano(), State: state}
+			copy(r.Key[:], mac.Sum(nil))
 			l.m.Insert(r)
 		}
 		waitUntil(t, "loader queues drained", 30*time.Second, func() bool {
