@@ -8,6 +8,7 @@ import (
 	"net"
 	"net/http"
 	"strconv"
+	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -105,17 +106,25 @@ type testServer struct {
 	addr string
 	tls  bool
 	h    *echoHandler
+	// errs receives each refusal reason the first time the server counts
+	// it: a flood of one reason (hundreds of refused streams) can then
+	// never crowd out the one a test waits for.
 	errs chan string
+	mu   sync.Mutex
+	seen map[string]bool
 }
 
 func newTestServer(t *testing.T, tlsOn bool, mod func(*Config)) *testServer {
 	t.Helper()
 	h := &echoHandler{}
-	ts := &testServer{h: h, tls: tlsOn, errs: make(chan string, 1024)}
+	ts := &testServer{h: h, tls: tlsOn, errs: make(chan string, 1024), seen: map[string]bool{}}
 	cfg := Config{Handler: h, CountError: func(r string) {
-		select {
-		case ts.errs <- r:
-		default:
+		ts.mu.Lock()
+		first := !ts.seen[r]
+		ts.seen[r] = true
+		ts.mu.Unlock()
+		if first {
+			ts.errs <- r // one per distinct reason: never full
 		}
 	}}
 	if mod != nil {
