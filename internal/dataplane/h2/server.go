@@ -143,18 +143,25 @@ func (s *Server) untrack(c *conn) {
 	s.mu.Unlock()
 }
 
-// Shutdown starts a graceful drain: every connection gets a GOAWAY, takes
-// no new stream, and closes once its streams are done (an idle one at
-// once); connections handed to ServeConn afterwards are closed. It does
-// not wait.
-func (s *Server) Shutdown() {
+// drain marks the server draining (ServeConn closes what it is handed
+// from now on) and returns the connections it serves.
+func (s *Server) drain() []*conn {
 	s.mu.Lock()
+	defer s.mu.Unlock()
 	s.draining = true
 	conns := make([]*conn, 0, len(s.conns))
 	for c := range s.conns {
 		conns = append(conns, c)
 	}
-	s.mu.Unlock()
+	return conns
+}
+
+// Shutdown starts a graceful drain: every connection gets a GOAWAY, takes
+// no new stream, and closes once its streams are done (an idle one at
+// once); connections handed to ServeConn afterwards are closed. It does
+// not wait.
+func (s *Server) Shutdown() {
+	conns := s.drain()
 	for _, c := range conns {
 		c.goAway(errCodeNo, "server shutting down")
 	}
@@ -164,13 +171,7 @@ func (s *Server) Shutdown() {
 // Close closes every connection at once; their handlers see their
 // requests' contexts cancelled.
 func (s *Server) Close() {
-	s.mu.Lock()
-	s.draining = true
-	conns := make([]*conn, 0, len(s.conns))
-	for c := range s.conns {
-		conns = append(conns, c)
-	}
-	s.mu.Unlock()
+	conns := s.drain()
 	for _, c := range conns {
 		_ = c.nc.Close()
 	}
