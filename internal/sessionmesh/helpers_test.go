@@ -115,11 +115,22 @@ func (tn *testNode) serveTLS(t testing.TB, mode Mode) {
 	cert, _ := serverCert()
 	cfg := &tls.Config{Certificates: []tls.Certificate{*cert}}
 	tn.ConfigureTLS(cfg, testHost(cert, mode))
-	ln, err := tls.Listen("tcp", "127.0.0.1:0", cfg)
+	ln, err := listenOneByte(cfg)
 	if err != nil {
 		t.Fatal(err)
 	}
 	tn.tlsLn, tn.tlsAddr = ln, ln.Addr().String()
+}
+
+// listenOneByte listens for TLS with cfg on a loopback port and serves
+// every connection by writing one byte after the handshake (so TLS 1.3
+// clients receive their tickets), then reading until the client closes.
+// The caller closes the listener.
+func listenOneByte(cfg *tls.Config) (net.Listener, error) {
+	ln, err := tls.Listen("tcp", "127.0.0.1:0", cfg)
+	if err != nil {
+		return nil, err
+	}
 	go func() {
 		for {
 			c, err := ln.Accept()
@@ -136,6 +147,7 @@ func (tn *testNode) serveTLS(t testing.TB, mode Mode) {
 			}()
 		}
 	}()
+	return ln, nil
 }
 
 // cluster starts n nodes named node-0.. and connects them in a full mesh.

@@ -2,7 +2,6 @@ package sessionmesh
 
 import (
 	"crypto/tls"
-	"io"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -28,27 +27,11 @@ func serveHost(t *testing.T, n *Node, h Host) string {
 	cert, _ := serverCert()
 	cfg := &tls.Config{Certificates: []tls.Certificate{*cert}}
 	n.ConfigureTLS(cfg, h)
-	ln, err := tls.Listen("tcp", "127.0.0.1:0", cfg)
+	ln, err := listenOneByte(cfg)
 	if err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { ln.Close() })
-	go func() {
-		for {
-			c, err := ln.Accept()
-			if err != nil {
-				return
-			}
-			go func() {
-				defer c.Close()
-				c.SetDeadline(time.Now().Add(5 * time.Second))
-				if c.(*tls.Conn).Handshake() == nil {
-					c.Write([]byte{1})
-					io.Copy(io.Discard, c)
-				}
-			}()
-		}
-	}()
 	return ln.Addr().String()
 }
 
@@ -192,27 +175,11 @@ func TestEarlyDataSingleUse(t *testing.T) {
 		ss.EarlyData = true
 		return wrap(cs, ss)
 	}
-	ln, err := tls.Listen("tcp", "127.0.0.1:0", cfg)
+	ln, err := listenOneByte(cfg)
 	if err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { ln.Close() })
-	go func() {
-		for {
-			c, err := ln.Accept()
-			if err != nil {
-				return
-			}
-			go func() {
-				defer c.Close()
-				c.SetDeadline(time.Now().Add(5 * time.Second))
-				if c.(*tls.Conn).Handshake() == nil {
-					c.Write([]byte{1})
-					io.Copy(io.Discard, c)
-				}
-			}()
-		}
-	}()
 	c := newClient(tls.VersionTLS13)
 	c.mustConnect(t, ln.Addr().String())
 	id := identity(t, c.cache, "a.example.com")
