@@ -339,8 +339,15 @@ func (h *Handler) finish(r *exchange.Request, bm *backendMetrics, upstream strin
 	}
 }
 
-// plain answers a short text response.
+// plain answers a short text response; a gRPC call gets the gRPC
+// equivalent instead (grpcReply), except 421 and 425, which ask the client
+// to retry on another connection or after the handshake and mean that only
+// as HTTP statuses.
 func (x *exchangeState) plain(status int, body string) {
+	if status != 421 && status != 425 && isGRPC(x.r) {
+		x.grpcReply(status, body)
+		return
+	}
 	x.out.Reset()
 	x.out.Add("Content-Type", "text/plain; charset=utf-8")
 	x.out.Add("X-Content-Type-Options", "nosniff")
