@@ -209,7 +209,11 @@ func (s *state) validateListener(lb *listenerBuild) {
 	}
 	s.listenerKinds(lb, kinds)
 	if msg := s.tlsModeProblem(lb); msg != "" {
+		// No route kind can attach to a listener in a mode meshgate does
+		// not serve: its status lists none (the conformance suite's
+		// TLSRouteListenerTerminateNotSupported requires an empty list).
 		lb.reject(gatewayv1.ListenerReasonUnsupportedValue, msg)
+		lb.kinds = []gatewayv1.RouteGroupKind{}
 		return
 	}
 	if msg := s.portProblem(lb); msg != "" {
