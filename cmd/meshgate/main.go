@@ -16,12 +16,23 @@ import (
 	"fmt"
 	"io"
 	"os"
+
+	"github.com/meshgate/meshgate/internal/resources"
 )
 
 // version is set at build time with -ldflags "-X main.version=...".
 var version = "dev"
 
 func main() {
+	if len(os.Args) > 1 && (os.Args[1] == "standalone" || os.Args[1] == "run") {
+		// First, before any goroutine or file exists: the data plane runs
+		// with the runtime's system monitor kept out of deep sleep (see
+		// internal/resources, sysmon.go). Returns only if nothing changed
+		// or the re-exec failed.
+		if err := resources.KeepSysmonAwake(); err != nil {
+			fmt.Fprintf(os.Stderr, "meshgate: %v (going on with Go's default sysmon)\n", err)
+		}
+	}
 	os.Exit(run(os.Args[1:], os.Stdout, os.Stderr))
 }
 

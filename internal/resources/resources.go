@@ -13,6 +13,10 @@
 //     the same cgroup). GOMEMLIMIT in the environment wins; AUTOMEMLIMIT
 //     ("off" or a ratio) adjusts it.
 //   - GOGC: GCPercent unless GOGC is set.
+//   - sysmon: KeepSysmonAwake, called first in main, re-executes the
+//     binary with GODEBUG's schedtrace on so that the runtime's system
+//     monitor stops deep-sleeping between connections (sysmon.go says why
+//     and what it costs); GODEBUG=schedtrace=0 keeps Go's default.
 package resources
 
 import (
@@ -55,6 +59,7 @@ type Settings struct {
 	GOMAXPROCS  int
 	GCPercent   int   // negative: collector off
 	MemoryLimit int64 // bytes; math.MaxInt64 when there is none
+	SysmonAwake bool  // GODEBUG schedtrace on (KeepSysmonAwake)
 }
 
 // Apply sets GOMEMLIMIT and GOGC as the package doc says and logs the
@@ -81,7 +86,7 @@ func Apply(cfg Config, log logr.Logger) (Settings, error) {
 		memSource = "cgroup"
 		err = setMemoryLimit(cfg)
 	}
-	s := Settings{GOMAXPROCS: runtime.GOMAXPROCS(0), GCPercent: gcPercent(), MemoryLimit: debug.SetMemoryLimit(-1)}
+	s := Settings{GOMAXPROCS: runtime.GOMAXPROCS(0), GCPercent: gcPercent(), MemoryLimit: debug.SetMemoryLimit(-1), SysmonAwake: SysmonAwake()}
 	procsSource := "Go (CPUs or cgroup CPU limit)"
 	if _, set := os.LookupEnv("GOMAXPROCS"); set {
 		procsSource = "GOMAXPROCS"
@@ -91,7 +96,7 @@ func Apply(cfg Config, log logr.Logger) (Settings, error) {
 		limit = fmt.Sprintf("%d MiB", s.MemoryLimit>>20)
 	}
 	log.Info("runtime settings", "gomaxprocs", s.GOMAXPROCS, "gomaxprocsFrom", procsSource,
-		"gogc", s.GCPercent, "gogcFrom", gcSource, "gomemlimit", limit, "gomemlimitFrom", memSource)
+		"gogc", s.GCPercent, "gogcFrom", gcSource, "gomemlimit", limit, "gomemlimitFrom", memSource, "sysmonAwake", s.SysmonAwake)
 	return s, err
 }
 
