@@ -60,6 +60,7 @@ func runReplica(ctx context.Context, f *commonFlags, log logr.Logger, holder *ro
 		L4BindIP:             f.l4BindIP,
 		MetricsAddr:          f.metricsAddr,
 		AdminTokenFile:       f.adminToken,
+		KVZones:              f.kvZones,
 		ShutdownGrace:        f.shutdownGrace,
 		Registry:             deps.reg,
 		Log:                  log,

@@ -16,6 +16,10 @@ import (
 	"go.uber.org/zap"
 	"go.uber.org/zap/zapcore"
 
+	"k8s.io/apimachinery/pkg/api/resource"
+
+	"github.com/meshgate/meshgate/internal/clusterstate"
+	"github.com/meshgate/meshgate/internal/replica"
 	"github.com/meshgate/meshgate/internal/routing"
 	"github.com/meshgate/meshgate/internal/translate"
 )
@@ -50,6 +54,7 @@ type commonFlags struct {
 	adminToken    string
 	gwHTTPPort    int
 	gwHTTPSPort   int
+	kvZones       []replica.KVZone
 }
 
 func (f *commonFlags) register(fs *flag.FlagSet) {
@@ -79,7 +84,20 @@ func (f *commonFlags) register(fs *flag.FlagSet) {
 	fs.StringVar(&f.logLevel, "log-level", "info", "log level: debug, info, error (debug logs every request)")
 	fs.IntVar(&f.gwHTTPPort, "gateway-http-port", 0, "Gateway API listener port served by the plain HTTP listener: the port clients reach it on (default: the port of --http-addr; the chart sets its Service's)")
 	fs.IntVar(&f.gwHTTPSPort, "gateway-https-port", 0, "Gateway API listener port of HTTPS and TLS listeners, served by the TLS listener (default: the port of --https-addr)")
-	fs.StringVar(&f.adminToken, "admin-token-file", "", "file holding the bearer token of the admin listener's write endpoints (POST /sessionmesh/revoke); read on every request, so a rotated Secret takes effect at once (empty: those endpoints are not served)")
+	fs.StringVar(&f.adminToken, "admin-token-file", "", "file holding the bearer token of the admin listener's write endpoints (POST /sessionmesh/revoke, /api/kv); read on every request, so a rotated Secret takes effect at once (empty: those endpoints are not served)")
+	fs.Func("kv-zone", "a key-value zone replicated over the mesh and served on /api/kv of the admin listener (with --admin-token-file): name[:ttl[:max-bytes]], e.g. sessions:10m:64Mi; ttl (default 24h) is an entry's default and longest lifetime, max-bytes (default 16Mi) bounds the zone's memory. Repeat for more zones; give every replica the same list", func(v string) error {
+		z, err := parseKVZone(v)
+		if err != nil {
+			return err
+		}
+		for _, o := range f.kvZones {
+			if o.Name == z.Name {
+				return fmt.Errorf("zone %q given twice", z.Name)
+			}
+		}
+		f.kvZones = append(f.kvZones, z)
+		return nil
+	})
 	fs.StringVar(&f.pprofAddr, "pprof-addr", "", "address serving net/http/pprof under /debug/pprof/ for profiling (empty disables; never expose it publicly)")
 }
 
@@ -149,6 +167,33 @@ func parsePrefixes(name, list string) ([]netip.Prefix, error) {
 		out = append(out, p)
 	}
 	return out, nil
+}
+
+// parseKVZone parses a --kv-zone value, name[:ttl[:max-bytes]].
+func parseKVZone(v string) (replica.KVZone, error) {
+	parts := strings.Split(v, ":")
+	z := replica.KVZone{Name: parts[0]}
+	if z.Name == "" || len(z.Name) > clusterstate.MaxZoneLen || strings.ContainsAny(z.Name, "/ ") {
+		return z, fmt.Errorf("zone name %q: 1..%d bytes, no '/' or space", z.Name, clusterstate.MaxZoneLen)
+	}
+	if len(parts) > 3 {
+		return z, fmt.Errorf("%q: want name[:ttl[:max-bytes]]", v)
+	}
+	if len(parts) > 1 && parts[1] != "" {
+		d, err := time.ParseDuration(parts[1])
+		if err != nil || d <= 0 {
+			return z, fmt.Errorf("zone %s: ttl %q is not a positive duration", z.Name, parts[1])
+		}
+		z.TTL = d
+	}
+	if len(parts) > 2 && parts[2] != "" {
+		q, err := resource.ParseQuantity(parts[2])
+		if err != nil || q.Value() <= 0 {
+			return z, fmt.Errorf("zone %s: max-bytes %q is not a positive size (64Mi, 1000000)", z.Name, parts[2])
+		}
+		z.MaxBytes = q.Value()
+	}
+	return z, nil
 }
 
 // splitList splits a comma-separated flag value, dropping empty items.

@@ -35,8 +35,8 @@ var rules = []rule{
 		[]string{"internal/replica", "internal/sessionmesh"}},
 	// The data plane calls the session layer (its Host type and hooks),
 	// never the other way round.
-	{"internal/dataplane/", []string{"internal/routing", "=internal/sessionmesh", "internal/tls12"}, nil},
-	{"internal/replica", []string{"internal/routing", "internal/dataplane/", "internal/sessionmesh"}, nil},
+	{"internal/dataplane/", []string{"internal/routing", "=internal/sessionmesh", "internal/tls12", "internal/clusterstate"}, nil},
+	{"internal/replica", []string{"internal/routing", "internal/dataplane/", "internal/sessionmesh", "internal/clusterstate"}, nil},
 	{"internal/archtest", nil, nil},
 	// Test support, for every package's tests and test/.
 	{"internal/testkit", []string{"api/", "internal/"}, nil},

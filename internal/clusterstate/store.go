@@ -192,6 +192,23 @@ func (z *zone) each(now int64, fn func(Entry) bool) bool {
 	return true
 }
 
+// Changed returns a channel that the next change of zone closes: a write
+// or deletion applied (local or merged from a peer), an eviction, or a
+// live entry's expiry swept (within a second of it, see Run). Take it
+// before reading the zone it is meant to follow:
+//
+//	ch, _ := s.Changed("deny")
+//	s.RangeZone("deny", ...) // then <-ch and read again
+//
+// A burst of changes may close one channel.
+func (s *Store) Changed(zone string) (<-chan struct{}, error) {
+	z, err := s.zone(zone)
+	if err != nil {
+		return nil, err
+	}
+	return z.changedCh(), nil
+}
+
 // Stats returns every zone's figures, sorted by name.
 func (s *Store) Stats() []ZoneStats {
 	out := make([]ZoneStats, 0, len(s.names))

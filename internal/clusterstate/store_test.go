@@ -231,3 +231,49 @@ func TestConcurrentUse(t *testing.T) {
 		t.Fatal("duplicate zone accepted")
 	}
 }
+
+// Changed is closed by every kind of change of its zone (a local write, a
+// merged one, a deletion, a swept expiry) and by nothing else: a write
+// to another zone, a stale merge or a sweep that frees only tombstones
+// leave it open.
+func TestChangedFollowsEveryChange(t *testing.T) {
+	c := &clock{t: time.Unix(1000, 0)}
+	s, _ := newStore(t, 1, c, ZoneConfig{Name: "a"}, ZoneConfig{Name: "b"})
+	closed := func(ch <-chan struct{}) bool {
+		select {
+		case <-ch:
+			return true
+		default:
+			return false
+		}
+	}
+	step := func(what string, want bool, fn func()) {
+		t.Helper()
+		ch, err := s.Changed("a")
+		if err != nil {
+			t.Fatal(err)
+		}
+		fn()
+		if got := closed(ch); got != want {
+			t.Fatalf("%s: channel closed %v, want %v", what, got, want)
+		}
+	}
+	step("local put", true, func() { s.Put("a", "k", []byte("v"), time.Second) })
+	step("put to another zone", false, func() { s.Put("b", "k", []byte("v"), time.Second) })
+	step("merge", true, func() {
+		s.Merge([]Entry{{Zone: "a", Key: "m", Value: []byte("v"), Version: 1, Origin: 2, Expires: c.now().Add(time.Hour).UnixNano()}})
+	})
+	step("stale merge", false, func() {
+		s.Merge([]Entry{{Zone: "a", Key: "m", Value: []byte("old"), Version: 0, Origin: 2, Expires: c.now().Add(time.Hour).UnixNano()}})
+	})
+	step("delete", true, func() { s.Delete("a", "m", time.Second) })
+	c.add(2 * time.Second) // "k" expires; the tombstone of "m" too
+	step("sweep of an expired entry", true, s.Sweep)
+	step("nothing left to sweep", false, s.Sweep)
+	s.Delete("a", "t", time.Second)
+	c.add(2 * time.Second)
+	step("sweep of a tombstone only", false, s.Sweep)
+	if _, err := s.Changed("nope"); !errors.Is(err, ErrNoZone) {
+		t.Fatalf("unknown zone: %v", err)
+	}
+}

@@ -50,6 +50,9 @@ type zone struct {
 
 	evictions atomic.Uint64
 	stale     atomic.Uint64
+
+	chMu    sync.Mutex
+	changed chan struct{} // closed by the next change; nil until asked for
 }
 
 type item struct {
@@ -73,6 +76,14 @@ func (z *zone) apply(e Entry, now int64) bool {
 	if e.Expires <= now {
 		return false // already gone (a late write of an expired entry)
 	}
+	if !z.applyLocked(e) {
+		return false
+	}
+	z.notify()
+	return true
+}
+
+func (z *zone) applyLocked(e Entry) bool {
 	z.mu.Lock()
 	defer z.mu.Unlock()
 	if it, ok := z.items[e.Key]; ok {
@@ -106,13 +117,41 @@ func (z *zone) remove(it *item) {
 	}
 }
 
-// sweep removes entries and tombstones expired at now.
+// sweep removes entries and tombstones expired at now; a removal of a
+// live entry (not a tombstone) wakes the zone's watchers.
 func (z *zone) sweep(now int64) {
 	z.mu.Lock()
-	defer z.mu.Unlock()
+	live := 0
 	for len(z.exp) > 0 && z.exp[0].e.Expires <= now {
+		if !z.exp[0].e.Deleted {
+			live++
+		}
 		z.remove(z.exp[0])
 	}
+	z.mu.Unlock()
+	if live > 0 {
+		z.notify()
+	}
+}
+
+// changedCh returns the channel the zone's next change closes.
+func (z *zone) changedCh() <-chan struct{} {
+	z.chMu.Lock()
+	defer z.chMu.Unlock()
+	if z.changed == nil {
+		z.changed = make(chan struct{})
+	}
+	return z.changed
+}
+
+// notify wakes everyone waiting on changedCh.
+func (z *zone) notify() {
+	z.chMu.Lock()
+	if z.changed != nil {
+		close(z.changed)
+		z.changed = nil
+	}
+	z.chMu.Unlock()
 }
 
 func (z *zone) get(key string, now int64) (Entry, bool) {

@@ -25,6 +25,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
 
+	"github.com/meshgate/meshgate/internal/clusterstate"
 	"github.com/meshgate/meshgate/internal/dataplane/admin"
 	"github.com/meshgate/meshgate/internal/dataplane/http3"
 	"github.com/meshgate/meshgate/internal/dataplane/l4"
@@ -103,11 +104,28 @@ type Config struct {
 	// ShutdownGrace bounds the drain (default DefaultShutdownGrace).
 	ShutdownGrace time.Duration
 
+	// KVZones are the key-value zones the replica holds, replicates over
+	// the mesh and serves on the admin listener's /api/kv (with
+	// AdminTokenFile). Every replica of a cluster should list the same
+	// zones: entries of a zone a replica lacks are dropped there.
+	KVZones []KVZone
+
 	// Registry receives every component's metrics; nil means a new one
 	// with the Go and process collectors (see NewRegistry).
 	Registry *prometheus.Registry
 	// Log receives every component's logs; the zero value discards.
 	Log logr.Logger
+}
+
+// KVZone configures one key-value zone (--kv-zone).
+type KVZone struct {
+	// Name is the zone's name; required.
+	Name string
+	// TTL is the default and longest lifetime of an entry written through
+	// the API (0: admin.DefaultKVTTL).
+	TTL time.Duration
+	// MaxBytes bounds the zone's memory (0: clusterstate's default).
+	MaxBytes int64
 }
 
 // NewRegistry returns a metrics registry with the Go and process
@@ -168,7 +186,9 @@ func New(cfg Config) (*Replica, error) {
 	if err := r.newListeners(); err != nil {
 		return nil, err
 	}
-	r.newAdmin()
+	if err := r.newAdmin(); err != nil {
+		return nil, err
+	}
 	return r, nil
 }
 
@@ -186,11 +206,21 @@ func (r *Replica) newSessions() error {
 		CA:               r.cfg.CA,
 		Identity:         r.cfg.Identity,
 		StoreBudgetBytes: r.cfg.SessionStoreBytes,
+		Zones:            r.zoneConfigs(),
 		MeshTuning:       r.cfg.MeshTuning,
 		Registerer:       r.reg,
 		Log:              r.log.WithName("sessionmesh"),
 	})
 	return err
+}
+
+// zoneConfigs are the store's zones of cfg.KVZones.
+func (r *Replica) zoneConfigs() []clusterstate.ZoneConfig {
+	var out []clusterstate.ZoneConfig
+	for _, z := range r.cfg.KVZones {
+		out = append(out, clusterstate.ZoneConfig{Name: z.Name, MaxBytes: z.MaxBytes})
+	}
+	return out
 }
 
 func (r *Replica) newListeners() error {
@@ -250,17 +280,32 @@ func (r *Replica) newListeners() error {
 	return nil
 }
 
-func (r *Replica) newAdmin() {
+func (r *Replica) newAdmin() error {
 	if r.cfg.MetricsAddr == "" {
-		return
+		return nil
 	}
 	r.adm = admin.New(admin.Config{Addr: r.cfg.MetricsAddr, Gatherer: r.reg})
 	r.adm.Handle("/status/sessionmesh", r.node.StatusHandler())
-	if r.cfg.AdminTokenFile != "" {
-		r.adm.Handle("POST /sessionmesh/revoke", admin.RequireBearer(r.cfg.AdminTokenFile, r.node.RevokeHandler()))
+	if tok := r.cfg.AdminTokenFile; tok != "" {
+		r.adm.Handle("POST /sessionmesh/revoke", admin.RequireBearer(tok, r.node.RevokeHandler()))
+		if st := r.node.State(); st != nil {
+			zones := make([]admin.KVZone, 0, len(r.cfg.KVZones))
+			for _, z := range r.cfg.KVZones {
+				zones = append(zones, admin.KVZone{Name: z.Name, TTL: z.TTL})
+			}
+			kv, err := admin.NewKVHandler(admin.KVConfig{Store: st, Zones: zones, Registerer: r.reg,
+				Log: r.log.WithName("kv")})
+			if err != nil {
+				return err
+			}
+			h := admin.RequireBearer(tok, kv)
+			r.adm.Handle(admin.KVPrefix, h)
+			r.adm.Handle(admin.KVPrefix+"/", h)
+		}
 	}
 	r.adm.AddCheck("sessionmesh", func(context.Context) error { return r.node.Ready() })
 	r.adm.AddCheck("dataplane", r.srv.Ready)
+	return nil
 }
 
 // apply builds every table-derived state of t, then hands each part its
