@@ -60,7 +60,7 @@ func TestTicketKeyInjectionRefused(t *testing.T) {
 	nodes, ca := clusterWith(t, 2, TicketKeys, func(c *Config) { c.TicketKeyRotation = rotation })
 	leader := nodes[0] // node-0: the lowest name
 	waitFor(t, "one active ticket key", func() bool {
-		return leader.tickets.ring.Load().active.id == nodes[1].tickets.ring.Load().active.id
+		return leader.hostRing().ring.Load().active.id == nodes[1].hostRing().ring.Load().active.id
 	})
 
 	evil := wire.TicketKey{Created: time.Now().AddDate(100, 0, 0).UnixNano(), Generator: leader.cfg.NodeName}
@@ -70,7 +70,9 @@ func TestTicketKeyInjectionRefused(t *testing.T) {
 	in := newIntruder(t, ca, "intruder")
 	for _, n := range nodes {
 		c := in.joinCluster(t, n)
-		c.send(t, &wire.TicketKeys{Keys: []wire.TicketKey{evil}})
+		for _, ring := range []string{"", testHost(mustCert(), TicketKeys).Policy} {
+			c.send(t, &wire.TicketKeys{Ring: ring, Keys: []wire.TicketKey{evil}})
+		}
 		c.barrier(t)
 		c.tc.Close() // the intruder leaves: nothing of it may remain
 	}
@@ -79,7 +81,7 @@ func TestTicketKeyInjectionRefused(t *testing.T) {
 	// injection (each rotation interval adds one).
 	waitFor(t, "the leader to rotate three times after the injection", func() bool {
 		fresh := 0
-		for _, k := range leader.tickets.ring.Load().keys {
+		for _, k := range leader.hostRing().ring.Load().keys {
 			if k.Generator == leader.cfg.NodeName && k.Created > injected.UnixNano() && k.id != evilID {
 				fresh++
 			}
@@ -87,10 +89,10 @@ func TestTicketKeyInjectionRefused(t *testing.T) {
 		return fresh >= 3
 	})
 	waitFor(t, "both nodes on the leader's newest key", func() bool {
-		return leader.tickets.ring.Load().active.id == nodes[1].tickets.ring.Load().active.id
+		return leader.hostRing().ring.Load().active.id == nodes[1].hostRing().ring.Load().active.id
 	})
 	for _, n := range nodes {
-		for _, k := range n.tickets.ring.Load().keys {
+		for _, k := range n.hostRing().ring.Load().keys {
 			if k.id == evilID {
 				t.Errorf("%s holds the injected key", n.cfg.NodeName)
 			}

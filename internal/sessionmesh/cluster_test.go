@@ -32,9 +32,9 @@ func TestResumeAcrossNodes(t *testing.T) {
 			nodes, _ := cluster(t, 3, mode)
 			if mode == TicketKeys {
 				waitFor(t, "one active ticket key", func() bool {
-					id := nodes[0].tickets.ring.Load().active.id
+					id := nodes[0].hostRing().ring.Load().active.id
 					for _, n := range nodes {
-						if n.tickets.ring.Load().active.id != id {
+						if n.hostRing().ring.Load().active.id != id {
 							return false
 						}
 					}

@@ -101,6 +101,13 @@ func newTestNode(t testing.TB, ca *pki.CA, name string, mode Mode, mut func(*Con
 	return tn
 }
 
+// hostRing returns the ticket key ring of testHost's policy, the one the
+// node's test server seals under in TicketKeys mode.
+func (tn *testNode) hostRing() *ticketRing {
+	r, _ := tn.tickets.get(ringName(testHost(mustCert(), TicketKeys).Policy))
+	return r
+}
+
 func (tn *testNode) stop() {
 	tn.cancel()
 	<-tn.done
@@ -261,8 +268,7 @@ func newCA(t testing.TB) (*pki.CA, error) {
 }
 
 // testHost is the host every test server serves: policy default/p,
-// content v1, the given mode.
+// content v1, the given mode, ticket keys rotated at the node's interval.
 func testHost(cert *tls.Certificate, mode Mode) Host {
-	return Host{Mode: mode, Leaf: cert.Certificate[0], Policy: "default/p", PolicyDigest: "v1",
-		TicketKeyRotation: time.Hour}
+	return Host{Mode: mode, Leaf: cert.Certificate[0], Policy: "default/p", PolicyDigest: "v1"}
 }

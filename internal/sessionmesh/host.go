@@ -65,8 +65,9 @@ type Host struct {
 	// the binding, so changing it alone keeps sessions).
 	Lifetime time.Duration
 	// TicketKeyRotation is, in TicketKeys mode, the longest a ticket key may
-	// stay active. The node rotates at the shortest interval any host asked
-	// for; zero leaves the node's interval (Config.TicketKeyRotation).
+	// stay active. Each Policy has a key ring of its own, rotated at the
+	// interval its hosts were last configured with; zero leaves the node's
+	// interval (Config.TicketKeyRotation).
 	TicketKeyRotation time.Duration
 
 	// Leaf is the DER of the certificate the host serves; nil binds to no
@@ -135,8 +136,7 @@ func (n *Node) ConfigureTLS(cfg *tls.Config, h Host) {
 	case Off:
 		cfg.SessionTicketsDisabled = true
 	case TicketKeys:
-		n.noteRotation(h.TicketKeyRotation)
-		th := &ticketHost{n: n, hb: hb, lifetime: lifetime}
+		th := &ticketHost{n: n, ring: n.hostRing(h.Policy, h.TicketKeyRotation), hb: hb, lifetime: lifetime}
 		cfg.WrapSession, cfg.UnwrapSession = th.wrap, th.unwrap
 	default:
 		sh := &statefulHost{n: n, hb: hb, lifetime: lifetime}

@@ -84,6 +84,7 @@ type metrics struct {
 	remoteLookups atomic.Uint64
 	remoteHits    atomic.Uint64
 	revoked       atomic.Uint64
+	ringsFull     atomic.Uint64 // hosts given the default ring: maxRings reached
 	latency       prometheus.Histogram
 	violations    violations
 
@@ -135,6 +136,7 @@ func newMetrics(n *Node) *metrics {
 		"Completed TLS handshakes by resumption kind (session_id: the TLS 1.2 session-ID path; tls12_ticket: crypto/tls TLS 1.2; tls13_psk: TLS 1.3) and whether they resumed.",
 		[]string{"kind", "resumed"}, nil)
 	d("peer_violations_total", "Items an authenticated peer sent that were refused (forged ticket keys, poisoned records), by the peer's certificate name and reason.", "peer", "reason")
+	d("ticket_rings_full_total", "TicketKeys hosts configured onto the default key ring (and its rotation) because the rings per policy were all taken.")
 	d("revoked_total", "Sessions revoked on this node (Revoke, RevokeBefore, the admin API); each is broadcast to every peer.")
 	d("wraps_total", "Sessions issued, by session mode (SessionID: TLS 1.2 session IDs of ticketless clients).", "mode")
 	d("session_id_hits_total", "TLS 1.2 sessions resumed by session ID (ticketless clients).")
@@ -292,6 +294,7 @@ func (m *metrics) Collect(ch chan<- prometheus.Metric) {
 		}
 	}
 	c("revoked_total", counter, float64(m.revoked.Load()))
+	c("ticket_rings_full_total", counter, float64(m.ringsFull.Load()))
 	c("rewraps_total", counter, float64(m.rewraps.Load()))
 	c("early_data_total", counter, float64(m.early[0].Load()), "refused")
 	c("early_data_total", counter, float64(m.early[1].Load()), "accepted")
@@ -317,7 +320,8 @@ type Status struct {
 	// Violations counts refused peer items: peer → reason → count.
 	Violations map[string]map[string]uint64 `json:"peer_violations"`
 	TicketKey  struct {
-		Keys   int    `json:"keys"`
+		Keys   int    `json:"keys"`  // of every ring
+		Rings  int    `json:"rings"` // one per TicketKeys policy, and the default one
 		Leader string `json:"leader"`
 	} `json:"ticket_keys"`
 	// Trust is the mesh CA material in force (nil without a CA): a CA
@@ -361,8 +365,14 @@ func (n *Node) Status() Status {
 		st.Trust = &TrustStatus{Generation: b.Generation(), Phase: b.Phase(),
 			Signing: b.Signing().Fingerprint(), Trusted: b.Trusted()}
 	}
-	ring := n.tickets.ring.Load()
-	st.TicketKey.Keys, st.TicketKey.Leader = len(ring.keys), ring.leader
+	for _, r := range n.tickets.all() {
+		ring := r.ring.Load()
+		st.TicketKey.Keys += len(ring.keys)
+		st.TicketKey.Rings++
+		if r.name == "" {
+			st.TicketKey.Leader = ring.leader
+		}
+	}
 	return st
 }
 

@@ -63,8 +63,9 @@ type Config struct {
 	// LookupTimeout bounds the point lookup to an issuing peer on a local
 	// miss; 0 means 2 ms.
 	LookupTimeout time.Duration
-	// TicketKeyRotation is the TicketKeys rotation interval used until a
-	// policy asks for a shorter one; 0 means 1 h.
+	// TicketKeyRotation is the TicketKeys rotation interval of the default
+	// key ring and of rings whose hosts set none (each policy's ring
+	// rotates at its own, see Host.TicketKeyRotation); 0 means 1 h.
 	TicketKeyRotation time.Duration
 	// Registerer receives the Prometheus metrics; nil registers nothing.
 	Registerer prometheus.Registerer
@@ -91,11 +92,10 @@ type Node struct {
 	mesh    *mesh.Mesh // nil when local-only
 	ipad    [64]byte   // HMAC pads of the session-id MAC key
 	opad    [64]byte
-	tickets *ticketRing
+	tickets *ticketRings
 	m       *metrics
 	state   *clusterstate.Store // nil without Zones
 
-	rotation    atomic.Int64 // effective ticket rotation (ns)
 	maxLifetime atomic.Int64 // longest configured session lifetime (ns); 0: none yet
 	running     atomic.Bool
 	killOnce    sync.Once
@@ -129,9 +129,9 @@ func New(cfg Config) (*Node, error) {
 		}
 	}
 	n := &Node{cfg: cfg, id: mesh.NodeID(cfg.NodeName), store: store.New(cfg.StoreBudgetBytes)}
-	n.rotation.Store(int64(cfg.TicketKeyRotation))
-	n.tickets = newTicketRing(cfg.NodeName)
-	n.tickets.tick(cfg.NodeName, cfg.TicketKeyRotation, time.Now()) // first key
+	n.tickets = newTicketRings(cfg.NodeName, cfg.TicketKeyRotation)
+	def, _ := n.tickets.get("")
+	def.tick(cfg.NodeName, cfg.TicketKeyRotation, time.Now()) // first key
 	var err error
 	macKey := make([]byte, 32)
 	if cfg.Identity != nil {
@@ -327,8 +327,13 @@ func (h *handler) HandleDelete(from string, ts []wire.Tombstone) {
 	}
 }
 
-func (h *handler) HandleTicketKeys(from string, keys []wire.TicketKey) {
-	for _, v := range h.tickets.merge(from, keys, time.Now()) {
+func (h *handler) HandleTicketKeys(from string, m wire.TicketKeys) {
+	r, _ := h.tickets.get(m.Ring)
+	if r == nil {
+		h.m.violation(from, violRingLimit)
+		return
+	}
+	for _, v := range r.merge(from, m.Keys, time.Now()) {
 		h.m.violation(from, v)
 	}
 }
@@ -340,7 +345,7 @@ func (h *handler) Lookup(key store.Key) (store.Record, bool) {
 
 func (h *handler) Snapshot(fn func(store.Record) bool) { h.store.Range(time.Now(), fn) }
 
-func (h *handler) TicketKeys() []wire.TicketKey { return h.tickets.shared() }
+func (h *handler) TicketKeys() []wire.TicketKeys { return h.tickets.shared() }
 
 func (h *handler) Tombstones(fn func(wire.Tombstone) bool) {
 	h.store.RangeTombstones(time.Now(), func(k store.Key, exp int64) bool {

@@ -9,6 +9,7 @@ import (
 	"crypto/sha256"
 	"crypto/tls"
 	"encoding/binary"
+	"encoding/hex"
 	"slices"
 	"sync"
 	"sync/atomic"
@@ -45,14 +46,100 @@ type ringKey struct {
 	aead cipher.AEAD
 }
 
-// ticketRing holds the cluster's ticket keys. Readers load the immutable
-// ring snapshot without locks; writers serialize on mu.
-type ticketRing struct {
-	self   string
-	mu     sync.Mutex
-	ring   atomic.Pointer[ringState]
-	offers map[string][]wire.TicketKey // guarded by mu; see merge
+// Key rings per policy (finding 7 of issue 15). Each TLS policy in
+// TicketKeys mode has a ring of its own, rotated at the policy's
+// ticketKeyRotation: before, one node-wide ring rotated at the shortest
+// interval any host had asked for, until restart, so one tenant's
+// `ticketKeyRotation: 1m` retired every other TicketKeys host's keys after
+// six minutes. The leader rotates every ring at its own interval and
+// shares each one in a TicketKeys message naming it (wire version 4).
+//
+// The ring "" is the default ring: hosts without a policy, peers of
+// protocol versions before wire.RingsSince (their only ring), and hosts
+// of policies beyond maxRings, which share it at the node's interval
+// (Config.TicketKeyRotation), counted in ticket_rings_full_total. Rings
+// are never removed while the process runs (a ring of a deleted policy
+// costs one 32-byte key per interval), so a ring a host uses never stops
+// rotating; maxRings bounds them.
+const maxRings = 256
+
+// ticketRings is a node's ticket key rings by name. Its methods are safe
+// for concurrent use.
+type ticketRings struct {
+	self     string
+	fallback time.Duration // rotation of a ring no host configured
+	mu       sync.Mutex
+	rings    map[string]*ticketRing // guarded by mu
 }
+
+func newTicketRings(self string, fallback time.Duration) *ticketRings {
+	return &ticketRings{self: self, fallback: fallback, rings: make(map[string]*ticketRing)}
+}
+
+// ringName is the ring of a policy: its name, or a digest of a name longer
+// than the wire carries (namespace and name may reach 317 bytes).
+func ringName(policy string) string {
+	if len(policy) <= wire.MaxNameLen {
+		return policy
+	}
+	sum := sha256.Sum256([]byte(policy))
+	return "sha256:" + hex.EncodeToString(sum[:])
+}
+
+// get returns the ring name and whether get created it. It creates a
+// missing ring unless maxRings exist (then it returns nil, false).
+func (t *ticketRings) get(name string) (*ticketRing, bool) {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	if r := t.rings[name]; r != nil {
+		return r, false
+	}
+	if len(t.rings) >= maxRings && name != "" {
+		return nil, false
+	}
+	r := newTicketRing(t.self)
+	r.name = name
+	r.rotation.Store(int64(t.fallback))
+	t.rings[name] = r
+	return r, true
+}
+
+// all returns every ring, sorted by name.
+func (t *ticketRings) all() []*ticketRing {
+	t.mu.Lock()
+	out := make([]*ticketRing, 0, len(t.rings))
+	for _, r := range t.rings {
+		out = append(out, r)
+	}
+	t.mu.Unlock()
+	slices.SortFunc(out, func(a, b *ticketRing) int { return cmp.Compare(a.name, b.name) })
+	return out
+}
+
+// shared returns the messages to send a peer: every ring's own keys.
+func (t *ticketRings) shared() []wire.TicketKeys {
+	var out []wire.TicketKeys
+	for _, r := range t.all() {
+		if keys := r.shared(); len(keys) > 0 {
+			out = append(out, wire.TicketKeys{Ring: r.name, Keys: keys})
+		}
+	}
+	return out
+}
+
+// ticketRing holds the cluster's keys of one ring. Readers load the
+// immutable ring snapshot without locks; writers serialize on mu.
+type ticketRing struct {
+	self     string
+	name     string       // the ring's name ("" the default ring); set at creation
+	rotation atomic.Int64 // how long a key stays active (ns): the policy's, last configured
+	mu       sync.Mutex
+	ring     atomic.Pointer[ringState]
+	offers   map[string][]wire.TicketKey // guarded by mu; see merge
+}
+
+// interval returns the ring's rotation interval.
+func (t *ticketRing) interval() time.Duration { return time.Duration(t.rotation.Load()) }
 
 type ringState struct {
 	keys   []*ringKey // newest first, at most maxRingKeys
@@ -132,6 +219,7 @@ const (
 const (
 	violKeyGenerator = "ticket_key_not_generator" // Generator is not the sender
 	violKeyFuture    = "ticket_key_future"        // Created beyond now + maxKeySkew
+	violRingLimit    = "ticket_ring_limit"        // a ring beyond maxRings
 )
 
 // merge takes the keys peer from sent, under the rules above, and returns
@@ -230,16 +318,34 @@ func (t *ticketRing) tick(leader string, rotation time.Duration, now time.Time) 
 	return nil
 }
 
-// noteRotation lowers the effective rotation interval to d if shorter.
-func (n *Node) noteRotation(d time.Duration) {
-	if d <= 0 {
-		return
+// hostRing returns the ring of a host of policy whose keys rotate every
+// rotation (0: the node's interval), created with a first key if missing.
+// The last host configured decides a ring's interval: every host of one
+// policy has the same, and an edited policy's new interval applies from
+// its next table on. Beyond maxRings a host gets the default ring.
+func (n *Node) hostRing(policy string, rotation time.Duration) *ticketRing {
+	r, created := n.tickets.get(ringName(policy))
+	if r == nil {
+		n.m.ringsFull.Add(1)
+		n.cfg.Log.Info("ticket key rings full: the policy's hosts share the default ring and its rotation",
+			"policy", policy, "rings", maxRings, "rotation", n.cfg.TicketKeyRotation)
+		r, created = n.tickets.get("")
+		rotation = 0
 	}
-	for {
-		cur := n.rotation.Load()
-		if int64(d) >= cur || n.rotation.CompareAndSwap(cur, int64(d)) {
-			return
-		}
+	if rotation > 0 {
+		r.rotation.Store(int64(rotation))
+	}
+	if created {
+		n.tickRing(r, n.leader(), time.Now())
+	}
+	return r
+}
+
+// tickRing runs one rotation step of r and broadcasts its keys if it
+// generated one.
+func (n *Node) tickRing(r *ticketRing, leader string, now time.Time) {
+	if keys := r.tick(leader, r.interval(), now); keys != nil && n.mesh != nil {
+		n.mesh.BroadcastTicketKeys(wire.TicketKeys{Ring: r.name, Keys: keys})
 	}
 }
 
@@ -256,13 +362,15 @@ func (n *Node) leader() string {
 	return l
 }
 
-// rotateLoop re-evaluates leadership and key age every rotation/8 (within
-// [50 ms, 1 s]) until ctx is done.
+// rotateLoop re-evaluates leadership and the age of every ring's key every
+// shortest rotation/8 (within [50 ms, 1 s]) until ctx is done.
 func (n *Node) rotateLoop(ctx context.Context) {
 	for {
-		rot := time.Duration(n.rotation.Load())
-		if keys := n.tickets.tick(n.leader(), rot, time.Now()); keys != nil && n.mesh != nil {
-			n.mesh.BroadcastTicketKeys(keys)
+		rot := n.cfg.TicketKeyRotation
+		leader, now := n.leader(), time.Now()
+		for _, r := range n.tickets.all() {
+			n.tickRing(r, leader, now)
+			rot = min(rot, r.interval())
 		}
 		t := time.NewTimer(min(max(rot/8, 50*time.Millisecond), time.Second))
 		select {
@@ -277,13 +385,14 @@ func (n *Node) rotateLoop(ctx context.Context) {
 // ticketHost implements the TicketKeys hooks for one configured host.
 type ticketHost struct {
 	n        *Node
+	ring     *ticketRing
 	hb       hostBinding
 	lifetime time.Duration
 }
 
 func (th *ticketHost) wrap(cs tls.ConnectionState, ss *tls.SessionState) ([]byte, error) {
-	st := th.n.tickets.ring.Load()
-	if st.active == nil { // cannot happen: New creates a first key
+	st := th.ring.ring.Load()
+	if st.active == nil { // cannot happen: hostRing creates a first key
 		return nil, nil
 	}
 	state, err := ss.Bytes()
@@ -324,7 +433,7 @@ func (th *ticketHost) unwrap(identity []byte, cs tls.ConnectionState) (*tls.Sess
 	}
 	id := binary.BigEndian.Uint64(identity[1:9])
 	var key *ringKey
-	for _, k := range th.n.tickets.ring.Load().keys {
+	for _, k := range th.ring.ring.Load().keys {
 		if k.id == id {
 			key = k
 			break

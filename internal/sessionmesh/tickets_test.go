@@ -124,19 +124,6 @@ func TestTicketRingMergeRules(t *testing.T) {
 	}
 }
 
-func TestNoteRotation(t *testing.T) {
-	n, err := New(Config{NodeName: "x", TicketKeyRotation: time.Hour})
-	if err != nil {
-		t.Fatal(err)
-	}
-	n.noteRotation(10 * time.Minute)
-	n.noteRotation(2 * time.Hour)
-	n.noteRotation(0)
-	if got := time.Duration(n.rotation.Load()); got != 10*time.Minute {
-		t.Fatalf("rotation %v", got)
-	}
-}
-
 func TestSessionIDs(t *testing.T) {
 	n, _ := New(Config{NodeName: "x"})
 	other, _ := New(Config{NodeName: "y"}) // different (random) MAC key
@@ -213,7 +200,7 @@ func TestTicketSealingAllocations(t *testing.T) {
 	cl.mustConnect(t, n.tlsAddr)
 	id := identity(t, cl.cache, "")
 	cert, _ := serverCert()
-	th := &ticketHost{n: n.Node, hb: newHostBinding(testHost(cert, TicketKeys)), lifetime: time.Minute}
+	th := &ticketHost{n: n.Node, ring: n.hostRing(), hb: newHostBinding(testHost(cert, TicketKeys)), lifetime: time.Minute}
 	cs := tls.ConnectionState{ServerName: "a.example.com", Version: tls.VersionTLS13}
 	ss, err := th.unwrap(id, cs)
 	if err != nil || ss == nil {

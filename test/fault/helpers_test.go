@@ -186,14 +186,14 @@ type loader struct {
 
 type nopHandler struct{}
 
-func (nopHandler) HandleInsert(string, []store.Record)       {}
-func (nopHandler) HandleSnapshot(string, []store.Record)     {}
-func (nopHandler) HandleDelete(string, []wire.Tombstone)     {}
-func (nopHandler) HandleTicketKeys(string, []wire.TicketKey) {}
-func (nopHandler) Lookup(store.Key) (store.Record, bool)     { return store.Record{}, false }
-func (nopHandler) Snapshot(func(store.Record) bool)          {}
-func (nopHandler) TicketKeys() []wire.TicketKey              { return nil }
-func (nopHandler) Tombstones(func(wire.Tombstone) bool)      {}
+func (nopHandler) HandleInsert(string, []store.Record)      {}
+func (nopHandler) HandleSnapshot(string, []store.Record)    {}
+func (nopHandler) HandleDelete(string, []wire.Tombstone)    {}
+func (nopHandler) HandleTicketKeys(string, wire.TicketKeys) {}
+func (nopHandler) Lookup(store.Key) (store.Record, bool)    { return store.Record{}, false }
+func (nopHandler) Snapshot(func(store.Record) bool)         {}
+func (nopHandler) TicketKeys() []wire.TicketKeys            { return nil }
+func (nopHandler) Tombstones(func(wire.Tombstone) bool)     {}
 
 // startLoader joins the mesh whose CA is in meshDir, listening on listenIP,
 // dialing peers. It is stopped (Goodbye) by t.Cleanup or stop.

@@ -58,8 +58,9 @@ type Handler interface {
 	HandleSnapshot(from string, recs []store.Record)
 	// HandleDelete applies revocations.
 	HandleDelete(from string, ts []wire.Tombstone)
-	// HandleTicketKeys merges a ticket key ring.
-	HandleTicketKeys(from string, keys []wire.TicketKey)
+	// HandleTicketKeys merges the keys of one ticket key ring (m.Ring is
+	// "" from peers of protocol versions before wire.RingsSince).
+	HandleTicketKeys(from string, m wire.TicketKeys)
 	// Lookup answers a peer's point lookup from the local store only.
 	Lookup(key store.Key) (store.Record, bool)
 	// Snapshot calls fn for every live record until fn returns false.
@@ -68,9 +69,9 @@ type Handler interface {
 	// returns false: snapshots carry them, and so does the re-send after
 	// a peer's queue overflowed.
 	Tombstones(fn func(wire.Tombstone) bool)
-	// TicketKeys returns the current key ring, sent to each peer on connect;
-	// nil if none.
-	TicketKeys() []wire.TicketKey
+	// TicketKeys returns the current key rings, one message per ring, sent
+	// to each peer on connect; nil if none.
+	TicketKeys() []wire.TicketKeys
 }
 
 // KVHandler receives the key-value zone entries peers send (protocol
@@ -405,9 +406,11 @@ func (m *Mesh) PublishKV(e clusterstate.Entry) {
 	m.eachPeer(func(p *peer) { p.enqueueKV(e) })
 }
 
-// BroadcastTicketKeys sends the key ring to every connected peer (and to
-// peers connecting later through Handler.TicketKeys).
-func (m *Mesh) BroadcastTicketKeys(keys []wire.TicketKey) {
+// BroadcastTicketKeys sends one key ring to every connected peer (and to
+// peers connecting later through Handler.TicketKeys). A ring other than ""
+// is not sent to peers of a protocol version before wire.RingsSince.
+// The mesh shares keys.Keys read-only.
+func (m *Mesh) BroadcastTicketKeys(keys wire.TicketKeys) {
 	m.eachPeer(func(p *peer) { p.enqueueKeys(keys) })
 }
 

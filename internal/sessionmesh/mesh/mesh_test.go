@@ -20,9 +20,10 @@ import (
 
 // memHandler is a Handler backed by a store.
 type memHandler struct {
-	s    *store.Store
-	mu   sync.Mutex
-	keys []wire.TicketKey
+	s     *store.Store
+	mu    sync.Mutex
+	keys  []wire.TicketKey
+	rings []string // the ring of every TicketKeys message, in order
 }
 
 func newMemHandler() *memHandler { return &memHandler{s: store.New(1 << 24)} }
@@ -38,9 +39,10 @@ func (h *memHandler) HandleDelete(_ string, ts []wire.Tombstone) {
 		h.s.Delete(t.Key, t.Expires, time.Now())
 	}
 }
-func (h *memHandler) HandleTicketKeys(_ string, k []wire.TicketKey) {
+func (h *memHandler) HandleTicketKeys(_ string, k wire.TicketKeys) {
 	h.mu.Lock()
-	h.keys = k
+	h.keys = k.Keys
+	h.rings = append(h.rings, k.Ring)
 	h.mu.Unlock()
 }
 func (h *memHandler) Lookup(k store.Key) (store.Record, bool) {
@@ -48,7 +50,7 @@ func (h *memHandler) Lookup(k store.Key) (store.Record, bool) {
 	return r, st == store.Found
 }
 func (h *memHandler) Snapshot(fn func(store.Record) bool) { h.s.Range(time.Now(), fn) }
-func (h *memHandler) TicketKeys() []wire.TicketKey        { return nil }
+func (h *memHandler) TicketKeys() []wire.TicketKeys       { return nil }
 func (h *memHandler) Tombstones(fn func(wire.Tombstone) bool) {
 	h.s.RangeTombstones(time.Now(), func(k store.Key, exp int64) bool { return fn(wire.Tombstone{Key: k, Expires: exp}) })
 }

@@ -40,7 +40,7 @@ type peer struct {
 	mu    sync.Mutex
 	recs  []store.Record
 	tombs []wire.Tombstone
-	keys  []wire.TicketKey
+	keys  map[string][]wire.TicketKey // latest keys per ring, see enqueueKeys
 	kvs   []clusterstate.Entry
 	// resendTombs: the tombstone queue overflowed or a batch with
 	// tombstones was lost; the next flush sends every live tombstone.
@@ -155,9 +155,15 @@ func (p *peer) enqueueKV(e clusterstate.Entry) {
 	signal(p.wake)
 }
 
-func (p *peer) enqueueKeys(keys []wire.TicketKey) {
+// enqueueKeys queues a ring's keys, replacing the ring's keys still
+// queued: only its latest keys matter. The queue holds one entry per ring,
+// bounded by the rings the session layer keeps.
+func (p *peer) enqueueKeys(m wire.TicketKeys) {
 	p.mu.Lock()
-	p.keys = keys
+	if p.keys == nil {
+		p.keys = make(map[string][]wire.TicketKey)
+	}
+	p.keys[m.Ring] = m.Keys
 	p.mu.Unlock()
 	signal(p.urgent)
 }
@@ -209,7 +215,7 @@ func (p *peer) deliver(r *wire.LookupResponse) {
 type batch struct {
 	recs     []store.Record
 	tombs    []wire.Tombstone
-	keys     []wire.TicketKey
+	keys     map[string][]wire.TicketKey
 	kvs      []clusterstate.Entry
 	allTombs bool // send every live tombstone (see enqueueTomb)
 }
@@ -319,7 +325,7 @@ func (p *peer) serve(ctx context.Context, c *conn) {
 	p.online.Store(true)
 	p.setState(StateOnline)
 	p.m.cfg.Log.V(1).Info("mesh peer online", "peer", p.addr, "name", c.peerName)
-	if keys := p.m.cfg.Handler.TicketKeys(); len(keys) > 0 {
+	for _, keys := range p.m.cfg.Handler.TicketKeys() {
 		p.enqueueKeys(keys)
 	}
 	snap := p.m.sync.claim()

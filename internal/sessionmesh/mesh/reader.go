@@ -57,7 +57,7 @@ func (c *conn) handle(msg wire.Message, now time.Time) error {
 	case *wire.Delete:
 		h.HandleDelete(c.peerName, v.Tombstones)
 	case *wire.TicketKeys:
-		h.HandleTicketKeys(c.peerName, v.Keys)
+		h.HandleTicketKeys(c.peerName, *v)
 	case *wire.Heartbeat:
 		c.clock.heartbeat(v.Sent, now)
 	case *wire.LookupRequest:

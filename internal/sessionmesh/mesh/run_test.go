@@ -46,7 +46,7 @@ type stallingHandler struct {
 	once    sync.Once
 }
 
-func (h *stallingHandler) TicketKeys() []wire.TicketKey {
+func (h *stallingHandler) TicketKeys() []wire.TicketKeys {
 	h.once.Do(func() { close(h.entered) })
 	<-h.release
 	return nil

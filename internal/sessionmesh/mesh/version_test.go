@@ -8,6 +8,7 @@ import (
 	"github.com/meshgate/meshgate/internal/clusterstate"
 	"github.com/meshgate/meshgate/internal/sessionmesh/pki"
 	"github.com/meshgate/meshgate/internal/sessionmesh/store"
+	"github.com/meshgate/meshgate/internal/sessionmesh/wire"
 )
 
 // memKV is a KVHandler keeping the last entry per zone and key.
@@ -107,7 +108,7 @@ func TestKVOnlyToPeersThatAnnounceIt(t *testing.T) {
 		t.Fatal("a version 2 peer received a key-value entry")
 	}
 	for _, p := range a.Status().Peers {
-		want := uint16(3)
+		want := wire.MaxVersion
 		if p.Name == "c" {
 			want = 2
 		}
@@ -139,5 +140,39 @@ func TestSnapshotCarriesKV(t *testing.T) {
 	<-b.SyncedC()
 	if got := kvB.len(); got != n {
 		t.Fatalf("synced with %d of %d entries", got, n)
+	}
+}
+
+// Ticket key rings other than "" go to peers of version 4 on only: a
+// version 3 peer keeps one ring, which another ring's keys would replace.
+func TestTicketKeyRingsOnlyToPeersThatAnnounceThem(t *testing.T) {
+	ca, _ := pki.NewCA("t")
+	pa := make(chanPeers, 1)
+	cur := startMesh(t, ca, "cur", nil, nil)
+	old := startMesh(t, ca, "old", nil, func(c *Config) { c.MaxVersion = wire.RingsSince - 1 })
+	a := startMesh(t, ca, "a", pa, nil)
+	pa <- []string{cur.Addr(), old.Addr()}
+	waitFor(t, "a online to both", func() bool { return len(a.OnlineNames()) == 2 })
+	key := []wire.TicketKey{{Created: 1, Generator: "a"}}
+	a.BroadcastTicketKeys(wire.TicketKeys{Ring: "tenant/p", Keys: key})
+	a.BroadcastTicketKeys(wire.TicketKeys{Ring: "", Keys: key})
+	rings := func(m *testMesh) []string {
+		m.h.mu.Lock()
+		defer m.h.mu.Unlock()
+		return append([]string(nil), m.h.rings...)
+	}
+	has := func(rs []string, r string) bool {
+		for _, x := range rs {
+			if x == r {
+				return true
+			}
+		}
+		return false
+	}
+	waitFor(t, "both rings at the current peer, the default ring at the old one", func() bool {
+		return has(rings(cur), "tenant/p") && has(rings(cur), "") && has(rings(old), "")
+	})
+	if has(rings(old), "tenant/p") {
+		t.Error("a version 3 peer received a ring other than the default one")
 	}
 }

@@ -152,8 +152,12 @@ func (c *conn) writeBatch(b *batch) error {
 	c.lock()
 	defer c.unlock()
 	c.setWriteDeadline()
-	if len(b.keys) > 0 {
-		if err := c.writeFrame(&wire.TicketKeys{Keys: b.keys}); err != nil {
+	for ring, keys := range b.keys {
+		if ring != "" && c.version < wire.RingsSince {
+			c.m.stats.unsupported.Add(1) // the peer keeps one ring: ours would replace it
+			continue
+		}
+		if err := c.writeFrame(&wire.TicketKeys{Ring: ring, Keys: keys}); err != nil {
 			return err
 		}
 	}

@@ -292,15 +292,31 @@ type TicketKey struct {
 	Secret [32]byte
 }
 
-// TicketKeys distributes ticket keys, newest first.
+// TicketKeys distributes the ticket keys of one key ring, newest first.
 type TicketKeys struct {
-	Keys []TicketKey
+	// Ring names the key ring (the session layer keeps one per TLS
+	// policy); "" is the default ring. It is on the wire from version 4
+	// (RingsSince): a sender never sends another ring than "" at an
+	// older version, and a receiver of an older version's frame reads "".
+	Ring string
+	// RetiredBefore (unix nanoseconds, 0: none) retires every key of the
+	// ring created before it: a revocation of everything issued before a
+	// time (version 4 on, like Ring).
+	RetiredBefore int64
+	Keys          []TicketKey
 }
+
+// RingsSince is the protocol version that carries TicketKeys.Ring.
+const RingsSince uint16 = 4
 
 // Type implements Message.
 func (*TicketKeys) Type() Type { return TypeTicketKeys }
 
 func (m *TicketKeys) appendPayload(b []byte, v uint16) []byte {
+	if v >= RingsSince {
+		b = appendStr(b, m.Ring)
+		b = appendU64(b, uint64(m.RetiredBefore))
+	}
 	b = append(b, byte(len(m.Keys)))
 	for _, k := range m.Keys {
 		b = appendU64(b, uint64(k.Created))
@@ -311,12 +327,16 @@ func (m *TicketKeys) appendPayload(b []byte, v uint16) []byte {
 }
 
 func (d *decoder) ticketKeys() *TicketKeys {
+	m := &TicketKeys{}
+	if d.v >= RingsSince {
+		m.Ring = d.str()
+		m.RetiredBefore = d.i64()
+	}
 	n := int(d.u8())
 	if n > MaxTicketKeys {
 		d.fail("too many ticket keys")
 		return nil
 	}
-	m := &TicketKeys{}
 	if n > 0 {
 		m.Keys = make([]TicketKey, n)
 		for i := range m.Keys {

@@ -32,12 +32,14 @@ import (
 //	1: session records, tombstones, snapshots, lookups, ticket keys (types 1-11)
 //	2: the record kind (store.Kind), one byte after every record's key
 //	3: key-value zones (types 12-13, see kv.go)
+//	4: ticket key rings (TicketKeys.Ring, one ring per TLS policy, and
+//	   TicketKeys.RetiredBefore)
 //
 // A version 1 peer receives ticket-state records only: a version 1 record
 // has no kind, and its receiver would take any record for one.
 const (
 	MinVersion uint16 = 1
-	MaxVersion uint16 = 3
+	MaxVersion uint16 = 4
 )
 
 // Since returns the protocol version that introduced t (0 for a type this

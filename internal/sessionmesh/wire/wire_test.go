@@ -86,7 +86,7 @@ func randMessages(r *rand.Rand) []Message {
 		&SnapshotEnd{ID: r.Uint64(), Count: r.Uint64()},
 		req,
 		lr,
-		&TicketKeys{Keys: keys},
+		&TicketKeys{Ring: randStr(r), RetiredBefore: r.Int64(), Keys: keys},
 		&Goodbye{Reason: randStr(r)},
 		&KVUpdate{Entries: randKV(r)},
 		&KVSnapshotChunk{ID: r.Uint64(), Entries: randKV(r)},
@@ -425,4 +425,30 @@ func writeVersionCorpus(t *testing.T, dir string) {
 	write(2, TypeKVUpdate, AppendFrame(nil, &KVUpdate{Entries: randKV(r)})[HeaderSize:])
 	write(3, TypeKVUpdate, kvRaw(1, "k", 1, 3))
 	write(3, TypeKVUpdate, kvRaw(0, "k", 0, 0))
+}
+
+// A ticket key message's ring and retirement time are on the wire from
+// version 4 on: at older versions the receiver reads the default ring,
+// the same bytes at version 4 are another message.
+func TestTicketKeyRingsVersion(t *testing.T) {
+	m := &TicketKeys{Ring: "tenant/policy", RetiredBefore: 42,
+		Keys: []TicketKey{{Created: 7, Generator: "node-0", Secret: [32]byte{1}}}}
+	for v := MinVersion; v <= MaxVersion; v++ {
+		f := AppendFrameVersion(nil, v, m)
+		got, err := DecodeVersion(v, TypeTicketKeys, f[HeaderSize:])
+		if err != nil {
+			t.Fatalf("version %d: %v", v, err)
+		}
+		want := *m
+		if v < RingsSince {
+			want.Ring, want.RetiredBefore = "", 0
+		}
+		if !reflect.DeepEqual(got, &want) {
+			t.Errorf("version %d: got %+v, want %+v", v, got, &want)
+		}
+	}
+	old := AppendFrameVersion(nil, RingsSince-1, m)
+	if _, err := DecodeVersion(RingsSince, TypeTicketKeys, old[HeaderSize:]); err == nil {
+		t.Error("a version 3 ticket key frame decodes at version 4")
+	}
 }
