@@ -27,6 +27,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/meshgate/meshgate/internal/testkit"
 	"github.com/meshgate/meshgate/test/harness"
 )
 
@@ -194,9 +195,9 @@ func handshakes(t *testing.T, rs []*harness.Replica) (full, resumed, misses floa
 		if err != nil {
 			t.Fatal(err)
 		}
-		full += sumMetric(body, "meshgate_sessionmesh_handshakes_total", `kind="full"`)
-		resumed += sumMetric(body, "meshgate_sessionmesh_handshakes_total", `kind="resumed"`)
-		misses += sumMetric(body, "meshgate_sessionmesh_resumption_misses_total", "")
+		full += harness.SumMetric(body, "meshgate_sessionmesh_handshakes_total", `kind="full"`)
+		resumed += harness.SumMetric(body, "meshgate_sessionmesh_handshakes_total", `kind="resumed"`)
+		misses += harness.SumMetric(body, "meshgate_sessionmesh_resumption_misses_total", "")
 	}
 	return full, resumed, misses
 }
@@ -217,7 +218,12 @@ func twoVisits(t *testing.T, chromium, lbAddr string, between func()) {
 	url := harness.URL(lbAddr, "/")
 	for visit := 1; visit <= 2; visit++ {
 		if visit == 2 {
-			time.Sleep(2500 * time.Millisecond) // > HAProxy's 1 s idle timeouts
+			// HAProxy's 1 s idle timeouts close every connection of the
+			// first visit, so that the second opens new TLS connections.
+			testkit.WaitFor(t, 10*time.Second, "HAProxy closed the first visit's connections", func() bool {
+				n, err := harness.EstablishedTo(lbAddr)
+				return err == nil && n == 0
+			})
 			between()
 		}
 		if err := b.visit(ctx, page, url); err != nil {
@@ -307,31 +313,4 @@ func TestBrowserResumesAcrossReplicas(t *testing.T) {
 	if mX == 0 {
 		t.Errorf("meshgate resumed none of %d second-visit connections (Chromium offered none)", mY)
 	}
-}
-
-// sumMetric sums every sample of name whose label set contains labelSub.
-func sumMetric(body, name, labelSub string) float64 {
-	var sum float64
-	for _, line := range strings.Split(body, "\n") {
-		rest, ok := strings.CutPrefix(line, name)
-		if !ok {
-			continue
-		}
-		labels := ""
-		if strings.HasPrefix(rest, "{") {
-			end := strings.Index(rest, "}")
-			if end < 0 {
-				continue
-			}
-			labels, rest = rest[:end+1], rest[end+1:]
-		}
-		if !strings.HasPrefix(rest, " ") || !strings.Contains(labels, labelSub) {
-			continue
-		}
-		var v float64
-		if _, err := fmt.Sscan(strings.TrimSpace(rest), &v); err == nil {
-			sum += v
-		}
-	}
-	return sum
 }

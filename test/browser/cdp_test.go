@@ -15,6 +15,7 @@ import (
 	"time"
 
 	"github.com/coder/websocket"
+	"github.com/meshgate/meshgate/internal/testkit"
 )
 
 // chromiumFlags are the headless flags known to work on this machine
@@ -95,18 +96,16 @@ func startBrowser(t *testing.T, bin, host, ip string) *browser {
 	})
 	// Chromium writes its port and browser target path here once listening.
 	var wsURL string
-	deadline := time.Now().Add(20 * time.Second)
-	for wsURL == "" {
+	if err := testkit.Until(20*time.Second, func() bool {
 		b, err := os.ReadFile(filepath.Join(profile, "DevToolsActivePort"))
 		if lines := strings.Split(strings.TrimSpace(string(b)), "\n"); err == nil && len(lines) == 2 {
 			wsURL = "ws://127.0.0.1:" + lines[0] + lines[1]
-			break
+			return true
 		}
-		if time.Now().After(deadline) {
-			out, _ := os.ReadFile(logf.Name())
-			t.Fatalf("chromium did not open DevTools within 20 s; log:\n%s", out)
-		}
-		time.Sleep(100 * time.Millisecond)
+		return false
+	}); err != nil {
+		out, _ := os.ReadFile(logf.Name())
+		t.Fatalf("chromium did not open DevTools: %v; log:\n%s", err, out)
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()

@@ -1,7 +1,6 @@
 package e2e
 
 import (
-	"bufio"
 	"context"
 	"crypto/tls"
 	"fmt"
@@ -74,25 +73,14 @@ func compare(t *testing.T, client string, mesh, ngx resumeRate) {
 // session-ID path over the replicas: (resumed, full).
 func sessionIDResumptions(t *testing.T) (resumed, full int) {
 	t.Helper()
+	const name = "meshgate_tls_handshakes_by_kind_total"
 	for _, r := range env.Cluster.Replicas {
 		body, err := r.Get("/metrics")
 		if err != nil {
 			t.Fatal(err)
 		}
-		sc := bufio.NewScanner(strings.NewReader(body))
-		for sc.Scan() {
-			line := sc.Text()
-			if !strings.HasPrefix(line, `meshgate_tls_handshakes_by_kind_total{kind="session_id",`) {
-				continue
-			}
-			f := strings.Fields(line)
-			v, _ := strconv.ParseFloat(f[len(f)-1], 64)
-			if strings.Contains(line, `resumed="true"`) {
-				resumed += int(v)
-			} else {
-				full += int(v)
-			}
-		}
+		resumed += int(harness.SumMetric(body, name, `kind="session_id",resumed="true"`))
+		full += int(harness.SumMetric(body, name, `kind="session_id",resumed="false"`))
 	}
 	return resumed, full
 }

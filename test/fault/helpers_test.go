@@ -27,6 +27,7 @@ import (
 	"github.com/meshgate/meshgate/internal/sessionmesh/pki"
 	"github.com/meshgate/meshgate/internal/sessionmesh/store"
 	"github.com/meshgate/meshgate/internal/sessionmesh/wire"
+	"github.com/meshgate/meshgate/internal/testkit"
 	"github.com/meshgate/meshgate/test/harness"
 )
 
@@ -158,16 +159,13 @@ func records(r *harness.Replica) int64 {
 	return st.Store.Records
 }
 
-// waitUntil polls cond every 20 ms until it holds or timeout passes, and
-// returns how long it took.
+// waitUntil polls cond (testkit.Poll) until it holds or timeout passes,
+// and returns how long it took.
 func waitUntil(t *testing.T, what string, timeout time.Duration, cond func() bool) time.Duration {
 	t.Helper()
 	start := time.Now()
-	for !cond() {
-		if time.Since(start) > timeout {
-			t.Fatalf("timed out after %v waiting for %s", timeout, what)
-		}
-		time.Sleep(20 * time.Millisecond)
+	if err := testkit.Until(timeout, cond); err != nil {
+		t.Fatalf("waiting for %s: %v", what, err)
 	}
 	return time.Since(start)
 }

@@ -8,6 +8,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/meshgate/meshgate/internal/testkit"
 	"github.com/meshgate/meshgate/test/harness"
 )
 
@@ -101,11 +102,15 @@ func TestKillReplicaUnderLoad(t *testing.T) {
 			}
 		})
 	}
-	time.Sleep(3 * time.Second)
+	// Load by count, bounded in time: enough connections before the kill
+	// for every replica to have issued and replicated sessions, and enough
+	// after it for the survivors' resumption rate to mean something.
+	const perPhase = 300
+	testkit.WaitFor(t, 20*time.Second, "load before the kill", func() bool { return before.ok.Load() >= perPhase })
 	killAt := time.Now()
 	killed.Store(true)
 	c.Replicas[victim].Proc.Kill()
-	time.Sleep(4 * time.Second)
+	testkit.WaitFor(t, 20*time.Second, "load after the kill", func() bool { return after.survivorConns.Load() >= perPhase })
 	stopLoad()
 	wg.Wait()
 

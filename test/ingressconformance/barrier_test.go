@@ -16,6 +16,7 @@ import (
 	"k8s.io/apimachinery/pkg/util/intstr"
 	"k8s.io/utils/ptr"
 
+	"github.com/meshgate/meshgate/internal/testkit"
 	"github.com/meshgate/meshgate/test/kubecluster"
 )
 
@@ -81,18 +82,17 @@ func newBarrier(ctx context.Context) (*barrier, error) {
 		return nil, err
 	}
 	b := &barrier{}
-	deadline := time.Now().Add(2 * time.Minute)
-	for {
+	if err := testkit.Until(2*time.Minute, func() bool {
 		list, err := cs.CoreV1().Pods(barrierNS).List(ctx, metav1.ListOptions{LabelSelector: "app=barrier"})
 		if err == nil && len(list.Items) == 2 && ready(&list.Items[0]) && ready(&list.Items[1]) {
 			b.pods = list.Items
-			return b, nil
+			return true
 		}
-		if time.Now().After(deadline) {
-			return nil, fmt.Errorf("barrier pods not ready\n%s", cluster.Diagnose())
-		}
-		time.Sleep(100 * time.Millisecond)
+		return false
+	}); err != nil {
+		return nil, fmt.Errorf("barrier pods not ready: %w\n%s", err, cluster.Diagnose())
 	}
+	return b, nil
 }
 
 func ready(p *corev1.Pod) bool {

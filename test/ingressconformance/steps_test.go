@@ -28,6 +28,7 @@ import (
 	"k8s.io/utils/ptr"
 	"sigs.k8s.io/yaml"
 
+	"github.com/meshgate/meshgate/internal/testkit"
 	"github.com/meshgate/meshgate/test/kubecluster"
 )
 
@@ -105,17 +106,12 @@ func (s *scenario) aNewRandomNamespace() {
 			GracePeriodSeconds: ptr.To[int64](0),
 			PropagationPolicy:  ptr.To(metav1.DeletePropagationBackground),
 		})
-		deadline := time.Now().Add(2 * time.Minute)
-		for {
+		gone := func() bool {
 			list, err := cluster.Clientset.NetworkingV1().Ingresses(ns.Name).List(ctx, metav1.ListOptions{})
-			if apierrors.IsNotFound(err) || (err == nil && len(list.Items) == 0) {
-				return
-			}
-			if time.Now().After(deadline) {
-				s.t.Errorf("Ingresses of namespace %s not deleted after 2 minutes\n%s", ns.Name, cluster.Diagnose())
-				return
-			}
-			time.Sleep(100 * time.Millisecond)
+			return apierrors.IsNotFound(err) || (err == nil && len(list.Items) == 0)
+		}
+		if err := testkit.Until(2*time.Minute, gone); err != nil {
+			s.t.Errorf("Ingresses of namespace %s not deleted: %v\n%s", ns.Name, err, cluster.Diagnose())
 		}
 	})
 }
@@ -497,14 +493,10 @@ func contains(vals []string, v string) bool {
 	return false
 }
 
-// eventually polls cond every 100 ms until it holds or timeout passes.
+// eventually polls cond (testkit.Poll) until it holds or timeout passes.
 func eventually(t *testing.T, timeout time.Duration, what string, cond func() bool) {
 	t.Helper()
-	deadline := time.Now().Add(timeout)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out after %v waiting for %s\n%s\n--- meshgate:\n%s", timeout, what, cluster.Diagnose(), gate.Proc.Tail(3000))
-		}
-		time.Sleep(100 * time.Millisecond)
+	if err := testkit.Until(timeout, cond); err != nil {
+		t.Fatalf("waiting for %s: %v\n%s\n--- meshgate:\n%s", what, err, cluster.Diagnose(), gate.Proc.Tail(3000))
 	}
 }

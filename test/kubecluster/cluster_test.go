@@ -29,6 +29,7 @@ import (
 	"k8s.io/apimachinery/pkg/util/intstr"
 	"k8s.io/utils/ptr"
 
+	"github.com/meshgate/meshgate/internal/testkit"
 	"github.com/meshgate/meshgate/test/harness"
 	"github.com/meshgate/meshgate/test/kubecluster"
 )
@@ -294,19 +295,16 @@ func mustCreate(t *testing.T, objs ...any) {
 	}
 }
 
-// eventually polls cond every 50 ms for up to a minute.
+// eventually polls cond (testkit.Poll) for up to a minute.
 func eventually(t *testing.T, what string, cond func() (bool, string)) {
 	t.Helper()
-	deadline := time.Now().Add(time.Minute)
-	for {
-		ok, state := cond()
-		if ok {
-			return
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out waiting for %s (last: %s)\n%s", what, state, cluster.Diagnose())
-		}
-		time.Sleep(50 * time.Millisecond)
+	var state string
+	if err := testkit.Until(time.Minute, func() bool {
+		var ok bool
+		ok, state = cond()
+		return ok
+	}); err != nil {
+		t.Fatalf("timed out waiting for %s (last: %s)\n%s", what, state, cluster.Diagnose())
 	}
 }
 

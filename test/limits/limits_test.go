@@ -44,8 +44,9 @@ func TestSlowloris(t *testing.T) {
 			results <- result{time.Since(start), err}
 		})
 	}
-	// Meshgate keeps serving normal clients during the attack.
-	time.Sleep(2 * time.Second)
+	// Meshgate keeps serving normal clients while every slow client holds
+	// a connection.
+	e.waitOpen(t, n, "slow clients connected")
 	e.mustServe(t)
 	wg.Wait()
 	close(results)
@@ -256,7 +257,7 @@ func TestIdleConnections(t *testing.T) {
 	if len(conns) < n {
 		t.Fatalf("opened only %d of %d connections within 60 s", len(conns), n)
 	}
-	time.Sleep(time.Second)
+	e.waitOpen(t, len(conns), "idle connections held by meshgate")
 	rss1 := rssKiB(t, e.r.Proc.PID())
 	per := float64(rss1-rss0) * 1024 / float64(len(conns))
 	t.Logf("IDLE: %d keep-alive TLS connections: RSS %d -> %d KiB, %.0f bytes/conn", len(conns), rss0, rss1, per)
@@ -296,9 +297,11 @@ func TestManyWebSockets(t *testing.T) {
 	for i := 0; i < n; i++ {
 		wg.Go(func() {
 			sem <- struct{}{}
+			var once sync.Once
+			halfway := func() { once.Do(opened.Done) }
+			defer halfway()
 			c, _, err := websocket.Dial(ctx, "wss://"+harness.Host+"/ws", &websocket.DialOptions{HTTPClient: hc})
 			<-sem
-			opened.Done()
 			if err != nil {
 				errs <- fmt.Errorf("dial %d: %w", i, err)
 				return
@@ -316,6 +319,7 @@ func TestManyWebSockets(t *testing.T) {
 					return
 				}
 				if j == 4 {
+					halfway()
 					select { // hold half-way until every socket is open
 					case <-release:
 					case <-ctx.Done():
@@ -327,8 +331,7 @@ func TestManyWebSockets(t *testing.T) {
 			c.Close(websocket.StatusNormalClosure, "")
 		})
 	}
-	opened.Wait()
-	time.Sleep(time.Second)
+	opened.Wait() // every socket is half-way through its messages, or failed
 	rss1 := rssKiB(t, e.r.Proc.PID())
 	close(release)
 	wg.Wait()

@@ -7,15 +7,12 @@ package limits
 import (
 	"context"
 	"crypto/tls"
-	"fmt"
-	"os"
 	"path/filepath"
-	"strconv"
-	"strings"
 	"syscall"
 	"testing"
 	"time"
 
+	"github.com/meshgate/meshgate/internal/testkit"
 	"github.com/meshgate/meshgate/test/harness"
 )
 
@@ -96,19 +93,26 @@ func (e *env) mustServe(t *testing.T) {
 	}
 }
 
-// rssKiB reads VmRSS of pid from /proc.
+// rssKiB is the resident set size of pid.
 func rssKiB(t *testing.T, pid int) int64 {
 	t.Helper()
-	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", pid))
+	n, err := harness.RSSKiB(pid)
 	if err != nil {
-		t.Fatalf("read status: %v", err)
+		t.Fatal(err)
 	}
-	for _, l := range strings.Split(string(b), "\n") {
-		if f := strings.Fields(l); len(f) >= 2 && f[0] == "VmRSS:" {
-			n, _ := strconv.ParseInt(f[1], 10, 64)
-			return n
-		}
+	return n
+}
+
+// waitOpen waits until meshgate holds at least n open client connections
+// (meshgate_listener_connections_open, every listener).
+func (e *env) waitOpen(t *testing.T, n int, what string) {
+	t.Helper()
+	var open float64
+	if err := testkit.Until(30*time.Second, func() bool {
+		v, err := e.r.Metric("meshgate_listener_connections_open", "")
+		open = v
+		return err == nil && v >= float64(n)
+	}); err != nil {
+		t.Fatalf("%s: meshgate holds %.0f open connections, want >= %d: %v", what, open, n, err)
 	}
-	t.Fatal("no VmRSS")
-	return 0
 }

@@ -17,6 +17,7 @@ import (
 	"github.com/meshgate/meshgate/internal/sessionmesh/mesh"
 	"github.com/meshgate/meshgate/internal/sessionmesh/pki"
 	"github.com/meshgate/meshgate/internal/sessionmesh/wire"
+	"github.com/meshgate/meshgate/internal/testkit"
 	"github.com/meshgate/meshgate/test/harness"
 )
 
@@ -213,11 +214,21 @@ func TestMeshRejectsHostilePeers(t *testing.T) {
 			t.Fatalf("warm-up %s: %v", at.name, err)
 		}
 	}
-	time.Sleep(200 * time.Millisecond)
-	before := map[string]float64{}
+	// The node counts a rejection as it closes the connection, which may
+	// be after our side saw the close: wait until the warm-up is counted.
+	warm := map[string]float64{}
 	for _, at := range meshAttacks {
-		before[at.reason] = metric(t, r, rejected, `reason="`+at.reason+`"`)
+		warm[at.reason]++
 	}
+	before := map[string]float64{}
+	testkit.WaitFor(t, 10*time.Second, "warm-up rejections counted", func() bool {
+		for reason, w := range warm {
+			if before[reason] = metric(t, r, rejected, `reason="`+reason+`"`); before[reason] < w {
+				return false
+			}
+		}
+		return true
+	})
 	rss0 := rssKiB(t, r.Proc.PID())
 
 	const rounds = 150 // x7 kinds = 1050 connections
@@ -245,16 +256,28 @@ func TestMeshRejectsHostilePeers(t *testing.T) {
 	if n := failed.Load(); n > 0 {
 		t.Fatalf("%d attacks were not refused; first: %v", n, firstErr.Load())
 	}
-	time.Sleep(300 * time.Millisecond) // the node counts after closing
-	for reason, w := range want {
-		got := metric(t, r, rejected, `reason="`+reason+`"`) - before[reason]
-		t.Logf("rejected{reason=%q}: +%.0f (want >= %.0f)", reason, got, w)
-		if got < w {
-			t.Errorf("rejected{reason=%q} grew by %.0f, want >= %.0f", reason, got, w)
+	// The node counts after closing: wait for every count, then report.
+	grown := func(reason string) float64 { return metric(t, r, rejected, `reason="`+reason+`"`) - before[reason] }
+	if err := testkit.Until(10*time.Second, func() bool {
+		for reason, w := range want {
+			if grown(reason) < w {
+				return false
+			}
+		}
+		return true
+	}); err != nil {
+		for reason, w := range want {
+			if got := grown(reason); got < w {
+				t.Errorf("rejected{reason=%q} grew by %.0f, want >= %.0f", reason, got, w)
+			}
 		}
 	}
+	for reason, w := range want {
+		t.Logf("rejected{reason=%q}: +%.0f (want >= %.0f)", reason, grown(reason), w)
+	}
 	e.mustServe(t, r)
-	time.Sleep(500 * time.Millisecond) // let the node finish closing
+	// RSS once the node has closed every hostile connection.
+	testkit.WaitFor(t, 10*time.Second, "hostile connections closed", func() bool { return connGone(t, r) })
 	rss1 := rssKiB(t, r.Proc.PID())
 	t.Logf("RSS %s: %d KiB before, %d KiB after %d hostile connections (%+d KiB)",
 		r.Name, rss0, rss1, rounds*len(meshAttacks), rss1-rss0)
@@ -311,7 +334,9 @@ func TestMeshNonReadingPeerBounded(t *testing.T) {
 	// without ever reading, until the node gives up on us.
 	closed := false
 	deadline := time.Now().Add(20 * time.Second)
-	for time.Now().Before(deadline) {
+	heartbeat := time.NewTicker(500 * time.Millisecond)
+	defer heartbeat.Stop()
+	for ; time.Now().Before(deadline); <-heartbeat.C {
 		hb := wire.AppendFrame(nil, &wire.Heartbeat{Sent: time.Now().UnixNano()})
 		tc.SetWriteDeadline(time.Now().Add(time.Second))
 		if _, err := tc.Write(hb); err != nil {
@@ -322,7 +347,6 @@ func TestMeshNonReadingPeerBounded(t *testing.T) {
 			closed = true
 			break
 		}
-		time.Sleep(500 * time.Millisecond)
 	}
 	drops := metric(t, r, "meshgate_sessionmesh_drops_total", "") - drops0
 	rss1 := rssKiB(t, r.Proc.PID())

@@ -6,17 +6,13 @@
 package security
 
 import (
-	"bufio"
 	"context"
 	"crypto/tls"
-	"fmt"
-	"os"
 	"path/filepath"
-	"strconv"
-	"strings"
 	"testing"
 	"time"
 
+	"github.com/meshgate/meshgate/internal/testkit"
 	"github.com/meshgate/meshgate/test/harness"
 )
 
@@ -53,14 +49,10 @@ func setup(t *testing.T) *env {
 		t.Fatal(err)
 	}
 	// Wait until the mesh is fully connected so later counters are stable.
-	deadline := time.Now().Add(20 * time.Second)
 	for _, r := range c.Replicas {
-		for metric(t, r, "meshgate_sessionmesh_peers_online", "") < 2 {
-			if time.Now().After(deadline) {
-				t.Fatalf("%s: mesh not connected", r.Name)
-			}
-			time.Sleep(100 * time.Millisecond)
-		}
+		testkit.WaitFor(t, 20*time.Second, r.Name+": mesh connected", func() bool {
+			return metric(t, r, "meshgate_sessionmesh_peers_online", "") >= 2
+		})
 	}
 	return &env{pki: pki, cluster: c}
 }
@@ -69,57 +61,21 @@ func setup(t *testing.T) *env {
 // ("" = all) in the replica's /metrics.
 func metric(t *testing.T, r *harness.Replica, name, labelSub string) float64 {
 	t.Helper()
-	body, err := r.Get("/metrics")
+	v, err := r.Metric(name, labelSub)
 	if err != nil {
-		t.Fatalf("%s: %v", r.Name, err)
+		t.Fatal(err)
 	}
-	return sumMetric(body, name, labelSub)
+	return v
 }
 
-func sumMetric(body, name, labelSub string) float64 {
-	var sum float64
-	sc := bufio.NewScanner(strings.NewReader(body))
-	sc.Buffer(make([]byte, 64<<10), 1<<20)
-	for sc.Scan() {
-		line := sc.Text()
-		if !strings.HasPrefix(line, name) {
-			continue
-		}
-		rest := line[len(name):]
-		labels := ""
-		if strings.HasPrefix(rest, "{") {
-			end := strings.Index(rest, "}")
-			if end < 0 {
-				continue
-			}
-			labels, rest = rest[:end+1], rest[end+1:]
-		}
-		if !strings.HasPrefix(rest, " ") || (labelSub != "" && !strings.Contains(labels, labelSub)) {
-			continue
-		}
-		v, err := strconv.ParseFloat(strings.TrimSpace(rest), 64)
-		if err == nil {
-			sum += v
-		}
-	}
-	return sum
-}
-
-// rssKiB reads VmRSS of pid from /proc.
+// rssKiB is the resident set size of pid.
 func rssKiB(t *testing.T, pid int) int64 {
 	t.Helper()
-	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", pid))
+	n, err := harness.RSSKiB(pid)
 	if err != nil {
-		t.Fatalf("read status: %v", err)
+		t.Fatal(err)
 	}
-	for _, l := range strings.Split(string(b), "\n") {
-		if f := strings.Fields(l); len(f) >= 2 && f[0] == "VmRSS:" {
-			n, _ := strconv.ParseInt(f[1], 10, 64)
-			return n
-		}
-	}
-	t.Fatal("no VmRSS")
-	return 0
+	return n
 }
 
 // clientConfig trusts the test CA for host.

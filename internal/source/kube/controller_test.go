@@ -108,15 +108,32 @@ func TestUnreferencedSecretsStayOut(t *testing.T) {
 	h := &routing.Holder{}
 	c := startController(t, Options{Holder: h, Build: bo, Namespace: ns})
 	// A TLS Secret nobody references, and one referenced by an Ingress of
-	// another class: neither is loaded.
+	// another class: neither is loaded. Ours references a third.
 	mustCreate(t, tlsSecret(t, ns, "lonely", "x.example.com"), tlsSecret(t, ns, "theirs", "y.example.com"),
 		ingress(ns, "theirs", "y.example.com", "svc", ptr.To("other"), withTLS("theirs", "y.example.com")),
-		ingress(ns, "ours", "z.example.com", "svc", &bo.IngressClass))
-	waitTable(t, h, "our host", func(tb *routing.Table) bool { return hasHost(tb, "z.example.com") })
-	time.Sleep(100 * time.Millisecond)
-	loaded := c.handler.secretsLoaded()
-	if loaded != 0 {
-		t.Fatalf("secrets loaded: %v, want none", loaded)
+		tlsSecret(t, ns, "mine", "z.example.com"),
+		ingress(ns, "ours", "z.example.com", "svc", &bo.IngressClass, withTLS("mine", "z.example.com")))
+	first := waitTable(t, h, "our host", func(tb *routing.Table) bool { return tb.TLS.Exact["z.example.com"] != nil })
+	// Replace our certificate. Secret events arrive in the order the API
+	// server wrote the Secrets, so once the new certificate is in the table
+	// the handler has also seen the two Secrets created before "mine"; and
+	// the theirs Ingress came before ours on the Ingress watch. Whatever
+	// would wrongly load them has done so by now.
+	var mine corev1.Secret
+	if err := testClient.Get(context.Background(), types.NamespacedName{Namespace: ns, Name: "mine"}, &mine); err != nil {
+		t.Fatal(err)
+	}
+	mine.Data = tlsSecret(t, ns, "mine", "z.example.com").Data
+	if err := testClient.Update(context.Background(), &mine); err != nil {
+		t.Fatal(err)
+	}
+	old := first.TLS.Exact["z.example.com"].Certificate.Leaf.SerialNumber
+	waitTable(t, h, "our new certificate", func(tb *routing.Table) bool {
+		th := tb.TLS.Exact["z.example.com"]
+		return th != nil && th.Certificate.Leaf.SerialNumber.Cmp(old) != 0
+	})
+	if loaded := c.handler.secretsLoaded(); loaded != 1 {
+		t.Fatalf("secrets loaded: %v, want only ours", loaded)
 	}
 }
 
@@ -128,7 +145,8 @@ func TestIngressClassRulesAndStatus(t *testing.T) {
 		ingressClass(bo.IngressClass, bo.ControllerName, true),
 		ingressClass(other, "example.com/other-controller", false))
 	h := &routing.Holder{}
-	startController(t, Options{Holder: h, Build: bo, Namespace: ns,
+	var passes statusPasses
+	startController(t, Options{Holder: h, Build: bo, Namespace: ns, OnStatusApplied: passes.record,
 		PublishStatusAddress: []string{"203.0.113.7", "lb.example.net"}})
 
 	cases := []struct {
@@ -151,7 +169,7 @@ func TestIngressClassRulesAndStatus(t *testing.T) {
 		}
 		mustCreate(t, ingress(ns, tc.name, tc.host, "svc", tc.class, opts...))
 	}
-	waitTable(t, h, "our hosts", func(tb *routing.Table) bool {
+	all := waitTable(t, h, "our hosts", func(tb *routing.Table) bool {
 		for _, tc := range cases {
 			if hasHost(tb, tc.host) != tc.ours {
 				return false
@@ -173,7 +191,9 @@ func TestIngressClassRulesAndStatus(t *testing.T) {
 		}
 		return true
 	})
-	time.Sleep(200 * time.Millisecond) // a writer that wrongly wrote others' status has done so by now
+	// Every Ingress is in the table the writer has now applied: one that
+	// wrongly wrote others' status has done so in that pass.
+	passes.wait(t, all.Generation)
 	for _, tc := range cases {
 		var ing networkingv1.Ingress
 		if err := testClient.Get(context.Background(), types.NamespacedName{Namespace: ns, Name: tc.name}, &ing); err != nil {

@@ -279,7 +279,7 @@ func (h *handler) rebuild(ctx context.Context, changedAt time.Time) {
 	if h.opts.OnPublish != nil {
 		h.opts.OnPublish(t, problems, changedAt)
 	}
-	h.status.update(h.desired(problems, r.Gateway))
+	h.status.update(h.desired(t.Generation, problems, r.Gateway))
 	if h.gen == 1 && h.meshNN.Name != "" {
 		h.peers.publish(peersFrom(h.cache.EndpointSlicesFor(h.meshNN.Namespace, h.meshNN.Name), h.opts.MeshPortName))
 	}

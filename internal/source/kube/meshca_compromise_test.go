@@ -14,6 +14,7 @@ import (
 	"github.com/meshgate/meshgate/internal/sessionmesh/mesh"
 	"github.com/meshgate/meshgate/internal/sessionmesh/pki"
 	"github.com/meshgate/meshgate/internal/sessionmesh/wire"
+	"github.com/meshgate/meshgate/internal/testkit"
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/types"
@@ -242,9 +243,10 @@ func TestMeshCACompromiseRecoverable(t *testing.T) {
 // retries absorb; the traffic statistics show how often it happened.
 func waitIssuedByFirst(t *testing.T, deadline time.Time, what string, addrs []string, base *tls.Config) int {
 	t.Helper()
-	for tries := 1; ; tries++ {
-		ok := true
-		for r := 1; r < len(addrs) && ok; r++ {
+	tries := 0
+	err := testkit.Until(time.Until(deadline), func() bool {
+		tries++
+		for r := 1; r < len(addrs); r++ {
 			cfg := base.Clone()
 			cfg.ClientSessionCache = tls.NewLRUClientSessionCache(1)
 			if _, _, err := meshReplicaGet(addrs[0], cfg); err != nil {
@@ -254,16 +256,16 @@ func waitIssuedByFirst(t *testing.T, deadline time.Time, what string, addrs []st
 			if err != nil {
 				t.Fatalf("%s: connection to replica %d: %v", what, r+1, err)
 			}
-			ok = resumed
+			if !resumed {
+				return false
+			}
 		}
-		if ok {
-			return tries
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("%s: sessions issued on replica 1 still do not resume on the others", what)
-		}
-		time.Sleep(50 * time.Millisecond)
+		return true
+	})
+	if err != nil {
+		t.Fatalf("%s: sessions issued on replica 1 still do not resume on the others: %v", what, err)
 	}
+	return tries
 }
 
 // trafficStats counts the connections of startTraffic.

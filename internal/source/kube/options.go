@@ -87,6 +87,15 @@ type Options struct {
 	// table is stored (Holder.Changed wakes its waiters first), with the time the oldest change it contains was
 	// received (zero for the first table). It must not block.
 	OnPublish func(t *routing.Table, problems []translate.Problem, changedAt time.Time)
+
+	// OnStatusApplied, when set, is called by the status writer (on the
+	// leader) after each pass over a desired status, with the generation of
+	// the table that status was derived from and the pass's error (nil when
+	// every write succeeded). A pass for generation g has written, or found
+	// already written, every status that table implies; tests wait on it
+	// instead of sleeping before they assert that a status was not written.
+	// It must not block.
+	OnStatusApplied func(generation uint64, err error)
 }
 
 func (o Options) withDefaults() Options {

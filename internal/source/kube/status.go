@@ -33,6 +33,8 @@ type desiredStatus struct {
 	problems []problemRef
 	// gateway is the Gateway API status of the build; nil writes none.
 	gateway *translate.GatewayStatuses
+	// generation is the generation of the table this status belongs to.
+	generation uint64
 }
 
 type policyStatus struct {
@@ -51,8 +53,8 @@ type problemRef struct {
 
 // desired derives the status writer's targets from the cache and the
 // problems of the build just published. Owner goroutine only.
-func (h *handler) desired(problems []translate.Problem, gw *translate.GatewayStatuses) *desiredStatus {
-	d := &desiredStatus{policies: map[types.NamespacedName]policyStatus{}, gateway: gw}
+func (h *handler) desired(generation uint64, problems []translate.Problem, gw *translate.GatewayStatuses) *desiredStatus {
+	d := &desiredStatus{policies: map[types.NamespacedName]policyStatus{}, gateway: gw, generation: generation}
 	classes := h.cache.IngressClasses()
 	ings := h.cache.Ingresses()
 	byName := make(map[types.NamespacedName]*networkingv1.Ingress, len(ings))
@@ -238,12 +240,16 @@ func (w *statusWriter) Start(ctx context.Context) error {
 			continue
 		}
 		w.emitEvents(d)
-		if err := w.apply(ctx, d); err != nil {
+		err := w.apply(ctx, d)
+		if err != nil {
 			if ctx.Err() != nil {
 				return nil
 			}
 			w.log.Error(err, "writing status; will retry")
 			retry.Reset(statusRetry)
+		}
+		if w.opts.OnStatusApplied != nil {
+			w.opts.OnStatusApplied(d.generation, err)
 		}
 	}
 }

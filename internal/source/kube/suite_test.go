@@ -187,3 +187,30 @@ func mustCreate(t testing.TB, objs ...client.Object) {
 		}
 	}
 }
+
+// statusPasses records the status writer's passes (Options.OnStatusApplied)
+// so a test can wait until the statuses of a given table are written and
+// only then assert what was not written.
+type statusPasses struct {
+	mu   sync.Mutex
+	done uint64 // highest generation whose pass succeeded
+}
+
+func (s *statusPasses) record(gen uint64, err error) {
+	if err != nil {
+		return
+	}
+	s.mu.Lock()
+	s.done = max(s.done, gen)
+	s.mu.Unlock()
+}
+
+// wait blocks until a pass for table generation gen or later succeeded.
+func (s *statusPasses) wait(t testing.TB, gen uint64) {
+	t.Helper()
+	eventually(t, 15*time.Second, fmt.Sprintf("status pass for table generation %d", gen), func() bool {
+		s.mu.Lock()
+		defer s.mu.Unlock()
+		return s.done >= gen
+	})
+}

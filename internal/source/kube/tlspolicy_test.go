@@ -72,7 +72,8 @@ func TestTLSPolicyStatus(t *testing.T) {
 	bo := testBuild(t)
 	mustCreate(t, ingressClass(bo.IngressClass, bo.ControllerName, false))
 	h := &routing.Holder{}
-	startController(t, Options{Holder: h, Build: bo, Namespace: ns})
+	var passes statusPasses
+	startController(t, Options{Holder: h, Build: bo, Namespace: ns, OnStatusApplied: passes.record})
 	ctx := context.Background()
 	pol := &v1alpha1.TLSPolicy{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: "strict"},
 		Spec: v1alpha1.TLSPolicySpec{Hosts: []string{"s.example.com"}, MinVersion: "1.3"}}
@@ -106,8 +107,10 @@ func TestTLSPolicyStatus(t *testing.T) {
 		t.Errorf("status not applied by field manager %q: %+v", DefaultFieldManager, got.ManagedFields)
 	}
 	mustCreate(t, ingress(ns, "unrelated", "u.example.com", "svc", &bo.IngressClass))
-	waitTable(t, h, "unrelated host", func(tb *routing.Table) bool { return hasHost(tb, "u.example.com") })
-	time.Sleep(300 * time.Millisecond)
+	unrelated := waitTable(t, h, "unrelated host", func(tb *routing.Table) bool { return hasHost(tb, "u.example.com") })
+	// The writer has applied that table's statuses: a rewrite of the
+	// unchanged policy would have happened in this pass.
+	passes.wait(t, unrelated.Generation)
 	if err := testClient.Get(ctx, types.NamespacedName{Namespace: ns, Name: "strict"}, &got); err != nil {
 		t.Fatal(err)
 	}

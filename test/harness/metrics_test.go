@@ -1,0 +1,90 @@
+package harness
+
+import (
+	"net"
+	"os"
+	"testing"
+)
+
+func TestSumMetric(t *testing.T) {
+	body := `# HELP meshgate_x_total x.
+# TYPE meshgate_x_total counter
+meshgate_x_total{kind="full",version="1.3"} 3
+meshgate_x_total{kind="resumed",version="1.3"} 4.5
+meshgate_x_total_other 100
+meshgate_x_totalish{kind="full"} 50
+meshgate_y 7
+`
+	for _, tc := range []struct {
+		name, labels string
+		want         float64
+	}{
+		{"meshgate_x_total", "", 7.5},
+		{"meshgate_x_total", `kind="full"`, 3},
+		{"meshgate_x_total", `version="1.3"`, 7.5},
+		{"meshgate_x_total", `kind="none"`, 0},
+		{"meshgate_y", "", 7},
+		{"meshgate_y", `kind="full"`, 0},
+		{"meshgate_z", "", 0},
+	} {
+		if got := SumMetric(body, tc.name, tc.labels); got != tc.want {
+			t.Errorf("SumMetric(%s, %q) = %v, want %v", tc.name, tc.labels, got, tc.want)
+		}
+	}
+}
+
+func TestRSSKiB(t *testing.T) {
+	n, err := RSSKiB(os.Getpid())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if n <= 0 {
+		t.Fatalf("RSSKiB(self) = %d, want > 0", n)
+	}
+	if _, err := RSSKiB(-1); err == nil {
+		t.Fatal("RSSKiB(-1) succeeded")
+	}
+}
+
+func TestEstablishedTo(t *testing.T) {
+	ln, err := net.Listen("tcp4", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	addr := ln.Addr().String()
+	count := func() int {
+		n, err := EstablishedTo(addr)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return n
+	}
+	if n := count(); n != 0 {
+		t.Fatalf("before dialling: %d established to %s", n, addr)
+	}
+	c, err := net.Dial("tcp4", addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	s, err := ln.Accept()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if n := count(); n != 1 {
+		t.Fatalf("one connection: %d established to %s", n, addr)
+	}
+	// The server closes: the client's side goes to CLOSE_WAIT once the
+	// FIN arrives, and no longer counts.
+	s.Close()
+	if _, err := c.Read(make([]byte, 1)); err == nil {
+		t.Fatal("read after the server closed succeeded")
+	}
+	if n := count(); n != 0 {
+		t.Fatalf("after the server closed: %d established to %s", n, addr)
+	}
+	c.Close()
+	if _, err := EstablishedTo("[::1]:80"); err == nil {
+		t.Fatal("IPv6 address accepted")
+	}
+}
