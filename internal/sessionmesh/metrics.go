@@ -23,12 +23,13 @@ const (
 	missRemote  // issuer asked, no record in time
 	missRevoked
 	missInvalid // malformed or forged id, bad ticket, unparsable state
+	missLimited // a remote lookup refused by the budget (budget.go)
 	numMiss
 
 	missNone = -1 // not a miss: the session was found
 )
 
-var missNames = [numMiss]string{"unknown_id", "expired", "binding_mismatch", "remote_miss", "revoked", "invalid"}
+var missNames = [numMiss]string{"unknown_id", "expired", "binding_mismatch", "remote_miss", "revoked", "invalid", "lookup_limited"}
 
 const (
 	modeStateful = iota
@@ -84,7 +85,8 @@ type metrics struct {
 	remoteLookups atomic.Uint64
 	remoteHits    atomic.Uint64
 	revoked       atomic.Uint64
-	ringsFull     atomic.Uint64 // hosts given the default ring: maxRings reached
+	ringsFull     atomic.Uint64
+	limited       [numLimits]atomic.Uint64 // remote lookups refused, by reason // hosts given the default ring: maxRings reached
 	latency       prometheus.Histogram
 	violations    violations
 
@@ -136,6 +138,7 @@ func newMetrics(n *Node) *metrics {
 		"Completed TLS handshakes by resumption kind (session_id: the TLS 1.2 session-ID path; tls12_ticket: crypto/tls TLS 1.2; tls13_psk: TLS 1.3) and whether they resumed.",
 		[]string{"kind", "resumed"}, nil)
 	d("peer_violations_total", "Items an authenticated peer sent that were refused (forged ticket keys, poisoned records), by the peer's certificate name and reason.", "peer", "reason")
+	d("remote_lookups_limited_total", "Remote session lookups refused: a second identity of one handshake, or a client address that kept offering ids no replica holds.", "reason")
 	d("ticket_rings_full_total", "TicketKeys hosts configured onto the default key ring (and its rotation) because the rings per policy were all taken.")
 	d("revoked_total", "Sessions revoked on this node (Revoke, RevokeBefore, the admin API); each is broadcast to every peer.")
 	d("wraps_total", "Sessions issued, by session mode (SessionID: TLS 1.2 session IDs of ticketless clients).", "mode")
@@ -295,6 +298,9 @@ func (m *metrics) Collect(ch chan<- prometheus.Metric) {
 	}
 	c("revoked_total", counter, float64(m.revoked.Load()))
 	c("ticket_rings_full_total", counter, float64(m.ringsFull.Load()))
+	for i, name := range limitNames {
+		c("remote_lookups_limited_total", counter, float64(m.limited[i].Load()), name)
+	}
 	c("rewraps_total", counter, float64(m.rewraps.Load()))
 	c("early_data_total", counter, float64(m.early[0].Load()), "refused")
 	c("early_data_total", counter, float64(m.early[1].Load()), "accepted")

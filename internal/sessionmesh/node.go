@@ -95,6 +95,7 @@ type Node struct {
 	tickets *ticketRings
 	m       *metrics
 	state   *clusterstate.Store // nil without Zones
+	sources sourceBuckets       // remote lookup budget per client address (budget.go)
 
 	maxLifetime atomic.Int64 // longest configured session lifetime (ns); 0: none yet
 	running     atomic.Bool

@@ -58,5 +58,5 @@ func (s *Server) getConfigForClient(hello *tls.ClientHelloInfo) (*tls.Config, er
 	if st == nil {
 		return nil, tlsconfig.ErrNoCertificate
 	}
-	return st.set.Config(hello.ServerName)
+	return st.set.ConfigFor(hello)
 }

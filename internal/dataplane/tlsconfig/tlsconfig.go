@@ -41,12 +41,22 @@ type Sessions interface {
 	ConfigureTLS(cfg *tls.Config, host sessionmesh.Host)
 }
 
+// HandshakeScoper, when Sessions implements it, gives each handshake the
+// configuration it should use (sessionmesh.Node.ScopeHandshake: a clone
+// whose session hooks bound the remote lookups of this handshake and of its
+// client address). cfg is one the Set built; the result serves that
+// handshake only.
+type HandshakeScoper interface {
+	ScopeHandshake(cfg *tls.Config, hello *tls.ClientHelloInfo) *tls.Config
+}
+
 // Set is the per-host configurations of one table. It is immutable and safe
 // for concurrent use.
 type Set struct {
 	table *routing.Table
 	hosts map[*routing.TLSHost]*tls.Config
 	tls12 map[*routing.TLSHost]*tls12.Config // session-ID path (tls12.go)
+	scope HandshakeScoper                    // nil: configurations as built
 }
 
 // Build builds the configuration of every TLS host of t that has a
@@ -59,6 +69,7 @@ func Build(t *routing.Table, sessions Sessions) *Set {
 		return s
 	}
 	sids, _ := sessions.(SessionIDs)
+	s.scope, _ = sessions.(HandshakeScoper)
 	add := func(h *routing.TLSHost) {
 		if h == nil || h.Certificate == nil || len(h.Certificate.Certificate) == 0 || s.hosts[h] != nil {
 			return
@@ -143,7 +154,7 @@ func SessionHost(cert *tls.Certificate, p *routing.TLSPolicy) sessionmesh.Host {
 // s's, each changed by fn before use (HTTP/3 sets its ALPN and 0-RTT policy).
 // fn runs once per host, now.
 func (s *Set) Derive(fn func(h *routing.TLSHost, cfg *tls.Config)) *Set {
-	d := &Set{table: s.table, hosts: make(map[*routing.TLSHost]*tls.Config, len(s.hosts)), tls12: s.tls12}
+	d := &Set{table: s.table, hosts: make(map[*routing.TLSHost]*tls.Config, len(s.hosts)), tls12: s.tls12, scope: s.scope}
 	for h, c := range s.hosts {
 		c = c.Clone()
 		fn(h, c)
@@ -193,6 +204,17 @@ func (s *Set) Config(serverName string) (*tls.Config, error) {
 	return cfg, nil
 }
 
+// ConfigFor returns the configuration of one handshake: Config of its
+// server name, scoped to the handshake by the session layer (see
+// HandshakeScoper) when it offers one.
+func (s *Set) ConfigFor(hello *tls.ClientHelloInfo) (*tls.Config, error) {
+	cfg, err := s.Config(hello.ServerName)
+	if err != nil || s.scope == nil {
+		return cfg, err
+	}
+	return s.scope.ScopeHandshake(cfg, hello), nil
+}
+
 // Holder publishes the current Set to handshakes. The zero value holds none
 // (every handshake fails). Safe for concurrent use.
 type Holder struct{ p atomic.Pointer[Set] }
@@ -210,5 +232,5 @@ func (h *Holder) GetConfigForClient(hello *tls.ClientHelloInfo) (*tls.Config, er
 	if s == nil {
 		return nil, fmt.Errorf("%w %q: no routing table yet", ErrNoCertificate, hello.ServerName)
 	}
-	return s.Config(hello.ServerName)
+	return s.ConfigFor(hello)
 }

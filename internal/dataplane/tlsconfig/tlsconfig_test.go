@@ -117,3 +117,35 @@ func TestHolder(t *testing.T) {
 		t.Fatal("nil table built configs")
 	}
 }
+
+// scoper is a Sessions that scopes handshakes: it hands out a clone
+// carrying the hello's server name in ServerName.
+type scoper struct{ recorder }
+
+func (*scoper) ScopeHandshake(cfg *tls.Config, hello *tls.ClientHelloInfo) *tls.Config {
+	c := cfg.Clone()
+	c.ServerName = "scoped:" + hello.ServerName
+	return c
+}
+
+// Every handshake of a Set goes through the session layer's scope, on the
+// TCP listener's configurations and on derived ones (HTTP/3).
+func TestHandshakesScoped(t *testing.T) {
+	c := certificate(t, "a.example.com")
+	tb := &routing.Table{TLS: routing.TLSHosts{Default: &routing.TLSHost{Certificate: c}}}
+	var h Holder
+	h.Store(Build(tb, &scoper{}))
+	hello := &tls.ClientHelloInfo{ServerName: "a.example.com"}
+	got, err := h.GetConfigForClient(hello)
+	if err != nil || got.ServerName != "scoped:a.example.com" {
+		t.Fatalf("TCP handshake not scoped: %v, %v", got, err)
+	}
+	d := h.Load().Derive(func(_ *routing.TLSHost, c *tls.Config) { c.NextProtos = []string{"h3"} })
+	dc, err := d.ConfigFor(hello)
+	if err != nil || dc.ServerName != "scoped:a.example.com" || dc.NextProtos[0] != "h3" {
+		t.Fatalf("derived handshake not scoped: %v, %v", dc, err)
+	}
+	if plain, _ := Build(tb, &recorder{}).ConfigFor(hello); plain.ServerName != "" {
+		t.Fatal("a Sessions without ScopeHandshake changed the configuration")
+	}
+}
