@@ -86,6 +86,7 @@ type metrics struct {
 	remoteHits    atomic.Uint64
 	revoked       atomic.Uint64
 	ringsFull     atomic.Uint64
+	keysRetired   atomic.Uint64            // ticket keys retired by revocations (RetireTicketKeys)
 	limited       [numLimits]atomic.Uint64 // remote lookups refused, by reason // hosts given the default ring: maxRings reached
 	latency       prometheus.Histogram
 	violations    violations
@@ -139,6 +140,7 @@ func newMetrics(n *Node) *metrics {
 		[]string{"kind", "resumed"}, nil)
 	d("peer_violations_total", "Items an authenticated peer sent that were refused (forged ticket keys, poisoned records), by the peer's certificate name and reason.", "peer", "reason")
 	d("remote_lookups_limited_total", "Remote session lookups refused: a second identity of one handshake, or a client address that kept offering ids no replica holds.", "reason")
+	d("ticket_keys_retired_total", "Ticket keys this node retired because a revocation of everything issued before a time reached it (admin API).")
 	d("ticket_rings_full_total", "TicketKeys hosts configured onto the default key ring (and its rotation) because the rings per policy were all taken.")
 	d("revoked_total", "Sessions revoked on this node (Revoke, RevokeBefore, the admin API); each is broadcast to every peer.")
 	d("wraps_total", "Sessions issued, by session mode (SessionID: TLS 1.2 session IDs of ticketless clients).", "mode")
@@ -298,6 +300,7 @@ func (m *metrics) Collect(ch chan<- prometheus.Metric) {
 	}
 	c("revoked_total", counter, float64(m.revoked.Load()))
 	c("ticket_rings_full_total", counter, float64(m.ringsFull.Load()))
+	c("ticket_keys_retired_total", counter, float64(m.keysRetired.Load()))
 	for i, name := range limitNames {
 		c("remote_lookups_limited_total", counter, float64(m.limited[i].Load()), name)
 	}

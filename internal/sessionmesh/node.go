@@ -334,7 +334,14 @@ func (h *handler) HandleTicketKeys(from string, m wire.TicketKeys) {
 		h.m.violation(from, violRingLimit)
 		return
 	}
-	for _, v := range r.merge(from, m.Keys, time.Now()) {
+	now := time.Now()
+	if m.RetiredBefore > now.Add(maxKeySkew).UnixNano() {
+		h.m.violation(from, violRetireFuture)
+	} else if m.RetiredBefore > 0 {
+		r.retire(m.RetiredBefore)
+		(*Node)(h).tickRing(r, (*Node)(h).leader(), now) // a fresh key if the ring emptied
+	}
+	for _, v := range r.merge(from, m.Keys, now) {
 		h.m.violation(from, v)
 	}
 }

@@ -19,8 +19,10 @@ import (
 
 // RevokeBefore revokes, cluster-wide, every session this node holds that
 // was issued before t (by its issuer's clock), the response to a
-// compromise: a leaked session store, a replica's memory. It returns how
-// many it revoked. Sessions this node does not hold (an oversized state,
+// compromise: a leaked session store, a replica's memory, a ticket key. It
+// also retires every ticket key created before t (RetireTicketKeys), which
+// ends the TicketKeys tickets issued before t. It returns how many
+// records it revoked. Sessions this node does not hold (an oversized state,
 // a record it never received) are not revoked; every replica holds every
 // replicated session, so one call on any replica covers the cluster.
 func (n *Node) RevokeBefore(t time.Time) int {
@@ -39,6 +41,7 @@ func (n *Node) RevokeBefore(t time.Time) int {
 		}
 	}
 	n.m.revoked.Add(uint64(len(ts)))
+	n.RetireTicketKeys(t) // TicketKeys tickets have no record: retire their keys
 	return len(ts)
 }
 

@@ -120,8 +120,8 @@ func (t *ticketRings) all() []*ticketRing {
 func (t *ticketRings) shared() []wire.TicketKeys {
 	var out []wire.TicketKeys
 	for _, r := range t.all() {
-		if keys := r.shared(); len(keys) > 0 {
-			out = append(out, wire.TicketKeys{Ring: r.name, Keys: keys})
+		if keys, ret := r.shared(), r.retiredBefore(); len(keys) > 0 || ret != 0 {
+			out = append(out, wire.TicketKeys{Ring: r.name, RetiredBefore: ret, Keys: keys})
 		}
 	}
 	return out
@@ -136,6 +136,7 @@ type ticketRing struct {
 	mu       sync.Mutex
 	ring     atomic.Pointer[ringState]
 	offers   map[string][]wire.TicketKey // guarded by mu; see merge
+	retired  int64                       // guarded by mu; keys created before it are retired (see retire)
 }
 
 // interval returns the ring's rotation interval.
@@ -170,6 +171,7 @@ func newRingKey(k wire.TicketKey) *ringKey {
 // leader generated come first (newest first), then the others by age, and
 // the ring keeps maxRingKeys of them; the active key is the first one.
 func (t *ticketRing) rebuild(keys []*ringKey, leader string) *ringState {
+	keys = slices.DeleteFunc(keys, func(k *ringKey) bool { return k.Created < t.retired })
 	slices.SortFunc(keys, func(a, b *ringKey) int {
 		al, bl := a.Generator == leader, b.Generator == leader
 		if al != bl {
@@ -305,7 +307,9 @@ func (t *ticketRing) tick(leader string, rotation time.Duration, now time.Time) 
 	}
 	// Leader due for rotation, or a follower without any key yet: the latter
 	// gets a provisional local key, superseded once the leader's arrives.
-	k := wire.TicketKey{Created: now.UnixNano(), Generator: t.self}
+	// Never created before a retirement time (a revocation at T on a
+	// replica whose clock is ahead): peers would drop it at once.
+	k := wire.TicketKey{Created: max(now.UnixNano(), t.retired), Generator: t.self}
 	rand.Read(k.Secret[:])
 	keys = append(keys, newRingKey(k))
 	if leader != t.self && leader != cur.leader {
@@ -316,6 +320,56 @@ func (t *ticketRing) tick(leader string, rotation time.Duration, now time.Time) 
 		return t.shared()
 	}
 	return nil
+}
+
+// Retiring keys (revocation of everything issued before T, revoke.go).
+// TicketKeys tickets have no record to tombstone; what ends them is their
+// key. A ring's retirement time only moves forward; keys created before it
+// leave the ring and are refused from then on, whoever sends them, so the
+// leader's next broadcast cannot bring them back. Any authenticated peer
+// may move it (like a tombstone, it can only end sessions), at most
+// maxKeySkew ahead of the receiver's clock: a far-future time would retire
+// every key the leader makes until then.
+const violRetireFuture = "ticket_retire_future"
+
+// retire retires the keys created before t and returns how many it removed.
+func (t *ticketRing) retire(before int64) int {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	if before <= t.retired {
+		return 0
+	}
+	t.retired = before
+	cur := t.ring.Load()
+	st := t.rebuild(slices.Clone(cur.keys), cur.leader)
+	return len(cur.keys) - len(st.keys)
+}
+
+// retiredBefore returns the ring's retirement time (0: none).
+func (t *ticketRing) retiredBefore() int64 {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	return t.retired
+}
+
+// RetireTicketKeys retires, cluster-wide, every ticket key of every ring
+// created before before, so that no TicketKeys ticket issued before it
+// resumes: each ring goes on with a fresh key (the leader's; until it
+// arrives, a follower seals under a provisional key of its own), and the
+// retirement is sent to every peer, which honours it and re-sends it on
+// connect. It returns the number of keys this node retired.
+func (n *Node) RetireTicketKeys(before time.Time) int {
+	retired := 0
+	leader, now := n.leader(), time.Now()
+	for _, r := range n.tickets.all() {
+		retired += r.retire(before.UnixNano())
+		n.tickRing(r, leader, now)
+		if n.mesh != nil {
+			n.mesh.BroadcastTicketKeys(wire.TicketKeys{Ring: r.name, RetiredBefore: r.retiredBefore(), Keys: r.shared()})
+		}
+	}
+	n.m.keysRetired.Add(uint64(retired))
+	return retired
 }
 
 // hostRing returns the ring of a host of policy whose keys rotate every
@@ -345,7 +399,7 @@ func (n *Node) hostRing(policy string, rotation time.Duration) *ticketRing {
 // generated one.
 func (n *Node) tickRing(r *ticketRing, leader string, now time.Time) {
 	if keys := r.tick(leader, r.interval(), now); keys != nil && n.mesh != nil {
-		n.mesh.BroadcastTicketKeys(wire.TicketKeys{Ring: r.name, Keys: keys})
+		n.mesh.BroadcastTicketKeys(wire.TicketKeys{Ring: r.name, RetiredBefore: r.retiredBefore(), Keys: keys})
 	}
 }
 

@@ -40,7 +40,7 @@ type peer struct {
 	mu    sync.Mutex
 	recs  []store.Record
 	tombs []wire.Tombstone
-	keys  map[string][]wire.TicketKey // latest keys per ring, see enqueueKeys
+	keys  map[string]wire.TicketKeys // latest message per ring, see enqueueKeys
 	kvs   []clusterstate.Entry
 	// resendTombs: the tombstone queue overflowed or a batch with
 	// tombstones was lost; the next flush sends every live tombstone.
@@ -161,9 +161,9 @@ func (p *peer) enqueueKV(e clusterstate.Entry) {
 func (p *peer) enqueueKeys(m wire.TicketKeys) {
 	p.mu.Lock()
 	if p.keys == nil {
-		p.keys = make(map[string][]wire.TicketKey)
+		p.keys = make(map[string]wire.TicketKeys)
 	}
-	p.keys[m.Ring] = m.Keys
+	p.keys[m.Ring] = m
 	p.mu.Unlock()
 	signal(p.urgent)
 }
@@ -215,7 +215,7 @@ func (p *peer) deliver(r *wire.LookupResponse) {
 type batch struct {
 	recs     []store.Record
 	tombs    []wire.Tombstone
-	keys     map[string][]wire.TicketKey
+	keys     map[string]wire.TicketKeys
 	kvs      []clusterstate.Entry
 	allTombs bool // send every live tombstone (see enqueueTomb)
 }

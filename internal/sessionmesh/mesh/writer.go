@@ -157,7 +157,7 @@ func (c *conn) writeBatch(b *batch) error {
 			c.m.stats.unsupported.Add(1) // the peer keeps one ring: ours would replace it
 			continue
 		}
-		if err := c.writeFrame(&wire.TicketKeys{Ring: ring, Keys: keys}); err != nil {
+		if err := c.writeFrame(&keys); err != nil {
 			return err
 		}
 	}
