@@ -63,96 +63,6 @@ func startPageServer(t *testing.T, ip string) string {
 	return ln.Addr().String()
 }
 
-// startHAProxy runs HAProxy in TCP round robin with PROXY v2 to servers,
-// closing connections idle for 1 s (see the package doc).
-func startHAProxy(t *testing.T, dir, name, ip string, servers []string) string {
-	t.Helper()
-	addr, err := harness.FreeAddr(ip)
-	if err != nil {
-		t.Fatal(err)
-	}
-	var b strings.Builder
-	fmt.Fprintf(&b, "global\n    maxconn 2000\n    nbthread 1\ndefaults\n    mode tcp\n    timeout connect 2s\n"+
-		"    timeout client 1s\n    timeout server 1s\n    retries 2\n    option redispatch\n"+
-		"frontend rr\n    bind %s\n    default_backend rr\nbackend rr\n    balance roundrobin\n", addr)
-	for i, s := range servers {
-		fmt.Fprintf(&b, "    server s%d %s send-proxy-v2\n", i+1, s)
-	}
-	cfg := filepath.Join(dir, name+".cfg")
-	if err := os.WriteFile(cfg, []byte(b.String()), 0o644); err != nil {
-		t.Fatal(err)
-	}
-	p, err := harness.Start(t, dir, name, "haproxy", "-db", "-f", cfg)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := harness.WaitTCP(addr, 5*time.Second); err != nil {
-		t.Fatalf("haproxy: %v\n%s", err, p.Tail(2000))
-	}
-	return addr
-}
-
-// startNginx runs one nginx (one worker, so $connection is unique) on
-// addr, expecting PROXY headers, proxying to upstream, logging
-// "$connection $ssl_session_reused" per request; returns the log path.
-func startNginx(t *testing.T, dir, name, addr, upstream string, pki *harness.PKI) string {
-	t.Helper()
-	prefix := filepath.Join(dir, name)
-	for _, d := range []string{"logs", "tmp"} {
-		if err := os.MkdirAll(filepath.Join(prefix, d), 0o755); err != nil {
-			t.Fatal(err)
-		}
-	}
-	user := ""
-	if os.Geteuid() == 0 {
-		user = "user root;"
-	}
-	logPath := filepath.Join(prefix, "logs", "tls.log")
-	conf := fmt.Sprintf(`%[1]s
-worker_processes 1;
-daemon off;
-pid %[2]s/nginx.pid;
-error_log %[2]s/logs/error.log warn;
-events { worker_connections 1024; }
-http {
-    log_format tls '$connection $ssl_session_reused';
-    access_log %[3]s tls;
-    client_body_temp_path %[2]s/tmp/body;
-    proxy_temp_path %[2]s/tmp/proxy;
-    fastcgi_temp_path %[2]s/tmp/fastcgi;
-    uwsgi_temp_path %[2]s/tmp/uwsgi;
-    scgi_temp_path %[2]s/tmp/scgi;
-    server {
-        listen %[4]s ssl proxy_protocol;
-        server_name %[5]s;
-        ssl_certificate %[6]s;
-        ssl_certificate_key %[7]s;
-        ssl_protocols TLSv1.2 TLSv1.3;
-        ssl_session_cache shared:SSL:1m;
-        ssl_session_timeout 5m;
-        ssl_session_tickets off;
-        location / {
-            proxy_pass http://%[8]s;
-            proxy_set_header Host $host;
-        }
-    }
-}
-`, user, prefix, logPath, addr, harness.Host, pki.ServerCert, pki.ServerKey, upstream)
-	confPath := filepath.Join(prefix, "nginx.conf")
-	if err := os.WriteFile(confPath, []byte(conf), 0o644); err != nil {
-		t.Fatal(err)
-	}
-	p, err := harness.Start(t, dir, name, "nginx", "-p", prefix, "-c", confPath, "-e", filepath.Join(prefix, "logs", "error.log"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := harness.WaitTCP(addr, 5*time.Second); err != nil {
-		b, _ := os.ReadFile(filepath.Join(prefix, "logs", "error.log"))
-		t.Fatalf("nginx %s: %v\n%s\n%s", name, err, b, p.Tail(2000))
-	}
-	return logPath
-}
-
 // nginxConns counts distinct connections and resumed ones in the logs,
 // skipping the first skip[i] lines of log i; it returns the line counts.
 func nginxConns(t *testing.T, logs []string, skip []int) (conns, resumed int, lines []int) {
@@ -265,17 +175,35 @@ func TestBrowserResumesAcrossReplicas(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	meshLB := startHAProxy(t, dir, "haproxy-meshgate", "127.0.0.30", cluster.HTTPSAddrs())
-	var nginxAddrs, nginxLogs []string
-	for i := 1; i <= 3; i++ {
-		addr, err := harness.FreeAddr(fmt.Sprintf("127.0.0.%d", 40+i))
+	// HAProxy closes connections idle for 1 s (see the package doc).
+	lb := func(name, ip string, servers []string) string {
+		h, err := harness.StartHAProxyIdle(t, dir, name, ip, servers, true, time.Second)
 		if err != nil {
 			t.Fatal(err)
 		}
-		nginxAddrs = append(nginxAddrs, addr)
-		nginxLogs = append(nginxLogs, startNginx(t, dir, fmt.Sprintf("nginx-%d", i), addr, page, pki))
+		return h.Addr
 	}
-	nginxLB := startHAProxy(t, dir, "haproxy-nginx", "127.0.0.50", nginxAddrs)
+	meshLB := lb("haproxy-meshgate", "127.0.0.30", cluster.HTTPSAddrs())
+	// nginx: one worker each (so $connection is unique), HTTP/1.1 only,
+	// one log line per request with its connection and reuse flag.
+	var nginxLogs []string
+	for i := 1; i <= 3; i++ {
+		nginxLogs = append(nginxLogs, filepath.Join(dir, fmt.Sprintf("nginx-%d-conn.log", i)))
+	}
+	var nginxAddrs []string
+	for i, logPath := range nginxLogs {
+		addr, err := harness.FreeAddr(fmt.Sprintf("127.0.0.%d", 41+i))
+		if err != nil {
+			t.Fatal(err)
+		}
+		ng, err := harness.StartNginx(t, harness.NginxConfig{Dir: dir, Name: fmt.Sprintf("nginx-%d", i+1), Listen: addr,
+			PKI: pki, Upstream: page, ProxyProtocol: true, Workers: 1, NoHTTP2: true, ConnLog: logPath})
+		if err != nil {
+			t.Fatal(err)
+		}
+		nginxAddrs = append(nginxAddrs, ng.Addr)
+	}
+	nginxLB := lb("haproxy-nginx", "127.0.0.50", nginxAddrs)
 
 	var full0, res0, miss0 float64
 	per0 := make([]float64, len(cluster.Replicas))

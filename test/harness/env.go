@@ -91,6 +91,25 @@ type EnvOptions struct {
 	NoMesh   bool // meshgate without the session mesh
 	// NginxTickets: see NginxConfig.Tickets.
 	NginxTickets bool
+	// Direct starts the replicas without HAProxy in front and without
+	// PROXY protocol: clients dial Cluster's replicas themselves.
+	Direct bool
+	// ExtraArgs are more meshgate flags; ExtraYAML more manifests (YAML
+	// documents, TLSPolicies for instance) next to the demo Ingress.
+	ExtraArgs []string
+	ExtraYAML string
+}
+
+// tools lists the commands SetupEnv needs for opts.
+func (opts EnvOptions) tools() []string {
+	tools := []string{"openssl", "curl"}
+	if (opts.Replicas > 0 && !opts.Direct) || opts.Nginx > 0 {
+		tools = append(tools, "haproxy")
+	}
+	if opts.Nginx > 0 {
+		tools = append(tools, "nginx")
+	}
+	return tools
 }
 
 // Env is a complete scenario: echo backend, meshgate replicas behind
@@ -111,7 +130,7 @@ type Env struct {
 // SetupEnv starts everything opts asks for under dir; t's cleanups stop it.
 func SetupEnv(t T, dir string, bins Bins, opts EnvOptions) (*Env, error) {
 	t.Helper()
-	if err := RequireTools("haproxy", "nginx", "openssl", "curl"); err != nil {
+	if err := RequireTools(opts.tools()...); err != nil {
 		return nil, err
 	}
 	e := &Env{Dir: dir, Bins: bins}
@@ -123,7 +142,7 @@ func SetupEnv(t T, dir string, bins Bins, opts EnvOptions) (*Env, error) {
 		return nil, err
 	}
 	if opts.Replicas > 0 {
-		m := Manifests{EchoAddr: e.Echo.HTTPAddr, SecretYAML: e.PKI.SecretYAML}
+		m := Manifests{EchoAddr: e.Echo.HTTPAddr, SecretYAML: e.PKI.SecretYAML, Extra: opts.ExtraYAML}
 		cm := ""
 		if opts.UDPPort != 0 {
 			m.UDPPort, m.UDPBackend, cm = opts.UDPPort, e.Echo.UDPAddr, "default/meshgate-l4"
@@ -134,13 +153,16 @@ func SetupEnv(t T, dir string, bins Bins, opts EnvOptions) (*Env, error) {
 		}
 		e.Cluster, err = StartCluster(t, ClusterConfig{
 			Bins: bins, Dir: dir, ManifestDir: e.Manifest, Replicas: opts.Replicas,
-			ProxyProtocol: true, HTTP3: opts.HTTP3, L4ConfigMap: cm, L4BindIP: cm != "", NoMesh: opts.NoMesh,
+			ProxyProtocol: !opts.Direct, HTTP3: opts.HTTP3, L4ConfigMap: cm, L4BindIP: cm != "", NoMesh: opts.NoMesh,
+			ExtraArgs: opts.ExtraArgs,
 		}, 30*time.Second)
 		if err != nil {
 			return nil, err
 		}
-		if e.MeshLB, err = StartHAProxy(t, dir, "haproxy-meshgate", "127.0.0.30", e.Cluster.HTTPSAddrs(), true); err != nil {
-			return nil, err
+		if !opts.Direct {
+			if e.MeshLB, err = StartHAProxy(t, dir, "haproxy-meshgate", "127.0.0.30", e.Cluster.HTTPSAddrs(), true); err != nil {
+				return nil, err
+			}
 		}
 	}
 	if opts.Nginx > 0 {

@@ -25,6 +25,15 @@ type HAProxy struct {
 // balancers do after a health check fails.
 func StartHAProxy(t T, dir, name, ip string, servers []string, sendProxy bool) (*HAProxy, error) {
 	t.Helper()
+	return StartHAProxyIdle(t, dir, name, ip, servers, sendProxy, 30*time.Second)
+}
+
+// StartHAProxyIdle is StartHAProxy closing client and server connections
+// idle for idle (whole seconds), for tests that need a balancer's idle
+// timeout to close a client's connections.
+func StartHAProxyIdle(t T, dir, name, ip string, servers []string, sendProxy bool, idle time.Duration) (*HAProxy, error) {
+	t.Helper()
+	idleS := max(1, int(idle/time.Second))
 	if err := RequireTools("haproxy"); err != nil {
 		return nil, err
 	}
@@ -44,16 +53,16 @@ func StartHAProxy(t T, dir, name, ip string, servers []string, sendProxy bool) (
 defaults
     mode tcp
     timeout connect 2s
-    timeout client 30s
-    timeout server 30s
+    timeout client %[2]ds
+    timeout server %[2]ds
     retries 2
     option redispatch
 frontend rr
-    bind %s
+    bind %[1]s
     default_backend rr
 backend rr
     balance roundrobin
-`, h.Addr)
+`, h.Addr, idleS)
 	for i, s := range servers {
 		fmt.Fprintf(&b, "    server s%d %s%s\n", i+1, s, opt)
 	}

@@ -27,6 +27,13 @@ type NginxConfig struct {
 	// own certificate (e.g. an ECDSA one next to Host's RSA one), proxying
 	// to the same upstream with the same session settings.
 	Servers []NginxServer
+	// NoHTTP2 leaves http2 off the listener, so browsers open several
+	// HTTP/1.1 connections as they do to HTTP/1.1-only servers.
+	NoHTTP2 bool
+	// ConnLog, when set, is a file that gets one line per request:
+	// "$connection $ssl_session_reused" (with Workers 1, $connection is
+	// unique per connection). Empty: no access log.
+	ConnLog string
 }
 
 // NginxServer is one more virtual host of an nginx server.
@@ -72,7 +79,8 @@ pid %[3]s/nginx.pid;
 error_log %[3]s/logs/error.log warn;
 events { worker_connections 8192; }
 http {
-    access_log off;
+    log_format conn '$connection $ssl_session_reused';
+    access_log %[6]s;
     client_body_temp_path %[3]s/tmp/body;
     proxy_temp_path %[3]s/tmp/proxy;
     fastcgi_temp_path %[3]s/tmp/fastcgi;
@@ -83,7 +91,7 @@ http {
         keepalive 64;
     }
 %[5]s}
-`, user, workers, prefix, c.Upstream, c.serverBlocks())
+`, user, workers, prefix, c.Upstream, c.serverBlocks(), c.accessLog())
 	confPath := filepath.Join(prefix, "nginx.conf")
 	if err := os.WriteFile(confPath, []byte(conf), 0o644); err != nil {
 		return nil, fmt.Errorf("nginx config: %w", err)
@@ -99,23 +107,35 @@ http {
 	return &Nginx{Addr: c.Listen, Proc: p}, nil
 }
 
+// accessLog renders access_log's arguments.
+func (c NginxConfig) accessLog() string {
+	if c.ConnLog == "" {
+		return "off"
+	}
+	return c.ConnLog + " conn"
+}
+
 // serverBlocks renders the server{} block of Host and one per Servers.
 func (c NginxConfig) serverBlocks() string {
 	pp := ""
 	if c.ProxyProtocol {
 		pp = " proxy_protocol"
 	}
+	h2 := " http2"
+	if c.NoHTTP2 {
+		h2 = ""
+	}
 	var b strings.Builder
 	for _, v := range append([]NginxServer{{Name: Host, Cert: c.PKI.ServerCert, Key: c.PKI.ServerKey}}, c.Servers...) {
-		fmt.Fprintf(&b, nginxServerTemplate, c.Listen, pp, v.Name, v.Cert, v.Key, xffVar(c.ProxyProtocol), onOff(c.Tickets))
+		fmt.Fprintf(&b, nginxServerTemplate, c.Listen, pp, v.Name, v.Cert, v.Key, xffVar(c.ProxyProtocol), onOff(c.Tickets), h2)
 	}
 	return b.String()
 }
 
 // nginxServerTemplate: listen, PROXY option, server_name, certificate, key,
-// X-Forwarded-For variable, session tickets on/off.
+// X-Forwarded-For variable, session tickets on/off, " http2" or "".
 const nginxServerTemplate = `    server {
-        listen %[1]s ssl http2%[2]s;
+        listen %[1]s ssl%[8]s%[2]s;
         server_name %[3]s;
         ssl_certificate %[4]s;
         ssl_certificate_key %[5]s;

@@ -7,7 +7,6 @@ package limits
 import (
 	"context"
 	"crypto/tls"
-	"path/filepath"
 	"syscall"
 	"testing"
 	"time"
@@ -46,26 +45,11 @@ func setup(t *testing.T) *env {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if err := harness.RequireTools("openssl"); err != nil {
-		t.Fatal(err)
-	}
-	pki, err := harness.MakePKI(filepath.Join(dir, "pki"), harness.Host, harness.OtherHost)
+	he, err := harness.SetupEnv(t, dir, bins, harness.EnvOptions{Replicas: 1, Direct: true, NoMesh: true})
 	if err != nil {
 		t.Fatal(err)
 	}
-	echo, err := harness.StartEcho(t, bins, dir, "127.0.0.10")
-	if err != nil {
-		t.Fatal(err)
-	}
-	man, err := harness.Manifests{EchoAddr: echo.HTTPAddr, SecretYAML: pki.SecretYAML}.Write(filepath.Join(dir, "manifests"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	c, err := harness.StartCluster(t, harness.ClusterConfig{Bins: bins, Dir: dir, ManifestDir: man, Replicas: 1, NoMesh: true}, 30*time.Second)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return &env{pki: pki, r: c.Replicas[0]}
+	return &env{pki: he.PKI, r: he.Cluster.Replicas[0]}
 }
 
 // tlsConfig trusts the test CA; the shared session cache makes repeated

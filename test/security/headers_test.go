@@ -9,7 +9,6 @@ import (
 	"io"
 	"net"
 	"net/http"
-	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -41,26 +40,12 @@ func setupEdgeManifests(t *testing.T, extraYAML string, extra ...string) *edge {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if err := harness.RequireTools("openssl"); err != nil {
-		t.Fatal(err)
-	}
-	pki, err := harness.MakePKI(filepath.Join(dir, "pki"), harness.Host, harness.OtherHost)
+	env, err := harness.SetupEnv(t, dir, bins, harness.EnvOptions{Replicas: 1, Direct: true, NoMesh: true,
+		ExtraArgs: extra, ExtraYAML: extraYAML})
 	if err != nil {
 		t.Fatal(err)
 	}
-	echo, err := harness.StartEcho(t, bins, dir, "127.0.0.10")
-	if err != nil {
-		t.Fatal(err)
-	}
-	man, err := harness.Manifests{EchoAddr: echo.HTTPAddr, SecretYAML: pki.SecretYAML, Extra: extraYAML}.Write(filepath.Join(dir, "manifests"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	c, err := harness.StartCluster(t, harness.ClusterConfig{Bins: bins, Dir: dir, ManifestDir: man, Replicas: 1, NoMesh: true, ExtraArgs: extra}, 30*time.Second)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return &edge{pki: pki, replica: c.Replicas[0], man: man}
+	return &edge{pki: env.PKI, replica: env.Cluster.Replicas[0], man: env.Manifest}
 }
 
 // echoReply is the part of test/echo's reply these tests read.

@@ -8,7 +8,6 @@ package security
 import (
 	"context"
 	"crypto/tls"
-	"path/filepath"
 	"testing"
 	"time"
 
@@ -29,25 +28,11 @@ func setup(t *testing.T) *env {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if err := harness.RequireTools("openssl"); err != nil {
-		t.Fatal(err)
-	}
-	pki, err := harness.MakePKI(filepath.Join(dir, "pki"), harness.Host, harness.OtherHost)
+	he, err := harness.SetupEnv(t, dir, bins, harness.EnvOptions{Replicas: 3, Direct: true})
 	if err != nil {
 		t.Fatal(err)
 	}
-	echo, err := harness.StartEcho(t, bins, dir, "127.0.0.10")
-	if err != nil {
-		t.Fatal(err)
-	}
-	man, err := harness.Manifests{EchoAddr: echo.HTTPAddr, SecretYAML: pki.SecretYAML}.Write(filepath.Join(dir, "manifests"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	c, err := harness.StartCluster(t, harness.ClusterConfig{Bins: bins, Dir: dir, ManifestDir: man, Replicas: 3}, 30*time.Second)
-	if err != nil {
-		t.Fatal(err)
-	}
+	pki, c := he.PKI, he.Cluster
 	// Wait until the mesh is fully connected so later counters are stable.
 	for _, r := range c.Replicas {
 		testkit.WaitFor(t, 20*time.Second, r.Name+": mesh connected", func() bool {
