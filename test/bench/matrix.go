@@ -164,50 +164,15 @@ type matrix struct {
 }
 
 // matrixManifests writes the standalone manifests of a meshgate side: the
-// harness's RSA Ingress for Host and OtherHost, and an Ingress for
-// ecdsaHost with the ECDSA Secret.
+// harness's RSA Ingress for Host and OtherHost, and one for ecdsaHost with
+// the ECDSA Secret.
 func (b *bench) matrixManifests(dir string) (string, error) {
-	dir, err := harness.Manifests{EchoAddr: b.echo.HTTPAddr, SecretYAML: b.pki.SecretYAML}.Write(dir)
-	if err != nil {
-		return "", err
-	}
-	secret, err := os.ReadFile(b.ecdsa.SecretYAML)
-	if err != nil {
-		return "", err
-	}
-	ing := fmt.Sprintf(ecdsaIngress, ecdsaHost, ecdsaSecret)
-	if err := os.WriteFile(filepath.Join(dir, "ecdsa.yaml"), []byte(ing), 0o644); err != nil {
-		return "", err
-	}
-	return dir, os.WriteFile(filepath.Join(dir, "secret-ecdsa.yaml"), secret, 0o600)
+	return harness.Manifests{EchoAddr: b.echo.HTTPAddr, SecretYAML: b.pki.SecretYAML,
+		TLSHosts: []harness.TLSHost{{Host: ecdsaHost, SecretName: ecdsaSecret, SecretYAML: b.ecdsa.SecretYAML}}}.Write(dir)
 }
 
 // ecdsaSecret names the ECDSA certificate's Secret.
 const ecdsaSecret = "echo-tls-ecdsa"
-
-// ecdsaIngress: host, Secret name (the Service echo of the harness's manifests).
-const ecdsaIngress = `apiVersion: networking.k8s.io/v1
-kind: Ingress
-metadata:
-  name: echo-ecdsa
-  namespace: default
-spec:
-  ingressClassName: meshgate
-  tls:
-  - hosts: [%[1]q]
-    secretName: %[2]s
-  rules:
-  - host: %[1]q
-    http:
-      paths:
-      - path: /
-        pathType: Prefix
-        backend:
-          service:
-            name: echo
-            port:
-              name: http
-`
 
 // startMatrixSides starts every meshgate variant (lb IPs 127.0.0.30 on)
 // and the two nginx trios, each behind its own HAProxy with PROXY v2.

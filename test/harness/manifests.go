@@ -24,6 +24,16 @@ type Manifests struct {
 	// Extra is more YAML documents (TLSPolicies, say) written to extra.yaml
 	// next to the others; "" writes none.
 	Extra string
+	// TLSHosts are more HTTPS hosts routed to the same Service echo, each
+	// with its own certificate (an ECDSA one next to the RSA one, say).
+	TLSHosts []TLSHost
+}
+
+// TLSHost is one more HTTPS host of Manifests: an Ingress echo-<n> for
+// Host with TLS from the Secret SecretName, whose manifest (kubernetes.io/tls,
+// namespace default; MakePKIWith's output) is at SecretYAML.
+type TLSHost struct {
+	Host, SecretName, SecretYAML string
 }
 
 // Write writes the manifests into dir (created) as echo.yaml and
@@ -37,7 +47,12 @@ func (m Manifests) Write(dir string) (string, error) {
 		return "", fmt.Errorf("manifests: echo addr: %w", err)
 	}
 	var b strings.Builder
-	fmt.Fprintf(&b, manifestTemplate, Host, host, port, OtherHost)
+	b.WriteString(ingressClassYAML)
+	b.WriteString(ingressYAML("echo", "echo-tls", Host, OtherHost))
+	fmt.Fprintf(&b, serviceTemplate, host, port)
+	for i, th := range m.TLSHosts {
+		b.WriteString(ingressYAML(fmt.Sprintf("echo-%d", i+1), th.SecretName, th.Host))
+	}
 	if m.UDPPort != 0 {
 		uh, up, err := net.SplitHostPort(m.UDPBackend)
 		if err != nil {
@@ -71,29 +86,50 @@ func (m Manifests) Write(dir string) (string, error) {
 	if err := os.WriteFile(filepath.Join(dir, "secret.yaml"), secret, 0o600); err != nil {
 		return "", fmt.Errorf("manifests: %w", err)
 	}
+	for i, th := range m.TLSHosts {
+		secret, err := os.ReadFile(th.SecretYAML)
+		if err != nil {
+			return "", fmt.Errorf("manifests: %s: %w", th.Host, err)
+		}
+		if err := os.WriteFile(filepath.Join(dir, fmt.Sprintf("secret-%d.yaml", i+1)), secret, 0o600); err != nil {
+			return "", fmt.Errorf("manifests: %w", err)
+		}
+	}
 	return dir, nil
 }
 
-// manifestTemplate: host, endpoint IP, endpoint port, other host.
-const manifestTemplate = `apiVersion: networking.k8s.io/v1
+const ingressClassYAML = `apiVersion: networking.k8s.io/v1
 kind: IngressClass
 metadata:
   name: meshgate
 spec:
   controller: meshgate.io/ingress-controller
----
+`
+
+// ingressYAML renders an Ingress (class meshgate, namespace default) that
+// serves hosts over TLS from Secret secret and routes / on each to the
+// Service echo.
+func ingressYAML(name, secret string, hosts ...string) string {
+	var b strings.Builder
+	quoted := make([]string, len(hosts))
+	for i, h := range hosts {
+		quoted[i] = fmt.Sprintf("%q", h)
+	}
+	fmt.Fprintf(&b, `---
 apiVersion: networking.k8s.io/v1
 kind: Ingress
 metadata:
-  name: echo
+  name: %s
   namespace: default
 spec:
   ingressClassName: meshgate
   tls:
-  - hosts: [%[1]q, %[4]q]
-    secretName: echo-tls
+  - hosts: [%s]
+    secretName: %s
   rules:
-  - host: %[1]q
+`, name, strings.Join(quoted, ", "), secret)
+	for _, h := range quoted {
+		fmt.Fprintf(&b, `  - host: %s
     http:
       paths:
       - path: /
@@ -103,17 +139,13 @@ spec:
             name: echo
             port:
               name: http
-  - host: %[4]q
-    http:
-      paths:
-      - path: /
-        pathType: Prefix
-        backend:
-          service:
-            name: echo
-            port:
-              name: http
----
+`, h)
+	}
+	return b.String()
+}
+
+// serviceTemplate: endpoint IP, endpoint port.
+const serviceTemplate = `---
 apiVersion: v1
 kind: Service
 metadata:
@@ -123,7 +155,7 @@ spec:
   ports:
   - name: http
     port: 80
-    targetPort: %[3]s
+    targetPort: %[2]s
     protocol: TCP
 ---
 apiVersion: discovery.k8s.io/v1
@@ -136,10 +168,10 @@ metadata:
 addressType: IPv4
 ports:
 - name: http
-  port: %[3]s
+  port: %[2]s
   protocol: TCP
 endpoints:
-- addresses: [%[2]q]
+- addresses: [%[1]q]
   conditions:
     ready: true
 `

@@ -1,9 +1,17 @@
 package harness
 
 import (
+	"maps"
 	"net"
 	"os"
+	"path/filepath"
+	"slices"
 	"testing"
+
+	corev1 "k8s.io/api/core/v1"
+	networkingv1 "k8s.io/api/networking/v1"
+
+	"github.com/meshgate/meshgate/internal/source/manifest"
 )
 
 func TestSumMetric(t *testing.T) {
@@ -86,5 +94,51 @@ func TestEstablishedTo(t *testing.T) {
 	c.Close()
 	if _, err := EstablishedTo("[::1]:80"); err == nil {
 		t.Fatal("IPv6 address accepted")
+	}
+}
+
+// TestManifestsLoad writes the scenario manifests with one more TLS host
+// and reads them back with the loader meshgate standalone uses.
+func TestManifestsLoad(t *testing.T) {
+	dir := t.TempDir()
+	secret := func(name string) string {
+		p := filepath.Join(dir, name+".yaml")
+		y := "apiVersion: v1\nkind: Secret\nmetadata: {name: " + name + ", namespace: default}\ntype: kubernetes.io/tls\nstringData: {tls.crt: \"x\", tls.key: \"k\"}\n"
+		if err := os.WriteFile(p, []byte(y), 0o600); err != nil {
+			t.Fatal(err)
+		}
+		return p
+	}
+	out, err := Manifests{EchoAddr: "127.0.0.10:9000", SecretYAML: secret("echo-tls"),
+		TLSHosts: []TLSHost{{Host: "ecdsa.meshgate.test", SecretName: "ecdsa-tls", SecretYAML: secret("ecdsa-tls")}}}.Write(filepath.Join(dir, "m"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	objs, skipped, err := manifest.Load(out)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(skipped) != 0 {
+		t.Fatalf("skipped: %v", skipped)
+	}
+	hosts := map[string]string{} // host -> TLS secret
+	var secrets []string
+	for _, o := range objs {
+		switch v := o.(type) {
+		case *networkingv1.Ingress:
+			for _, r := range v.Spec.Rules {
+				hosts[r.Host] = v.Spec.TLS[0].SecretName
+			}
+		case *corev1.Secret:
+			secrets = append(secrets, v.Name)
+		}
+	}
+	want := map[string]string{Host: "echo-tls", OtherHost: "echo-tls", "ecdsa.meshgate.test": "ecdsa-tls"}
+	if !maps.Equal(hosts, want) {
+		t.Errorf("hosts %v, want %v", hosts, want)
+	}
+	slices.Sort(secrets)
+	if !slices.Equal(secrets, []string{"ecdsa-tls", "echo-tls"}) {
+		t.Errorf("secrets %v", secrets)
 	}
 }
