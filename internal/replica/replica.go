@@ -17,6 +17,7 @@ import (
 	"fmt"
 	"net"
 	"net/netip"
+	"slices"
 	"strconv"
 	"sync"
 	"time"
@@ -26,6 +27,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus/collectors"
 
 	"github.com/meshgate/meshgate/internal/clusterstate"
+	"github.com/meshgate/meshgate/internal/clusterstate/deny"
 	"github.com/meshgate/meshgate/internal/dataplane/admin"
 	"github.com/meshgate/meshgate/internal/dataplane/http3"
 	"github.com/meshgate/meshgate/internal/dataplane/l4"
@@ -107,7 +109,9 @@ type Config struct {
 	// KVZones are the key-value zones the replica holds, replicates over
 	// the mesh and serves on the admin listener's /api/kv (with
 	// AdminTokenFile). Every replica of a cluster should list the same
-	// zones: entries of a zone a replica lacks are dropped there.
+	// zones: entries of a zone a replica lacks are dropped there. The deny
+	// list's zone (deny.Zone) always exists; a KVZone of that name sets
+	// its TTL and budget (defaults DefaultDenyTTL and clusterstate's).
 	KVZones []KVZone
 
 	// Registry receives every component's metrics; nil means a new one
@@ -116,6 +120,10 @@ type Config struct {
 	// Log receives every component's logs; the zero value discards.
 	Log logr.Logger
 }
+
+// DefaultDenyTTL is the lifetime of a deny-list entry written without a
+// ttl, and the longest one, unless a KVZone named deny.Zone sets another.
+const DefaultDenyTTL = 30 * 24 * time.Hour
 
 // KVZone configures one key-value zone (--kv-zone).
 type KVZone struct {
@@ -151,6 +159,7 @@ type Replica struct {
 	l4    *l4.Manager
 	pass  *l4.Passthrough
 	adm   *admin.Server // nil without MetricsAddr
+	deny  *deny.List    // compiled from the deny zone by Run's follower
 
 	applied    routing.Holder // tables every part serves
 	generation prometheus.Gauge
@@ -172,12 +181,16 @@ func New(cfg Config) (*Replica, error) {
 	if cfg.Registry == nil {
 		cfg.Registry = NewRegistry()
 	}
-	r := &Replica{cfg: cfg, log: cfg.Log, reg: cfg.Registry, started: make(chan struct{})}
+	cfg.KVZones = withDenyZone(cfg.KVZones)
+	r := &Replica{cfg: cfg, log: cfg.Log, reg: cfg.Registry, started: make(chan struct{}), deny: &deny.List{}}
 	r.generation = prometheus.NewGauge(prometheus.GaugeOpts{
 		Name: "meshgate_dataplane_table_generation",
 		Help: "Generation of the routing table the data plane serves (0: none yet).",
 	})
 	if err := r.reg.Register(r.generation); err != nil {
+		return nil, fmt.Errorf("replica: register metrics: %w", err)
+	}
+	if err := r.reg.Register(r.deny); err != nil {
 		return nil, fmt.Errorf("replica: register metrics: %w", err)
 	}
 	if err := r.newSessions(); err != nil {
@@ -214,6 +227,16 @@ func (r *Replica) newSessions() error {
 	return err
 }
 
+// withDenyZone adds the deny list's zone to cfg.KVZones unless listed.
+func withDenyZone(zones []KVZone) []KVZone {
+	for _, z := range zones {
+		if z.Name == deny.Zone {
+			return zones
+		}
+	}
+	return append(slices.Clone(zones), KVZone{Name: deny.Zone, TTL: DefaultDenyTTL})
+}
+
 // zoneConfigs are the store's zones of cfg.KVZones.
 func (r *Replica) zoneConfigs() []clusterstate.ZoneConfig {
 	var out []clusterstate.ZoneConfig
@@ -236,7 +259,7 @@ func (r *Replica) newListeners() error {
 	}
 	var err error
 	r.proxy, err = proxy.New(proxy.Config{HTTPSPort: redirectPort, TrustedForwarders: cfg.TrustedForwarders,
-		UnderscoresInHeaders: cfg.UnderscoresInHeaders, AltSvc: altSvc, Registerer: reg, Log: log.WithName("proxy")})
+		UnderscoresInHeaders: cfg.UnderscoresInHeaders, AltSvc: altSvc, Deny: r.deny, Registerer: reg, Log: log.WithName("proxy")})
 	if err != nil {
 		return err
 	}
@@ -261,6 +284,7 @@ func (r *Replica) newListeners() error {
 		ProxyProtocol:     cfg.ProxyProtocol,
 		TrustedProxies:    cfg.TrustedProxies,
 		PreTLS:            r.pass.Route,
+		Deny:              r.deny,
 		ReadHeaderTimeout: cfg.ReadHeaderTimeout,
 		IdleTimeout:       cfg.IdleTimeout,
 		MaxConns:          cfg.MaxConns,
@@ -291,7 +315,11 @@ func (r *Replica) newAdmin() error {
 		if st := r.node.State(); st != nil {
 			zones := make([]admin.KVZone, 0, len(r.cfg.KVZones))
 			for _, z := range r.cfg.KVZones {
-				zones = append(zones, admin.KVZone{Name: z.Name, TTL: z.TTL})
+				kz := admin.KVZone{Name: z.Name, TTL: z.TTL}
+				if z.Name == deny.Zone {
+					kz.Key = deny.CanonicalKey
+				}
+				zones = append(zones, kz)
 			}
 			kv, err := admin.NewKVHandler(admin.KVConfig{Store: st, Zones: zones, Registerer: r.reg,
 				Log: r.log.WithName("kv")})
@@ -305,6 +333,12 @@ func (r *Replica) newAdmin() error {
 	}
 	r.adm.AddCheck("sessionmesh", func(context.Context) error { return r.node.Ready() })
 	r.adm.AddCheck("dataplane", r.srv.Ready)
+	r.adm.AddCheck("denylist", func(context.Context) error {
+		if r.deny.Generation() == 0 {
+			return errors.New("deny list not compiled yet")
+		}
+		return nil
+	})
 	return nil
 }
 
@@ -363,6 +397,14 @@ func (r *Replica) Run(ctx context.Context) error {
 	defer stopMesh()
 	meshDone := make(chan error, 1)
 	go func() { meshDone <- r.node.Run(meshCtx) }()
+	denyDone := make(chan struct{})
+	go func() {
+		defer close(denyDone)
+		if err := r.deny.Follow(meshCtx, r.node.State(), deny.Zone); err != nil {
+			r.log.Error(err, "deny list stopped")
+		}
+	}()
+	defer func() { stopMesh(); <-denyDone }()
 
 	first := r.cfg.Tables.Load()
 	if first != nil {

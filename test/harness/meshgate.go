@@ -35,6 +35,10 @@ type ClusterConfig struct {
 	Env []string
 }
 
+// AdminToken is the bearer token of every harness replica's admin write
+// endpoints (--admin-token-file; /api/kv, POST /sessionmesh/revoke).
+const AdminToken = "harness-admin-token"
+
 // Replica is one meshgate process and its addresses.
 type Replica struct {
 	Name        string
@@ -65,6 +69,13 @@ func StartCluster(t T, cfg ClusterConfig, readyTimeout time.Duration) (*Cluster,
 		if err != nil {
 			return nil, fmt.Errorf("meshgate mesh-ca: %w\n%s", err, out)
 		}
+	}
+	if err := mkdir(cfg.Dir); err != nil {
+		return nil, err
+	}
+	tokenFile := filepath.Join(cfg.Dir, "admin-token")
+	if err := os.WriteFile(tokenFile, []byte(AdminToken+"\n"), 0o600); err != nil {
+		return nil, fmt.Errorf("admin token: %w", err)
 	}
 	var peers []string
 	for i := 1; i <= cfg.Replicas; i++ {
@@ -100,6 +111,7 @@ func StartCluster(t T, cfg ClusterConfig, readyTimeout time.Duration) (*Cluster,
 			"--node-name", r.Name,
 			"--mesh-addr", r.MeshAddr,
 			"--shutdown-grace", "2s",
+			"--admin-token-file", tokenFile,
 		}
 		if !cfg.NoMesh {
 			r.args = append(r.args, "--peers", strings.Join(peers, ","), "--mesh-dir", c.MeshDir)
@@ -178,6 +190,25 @@ func (r *Replica) WaitReady(timeout time.Duration) error {
 		time.Sleep(100 * time.Millisecond)
 	}
 	return nil
+}
+
+// Admin sends method path (with body) to the replica's admin listener
+// with the AdminToken and returns the status code and body.
+func (r *Replica) Admin(method, path, body string) (int, string, error) {
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	req, err := http.NewRequestWithContext(ctx, method, "http://"+r.MetricsAddr+path, strings.NewReader(body))
+	if err != nil {
+		return 0, "", err
+	}
+	req.Header.Set("Authorization", "Bearer "+AdminToken)
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		return 0, "", fmt.Errorf("%s %s: %w", method, path, err)
+	}
+	defer resp.Body.Close()
+	b, err := io.ReadAll(io.LimitReader(resp.Body, 1<<20))
+	return resp.StatusCode, string(b), err
 }
 
 // Get fetches http://metrics-addr/path (e.g. "/status/sessionmesh").

@@ -31,6 +31,7 @@ import (
 	"github.com/go-logr/logr"
 	"github.com/prometheus/client_golang/prometheus"
 
+	"github.com/meshgate/meshgate/internal/clusterstate/deny"
 	"github.com/meshgate/meshgate/internal/dataplane/exchange"
 	"github.com/meshgate/meshgate/internal/dataplane/filter"
 	"github.com/meshgate/meshgate/internal/dataplane/http1"
@@ -94,6 +95,11 @@ type Config struct {
 	// X_Real_IP and X-Real-IP to HTTP_X_REAL_IP, so such a field would
 	// smuggle a value past the X-Real-Ip / X-Forwarded-* meshgate sets.
 	UnderscoresInHeaders bool
+
+	// Deny, if set, is the deny list: a request whose client address it
+	// holds is answered 403 and its connection closed (connections opened
+	// before the address was denied, HTTP/3). Nil denies nothing.
+	Deny *deny.List
 
 	// AltSvc, if set, is added as an Alt-Svc field to the responses of
 	// requests that came over TLS (advertising HTTP/3).
@@ -228,6 +234,11 @@ func (h *Handler) ServeExchange(w exchange.ResponseWriter, r *exchange.Request) 
 // serve runs the pipeline and returns the metrics the exchange counts in.
 func (x *exchangeState) serve() *backendMetrics {
 	h, r := x.h, x.r
+	if h.cfg.Deny.Refuse(r.RemoteAddr.Addr(), deny.StageRequest) {
+		r.Close = true
+		x.plain(403, "forbidden\n")
+		return h.none
+	}
 	ts := h.up.cur.Load()
 	if ts == nil {
 		x.plain(503, "no routing table\n")

@@ -8,6 +8,7 @@ import (
 	"github.com/go-logr/logr"
 	"github.com/prometheus/client_golang/prometheus"
 
+	"github.com/meshgate/meshgate/internal/clusterstate/deny"
 	"github.com/meshgate/meshgate/internal/routing"
 )
 
@@ -57,6 +58,13 @@ type Config struct {
 	// hence the request's RemoteAddr, X-Forwarded-For and the access log.
 	ProxyProtocol  bool
 	TrustedProxies []netip.Prefix
+
+	// Deny, if set, is the deny list: a connection whose client address
+	// (the PROXY header's when ProxyProtocol is on) it holds is closed
+	// right after accept and the PROXY header, before PreTLS, TLS or
+	// HTTP, and counted (connections_rejected_total{reason="deny"} and the
+	// list's own counter). Nil denies nothing.
+	Deny *deny.List
 
 	// PreTLS, if set, is called for each connection on the TLS port before
 	// the handshake (SNI passthrough hook). See PreTLSFunc.

@@ -4,6 +4,8 @@ import (
 	"crypto/tls"
 	"net"
 	"time"
+
+	"github.com/meshgate/meshgate/internal/clusterstate/deny"
 )
 
 // Connection preparation: everything between accept and the first HTTP
@@ -31,6 +33,14 @@ func (s *Server) prepareConn(tc *trackedConn, kind string) (net.Conn, bool) {
 			return nil, false
 		}
 		c = pc
+	}
+	if s.cfg.Deny.Refuse(addrPort(c.RemoteAddr()).Addr(), deny.StageConnection) {
+		s.m.rejected.WithLabelValues(kind, "deny").Inc()
+		if l := log.V(1); l.Enabled() {
+			l.Info("connection refused", "listener", kind, "reason", "deny list", "client", c.RemoteAddr().String())
+		}
+		_ = tc.Close()
+		return nil, false
 	}
 	if kind != listenerHTTPS {
 		return c, true

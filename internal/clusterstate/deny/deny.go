@@ -1,0 +1,240 @@
+// Package deny is the cluster-wide deny list: a key-value zone whose keys
+// are client addresses and prefixes (CIDRs), compiled into an immutable Set
+// whenever the zone changes (a write on any replica, a deletion, an
+// expiry) and published through an atomic pointer. The data plane checks
+// every connection and request against the List without locking or
+// allocating. See docs/clusterstate.md.
+package deny
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net/netip"
+	"slices"
+	"sync/atomic"
+
+	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/meshgate/meshgate/internal/clusterstate"
+)
+
+// Zone is the name of the deny list's zone.
+const Zone = "deny"
+
+// CanonicalKey parses a deny-list key — an IPv4 or IPv6 address, or a
+// prefix in CIDR notation — and returns the form it is stored under: an
+// address (IPv4-mapped IPv6 unmapped), or a prefix with its host bits
+// cleared; a prefix of full length is its address ("192.0.2.1/32" is
+// "192.0.2.1"). Zones (fe80::1%eth0) are refused.
+func CanonicalKey(key string) (string, error) {
+	p, err := parseKey(key)
+	if err != nil {
+		return "", err
+	}
+	if p.IsSingleIP() {
+		return p.Addr().String(), nil
+	}
+	return p.String(), nil
+}
+
+// parseKey parses key into a masked prefix over an unmapped address.
+func parseKey(key string) (netip.Prefix, error) {
+	var p netip.Prefix
+	if a, err := netip.ParseAddr(key); err == nil {
+		if a.Zone() != "" {
+			return netip.Prefix{}, errors.New("addresses with a zone are not allowed")
+		}
+		a = a.Unmap()
+		p = netip.PrefixFrom(a, a.BitLen())
+	} else if p, err = netip.ParsePrefix(key); err != nil {
+		return netip.Prefix{}, errors.New("not an IP address or CIDR prefix")
+	}
+	if a := p.Addr(); a.Is4In6() { // ::ffff:10.0.0.0/104 is 10.0.0.0/8
+		if p.Bits() < 96 {
+			return netip.Prefix{}, errors.New("an IPv4-mapped prefix shorter than /96")
+		}
+		p = netip.PrefixFrom(a.Unmap(), p.Bits()-96)
+	}
+	return p.Masked(), nil
+}
+
+// Set is an immutable compiled deny list: per address family, a map for
+// each prefix length present. Its zero value (and nil) contains nothing.
+type Set struct {
+	v4, v6 []level
+	n      int
+}
+
+type level struct {
+	bits int
+	m    map[netip.Prefix]struct{}
+}
+
+// Compile builds a Set of keys (parsed as CanonicalKey does); it returns
+// the keys it could not parse, which are left out.
+func Compile(keys []string) (*Set, []string) {
+	var bad []string
+	byLen := map[netip.Prefix]struct{}{}
+	for _, k := range keys {
+		p, err := parseKey(k)
+		if err != nil {
+			bad = append(bad, k)
+			continue
+		}
+		byLen[p] = struct{}{}
+	}
+	s := &Set{n: len(byLen)}
+	for p := range byLen {
+		ls := &s.v6
+		if p.Addr().Is4() {
+			ls = &s.v4
+		}
+		i := slices.IndexFunc(*ls, func(l level) bool { return l.bits == p.Bits() })
+		if i < 0 {
+			*ls = append(*ls, level{bits: p.Bits(), m: map[netip.Prefix]struct{}{}})
+			i = len(*ls) - 1
+		}
+		(*ls)[i].m[p] = struct{}{}
+	}
+	// Shortest prefixes first: a wide block is usually the reason a
+	// client is denied, and the order does not change the answer.
+	for _, ls := range [][]level{s.v4, s.v6} {
+		slices.SortFunc(ls, func(a, b level) int { return a.bits - b.bits })
+	}
+	return s, bad
+}
+
+// Len returns the number of distinct addresses and prefixes in s.
+func (s *Set) Len() int {
+	if s == nil {
+		return 0
+	}
+	return s.n
+}
+
+// Contains reports whether a (IPv4-mapped IPv6 addresses are unmapped)
+// lies in an address or prefix of s. It neither allocates nor locks.
+func (s *Set) Contains(a netip.Addr) bool {
+	if s == nil || s.n == 0 || !a.IsValid() {
+		return false
+	}
+	a = a.Unmap().WithZone("")
+	ls := s.v6
+	if a.Is4() {
+		ls = s.v4
+	}
+	for i := range ls {
+		p, _ := a.Prefix(ls[i].bits)
+		if _, ok := ls[i].m[p]; ok {
+			return true
+		}
+	}
+	return false
+}
+
+// Stage names where a client was refused, for the metrics.
+type Stage int
+
+const (
+	// StageConnection is a connection closed at accept, after its PROXY
+	// header and before any TLS or HTTP byte.
+	StageConnection Stage = iota
+	// StageRequest is a request answered 403: on a connection opened
+	// before the address was denied, or over HTTP/3.
+	StageRequest
+	numStages
+)
+
+var stageNames = [numStages]string{"connection", "request"}
+
+// List is the deny list in force on a replica: the Set last compiled,
+// behind an atomic pointer, and the refusal counters. The zero value is
+// an empty list; a nil *List denies nothing. Its methods are safe for
+// concurrent use.
+type List struct {
+	set     atomic.Pointer[Set]
+	gen     atomic.Uint64
+	invalid atomic.Int64
+	refused [numStages]atomic.Uint64
+}
+
+// Refuse reports whether a is denied and, if so, counts a refusal at
+// stage. It neither allocates nor locks: one atomic load and one map
+// lookup per prefix length present.
+func (l *List) Refuse(a netip.Addr, stage Stage) bool {
+	if l == nil || !l.set.Load().Contains(a) {
+		return false
+	}
+	l.refused[stage].Add(1)
+	return true
+}
+
+// Set returns the set in force (nil: empty).
+func (l *List) Set() *Set { return l.set.Load() }
+
+// Generation counts the sets published so far.
+func (l *List) Generation() uint64 { return l.gen.Load() }
+
+// Refused returns how many refusals were counted at stage.
+func (l *List) Refused(stage Stage) uint64 { return l.refused[stage].Load() }
+
+// Store publishes s.
+func (l *List) Store(s *Set) {
+	l.set.Store(s)
+	l.gen.Add(1)
+}
+
+// Follow compiles zone of st into l now and after every change of the
+// zone, until ctx is done. It is the list's one writer: run it on one
+// goroutine. Keys that are not addresses or prefixes (written around the
+// API's check) are left out and counted (meshgate_denylist_invalid_keys).
+func (l *List) Follow(ctx context.Context, st *clusterstate.Store, zone string) error {
+	for {
+		ch, err := st.Changed(zone)
+		if err != nil {
+			return fmt.Errorf("deny: %w", err)
+		}
+		var keys []string
+		if err := st.RangeZone(zone, func(e clusterstate.Entry) bool { keys = append(keys, e.Key); return true }); err != nil {
+			return fmt.Errorf("deny: %w", err)
+		}
+		s, bad := Compile(keys)
+		l.invalid.Store(int64(len(bad)))
+		l.Store(s)
+		select {
+		case <-ctx.Done():
+			return nil
+		case <-ch:
+		}
+	}
+}
+
+var (
+	descRefused = prometheus.NewDesc("meshgate_denylist_refused_total",
+		"Clients refused by the deny list, by stage: connection (closed before TLS or HTTP), request (403 on a connection opened before the address was denied, or HTTP/3).",
+		[]string{"stage"}, nil)
+	descEntries = prometheus.NewDesc("meshgate_denylist_entries",
+		"Addresses and prefixes in the deny list in force on this replica.", nil, nil)
+	descInvalid = prometheus.NewDesc("meshgate_denylist_invalid_keys",
+		"Keys of the deny zone that are not addresses or prefixes (left out of the list).", nil, nil)
+	descGen = prometheus.NewDesc("meshgate_denylist_generation",
+		"Deny lists compiled on this replica so far (one per change of the zone).", nil, nil)
+)
+
+// Describe implements prometheus.Collector.
+func (l *List) Describe(ch chan<- *prometheus.Desc) {
+	for _, d := range []*prometheus.Desc{descRefused, descEntries, descInvalid, descGen} {
+		ch <- d
+	}
+}
+
+// Collect implements prometheus.Collector.
+func (l *List) Collect(ch chan<- prometheus.Metric) {
+	for i, n := range stageNames {
+		ch <- prometheus.MustNewConstMetric(descRefused, prometheus.CounterValue, float64(l.refused[i].Load()), n)
+	}
+	ch <- prometheus.MustNewConstMetric(descEntries, prometheus.GaugeValue, float64(l.Set().Len()))
+	ch <- prometheus.MustNewConstMetric(descInvalid, prometheus.GaugeValue, float64(l.invalid.Load()))
+	ch <- prometheus.MustNewConstMetric(descGen, prometheus.CounterValue, float64(l.gen.Load()))
+}
