@@ -182,6 +182,28 @@ type Backend struct {
 	// verify them (a Gateway API BackendTLSPolicy). nil with ProtocolHTTPS
 	// encrypts without verifying (the Ingress default).
 	TLS *UpstreamTLS
+
+	// Affinity, when set, pins each client to one endpoint with a cookie
+	// (meshgate.io/affinity: cookie); nil balances every request.
+	Affinity *CookieAffinity
+}
+
+// CookieAffinity is cookie-based session affinity: the proxy sets a cookie
+// naming the endpoint it chose, under a MAC with a key every replica of
+// the cluster shares, and routes requests carrying a valid one to that
+// endpoint while it is in the backend. Comparable: it is part of what
+// makes two references to a Service distinct backends.
+type CookieAffinity struct {
+	// Name is the cookie's name (an RFC 6265 token); required.
+	Name string
+	// MaxAge is the cookie's Max-Age; zero makes a session cookie.
+	MaxAge time.Duration
+	// Path is the cookie's Path; "" means "/".
+	Path string
+	// SameSite is "", "Lax", "Strict" or "None".
+	SameSite string
+	// Secure adds the Secure attribute.
+	Secure bool
 }
 
 // UpstreamTLS is how the proxy verifies a backend's TLS server.

@@ -8,7 +8,9 @@ package sessionmesh
 
 import (
 	"context"
+	"crypto/hmac"
 	"crypto/rand"
+	"crypto/sha256"
 	"errors"
 	"fmt"
 	"sync"
@@ -95,6 +97,7 @@ type Node struct {
 	tickets *ticketRings
 	m       *metrics
 	state   *clusterstate.Store // nil without Zones
+	affKey  []byte              // AffinityKey
 	sources sourceBuckets       // remote lookup budget per client address (budget.go)
 
 	maxLifetime atomic.Int64 // longest configured session lifetime (ns); 0: none yet
@@ -140,6 +143,7 @@ func New(cfg Config) (*Node, error) {
 	} else {
 		rand.Read(macKey)
 	}
+	n.affKey = deriveKey(macKey, "meshgate cookie affinity v1")
 	for i := range n.ipad { // HMAC pads (RFC 2104); the key is shorter than a block
 		var k byte
 		if i < len(macKey) {
@@ -272,6 +276,20 @@ func (n *Node) Revoke(identity []byte) bool {
 	}
 	n.m.revoked.Add(1)
 	return true
+}
+
+// AffinityKey returns the key of affinity cookies' MACs: derived (HMAC-
+// SHA256 under a label of its own) from the cluster's session-id MAC key,
+// so every replica of a cluster has the same one and a cookie one replica
+// set is honoured by all; random on a node without mesh identity. The
+// caller must not modify it.
+func (n *Node) AffinityKey() []byte { return n.affKey }
+
+// deriveKey derives a key for one purpose from secret.
+func deriveKey(secret []byte, label string) []byte {
+	m := hmac.New(sha256.New, secret)
+	m.Write([]byte(label))
+	return m.Sum(nil)
 }
 
 // State returns the node's key-value zones, nil without Config.Zones.

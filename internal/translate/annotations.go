@@ -23,7 +23,22 @@ const (
 	AnnotationReadTimeout    = "meshgate.io/proxy-read-timeout"
 	AnnotationBodySize       = "meshgate.io/proxy-body-size"
 	AnnotationTLSPolicy      = "meshgate.io/tls-policy"
+
+	// Session affinity (ingress-nginx's set, under our prefix).
+	AnnotationAffinity       = "meshgate.io/affinity"
+	AnnotationCookieName     = "meshgate.io/session-cookie-name"
+	AnnotationCookieMaxAge   = "meshgate.io/session-cookie-max-age"
+	AnnotationCookiePath     = "meshgate.io/session-cookie-path"
+	AnnotationCookieSameSite = "meshgate.io/session-cookie-samesite"
+	AnnotationCookieSecure   = "meshgate.io/session-cookie-secure"
 )
+
+// DefaultAffinityCookie is the affinity cookie's name when
+// meshgate.io/session-cookie-name is not set.
+const DefaultAffinityCookie = "MESHGATE_AFFINITY"
+
+// MaxCookieMaxAge bounds meshgate.io/session-cookie-max-age (one year).
+const MaxCookieMaxAge = 365 * 24 * time.Hour
 
 // Limits on annotation values.
 const (
@@ -43,6 +58,9 @@ type annotations struct {
 	readTimeout    time.Duration
 	maxBodyBytes   int64
 	tlsPolicy      string
+	affinity       string // "cookie" or ""
+	cookie         routing.CookieAffinity
+	cookieSet      []string // the session-cookie-* annotations given
 }
 
 // parseAnnotations parses every meshgate.io/ annotation of an Ingress. An
@@ -64,7 +82,23 @@ func parseAnnotations(m map[string]string) (annotations, []error) {
 			errs = append(errs, fmt.Errorf("annotation %s=%q: %w", k, m[k], err))
 		}
 	}
+	if a.affinity != "cookie" {
+		for _, k := range a.cookieSet {
+			errs = append(errs, fmt.Errorf("annotation %s: ignored without %s: cookie", k, AnnotationAffinity))
+		}
+		a.cookie = routing.CookieAffinity{}
+	} else if a.cookie.Name == "" {
+		a.cookie.Name = DefaultAffinityCookie
+	}
 	return a, errs
+}
+
+// affinityOf is the backend affinity the annotations ask for (zero: none).
+func (a *annotations) affinityOf() routing.CookieAffinity {
+	if a.affinity != "cookie" {
+		return routing.CookieAffinity{}
+	}
+	return a.cookie
 }
 
 func (a *annotations) set(k, v string) error {
@@ -91,10 +125,72 @@ func (a *annotations) set(k, v string) error {
 		} else {
 			a.tlsPolicy = v
 		}
+	case AnnotationAffinity:
+		switch strings.ToLower(strings.TrimSpace(v)) {
+		case "cookie":
+			a.affinity = "cookie"
+		case "learn":
+			err = errors.New("sticky learn is not supported yet; no affinity")
+		default:
+			err = errors.New(`want "cookie"`)
+		}
+	case AnnotationCookieName, AnnotationCookieMaxAge, AnnotationCookiePath, AnnotationCookieSameSite, AnnotationCookieSecure:
+		a.cookieSet = append(a.cookieSet, k)
+		err = a.setCookie(k, strings.TrimSpace(v))
 	default:
 		err = errors.New("unknown meshgate.io annotation")
 	}
 	return err
+}
+
+// setCookie parses one session-cookie-* annotation into a.cookie.
+func (a *annotations) setCookie(k, v string) error {
+	c := &a.cookie
+	switch k {
+	case AnnotationCookieName:
+		if v == "" || len(v) > 128 || strings.IndexFunc(v, func(r rune) bool { return !isTokenChar(r) }) >= 0 {
+			return errors.New("want a cookie name: 1..128 token characters (RFC 6265)")
+		}
+		c.Name = v
+	case AnnotationCookieMaxAge:
+		n, err := strconv.ParseInt(v, 10, 64)
+		if err != nil || n <= 0 || n > int64(MaxCookieMaxAge/time.Second) {
+			return fmt.Errorf("want whole seconds, 1..%d", int64(MaxCookieMaxAge/time.Second))
+		}
+		c.MaxAge = time.Duration(n) * time.Second
+	case AnnotationCookiePath:
+		if !strings.HasPrefix(v, "/") || len(v) > 1024 || strings.IndexFunc(v, func(r rune) bool { return r < 0x21 || r > 0x7e || r == ';' }) >= 0 {
+			return errors.New("want a path starting with / without spaces, controls or ';'")
+		}
+		c.Path = v
+	case AnnotationCookieSameSite:
+		switch strings.ToLower(v) {
+		case "lax":
+			c.SameSite = "Lax"
+		case "strict":
+			c.SameSite = "Strict"
+		case "none":
+			c.SameSite = "None"
+		default:
+			return errors.New("want Lax, Strict or None")
+		}
+	case AnnotationCookieSecure:
+		b, err := parseBool(v)
+		if err != nil {
+			return err
+		}
+		c.Secure = b
+	}
+	return nil
+}
+
+// isTokenChar reports whether r may appear in an RFC 7230 token.
+func isTokenChar(r rune) bool {
+	switch {
+	case r >= 'a' && r <= 'z', r >= 'A' && r <= 'Z', r >= '0' && r <= '9':
+		return true
+	}
+	return strings.ContainsRune("!#$%&'*+-.^_`|~", r)
 }
 
 func parseProtocol(v string) (routing.Protocol, error) {

@@ -25,6 +25,8 @@ type backendSettings struct {
 	proxyProtocol  int
 	// tls is the verified upstream TLS of a BackendTLSPolicy (nil: none).
 	tls *routing.UpstreamTLS
+	// affinity is cookie affinity (zero Name: none).
+	affinity routing.CookieAffinity
 }
 
 type backendKey struct {
@@ -96,6 +98,10 @@ func (s *state) resolveService(k backendKey) *backendBuild {
 		ProxyProtocol:   k.settings.proxyProtocol,
 		TLS:             k.settings.tls,
 	}}
+	if k.settings.affinity.Name != "" {
+		a := k.settings.affinity
+		bb.b.Affinity = &a
+	}
 	svc, err := s.c.LookupService(k.ns, k.svc)
 	if err != nil {
 		bb.err, bb.reason = err, ReasonServiceNotFound

@@ -48,6 +48,7 @@ func settingsOf(a annotations) backendSettings {
 		connectTimeout: a.connectTimeout,
 		readTimeout:    a.readTimeout,
 		maxBodyBytes:   a.maxBodyBytes,
+		affinity:       a.affinityOf(),
 	}
 }
 

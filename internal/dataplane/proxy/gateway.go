@@ -76,6 +76,9 @@ func (x *exchangeState) gatewayRequest(rt *routing.Route) *routing.Backend {
 func (x *exchangeState) modifyResponse(h *exchange.Header) {
 	filter.ModifyHeaders(x.respMods[0], h)
 	filter.ModifyHeaders(x.respMods[1], h)
+	if x.bs != nil && x.bs.affinity != nil && !x.mirrored {
+		x.bs.affinity.setCookie(h, x.idx, x.pinned)
+	}
 }
 
 // mirror sends copies of the request to the mirror backends of f, each with

@@ -101,6 +101,12 @@ type Config struct {
 	// before the address was denied, HTTP/3). Nil denies nothing.
 	Deny *deny.List
 
+	// AffinityKey keys the MAC of affinity cookies (routing.CookieAffinity);
+	// every replica of a cluster must have the same one so that each routes
+	// the others' cookies. Empty means a random key: cookies then route on
+	// this process only.
+	AffinityKey []byte
+
 	// AltSvc, if set, is added as an Alt-Svc field to the responses of
 	// requests that came over TLS (advertising HTTP/3).
 	AltSvc string
@@ -173,12 +179,13 @@ func (h *Handler) CloseIdleConnections() { h.up.closeIdle() }
 // exchangeState is the per-exchange state of the pipeline, pooled. It is
 // used only by the goroutine serving the exchange.
 type exchangeState struct {
-	h   *Handler
-	w   exchange.ResponseWriter
-	r   *exchange.Request
-	bs  *backendState
-	rt  *routing.Route
-	idx int // endpoint index in bs.b.Endpoints; -1 before one is chosen
+	h      *Handler
+	w      exchange.ResponseWriter
+	r      *exchange.Request
+	bs     *backendState
+	rt     *routing.Route
+	idx    int // endpoint index in bs.b.Endpoints; -1 before one is chosen
+	pinned int // endpoint index the affinity cookie named; -1: none
 
 	respMods   [2]*routing.HeaderModifier // route's and backend's response modifiers
 	stopCancel func() bool                // stops the client-cancellation hook of a round trip
@@ -197,7 +204,7 @@ func (h *Handler) getState(w exchange.ResponseWriter, r *exchange.Request) *exch
 	if x == nil {
 		x = &exchangeState{h: h}
 	}
-	x.w, x.r, x.idx = w, r, -1
+	x.w, x.r, x.idx, x.pinned = w, r, -1, -1
 	return x
 }
 
@@ -280,7 +287,12 @@ func (x *exchangeState) serve() *backendMetrics {
 		x.plain(413, "request body too large\n")
 		return x.bs.metrics
 	}
-	x.idx = x.bs.pick(time.Now(), -1)
+	if af := x.bs.affinity; af != nil {
+		x.pinned = af.pinned(&r.Header)
+	}
+	if x.idx = x.pinned; x.idx < 0 {
+		x.idx = x.bs.pick(time.Now(), -1)
+	}
 	if r.Body != nil {
 		r.Body.SetReadTimeout(h.cfg.BodyReadTimeout)
 	}

@@ -55,6 +55,7 @@ type backendState struct {
 	rr        atomic.Uint32
 	metrics   *backendMetrics
 	maxBody   int64
+	affinity  *affinityState // nil without cookie affinity
 
 	connectTimeout, responseTimeout time.Duration
 }
@@ -110,6 +111,8 @@ type upstreams struct {
 	cfg     *Config
 	metrics *metrics
 	pools   *poolSet
+	// affinityKey keys affinity cookies (Config.AffinityKey or random).
+	affinityKey []byte
 
 	cur atomic.Pointer[tableState]
 
@@ -121,12 +124,13 @@ type upstreams struct {
 
 func newUpstreams(cfg *Config, m *metrics) *upstreams {
 	return &upstreams{
-		cfg:        cfg,
-		metrics:    m,
-		pools:      newPoolSet(cfg.MaxIdleConnsPerHost, cfg.MaxIdleConns, cfg.IdleConnTimeout),
-		transports: make(map[transportKey]*http.Transport),
-		health:     make(map[string]*endpointHealth),
-		bmetrics:   make(map[string]*backendMetrics),
+		cfg:         cfg,
+		metrics:     m,
+		pools:       newPoolSet(cfg.MaxIdleConnsPerHost, cfg.MaxIdleConns, cfg.IdleConnTimeout),
+		transports:  make(map[transportKey]*http.Transport),
+		health:      make(map[string]*endpointHealth),
+		bmetrics:    make(map[string]*backendMetrics),
+		affinityKey: newAffinityKey(cfg.AffinityKey),
 	}
 }
 
@@ -213,6 +217,7 @@ func (u *upstreams) newBackendStateLocked(b *routing.Backend) *backendState {
 		maxBody:         b.MaxBodyBytes,
 		connectTimeout:  b.ConnectTimeout,
 		responseTimeout: b.ResponseTimeout,
+		affinity:        newAffinityState(u.affinityKey, b),
 	}
 	if bs.maxBody <= 0 {
 		bs.maxBody = u.cfg.MaxBodyBytes
