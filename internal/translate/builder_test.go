@@ -289,6 +289,22 @@ func TestBuildAnnotations(t *testing.T) {
 			"Ingress default/a: InvalidAnnotation: annotation meshgate.io/typo=\"x\"",
 		},
 	}, {
+		name: "cookie affinity makes its own backend",
+		objs: with(echo(),
+			ingress("default", "a", annotate(AnnotationAffinity, "cookie"), annotate(AnnotationCookieName, "route"),
+				annotate(AnnotationCookieMaxAge, "60"), annotate(AnnotationCookieSameSite, "None"),
+				rule("x.com", pathSpec{prefixT, "/a", "echo", 80})),
+			ingress("default", "b", annotate(AnnotationAffinity, "cookie"), annotate(AnnotationCookieSecure, "maybe"),
+				rule("x.com", pathSpec{prefixT, "/b", "echo", 80})),
+			ingress("default", "c", rule("x.com", pathSpec{prefixT, "/c", "echo", 80}))),
+		want: []string{`vhost "x.com"`,
+			"  ^/a -> " + echoBE + " affinity=route/1m0s//None/false (default/a)",
+			"  ^/b -> " + echoBE + " affinity=MESHGATE_AFFINITY/0s///false (default/b)",
+			"  ^/c -> " + echoBE + " (default/c)"},
+		problems: []string{
+			"Ingress default/b: InvalidAnnotation: annotation meshgate.io/session-cookie-secure=\"maybe\"",
+		},
+	}, {
 		name: "two ingresses, one service, different settings",
 		objs: with(echo(),
 			ingress("default", "a", annotate(AnnotationBackendProto, "GRPC"), rule("x.com", pathSpec{prefixT, "/a", "echo", 80})),

@@ -221,6 +221,9 @@ func dump(t *routing.Table) []string {
 		if b.ProxyProtocol != 0 {
 			s += fmt.Sprintf(" proxy=v%d", b.ProxyProtocol)
 		}
+		if a := b.Affinity; a != nil {
+			s += fmt.Sprintf(" affinity=%s/%v/%s/%s/%v", a.Name, a.MaxAge, a.Path, a.SameSite, a.Secure)
+		}
 		return s
 	}
 	vh := func(key string, v *routing.VirtualHost) {
