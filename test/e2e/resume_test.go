@@ -16,8 +16,10 @@ import (
 )
 
 // reconnects is how many round-robin reconnects each Go-client check makes
-// after its priming connection (bounded: a few seconds each). 999 makes the
-// 99.9 % bar tolerate one replication-race miss rather than none.
+// after its priming connection (bounded: a few seconds each). Go's client
+// offers the newest ticket, issued by the previous replica an instant
+// before, so every reconnect is exposed to the replication race that
+// checkResumed's bound is about.
 const reconnects = 999
 
 // sClient runs `openssl s_client` against addr (an HAProxy per-replica
@@ -88,15 +90,14 @@ func TestGoClientRoundRobinResumption(t *testing.T) {
 		{"TLSv1.3", tls.VersionTLS13, env.NginxLB.Addr},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
+			misses := missesByReason(t, env.Cluster.Replicas)
 			mesh := reconnect(t, ctx, tc.version, env.MeshLB.Addr)
 			ngx := reconnect(t, ctx, tc.version, tc.nginxLB)
 			t.Logf("%s round robin over 3 replicas: meshgate: %v ; nginx: %v", tc.name, mesh, ngx)
 			if mesh.Errors > 0 || ngx.Errors > 0 {
 				t.Fatalf("connection errors: meshgate %v, nginx %v", mesh.FirstErr, ngx.FirstErr)
 			}
-			if mesh.Rate() < 99.9 {
-				t.Errorf("meshgate resumed %v, want >= 99.9%%", mesh)
-			}
+			checkResumed(t, "meshgate", mesh.Resumed, mesh.Conns, env.Cluster.Replicas, misses)
 			if ngx.Rate() > 10 {
 				t.Errorf("nginx resumed %v across per-node caches; the comparison is broken", ngx)
 			}
