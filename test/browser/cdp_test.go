@@ -16,6 +16,7 @@ import (
 
 	"github.com/coder/websocket"
 	"github.com/meshgate/meshgate/internal/testkit"
+	"github.com/meshgate/meshgate/test/harness"
 )
 
 // chromiumFlags are the headless flags known to work on this machine
@@ -27,25 +28,16 @@ var chromiumFlags = []string{"--headless", "--no-sandbox", "--disable-gpu", "--d
 	"--disable-sync", "--disable-http2", "--ignore-certificate-errors", "--remote-debugging-port=0"}
 
 // requireChromium returns chromium's path, installing Debian's package
-// when missing (as root); it fails the test when that is impossible.
+// when missing (harness.RequireTools); it fails the test when that is
+// impossible.
 func requireChromium(t *testing.T) string {
 	t.Helper()
-	if p, err := exec.LookPath("chromium"); err == nil {
-		return p
-	}
-	if os.Geteuid() != 0 {
-		t.Fatal("chromium missing and not root: apt-get install -y chromium")
-	}
-	for _, args := range [][]string{{"update", "-qq"}, {"install", "-y", "-qq", "--no-install-recommends", "chromium"}} {
-		cmd := exec.Command("apt-get", args...)
-		cmd.Env = append(os.Environ(), "DEBIAN_FRONTEND=noninteractive")
-		if out, err := cmd.CombinedOutput(); err != nil {
-			t.Fatalf("apt-get %v: %v\n%s", args, err, out)
-		}
+	if err := harness.RequireTools("chromium"); err != nil {
+		t.Fatal(err)
 	}
 	p, err := exec.LookPath("chromium")
 	if err != nil {
-		t.Fatalf("chromium still missing after apt-get: %v", err)
+		t.Fatal(err)
 	}
 	return p
 }

@@ -120,6 +120,8 @@ var debianPackages = map[string]string{
 	"java":       "openjdk-17-jre-headless",
 	"python3":    "python3",
 	"strace":     "strace",
+	// Real browser of test/browser (headless, driven over DevTools).
+	"chromium": "chromium",
 }
 
 var installMu sync.Mutex
