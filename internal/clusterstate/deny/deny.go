@@ -8,6 +8,7 @@ package deny
 
 import (
 	"context"
+	"encoding/binary"
 	"errors"
 	"fmt"
 	"net/netip"
@@ -59,49 +60,86 @@ func parseKey(key string) (netip.Prefix, error) {
 	return p.Masked(), nil
 }
 
-// Set is an immutable compiled deny list: per address family, a map for
-// each prefix length present. Its zero value (and nil) contains nothing.
+// Set is an immutable compiled deny list: per address family, a map of
+// masked addresses for each prefix length present (IPv4 as uint32, IPv6
+// as 16 bytes, so a probe hashes a small fixed-size key). Its zero value
+// (and nil) contains nothing.
 type Set struct {
-	v4, v6 []level
-	n      int
+	v4 []level4
+	v6 []level6
+	n  int
 }
 
-type level struct {
+type level4 struct {
 	bits int
-	m    map[netip.Prefix]struct{}
+	mask uint32
+	m    map[uint32]struct{}
+}
+
+type level6 struct {
+	bits int
+	m    map[[16]byte]struct{}
+}
+
+func mask4(bits int) uint32 {
+	if bits == 0 {
+		return 0
+	}
+	return ^uint32(0) << (32 - bits)
+}
+
+func masked16(a [16]byte, bits int) [16]byte {
+	for i := range a {
+		switch {
+		case bits >= 8:
+			bits -= 8
+		case bits <= 0:
+			a[i] = 0
+		default:
+			a[i] &= ^byte(0) << (8 - bits)
+			bits = 0
+		}
+	}
+	return a
 }
 
 // Compile builds a Set of keys (parsed as CanonicalKey does); it returns
 // the keys it could not parse, which are left out.
 func Compile(keys []string) (*Set, []string) {
 	var bad []string
-	byLen := map[netip.Prefix]struct{}{}
+	uniq := map[netip.Prefix]struct{}{}
 	for _, k := range keys {
 		p, err := parseKey(k)
 		if err != nil {
 			bad = append(bad, k)
 			continue
 		}
-		byLen[p] = struct{}{}
+		uniq[p] = struct{}{}
 	}
-	s := &Set{n: len(byLen)}
-	for p := range byLen {
-		ls := &s.v6
+	s := &Set{n: len(uniq)}
+	for p := range uniq {
+		bits := p.Bits()
 		if p.Addr().Is4() {
-			ls = &s.v4
+			i := slices.IndexFunc(s.v4, func(l level4) bool { return l.bits == bits })
+			if i < 0 {
+				s.v4 = append(s.v4, level4{bits: bits, mask: mask4(bits), m: map[uint32]struct{}{}})
+				i = len(s.v4) - 1
+			}
+			b := p.Addr().As4()
+			s.v4[i].m[binary.BigEndian.Uint32(b[:])] = struct{}{}
+			continue
 		}
-		i := slices.IndexFunc(*ls, func(l level) bool { return l.bits == p.Bits() })
+		i := slices.IndexFunc(s.v6, func(l level6) bool { return l.bits == bits })
 		if i < 0 {
-			*ls = append(*ls, level{bits: p.Bits(), m: map[netip.Prefix]struct{}{}})
-			i = len(*ls) - 1
+			s.v6 = append(s.v6, level6{bits: bits, m: map[[16]byte]struct{}{}})
+			i = len(s.v6) - 1
 		}
-		(*ls)[i].m[p] = struct{}{}
+		s.v6[i].m[p.Addr().As16()] = struct{}{}
 	}
 	// Shortest prefixes first: a wide block is usually the reason a
 	// client is denied, and the order does not change the answer.
-	for _, ls := range [][]level{s.v4, s.v6} {
-		slices.SortFunc(ls, func(a, b level) int { return a.bits - b.bits })
-	}
+	slices.SortFunc(s.v4, func(a, b level4) int { return a.bits - b.bits })
+	slices.SortFunc(s.v6, func(a, b level6) int { return a.bits - b.bits })
 	return s, bad
 }
 
@@ -119,14 +157,20 @@ func (s *Set) Contains(a netip.Addr) bool {
 	if s == nil || s.n == 0 || !a.IsValid() {
 		return false
 	}
-	a = a.Unmap().WithZone("")
-	ls := s.v6
+	a = a.Unmap()
 	if a.Is4() {
-		ls = s.v4
+		b := a.As4()
+		ip := binary.BigEndian.Uint32(b[:])
+		for i := range s.v4 {
+			if _, ok := s.v4[i].m[ip&s.v4[i].mask]; ok {
+				return true
+			}
+		}
+		return false
 	}
-	for i := range ls {
-		p, _ := a.Prefix(ls[i].bits)
-		if _, ok := ls[i].m[p]; ok {
+	b := a.As16()
+	for i := range s.v6 {
+		if _, ok := s.v6[i].m[masked16(b, s.v6[i].bits)]; ok {
 			return true
 		}
 	}

@@ -3,7 +3,9 @@ package deny
 import (
 	"context"
 	"fmt"
+	"math/rand/v2"
 	"net/netip"
+	"slices"
 	"testing"
 	"time"
 
@@ -168,5 +170,42 @@ func TestFollow(t *testing.T) {
 	}
 	if err := l.Follow(context.Background(), st, "nope"); err == nil {
 		t.Fatal("Follow of an unknown zone returned nil")
+	}
+}
+
+// The compiled set answers as a plain scan of its prefixes would, for
+// random prefixes of every length and random addresses near them.
+func TestSetMatchesScan(t *testing.T) {
+	r := rand.New(rand.NewPCG(3, 4))
+	addr := func(v6 bool) netip.Addr {
+		if v6 {
+			var b [16]byte
+			b[0], b[1], b[2] = 0x20, 0x01, byte(r.IntN(4)) // a small space, so addresses hit
+			for i := 3; i < 16; i++ {
+				b[i] = byte(r.IntN(256))
+			}
+			return netip.AddrFrom16(b)
+		}
+		return netip.AddrFrom4([4]byte{10, byte(r.IntN(4)), byte(r.IntN(256)), byte(r.IntN(256))})
+	}
+	var keys []string
+	var prefixes []netip.Prefix
+	for range 300 {
+		v6 := r.IntN(2) == 0
+		a := addr(v6)
+		p, _ := a.Prefix(8 + r.IntN(a.BitLen()-7)) // no /0 that would match every address
+		keys = append(keys, p.String())
+		prefixes = append(prefixes, p)
+	}
+	s, bad := Compile(keys)
+	if len(bad) != 0 {
+		t.Fatal(bad)
+	}
+	for range 20000 {
+		a := addr(r.IntN(2) == 0)
+		want := slices.ContainsFunc(prefixes, func(p netip.Prefix) bool { return p.Contains(a) })
+		if got := s.Contains(a); got != want {
+			t.Fatalf("Contains(%v) = %v, scan says %v", a, got, want)
+		}
 	}
 }
