@@ -67,10 +67,55 @@ func renderCases() []renderCase {
 			check: checkMinimal,
 		},
 		{
+			name:  "admin-token",
+			in:    install{Release: "meshgate", Namespace: "meshgate-system", Set: []string{"adminToken.existingSecret=meshgate-admin"}},
+			check: checkAdminToken,
+		},
+		{
 			name:  "namespaced",
 			in:    install{Release: "team", Namespace: "team-a", Set: []string{"controller.namespaced=true"}},
 			check: checkNamespaced,
 		},
+	}
+}
+
+// checkAdminToken: adminToken.existingSecret mounts the Secret's key
+// `token` read-only and passes the file as --admin-token-file (the revoke
+// endpoint's bearer token); the chart creates no Secret. Without it
+// (checkDefaults) there is no flag and no volume.
+func checkAdminToken(t *testing.T, r *rendered) {
+	spec := one[appsv1.Deployment](t, r, "Deployment").Spec.Template.Spec
+	c := spec.Containers[0]
+	file := argValue2(c.Args, "admin-token-file")
+	if file != "/etc/meshgate/admin/token" {
+		t.Fatalf("--admin-token-file=%q", file)
+	}
+	var mount *corev1.VolumeMount
+	for i := range c.VolumeMounts {
+		if strings.HasPrefix(file, c.VolumeMounts[i].MountPath+"/") {
+			mount = &c.VolumeMounts[i]
+		}
+	}
+	if mount == nil || !mount.ReadOnly {
+		t.Fatalf("no read-only mount holds %s: %+v", file, c.VolumeMounts)
+	}
+	var vol *corev1.Volume
+	for i := range spec.Volumes {
+		if spec.Volumes[i].Name == mount.Name {
+			vol = &spec.Volumes[i]
+		}
+	}
+	if vol == nil || vol.Secret == nil || vol.Secret.SecretName != "meshgate-admin" {
+		t.Fatalf("volume %q is not the Secret meshgate-admin: %+v", mount.Name, vol)
+	}
+	if len(vol.Secret.Items) != 1 || vol.Secret.Items[0].Key != "token" || mount.MountPath+"/"+vol.Secret.Items[0].Path != file {
+		t.Errorf("Secret items %+v do not put the key token at %s", vol.Secret.Items, file)
+	}
+	if m := vol.Secret.DefaultMode; m == nil || *m&0o077 != 0 {
+		t.Errorf("token file mode %v readable by others", m)
+	}
+	if len(r.find("Secret")) != 0 {
+		t.Error("the chart created a Secret: it must never hold the token")
 	}
 }
 
@@ -389,6 +434,9 @@ func checkDefaults(t *testing.T, r *rendered) {
 		}
 	}
 	c := dep.Spec.Template.Spec.Containers[0]
+	if _, ok := argValue(c.Args, "admin-token-file"); ok || len(dep.Spec.Template.Spec.Volumes) != 0 {
+		t.Error("default render serves the admin write endpoints or mounts a volume (want: only with adminToken.existingSecret)")
+	}
 	if !hasResourceEnv(c, "GOMAXPROCS", "requests.cpu", "1") {
 		t.Errorf("env %+v: want GOMAXPROCS from requests.cpu (divisor 1)", c.Env)
 	}
