@@ -16,6 +16,34 @@ var SupportedFeatures = []features.FeatureName{
 	features.SupportHTTPRoute,
 	features.SupportGRPCRoute,
 	features.SupportTLSRoute,
+
+	// Extended features, each claimed once the suite's tests of it passed
+	// (docs/conformance/README.md). Not claimed: HTTPRouteParentRefPort and
+	// GatewayPort8080 (HTTP is served on one port), BackendTLSPolicy (its
+	// test of a changed CA ConfigMap fails), GatewayHTTPListenerIsolation
+	// (fails), HTTPRouteDestinationPortMatching, CORS and Retry (not
+	// implemented), TLSRouteModeTerminate (TLS listeners pass through only).
+	features.SupportHTTPRouteQueryParamMatching,
+	features.SupportHTTPRouteMethodMatching,
+	features.SupportHTTPRouteResponseHeaderModification,
+	features.SupportHTTPRouteBackendRequestHeaderModification,
+	features.SupportHTTPRoutePortRedirect,
+	features.SupportHTTPRouteSchemeRedirect,
+	features.SupportHTTPRoutePathRedirect,
+	features.SupportHTTPRouteHostRewrite,
+	features.SupportHTTPRoutePathRewrite,
+	features.SupportHTTPRouteRequestMirror,
+	features.SupportHTTPRouteRequestMultipleMirrors,
+	features.SupportHTTPRouteRequestPercentageMirror,
+	features.SupportHTTPRoute303RedirectStatusCode,
+	features.SupportHTTPRoute307RedirectStatusCode,
+	features.SupportHTTPRoute308RedirectStatusCode,
+	features.SupportHTTPRouteRequestTimeout,
+	features.SupportHTTPRouteBackendTimeout,
+	features.SupportHTTPRouteBackendProtocolH2C,
+	features.SupportHTTPRouteBackendProtocolWebSocket,
+	features.SupportHTTPRouteNamedRouteRule,
+	features.SupportGRPCRouteNamedRouteRule,
 }
 
 // supportedFeatureList renders SupportedFeatures for GatewayClass status,

@@ -1,5 +1,3 @@
-//go:build conformance
-
 // Package conformance runs the upstream Gateway API conformance suite
 // (sigs.k8s.io/gateway-api/conformance, the version go.mod pins) against
 // `meshgate run` on the test cluster of test/kubecluster: real
@@ -7,10 +5,9 @@
 // suite's echo-basic. See docs/conformance/README.md for how to run it and
 // what the report says.
 //
-// The build tag keeps it out of `make test` until the Gateway API
-// implementation passes it; `make conformance` runs it (every feature
-// meshgate claims, minus the tests in unsupportedTests) and writes the
-// suite's report.
+// `make test` runs it with the rest of ./test/... (every feature meshgate
+// claims, minus the tests in unsupportedTests); `make conformance` runs
+// the same and writes the suite's report.
 package conformance
 
 import (
