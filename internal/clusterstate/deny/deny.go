@@ -62,7 +62,8 @@ func parseKey(key string) (netip.Prefix, error) {
 
 // Set is an immutable compiled deny list: per address family, a map of
 // masked addresses for each prefix length present (IPv4 as uint32, IPv6
-// as 16 bytes, so a probe hashes a small fixed-size key). Its zero value
+// as two uint64, so a probe is a mask and a hash of a small fixed-size
+// key). Its zero value
 // (and nil) contains nothing.
 type Set struct {
 	v4 []level4
@@ -78,7 +79,28 @@ type level4 struct {
 
 type level6 struct {
 	bits int
-	m    map[[16]byte]struct{}
+	mask addr6
+	m    map[addr6]struct{}
+}
+
+// addr6 is an IPv6 address as two big-endian halves.
+type addr6 struct{ hi, lo uint64 }
+
+func addr6Of(a netip.Addr) addr6 {
+	b := a.As16()
+	return addr6{binary.BigEndian.Uint64(b[:8]), binary.BigEndian.Uint64(b[8:])}
+}
+
+func mask6(bits int) addr6 {
+	switch {
+	case bits == 0:
+		return addr6{}
+	case bits <= 64:
+		return addr6{^uint64(0) << (64 - bits), 0}
+	case bits == 128:
+		return addr6{^uint64(0), ^uint64(0)}
+	}
+	return addr6{^uint64(0), ^uint64(0) << (128 - bits)}
 }
 
 func mask4(bits int) uint32 {
@@ -86,21 +108,6 @@ func mask4(bits int) uint32 {
 		return 0
 	}
 	return ^uint32(0) << (32 - bits)
-}
-
-func masked16(a [16]byte, bits int) [16]byte {
-	for i := range a {
-		switch {
-		case bits >= 8:
-			bits -= 8
-		case bits <= 0:
-			a[i] = 0
-		default:
-			a[i] &= ^byte(0) << (8 - bits)
-			bits = 0
-		}
-	}
-	return a
 }
 
 // Compile builds a Set of keys (parsed as CanonicalKey does); it returns
@@ -131,10 +138,10 @@ func Compile(keys []string) (*Set, []string) {
 		}
 		i := slices.IndexFunc(s.v6, func(l level6) bool { return l.bits == bits })
 		if i < 0 {
-			s.v6 = append(s.v6, level6{bits: bits, m: map[[16]byte]struct{}{}})
+			s.v6 = append(s.v6, level6{bits: bits, mask: mask6(bits), m: map[addr6]struct{}{}})
 			i = len(s.v6) - 1
 		}
-		s.v6[i].m[p.Addr().As16()] = struct{}{}
+		s.v6[i].m[addr6Of(p.Addr())] = struct{}{}
 	}
 	// Shortest prefixes first: a wide block is usually the reason a
 	// client is denied, and the order does not change the answer.
@@ -168,9 +175,10 @@ func (s *Set) Contains(a netip.Addr) bool {
 		}
 		return false
 	}
-	b := a.As16()
+	b := addr6Of(a)
 	for i := range s.v6 {
-		if _, ok := s.v6[i].m[masked16(b, s.v6[i].bits)]; ok {
+		l := &s.v6[i]
+		if _, ok := l.m[addr6{b.hi & l.mask.hi, b.lo & l.mask.lo}]; ok {
 			return true
 		}
 	}
