@@ -5,6 +5,8 @@ import (
 	"crypto/rand"
 	"crypto/sha256"
 	"encoding/binary"
+	"net"
+	"net/netip"
 	"time"
 
 	"github.com/meshgate/meshgate/internal/sessionmesh/store"
@@ -129,8 +131,11 @@ func (c *SessionIDCache) Put(id []byte, serverName string, state []byte) {
 // Get returns the state of the session id names for serverName, or nil:
 // forged or malformed ids, expired ids (checked from the id before any
 // lookup), unknown, revoked and other-binding sessions are misses, counted
-// by reason. On a local miss the issuer is asked, as for stateful tickets.
-func (c *SessionIDCache) Get(id []byte, serverName string) []byte {
+// by reason. On a local miss the issuer is asked, as for stateful tickets,
+// within client's remote-lookup budget (budget.go: a session-ID hello
+// carries one id, so the per-handshake bound holds by itself; the
+// per-address bucket is charged by lookups that find nothing).
+func (c *SessionIDCache) Get(id []byte, serverName string, client net.Addr) []byte {
 	n := c.n
 	origin, expires, key, ok := n.parseSessionID(id)
 	if !ok {
@@ -144,8 +149,26 @@ func (c *SessionIDCache) Get(id []byte, serverName string) []byte {
 		n.m.miss(missExpired)
 		return nil
 	}
+	var src netip.Prefix
+	remote := false
+	if n.mesh != nil && origin != n.id {
+		if _, st := n.store.Get(key, time.Now()); st == store.Missing {
+			if client != nil {
+				src = sourceOf(client)
+			}
+			if !n.sources.allow(src, time.Now()) {
+				n.m.limited[limitSource].Add(1)
+				n.m.miss(missLimited)
+				return nil
+			}
+			remote = true
+		}
+	}
 	r, ok := n.find(origin, key, store.KindTLS12Session, c.hb.bind(serverName), now)
 	if !ok {
+		if remote {
+			n.sources.charge(src, time.Now())
+		}
 		return nil
 	}
 	if !alive(r, c.lifetime, now) {

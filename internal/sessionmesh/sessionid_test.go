@@ -103,21 +103,21 @@ func TestSessionIDMisses(t *testing.T) {
 		t.Fatalf("id of %d bytes", len(id))
 	}
 	a.Put(id, "a.example.com", state)
-	if got := b.Get(id, "a.example.com"); string(got) != string(state) {
+	if got := b.Get(id, "a.example.com", nil); string(got) != string(state) {
 		t.Fatalf("peer: %q", got)
 	}
 	misses := func(r int) uint64 { return nodes[1].m.misses[r].Load() }
 
 	forged := append([]byte(nil), id...)
 	forged[20] ^= 1
-	if b.Get(forged, "a.example.com") != nil || misses(missInvalid) != 1 {
+	if b.Get(forged, "a.example.com", nil) != nil || misses(missInvalid) != 1 {
 		t.Fatal("forged id resumed")
 	}
-	if b.Get(id, "b.example.com") != nil || misses(missBinding) != 1 {
+	if b.Get(id, "b.example.com", nil) != nil || misses(missBinding) != 1 {
 		t.Fatal("resumed for another server name")
 	}
 	other := nodes[1].SessionIDCache(Host{Leaf: h.Leaf, Policy: "default/p", PolicyDigest: "v2"})
-	if other.Get(id, "a.example.com") != nil || misses(missBinding) != 2 {
+	if other.Get(id, "a.example.com", nil) != nil || misses(missBinding) != 2 {
 		t.Fatal("resumed under another policy generation")
 	}
 	// An id whose expiry has passed misses before any lookup, even with a
@@ -126,7 +126,7 @@ func TestSessionIDMisses(t *testing.T) {
 	binary.BigEndian.PutUint32(old[9:13], uint32(time.Now().Add(-time.Second).Unix()))
 	m := nodes[0].sidMAC(old)
 	copy(old[sidMACOff:], m[:8])
-	if b.Get(old, "a.example.com") != nil || misses(missExpired) != 1 {
+	if b.Get(old, "a.example.com", nil) != nil || misses(missExpired) != 1 {
 		t.Fatal("expired id resumed")
 	}
 	if !nodes[0].Revoke(id) {
@@ -136,7 +136,7 @@ func TestSessionIDMisses(t *testing.T) {
 		_, st := nodes[1].store.Get(mustKey(t, nodes[1].Node, id), time.Now())
 		return st == store.Revoked
 	})
-	if b.Get(id, "a.example.com") != nil || misses(missRevoked) != 1 {
+	if b.Get(id, "a.example.com", nil) != nil || misses(missRevoked) != 1 {
 		t.Fatal("revoked id resumed")
 	}
 }
@@ -147,4 +147,52 @@ func mustKey(t *testing.T, n *Node, id []byte) store.Key {
 		t.Fatal("bad id")
 	}
 	return k
+}
+
+// TestSessionIDLookupsBounded is finding 8 of issue 15 for the session-ID
+// path: a client presenting MAC-valid ids whose records do not exist makes
+// a replica ask the issuer each time, until its address's bucket is empty.
+// It failed before the bucket was applied here (40 ids, 40 lookups).
+func TestSessionIDLookupsBounded(t *testing.T) {
+	nodes, _ := cluster(t, 2, Stateful)
+	h, _ := sidHost(t)
+	a, b := nodes[0].SessionIDCache(h), nodes[1].SessionIDCache(h)
+	client := &net.TCPAddr{IP: net.ParseIP("198.51.100.7"), Port: 40000}
+	lookups := func() uint64 { return nodes[1].m.remoteLookups.Load() }
+	start := time.Now()
+	const ids = 40
+	for range ids {
+		// Issued by a (valid MAC, unexpired), never stored.
+		if b.Get(a.NewSessionID("a.example.com"), "a.example.com", client) != nil {
+			t.Fatal("an unstored id resumed")
+		}
+	}
+	// The bucket starts with sourceBurst tokens, every lookup here finds
+	// nothing and takes one, and it refills one per sourceRefill.
+	bound := uint64(sourceBurst + time.Since(start)/sourceRefill + 1)
+	if got := lookups(); got > bound || got == 0 {
+		t.Errorf("%d unknown ids from one address made %d remote lookups, want 1..%d", ids, got, bound)
+	}
+	if nodes[1].m.limited[limitSource].Load() == 0 || nodes[1].m.misses[missLimited].Load() == 0 {
+		t.Error("refused lookups not counted")
+	}
+	// Another address still gets its lookup.
+	before := lookups()
+	other := &net.TCPAddr{IP: net.ParseIP("192.0.2.1"), Port: 40000}
+	b.Get(a.NewSessionID("a.example.com"), "a.example.com", other)
+	if lookups() != before+1 {
+		t.Error("another address was limited too")
+	}
+	// A real session, once replicated, resumes for the limited address:
+	// it needs no lookup.
+	state := []byte("opaque state")
+	id := a.NewSessionID("a.example.com")
+	a.Put(id, "a.example.com", state)
+	waitFor(t, "session replicated", func() bool {
+		_, st := nodes[1].store.Get(mustKey(t, nodes[1].Node, id), time.Now())
+		return st == store.Found
+	})
+	if got := b.Get(id, "a.example.com", client); string(got) != string(state) {
+		t.Errorf("replicated session for the limited address: %q", got)
+	}
 }

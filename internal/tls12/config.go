@@ -11,6 +11,7 @@ import (
 	"crypto/tls"
 	"errors"
 	"io"
+	"net"
 	"slices"
 	"sync"
 	"time"
@@ -34,9 +35,12 @@ type SessionCache interface {
 	// is secret; Put takes ownership of it.
 	Put(id []byte, serverName string, state []byte)
 	// Get returns the state stored under id for serverName, or nil. A
-	// miss of any kind (unknown, forged, expired, revoked, other binding)
-	// is nil, never an error. The caller does not modify the result.
-	Get(id []byte, serverName string) []byte
+	// miss of any kind (unknown, forged, expired, revoked, other binding,
+	// refused for client) is nil, never an error. client is the remote
+	// address of the connection asking (nil when unknown), for
+	// implementations that bound what one client may make them do. The
+	// caller does not modify the result.
+	Get(id []byte, serverName string, client net.Addr) []byte
 }
 
 // Config configures the server side of one TLS host. A Config may be

@@ -118,6 +118,7 @@ func (c *fuzzConn) Read(p []byte) (int, error)       { return c.r.Read(p) }
 func (c *fuzzConn) Write(p []byte) (int, error)      { return len(p), nil }
 func (c *fuzzConn) Close() error                     { return nil }
 func (c *fuzzConn) SetWriteDeadline(time.Time) error { return nil }
+func (c *fuzzConn) RemoteAddr() net.Addr             { return &net.TCPAddr{IP: net.IPv4(192, 0, 2, 1), Port: 1} }
 
 // FuzzServerHandshake feeds arbitrary client bytes to the server state
 // machine: it must end (the input ends) with an error and never panic.

@@ -116,7 +116,7 @@ func (hs *handshakeState) resumable() *sessionState {
 	if err != nil {
 		return nil
 	}
-	s, ok := parseSessionState(cfg.Sessions.Get(h.sessionID, h.ServerName))
+	s, ok := parseSessionState(cfg.Sessions.Get(h.sessionID, h.ServerName, hs.c.conn.RemoteAddr()))
 	if !ok {
 		return nil
 	}

@@ -82,7 +82,7 @@ func (c *memCache) Put(id []byte, sni string, state []byte) {
 	c.m[sni+"\x00"+string(id)] = state
 }
 
-func (c *memCache) Get(id []byte, sni string) []byte {
+func (c *memCache) Get(id []byte, sni string, _ net.Addr) []byte {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	c.gets++

@@ -3,6 +3,7 @@ package tlsconfig
 import (
 	"crypto/rand"
 	"crypto/tls"
+	"net"
 	"sync"
 	"testing"
 
@@ -29,7 +30,7 @@ func (c *mapCache) Put(id []byte, sni string, state []byte) {
 	c.m[sni+"/"+string(id)] = state
 }
 
-func (c *mapCache) Get(id []byte, sni string) []byte {
+func (c *mapCache) Get(id []byte, sni string, _ net.Addr) []byte {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	return c.m[sni+"/"+string(id)]
