@@ -276,7 +276,7 @@ func (r *Replica) newListeners() error {
 	}
 	r.l4 = l4.NewManager(l4.ManagerConfig{
 		BindIP: bind, AcceptProxyProtocol: cfg.ProxyProtocol, TrustedProxies: cfg.TrustedProxies,
-		Metrics: l4m, Log: log.WithName("l4"),
+		Deny: r.deny, Metrics: l4m, Log: log.WithName("l4"),
 	})
 
 	r.srv, err = server.New(server.Config{

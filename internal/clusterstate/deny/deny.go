@@ -195,10 +195,18 @@ const (
 	// StageRequest is a request answered 403: on a connection opened
 	// before the address was denied, or over HTTP/3.
 	StageRequest
+	// StageL4TCP is a connection to an L4 TCP service port closed before
+	// the backend is dialled (after the PROXY header when the listener
+	// trusts one).
+	StageL4TCP
+	// StageL4UDP is a datagram to an L4 UDP service port dropped before it
+	// reaches a flow (so a denied source never creates one); it counts
+	// datagrams, not clients.
+	StageL4UDP
 	numStages
 )
 
-var stageNames = [numStages]string{"connection", "request"}
+var stageNames = [numStages]string{"connection", "request", "l4_tcp", "l4_udp"}
 
 // List is the deny list in force on a replica: the Set last compiled,
 // behind an atomic pointer, and the refusal counters. The zero value is
@@ -264,7 +272,7 @@ func (l *List) Follow(ctx context.Context, st *clusterstate.Store, zone string) 
 
 var (
 	descRefused = prometheus.NewDesc("meshgate_denylist_refused_total",
-		"Clients refused by the deny list, by stage: connection (closed before TLS or HTTP), request (403 on a connection opened before the address was denied, or HTTP/3).",
+		"Clients refused by the deny list, by stage: connection (closed before TLS or HTTP), request (403 on a connection opened before the address was denied, or HTTP/3), l4_tcp (L4 TCP service connection closed before the backend is dialled), l4_udp (L4 UDP service datagram dropped).",
 		[]string{"stage"}, nil)
 	descEntries = prometheus.NewDesc("meshgate_denylist_entries",
 		"Addresses and prefixes in the deny list in force on this replica.", nil, nil)

@@ -13,6 +13,7 @@ import (
 	"github.com/go-logr/logr"
 	"github.com/pires/go-proxyproto"
 
+	"github.com/meshgate/meshgate/internal/clusterstate/deny"
 	"github.com/meshgate/meshgate/internal/routing"
 )
 
@@ -55,6 +56,15 @@ type ManagerConfig struct {
 	// ProxyHeaderTimeout bounds the wait for the PROXY header; zero means
 	// DefaultConnectTimeout.
 	ProxyHeaderTimeout time.Duration
+	// Deny is the cluster-wide deny list (nil denies nothing): a TCP
+	// connection from a denied client — the PROXY header's source when
+	// AcceptProxyProtocol is set — is closed before the backend is dialled,
+	// and a UDP datagram from a denied source is dropped before it reaches
+	// a flow. Both are counted in the list's refusals (stages l4_tcp,
+	// l4_udp) and in meshgate_l4_drops_total{reason="deny_list"}. The check
+	// is one atomic load and neither locks nor allocates, so a change of the
+	// list applies to the next connection or datagram.
+	Deny *deny.List
 	// Metrics receives per-service metrics; nil means unregistered
 	// collectors.
 	Metrics *Metrics
@@ -241,6 +251,19 @@ func trustPolicy(trusted []netip.Prefix) proxyproto.ConnPolicyFunc {
 		}
 		return proxyproto.REJECT, proxyproto.ErrInvalidUpstream
 	}
+}
+
+// clientAddr is the IP address of a TCP or UDP net.Addr (IPv4-mapped
+// addresses unmapped), or the zero Addr for any other kind. It does not
+// allocate.
+func clientAddr(a net.Addr) netip.Addr {
+	switch a := a.(type) {
+	case *net.TCPAddr:
+		return a.AddrPort().Addr().Unmap()
+	case *net.UDPAddr:
+		return a.AddrPort().Addr().Unmap()
+	}
+	return netip.Addr{}
 }
 
 func serviceName(proto routing.L4Protocol, port int) string {

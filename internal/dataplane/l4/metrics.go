@@ -35,6 +35,7 @@ const (
 	dropTruncated  = "datagram_truncated"
 	dropPeek       = "peek_error"
 	dropWriteError = "write_error"
+	dropDenied     = "deny_list"
 )
 
 // NewMetrics creates the collectors and registers them with reg. A nil reg
@@ -76,6 +77,7 @@ func NewMetrics(reg prometheus.Registerer) (*Metrics, error) {
 type svcMetrics struct {
 	conns, flows, bytesIn, bytesOut prometheus.Counter
 	active, activeFlows             prometheus.Gauge
+	denied                          prometheus.Counter // drops{reason=deny_list}, resolved once: a flood of denied datagrams takes no lock here
 	m                               *Metrics
 	service                         string
 }
@@ -88,6 +90,7 @@ func (m *Metrics) forService(service string) *svcMetrics {
 		bytesOut:    m.bytes.WithLabelValues(service, "out"),
 		active:      m.active.WithLabelValues(service),
 		activeFlows: m.activeFlows.WithLabelValues(service),
+		denied:      m.drops.WithLabelValues(service, dropDenied),
 		m:           m,
 		service:     service,
 	}

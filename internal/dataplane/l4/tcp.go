@@ -6,6 +6,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/meshgate/meshgate/internal/clusterstate/deny"
 	"github.com/meshgate/meshgate/internal/routing"
 )
 
@@ -71,6 +72,13 @@ func (l *tcpListener) handle(c net.Conn) {
 	defer l.active.Add(-1)
 	l.m.active.Inc()
 	defer l.m.active.Dec()
+	// With AcceptProxyProtocol, RemoteAddr reads the PROXY header (bounded
+	// by ProxyHeaderTimeout) and is the client it announces.
+	if l.mgr.cfg.Deny.Refuse(clientAddr(c.RemoteAddr()), deny.StageL4TCP) {
+		l.m.denied.Inc()
+		c.Close()
+		return
+	}
 	s := l.svc.Load()
 	idle := s.IdleTimeout
 	if idle <= 0 {

@@ -10,6 +10,7 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/meshgate/meshgate/internal/clusterstate/deny"
 	"github.com/meshgate/meshgate/internal/routing"
 )
 
@@ -96,6 +97,13 @@ func (l *udpListener) serve() {
 		backoff = 0
 		if flags&syscall.MSG_TRUNC != 0 {
 			l.m.drop(dropTruncated)
+			continue
+		}
+		// Every datagram is checked, not only a flow's first: a source
+		// denied after its flow was created is cut off at once, and its
+		// flow then ends at its idle timeout.
+		if l.mgr.cfg.Deny.Refuse(addr.Addr(), deny.StageL4UDP) {
+			l.m.denied.Inc()
 			continue
 		}
 		f := l.flowFor(addr)
