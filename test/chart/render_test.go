@@ -72,6 +72,11 @@ func renderCases() []renderCase {
 			check: checkAdminToken,
 		},
 		{
+			name:  "kv-zones",
+			in:    install{Release: "meshgate", Namespace: "meshgate-system", ValueFiles: []string{kvValuesFile}},
+			check: checkKVZones,
+		},
+		{
 			name:  "namespaced",
 			in:    install{Release: "team", Namespace: "team-a", Set: []string{"controller.namespaced=true"}},
 			check: checkNamespaced,
@@ -164,6 +169,12 @@ func TestRenderRejects(t *testing.T) {
 		{"bad l4 configmap", []string{"controller.l4ConfigMap=just-a-name"}, "l4ConfigMap"},
 		{"l4 ports without a configmap", []string{"l4Ports[0].name=pg", "l4Ports[0].protocol=TCP", "l4Ports[0].port=15432", "l4Ports[0].servicePort=5432"}, "l4ConfigMap"},
 		{"l4 port below 1025", []string{"controller.l4ConfigMap=a/b", "l4Ports[0].name=dns", "l4Ports[0].protocol=UDP", "l4Ports[0].port=53", "l4Ports[0].servicePort=53"}, "port"},
+		{"kv zone listed twice", []string{"kv.zones[0].name=s", "kv.zones[1].name=s"}, "listed twice"},
+		{"kv zone without a name", []string{"kv.zones[0].ttl=10m"}, "name"},
+		{"kv zone name with a slash", []string{"kv.zones[0].name=a/b"}, "name"},
+		{"kv zone ttl not a duration", []string{"kv.zones[0].name=s", "kv.zones[0].ttl=soon"}, "ttl"},
+		{"kv zone maxBytes not a size", []string{"kv.zones[0].name=s", "kv.zones[0].maxBytes=lots"}, "maxBytes"},
+		{"kv zone maxBytes zero", []string{"kv.zones[0].name=s", "kv.zones[0].maxBytes=0"}, "maxBytes"},
 		{"l4 port named like a listener", []string{"controller.l4ConfigMap=a/b", "l4Ports[0].name=mesh", "l4Ports[0].protocol=TCP", "l4Ports[0].port=17946", "l4Ports[0].servicePort=7946"}, "taken"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {

@@ -112,6 +112,13 @@ app.kubernetes.io/part-of: meshgate
 {{- fail (printf "l4Ports: the name %q is taken by a meshgate listener" .name) }}
 {{- end }}
 {{- end }}
+{{- $zones := list }}
+{{- range .Values.kv.zones }}
+{{- if has .name $zones }}
+{{- fail (printf "kv.zones: the zone %q is listed twice" .name) }}
+{{- end }}
+{{- $zones = append $zones .name }}
+{{- end }}
 {{- if lt (int .Values.replicaCount) 1 }}
 {{- fail "replicaCount must be at least 1" }}
 {{- end }}
@@ -160,4 +167,15 @@ effect in the Role; the ClusterRole grants them).
 - apiGroups: ["", events.k8s.io]
   resources: [events]
   verbs: [create, patch]
+{{- end }}
+
+{{/*
+The --kv-zone flag of one kv.zones entry: name[:ttl[:maxBytes]]. A
+numeric maxBytes is printed as an integer (a YAML number is a float to
+Helm, and 1000000 would print as 1e+06).
+*/}}
+{{- define "meshgate.kvZoneArg" -}}
+--kv-zone={{ .name }}
+{{- if or .ttl .maxBytes }}:{{ .ttl | default "" }}{{ end }}
+{{- with .maxBytes }}:{{ if kindIs "string" . }}{{ . }}{{ else }}{{ int64 . }}{{ end }}{{ end }}
 {{- end }}
