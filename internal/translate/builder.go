@@ -76,7 +76,11 @@ type Options struct {
 	Now time.Time
 }
 
-func (o Options) withDefaults() Options {
+// WithDefaults returns o with every unset field at its default, the
+// values Translate uses; callers that compare their own options with what
+// a build produced (the status writer's controller names) take them from
+// here.
+func (o Options) WithDefaults() Options {
 	if o.ControllerName == "" {
 		o.ControllerName = DefaultControllerName
 	}
@@ -224,7 +228,7 @@ func ToTable(c *Cache, opts Options) (*routing.Table, []Problem) {
 func Translate(c *Cache, opts Options) Result {
 	s := &state{
 		c:           c,
-		opts:        opts.withDefaults(),
+		opts:        opts.WithDefaults(),
 		annots:      map[types.NamespacedName]annotations{},
 		policies:    map[types.NamespacedName]policyResult{},
 		nsPolicies:  map[string][]policyResult{},

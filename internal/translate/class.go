@@ -27,7 +27,7 @@ const (
 //
 // Empty option fields take their defaults. IsOurs only reads its arguments.
 func IsOurs(ing *networkingv1.Ingress, classes []*networkingv1.IngressClass, opts Options) bool {
-	opts = opts.withDefaults()
+	opts = opts.WithDefaults()
 	if name := ing.Spec.IngressClassName; name != nil {
 		i := slices.IndexFunc(classes, func(c *networkingv1.IngressClass) bool {
 			return c != nil && c.Name == *name

@@ -173,7 +173,7 @@ func (c *Cache) LookupNamespace(name string) *corev1.Namespace { return c.gw.nam
 // of Secrets a Gateway may not use never enter memory. opts supplies the
 // GatewayControllerName.
 func GatewaySecretRefs(c *Cache, opts Options) []types.NamespacedName {
-	opts = opts.withDefaults()
+	opts = opts.WithDefaults()
 	ours := map[string]bool{}
 	for _, gc := range c.gw.classes {
 		if string(gc.Spec.ControllerName) == opts.GatewayControllerName {

@@ -174,14 +174,7 @@ var unsupportedTests = map[string]string{
 // Runs that write a report (make conformance) run them, so the report
 // lists them as failed; other runs (make test) skip them, each logged, so
 // that make test stays green while docs/conformance/README.md tracks them.
-var knownFailures = map[string]string{
-	// Both wait for each of a rejected TLSRoute's parents to have
-	// Accepted=False; meshgate's status for it held its one parentRef
-	// dozens of times (a translate build yields one entry, so the
-	// duplication is in the status write path; not found yet).
-	"TLSRouteInvalidNoMatchingListener":         "a rejected TLSRoute's status.parents repeats its parentRef",
-	"TLSRouteInvalidNoMatchingListenerHostname": "a rejected TLSRoute's status.parents repeats its parentRef",
-}
+var knownFailures = map[string]string{}
 
 // skipTests is unsupportedTests plus MESHGATE_CONFORMANCE_SKIP (and, when
 // no report is written, knownFailures), each logged.

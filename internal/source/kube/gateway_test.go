@@ -251,3 +251,50 @@ func TestGatewayAPIStatusAndServing(t *testing.T) {
 		return ours && theirs
 	})
 }
+
+// TestRouteStatusWithDefaultControllerName runs the controller with the
+// Gateway controller name left at its default, as `meshgate run` does:
+// the status writer must recognise the parent entries the build writes
+// under that name as its own, so a route keeps exactly one entry however
+// many times its status is applied. (It did not: the writer compared with
+// the unset name, kept every previous entry as another controller's and
+// appended one per pass, up to the API's 32, rewriting the route each
+// time; the conformance suite's TLSRouteInvalidNoMatchingListener saw it.)
+func TestRouteStatusWithDefaultControllerName(t *testing.T) {
+	ns := newNamespace(t)
+	bo := testBuild(t) // GatewayControllerName unset
+	className := "gwc-default-" + ns
+	mustCreate(t,
+		&gatewayv1.GatewayClass{ObjectMeta: metav1.ObjectMeta{Name: className},
+			Spec: gatewayv1.GatewayClassSpec{ControllerName: translate.DefaultGatewayControllerName}},
+		service(ns, "web", 8080), slice(ns, "web-1", "web", "http", 8080, "198.18.0.5"),
+		&gatewayv1.Gateway{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: "gw"}, Spec: gatewayv1.GatewaySpec{
+			GatewayClassName: gatewayv1.ObjectName(className),
+			Listeners:        []gatewayv1.Listener{{Name: "http", Protocol: gatewayv1.HTTPProtocolType, Port: 80}}}},
+		hroute(ns, "good", "gw", "http", "good.example.com", "web", 8080),
+		hroute(ns, "bad-section", "gw", "nosuch", "bad.example.com", "web", 8080),
+	)
+	h := &routing.Holder{}
+	var passes statusPasses
+	startController(t, Options{Holder: h, Build: bo, Namespace: ns, OnStatusApplied: passes.record})
+	for _, name := range []string{"good", "bad-section"} {
+		nn := types.NamespacedName{Namespace: ns, Name: name}
+		eventually(t, 15*time.Second, name+": Accepted written", func() bool { return routeCond(t, nn, "Accepted") != nil })
+	}
+	// More tables, each followed by a status pass over both routes.
+	for i := range 3 {
+		gen := h.Load().Generation
+		mustCreate(t, slice(ns, fmt.Sprintf("web-%d", i+2), "web", "http", 8080, fmt.Sprintf("198.18.0.%d", 6+i)))
+		tb := waitTable(t, h, "a newer table", func(tb *routing.Table) bool { return tb.Generation > gen })
+		passes.wait(t, tb.Generation)
+	}
+	for _, name := range []string{"good", "bad-section"} {
+		var r gatewayv1.HTTPRoute
+		if err := testClient.Get(context.Background(), types.NamespacedName{Namespace: ns, Name: name}, &r); err != nil {
+			t.Fatal(err)
+		}
+		if len(r.Status.Parents) != 1 {
+			t.Errorf("%s: %d parent entries after repeated status passes, want 1: %+v", name, len(r.Status.Parents), r.Status.Parents)
+		}
+	}
+}

@@ -108,12 +108,10 @@ func (o Options) withDefaults() Options {
 	if o.FieldManager == "" {
 		o.FieldManager = DefaultFieldManager
 	}
-	if o.Build.ControllerName == "" {
-		o.Build.ControllerName = translate.DefaultControllerName
-	}
-	if o.Build.IngressClass == "" {
-		o.Build.IngressClass = translate.DefaultIngressClass
-	}
+	// The build's defaults, so that the status writer recognises the
+	// controller names the build writes into status (a Gateway route's
+	// parents were not recognised as ours and grew by one per pass).
+	o.Build = o.Build.WithDefaults()
 	return o
 }
 
