@@ -70,12 +70,23 @@ func TestMeshReplicas(t *testing.T) {
 	}{{"TLS1.2", tls.VersionTLS12}, {"TLS1.3", tls.VersionTLS13}} {
 		cfg := &tls.Config{RootCAs: roots, ServerName: host, MinVersion: v.version, MaxVersion: v.version}
 		checkIssuedByFirst(t, v.name, addrs, cfg)
+		before := replicaMisses(replicas)
 		st := roundRobin(t, addrs, cfg, meshReplicaConns)
 		ratio := float64(st.resumed) / float64(st.attempts)
 		t.Logf("%s: %d of %d round-robin reconnects resumed (%.2f %%); resumed by [issuer][replica]: %v; statuses %v",
 			v.name, st.resumed, st.attempts, 100*ratio, st.pairs, st.statuses)
-		if ratio < 0.999 {
-			t.Errorf("%s: %.2f %% of reconnects resumed, want >= 99.9 %%", v.name, 100*ratio)
+		// The bound of test/e2e's cross-replica tests (bound_test.go): a
+		// live session misses only when the point lookup to its issuer
+		// times out (remote_miss), so any other miss reason fails at
+		// once, and >= 99 % separates that timing from a structural
+		// failure (one replica that never resumes: <= 66.7 %).
+		for reason, n := range replicaMisses(replicas) {
+			if d := n - before[reason]; d > 0 && reason != "remote_miss" {
+				t.Errorf("%s: %d misses with reason %s: only a lookup timeout (remote_miss) may miss a live session", v.name, d, reason)
+			}
+		}
+		if ratio < 0.99 {
+			t.Errorf("%s: %.2f %% of reconnects resumed, want >= 99 %%", v.name, 100*ratio)
 		}
 		if st.statuses[http.StatusServiceUnavailable] != meshReplicaConns {
 			t.Errorf("%s: response statuses %v, want %d x 503 (no endpoints)", v.name, st.statuses, meshReplicaConns)
@@ -219,4 +230,15 @@ func checkIssuedByFirst(t *testing.T, version string, addrs []string, base *tls.
 			}
 		}
 	}
+}
+
+// replicaMisses sums the replicas' resumption misses by reason.
+func replicaMisses(replicas []*meshReplica) map[string]uint64 {
+	out := map[string]uint64{}
+	for _, r := range replicas {
+		for reason, n := range r.rep.Node().Status().Misses {
+			out[reason] += n
+		}
+	}
+	return out
 }
