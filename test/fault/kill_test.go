@@ -152,15 +152,18 @@ func TestKillReplicaUnderLoad(t *testing.T) {
 	if a.survivorConns.Load() < 50 {
 		t.Errorf("only %d connections to survivors after the kill", a.survivorConns.Load())
 	}
-	// Connections that completed on survivors but did a full handshake: the
-	// replication race (a ticket issued an instant before it is offered to
-	// another replica, the point lookup timing out on this loaded machine),
-	// plus tickets the victim issued in its last milliseconds, lost in its
-	// send buffers. Bounded at 2 % (0.3–0.9 % measured on the shared VM, all
-	// counted as remote_miss; none before the kill); the claim itself (sessions issued before
-	// the kill resume) is checked with the primed clients above.
-	if allowed := 2 + a.survivorConns.Load()/50; full > allowed {
-		t.Errorf("%d full handshakes on survivors after the kill (allowed %d)", full, allowed)
+	// Connections that completed on survivors but did a full handshake.
+	// Two causes, each with its own bound: a session the victim issued in
+	// its last milliseconds that never left its send buffers is lost for
+	// good, and each client holds one session, so at most one such miss
+	// per client (workers); and the replication race on the survivors
+	// (a ticket offered to a replica before its insert arrived and the
+	// lookup to the issuer timing out on this loaded machine), bounded by
+	// 2 % of the connections, as in test/e2e (0.3–0.9 % measured). The
+	// claim itself (sessions issued before the kill resume) is checked with
+	// the primed clients above.
+	if allowed := workers + a.survivorConns.Load()/50; full > allowed {
+		t.Errorf("%d full handshakes on survivors after the kill (allowed %d: one lost session per client plus 2 %%)", full, allowed)
 	}
 }
 

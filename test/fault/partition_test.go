@@ -10,6 +10,7 @@ import (
 	"net"
 	"os"
 	"os/exec"
+	"regexp"
 	"strings"
 	"testing"
 	"time"
@@ -54,6 +55,11 @@ func newTopo(t *testing.T, n int) *netTopo {
 	testkit.RequireRoot(t, "the partition test's network namespaces", "ip", "tc")
 	nt := &netTopo{prefix: fmt.Sprintf("mgf%d", os.Getpid()%100000), n: n}
 	nt.bridge = nt.prefix + "b"
+	// A run that was killed left its namespaces and bridge behind, with the
+	// same fixed addresses: remove them first, or their routes shadow ours.
+	if err := removeStaleTopos(nt.prefix); err != nil {
+		t.Fatalf("remove a crashed run's network: %v", err)
+	}
 	t.Cleanup(func() {
 		for i := 1; i <= n; i++ {
 			_ = run("ip", "netns", "del", nt.ns(i)) // deletes the veths with it
@@ -241,4 +247,45 @@ func partitionRound(t *testing.T, s *scenario, nt *netTopo, rs []*harness.Replic
 	if st.Mesh.Resyncs == st0.Mesh.Resyncs {
 		t.Errorf("%s converged without a re-sync", rs[k].Name)
 	}
+}
+
+// staleTopo matches the namespaces and bridges newTopo creates.
+var staleTopo = regexp.MustCompile(`^(mgf[0-9]+)(r[0-9]+|b)$`)
+
+// removeStaleTopos deletes every network namespace and bridge named like
+// newTopo's that does not belong to prefix (this process).
+func removeStaleTopos(prefix string) error {
+	nss, err := exec.Command("ip", "netns", "list").Output()
+	if err != nil {
+		return fmt.Errorf("ip netns list: %w", err)
+	}
+	for _, line := range strings.Split(string(nss), "\n") {
+		f := strings.Fields(line)
+		if len(f) == 0 {
+			continue
+		}
+		if m := staleTopo.FindStringSubmatch(f[0]); m != nil && m[1] != prefix {
+			if err := run("ip", "netns", "del", f[0]); err != nil {
+				return err
+			}
+		}
+	}
+	links, err := exec.Command("ip", "-o", "link", "show", "type", "bridge").Output()
+	if err != nil {
+		return fmt.Errorf("ip link show: %w", err)
+	}
+	for _, line := range strings.Split(string(links), "\n") {
+		// "12: mgf123b: <BROADCAST,...": the name is the second field.
+		f := strings.Fields(line)
+		if len(f) < 2 {
+			continue
+		}
+		name := strings.TrimSuffix(f[1], ":")
+		if m := staleTopo.FindStringSubmatch(name); m != nil && m[2] == "b" && m[1] != prefix {
+			if err := run("ip", "link", "del", name); err != nil {
+				return err
+			}
+		}
+	}
+	return nil
 }
