@@ -394,6 +394,11 @@ func (r *Replica) follow(ctx context.Context, last *routing.Table) {
 // stops. A listener that fails to start stops the replica the same way and
 // its error is returned. Run may be called once.
 func (r *Replica) Run(ctx context.Context) error {
+	// The deny list in force before the first connection is served (and
+	// so before /readyz can pass); Follow keeps it current.
+	if _, err := r.deny.Refresh(r.node.State(), deny.Zone); err != nil {
+		return err
+	}
 	meshCtx, stopMesh := context.WithCancel(context.Background())
 	defer stopMesh()
 	meshDone := make(chan error, 1)

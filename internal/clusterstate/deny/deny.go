@@ -247,27 +247,40 @@ func (l *List) Store(s *Set) {
 
 // Follow compiles zone of st into l now and after every change of the
 // zone, until ctx is done. It is the list's one writer: run it on one
-// goroutine. Keys that are not addresses or prefixes (written around the
-// API's check) are left out and counted (meshgate_denylist_invalid_keys).
+// goroutine (after Refresh, if the caller compiled once before starting
+// it). Keys that are not addresses or prefixes (written around the API's
+// check) are left out and counted (meshgate_denylist_invalid_keys).
 func (l *List) Follow(ctx context.Context, st *clusterstate.Store, zone string) error {
 	for {
-		ch, err := st.Changed(zone)
+		ch, err := l.Refresh(st, zone)
 		if err != nil {
-			return fmt.Errorf("deny: %w", err)
+			return err
 		}
-		var keys []string
-		if err := st.RangeZone(zone, func(e clusterstate.Entry) bool { keys = append(keys, e.Key); return true }); err != nil {
-			return fmt.Errorf("deny: %w", err)
-		}
-		s, bad := Compile(keys)
-		l.invalid.Store(int64(len(bad)))
-		l.Store(s)
 		select {
 		case <-ctx.Done():
 			return nil
 		case <-ch:
 		}
 	}
+}
+
+// Refresh compiles zone of st into l once and returns the channel that
+// is closed at the zone's next change. A replica calls it before it
+// serves, so that it is never ready without a compiled list, then hands
+// the list to Follow; the two must not run at once.
+func (l *List) Refresh(st *clusterstate.Store, zone string) (<-chan struct{}, error) {
+	ch, err := st.Changed(zone)
+	if err != nil {
+		return nil, fmt.Errorf("deny: %w", err)
+	}
+	var keys []string
+	if err := st.RangeZone(zone, func(e clusterstate.Entry) bool { keys = append(keys, e.Key); return true }); err != nil {
+		return nil, fmt.Errorf("deny: %w", err)
+	}
+	s, bad := Compile(keys)
+	l.invalid.Store(int64(len(bad)))
+	l.Store(s)
+	return ch, nil
 }
 
 var (

@@ -203,8 +203,8 @@ func TestResumptionAcrossServers(t *testing.T) {
 	}
 }
 
-// dialEarly resumes with 0-RTT and returns the connection and a client conn.
-func dialEarly(t testing.TB, url string, tlsConf *tls.Config) (*quic.Conn, *qhttp3.ClientConn) {
+// dialEarly resumes with 0-RTT and returns the connection.
+func dialEarly(t testing.TB, url string, tlsConf *tls.Config) *quic.Conn {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()
@@ -215,8 +215,16 @@ func dialEarly(t testing.TB, url string, tlsConf *tls.Config) (*quic.Conn, *qhtt
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { conn.CloseWithError(0, "") })
-	tr := &qhttp3.Transport{}
-	return conn, tr.NewClientConn(conn)
+	return conn
+}
+
+// earlyClient is an HTTP/3 client conn on conn, opened before the
+// handshake completes. Only for a connection whose 0-RTT the server
+// accepts: quic-go's client races with itself when it opens its control
+// stream while it processes a 0-RTT rejection (quic-go/quic-go#4303,
+// open), which the race detector reports.
+func earlyClient(conn *quic.Conn) *qhttp3.ClientConn {
+	return (&qhttp3.Transport{}).NewClientConn(conn)
 }
 
 // sendEarly writes a request on a fresh stream without waiting for the
@@ -268,8 +276,9 @@ func Test0RTTPolicy(t *testing.T) {
 			waitTicket(t, cache)
 			tr.Close()
 
-			conn, cc := dialEarly(t, ts.url, clientTLS(cert, cache))
+			conn := dialEarly(t, ts.url, clientTLS(cert, cache))
 			if tc.want0RTT {
+				cc := earlyClient(conn)
 				// Sent before the handshake completes, so in 0-RTT.
 				post := sendEarly(t, cc, http.MethodPost, ts.url)
 				get := sendEarly(t, cc, http.MethodGet, ts.url)
