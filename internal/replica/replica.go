@@ -396,7 +396,8 @@ func (r *Replica) follow(ctx context.Context, last *routing.Table) {
 func (r *Replica) Run(ctx context.Context) error {
 	// The deny list in force before the first connection is served (and
 	// so before /readyz can pass); Follow keeps it current.
-	if _, err := r.deny.Refresh(r.node.State(), deny.Zone); err != nil {
+	denyChanged, err := r.deny.Refresh(r.node.State(), deny.Zone)
+	if err != nil {
 		return err
 	}
 	meshCtx, stopMesh := context.WithCancel(context.Background())
@@ -406,7 +407,7 @@ func (r *Replica) Run(ctx context.Context) error {
 	denyDone := make(chan struct{})
 	go func() {
 		defer close(denyDone)
-		if err := r.deny.Follow(meshCtx, r.node.State(), deny.Zone); err != nil {
+		if err := r.deny.Follow(meshCtx, r.node.State(), deny.Zone, denyChanged); err != nil {
 			r.log.Error(err, "deny list stopped")
 		}
 	}()
@@ -416,7 +417,7 @@ func (r *Replica) Run(ctx context.Context) error {
 	if first != nil {
 		r.apply(first) // serve the current table from the first connection on
 	}
-	err := r.start(ctx)
+	err = r.start(ctx)
 	close(r.started)
 	if err == nil {
 		r.log.Info("serving", "https", r.srv.HTTPSAddr(), "http", r.srv.HTTPAddr(),

@@ -245,21 +245,26 @@ func (l *List) Store(s *Set) {
 	l.gen.Add(1)
 }
 
-// Follow compiles zone of st into l now and after every change of the
-// zone, until ctx is done. It is the list's one writer: run it on one
-// goroutine (after Refresh, if the caller compiled once before starting
-// it). Keys that are not addresses or prefixes (written around the API's
-// check) are left out and counted (meshgate_denylist_invalid_keys).
-func (l *List) Follow(ctx context.Context, st *clusterstate.Store, zone string) error {
+// Follow compiles zone of st into l after every change of the zone, until
+// ctx is done. changed is the channel a Refresh just returned (that
+// compile stands), or nil to compile first. It is the list's one writer:
+// run it on one goroutine. Keys that are not addresses or prefixes
+// (written around the API's check) are left out and counted
+// (meshgate_denylist_invalid_keys).
+func (l *List) Follow(ctx context.Context, st *clusterstate.Store, zone string, changed <-chan struct{}) error {
 	for {
-		ch, err := l.Refresh(st, zone)
-		if err != nil {
-			return err
+		if changed == nil {
+			ch, err := l.Refresh(st, zone)
+			if err != nil {
+				return err
+			}
+			changed = ch
 		}
 		select {
 		case <-ctx.Done():
 			return nil
-		case <-ch:
+		case <-changed:
+			changed = nil
 		}
 	}
 }
@@ -267,7 +272,7 @@ func (l *List) Follow(ctx context.Context, st *clusterstate.Store, zone string) 
 // Refresh compiles zone of st into l once and returns the channel that
 // is closed at the zone's next change. A replica calls it before it
 // serves, so that it is never ready without a compiled list, then hands
-// the list to Follow; the two must not run at once.
+// that channel to Follow; the two must not run at once.
 func (l *List) Refresh(st *clusterstate.Store, zone string) (<-chan struct{}, error) {
 	ch, err := st.Changed(zone)
 	if err != nil {

@@ -142,7 +142,7 @@ func TestFollow(t *testing.T) {
 	var l List
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
-	go func() { done <- l.Follow(ctx, st, Zone) }()
+	go func() { done <- l.Follow(ctx, st, Zone, nil) }()
 	waitGen := func(after uint64, what string) {
 		t.Helper()
 		testkit.WaitFor(t, 5*time.Second, what+": a new list", func() bool { return l.Generation() > after })
@@ -168,7 +168,7 @@ func TestFollow(t *testing.T) {
 	if err := <-done; err != nil {
 		t.Fatal(err)
 	}
-	if err := l.Follow(context.Background(), st, "nope"); err == nil {
+	if err := l.Follow(context.Background(), st, "nope", nil); err == nil {
 		t.Fatal("Follow of an unknown zone returned nil")
 	}
 }
