@@ -46,7 +46,7 @@ func TestDenyListOnL4Ports(t *testing.T) {
 			_, _ = udpBE.WriteTo(buf[:n], a)
 		}
 	}()
-	tcpPort, udpPort := freeL4Port(t, "tcp"), freeL4Port(t, "udp")
+	tcpPort, udpPort := testkit.FreePort(t, "tcp"), testkit.FreePort(t, "udp")
 
 	cert := selfSigned(t, "app.example.com")
 	tc := startCluster(t, 2, nil)
@@ -112,24 +112,4 @@ func TestDenyListOnL4Ports(t *testing.T) {
 	if n, err := ok.Read(buf); err != nil || string(buf[:n]) != "ping" {
 		t.Fatalf("other UDP source read %q, %v", buf[:n], err)
 	}
-}
-
-// freeL4Port returns a port that was free on 127.0.0.1 for network a
-// moment ago.
-func freeL4Port(t *testing.T, network string) int {
-	t.Helper()
-	if network == "udp" {
-		pc, err := net.ListenPacket("udp", "127.0.0.1:0")
-		if err != nil {
-			t.Fatal(err)
-		}
-		defer pc.Close()
-		return pc.LocalAddr().(*net.UDPAddr).Port
-	}
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer ln.Close()
-	return ln.Addr().(*net.TCPAddr).Port
 }

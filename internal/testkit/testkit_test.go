@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"net"
 	"os"
+	"strconv"
 	"strings"
 	"sync/atomic"
 	"testing"
@@ -109,5 +110,30 @@ func TestRequireRootFailsLoudly(t *testing.T) {
 	RequireRoot(ok, "a namespace", "sh")
 	if ok.msg != "" {
 		t.Fatalf("root with sh on PATH failed: %s", ok.msg)
+	}
+}
+
+func TestFreePort(t *testing.T) {
+	for _, network := range []string{"tcp", "udp"} {
+		p := FreePort(t, network)
+		if p <= 0 || p > 65535 {
+			t.Fatalf("%s: port %d", network, p)
+		}
+		addr := net.JoinHostPort("127.0.0.1", strconv.Itoa(p))
+		var err error
+		if network == "udp" {
+			var pc net.PacketConn
+			if pc, err = net.ListenPacket("udp", addr); err == nil {
+				pc.Close()
+			}
+		} else {
+			var ln net.Listener
+			if ln, err = net.Listen("tcp", addr); err == nil {
+				ln.Close()
+			}
+		}
+		if err != nil {
+			t.Errorf("%s port %d not bindable: %v", network, p, err)
+		}
 	}
 }

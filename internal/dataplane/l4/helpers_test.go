@@ -21,19 +21,9 @@ import (
 func freePort(t testing.TB, proto routing.L4Protocol) int {
 	t.Helper()
 	if proto == routing.L4UDP {
-		pc, err := net.ListenPacket("udp", "127.0.0.1:0")
-		if err != nil {
-			t.Fatal(err)
-		}
-		defer pc.Close()
-		return pc.LocalAddr().(*net.UDPAddr).Port
+		return testkit.FreePort(t, "udp")
 	}
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer ln.Close()
-	return ln.Addr().(*net.TCPAddr).Port
+	return testkit.FreePort(t, "tcp")
 }
 
 // tcpServer runs handle for every connection accepted on ln until the test
