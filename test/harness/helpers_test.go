@@ -142,3 +142,22 @@ func TestManifestsLoad(t *testing.T) {
 		t.Errorf("secrets %v", secrets)
 	}
 }
+
+func TestFreeAddrsDistinct(t *testing.T) {
+	addrs, err := FreeAddrs("127.0.0.1", 20)
+	if err != nil {
+		t.Fatal(err)
+	}
+	seen := map[string]bool{}
+	for _, a := range addrs {
+		if seen[a] {
+			t.Fatalf("%s returned twice in %v", a, addrs)
+		}
+		seen[a] = true
+		ln, err := net.Listen("tcp", a)
+		if err != nil {
+			t.Fatalf("%s not free after FreeAddrs: %v", a, err)
+		}
+		ln.Close()
+	}
+}

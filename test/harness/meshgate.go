@@ -81,19 +81,13 @@ func StartCluster(t T, cfg ClusterConfig, readyTimeout time.Duration) (*Cluster,
 	for i := 1; i <= cfg.Replicas; i++ {
 		ip := fmt.Sprintf("127.0.0.%d", 20+i)
 		r := &Replica{Name: fmt.Sprintf("replica-%d", i), IP: ip, cfg: &cfg}
-		for _, a := range []*string{&r.HTTPSAddr, &r.HTTPAddr, &r.MetricsAddr, &r.MeshAddr} {
-			addr, err := FreeAddr(ip)
-			if err != nil {
-				return nil, err
-			}
-			*a = addr
+		addrs, err := FreeAddrs(ip, 5) // https, http, metrics, mesh, pprof
+		if err != nil {
+			return nil, err
 		}
+		r.HTTPSAddr, r.HTTPAddr, r.MetricsAddr, r.MeshAddr = addrs[0], addrs[1], addrs[2], addrs[3]
 		if cfg.Pprof {
-			addr, err := FreeAddr(ip)
-			if err != nil {
-				return nil, err
-			}
-			r.PprofAddr = addr
+			r.PprofAddr = addrs[4]
 		}
 		if cfg.NoMesh {
 			r.MeshAddr = ""

@@ -3,6 +3,7 @@ package harness
 import (
 	"errors"
 	"fmt"
+	"io"
 	"net"
 	"os"
 	"os/exec"
@@ -191,6 +192,39 @@ func FreeAddr(ip string) (string, error) {
 		return "", err
 	}
 	return net.JoinHostPort(ip, strconv.Itoa(p)), nil
+}
+
+// FreeAddrs returns n distinct addresses on ip whose ports were free for
+// both TCP and UDP at the time of the call. Each port is held until all n
+// are found, so the kernel cannot hand the same one out twice (separate
+// FreeAddr calls can: a replica once got the same port for two
+// listeners); the window before the caller's process binds them remains.
+func FreeAddrs(ip string, n int) ([]string, error) {
+	var held []io.Closer
+	defer func() {
+		for _, c := range held {
+			_ = c.Close()
+		}
+	}()
+	out := make([]string, 0, n)
+	for tries := 0; len(out) < n; tries++ {
+		if tries >= 50*n {
+			return nil, fmt.Errorf("free addrs: only %d of %d ports free for both TCP and UDP on %s", len(out), n, ip)
+		}
+		ln, err := net.Listen("tcp", net.JoinHostPort(ip, "0"))
+		if err != nil {
+			return nil, fmt.Errorf("free addrs: %w", err)
+		}
+		port := ln.Addr().(*net.TCPAddr).Port
+		pc, err := net.ListenPacket("udp", net.JoinHostPort(ip, strconv.Itoa(port)))
+		if err != nil {
+			_ = ln.Close()
+			continue
+		}
+		held = append(held, ln, pc)
+		out = append(out, net.JoinHostPort(ip, strconv.Itoa(port)))
+	}
+	return out, nil
 }
 
 // WaitTCP waits until addr accepts TCP connections or timeout passes.
