@@ -6,6 +6,7 @@ import (
 	"net"
 	"net/http"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 )
@@ -20,7 +21,17 @@ func TestBodyReadTimeout(t *testing.T) {
 	})
 	var holder tables
 	holder.Store(table(1, vhost("b.example.com", prefix("/", be("b", addrOf(slowAnswer))))))
-	_, fe := newProxy(t, &holder, Config{BodyReadTimeout: 200 * time.Millisecond})
+	const bodyTimeout = 200 * time.Millisecond
+	h, err := New(Config{BodyReadTimeout: bodyTimeout})
+	if err != nil {
+		t.Fatal(err)
+	}
+	inner, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	ln := &readsListener{Listener: inner, conns: make(chan *readsConn, 8)}
+	fe := serveProxy(t, &holder, h, ln)
 	addr := strings.TrimPrefix(fe.URL, "http://")
 
 	type step struct {
@@ -69,11 +80,20 @@ func TestBodyReadTimeout(t *testing.T) {
 			if resp.StatusCode != tc.wantStatus || !strings.Contains(string(body), tc.wantBody) {
 				t.Fatalf("got %d %q, want %d %q", resp.StatusCode, body, tc.wantStatus, tc.wantBody)
 			}
+			sc := <-ln.conns // the server's side of c
 			if tc.wantStatus != 200 {
 				return
 			}
-			// The keep-alive connection outlives the body timeout.
-			time.Sleep(300 * time.Millisecond)
+			// The keep-alive connection outlives the body timeout: the
+			// server waits for the next request under its idle deadline,
+			// not the body's. Every read of the first request has
+			// returned (its response is here), so the first read that
+			// returns bytes after this point is the one that gets the
+			// second request; its deadline, taken when it was called,
+			// must not be a body deadline (at most bodyTimeout ahead).
+			// Asserting the deadline in force replaces waiting out the
+			// timeout to see that it did not fire.
+			mark := sc.count()
 			if _, err := io.WriteString(c, "GET /again HTTP/1.1\r\nHost: b.example.com\r\n\r\n"); err != nil {
 				t.Fatal(err)
 			}
@@ -85,8 +105,94 @@ func TestBodyReadTimeout(t *testing.T) {
 			if resp.StatusCode != 200 {
 				t.Fatalf("second request: %d", resp.StatusCode)
 			}
+			r, ok := sc.firstDataAfter(mark)
+			if !ok {
+				t.Fatal("no server read returned the second request")
+			}
+			if !r.deadline.IsZero() && r.deadline.Sub(r.called) <= bodyTimeout {
+				t.Fatalf("the server read the next request under a deadline %v ahead (body timeout %v): the body deadline was left on the connection",
+					r.deadline.Sub(r.called), bodyTimeout)
+			}
 		})
 	}
+}
+
+// readsListener hands the test each accepted connection, wrapped so that
+// it records every read with the deadline in force when it was called.
+type readsListener struct {
+	net.Listener
+	conns chan *readsConn
+}
+
+func (l *readsListener) Accept() (net.Conn, error) {
+	c, err := l.Listener.Accept()
+	if err != nil {
+		return nil, err
+	}
+	rc := &readsConn{Conn: c}
+	l.conns <- rc
+	return rc, nil
+}
+
+// readRecord is one Read on a server connection.
+type readRecord struct {
+	called   time.Time // when Read was called
+	deadline time.Time // the read deadline in force then (zero: none)
+	n        int
+}
+
+// readsConn records the reads made on it and the read deadlines set.
+type readsConn struct {
+	net.Conn
+	mu       sync.Mutex
+	deadline time.Time
+	reads    []readRecord
+}
+
+func (c *readsConn) SetReadDeadline(t time.Time) error {
+	c.mu.Lock()
+	c.deadline = t
+	c.mu.Unlock()
+	return c.Conn.SetReadDeadline(t)
+}
+
+func (c *readsConn) SetDeadline(t time.Time) error {
+	c.mu.Lock()
+	c.deadline = t
+	c.mu.Unlock()
+	return c.Conn.SetDeadline(t)
+}
+
+func (c *readsConn) Read(p []byte) (int, error) {
+	c.mu.Lock()
+	r := readRecord{called: time.Now(), deadline: c.deadline}
+	c.mu.Unlock()
+	n, err := c.Conn.Read(p)
+	r.n = n
+	c.mu.Lock()
+	c.reads = append(c.reads, r)
+	c.mu.Unlock()
+	return n, err
+}
+
+// count is the number of reads that have returned.
+func (c *readsConn) count() int {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return len(c.reads)
+}
+
+// firstDataAfter returns the first read after the first i that returned
+// bytes.
+func (c *readsConn) firstDataAfter(i int) (readRecord, bool) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	for _, r := range c.reads[i:] {
+		if r.n > 0 {
+			return r, true
+		}
+	}
+	return readRecord{}, false
 }
 
 func itoa(n int64) string {

@@ -133,12 +133,19 @@ func newProxy(t testing.TB, tb *tables, cfg Config) (*Handler, *frontEnd) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	tb.attach(h)
-	srv, err := http1.NewServer(http1.ServerConfig{Handler: h})
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
 	}
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	return h, serveProxy(t, tb, h, ln)
+}
+
+// serveProxy serves h behind the HTTP/1.1 engine on ln (which a test may
+// wrap to watch the server's side of its connections) until cleanup.
+func serveProxy(t testing.TB, tb *tables, h *Handler, ln net.Listener) *frontEnd {
+	t.Helper()
+	tb.attach(h)
+	srv, err := http1.NewServer(http1.ServerConfig{Handler: h})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -148,7 +155,7 @@ func newProxy(t testing.TB, tb *tables, cfg Config) (*Handler, *frontEnd) {
 		srv.Close()
 		h.CloseIdleConnections()
 	})
-	return h, &frontEnd{URL: "http://" + ln.Addr().String()}
+	return &frontEnd{URL: "http://" + ln.Addr().String()}
 }
 
 // do sends a request with the given Host to the front end and decodes the
