@@ -2,8 +2,6 @@ package main
 
 import (
 	"context"
-	"crypto/tls"
-	"crypto/x509"
 	"errors"
 	"flag"
 	"fmt"
@@ -11,7 +9,6 @@ import (
 	"net"
 	"net/http"
 	"net/url"
-	"os"
 	"time"
 
 	"github.com/coder/websocket"
@@ -36,16 +33,9 @@ func runWSClient(ctx context.Context, args []string, out io.Writer) error {
 	if err != nil {
 		return fmt.Errorf("ws-client: %w", err)
 	}
-	tlsConf := &tls.Config{ServerName: u.Hostname()}
-	if *caFile != "" {
-		pem, err := os.ReadFile(*caFile)
-		if err != nil {
-			return fmt.Errorf("ws-client: %w", err)
-		}
-		tlsConf.RootCAs = x509.NewCertPool()
-		if !tlsConf.RootCAs.AppendCertsFromPEM(pem) {
-			return fmt.Errorf("ws-client: no certificates in %s", *caFile)
-		}
+	tlsConf, err := clientTLS("ws-client", u.Hostname(), *caFile)
+	if err != nil {
+		return err
 	}
 	dialer := &net.Dialer{Timeout: *timeout}
 	tr := &http.Transport{

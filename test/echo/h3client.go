@@ -3,13 +3,11 @@ package main
 import (
 	"context"
 	"crypto/tls"
-	"crypto/x509"
 	"errors"
 	"flag"
 	"fmt"
 	"io"
 	"net/http"
-	"os"
 	"strings"
 	"time"
 
@@ -39,17 +37,11 @@ func runH3Client(ctx context.Context, args []string, out io.Writer) error {
 	if err != nil {
 		return fmt.Errorf("h3-client: %w", err)
 	}
-	tlsConf := &tls.Config{ServerName: req0.URL.Hostname(), ClientSessionCache: tls.NewLRUClientSessionCache(4)}
-	if *caFile != "" {
-		pem, err := os.ReadFile(*caFile)
-		if err != nil {
-			return fmt.Errorf("h3-client: %w", err)
-		}
-		tlsConf.RootCAs = x509.NewCertPool()
-		if !tlsConf.RootCAs.AppendCertsFromPEM(pem) {
-			return fmt.Errorf("h3-client: no certificates in %s", *caFile)
-		}
+	tlsConf, err := clientTLS("h3-client", req0.URL.Hostname(), *caFile)
+	if err != nil {
+		return err
 	}
+	tlsConf.ClientSessionCache = tls.NewLRUClientSessionCache(4)
 	addrs := []string{req0.URL.Host}
 	if *connect != "" {
 		addrs = strings.Split(*connect, ",")

@@ -7,6 +7,7 @@ import (
 	"path/filepath"
 	"strconv"
 	"sync"
+	"testing"
 	"time"
 )
 
@@ -125,6 +126,22 @@ type Env struct {
 	Nginx    []*Nginx
 	NginxLB  *HAProxy // in front of Nginx
 	Manifest string   // manifest dir
+}
+
+// NewEnv is SetupEnv for one test: the binaries (BuildBins) and everything
+// else under t.TempDir(), t failed on any error.
+func NewEnv(t testing.TB, opts EnvOptions) *Env {
+	t.Helper()
+	dir := t.TempDir()
+	bins, err := BuildBins(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	e, err := SetupEnv(t, dir, bins, opts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return e
 }
 
 // SetupEnv starts everything opts asks for under dir; t's cleanups stop it.

@@ -131,7 +131,17 @@ func (c *Client) Reconnect(ctx context.Context, addr string, n, maxErrors int) S
 		return s
 	}
 	start := time.Now()
-	for i := 0; i < n && ctx.Err() == nil && s.Errors <= maxErrors; i++ {
+	s = c.reconnects(ctx, addr, func(i int, _ time.Time) bool { return i < n }, maxErrors)
+	s.Elapsed = time.Since(start)
+	return s
+}
+
+// reconnects connects to addr while more(connections made, now) holds,
+// counting connections and resumptions, and stops after maxErrors
+// failures or when ctx ends. Elapsed is left zero.
+func (c *Client) reconnects(ctx context.Context, addr string, more func(int, time.Time) bool, maxErrors int) Stats {
+	var s Stats
+	for i := 0; more(i, time.Now()) && ctx.Err() == nil && s.Errors <= maxErrors; i++ {
 		resumed, err := c.Do(ctx, addr)
 		if err != nil {
 			s.Errors++
@@ -145,7 +155,6 @@ func (c *Client) Reconnect(ctx context.Context, addr string, n, maxErrors int) S
 			s.Resumed++
 		}
 	}
-	s.Elapsed = time.Since(start)
 	return s
 }
 
@@ -203,22 +212,7 @@ func load(ctx context.Context, base *tls.Config, addr string, workers int, prime
 	start := time.Now()
 	for _, c := range clients {
 		wg.Go(func() {
-			var s Stats
-			for i := 0; more(i, time.Now()) && ctx.Err() == nil && s.Errors <= maxErrors; i++ {
-				resumed, err := c.Do(ctx, addr)
-				if err != nil {
-					s.Errors++
-					if s.FirstErr == nil {
-						s.FirstErr = err
-					}
-					continue
-				}
-				s.Conns++
-				if resumed {
-					s.Resumed++
-				}
-			}
-			s.Elapsed = 0 // the total's Elapsed is the wall time of all workers
+			s := c.reconnects(ctx, addr, more, maxErrors) // Elapsed zero: the total's is the wall time of all workers
 			mu.Lock()
 			total.Add(s)
 			mu.Unlock()

@@ -408,55 +408,42 @@ func capture(method, scheme, hostname, path, location string) (*capturedRequest,
 	return cr, &capturedResponse{StatusCode: resp.StatusCode, Proto: resp.Proto, Headers: resp.Header, TLSHostname: tlsHostname}, nil
 }
 
-// The suite's assertions (state.Scenario.Assert*).
+// The suite's assertions (state.Scenario.Assert*), one per step of the
+// feature files, each with the suite's own message.
 
 func (s *scenario) statusCodeMustBe(code int) {
 	s.t.Helper()
-	if s.resp.StatusCode != code {
-		s.t.Fatalf("expected status code %d but %d was returned", code, s.resp.StatusCode)
-	}
+	mustBe(s.t, "the status code", s.resp.StatusCode, code)
 }
 
 func (s *scenario) servedByService(service string) {
 	s.t.Helper()
-	if s.req.Service != service {
-		s.t.Fatalf("expected the request to be served by %v but it was served by %v", service, s.req.Service)
-	}
+	mustBe(s.t, "the serving service", s.req.Service, service)
 }
 
 func (s *scenario) requestHostMustBe(host string) {
 	s.t.Helper()
-	if s.req.Host != host {
-		s.t.Fatalf("expected the request host to be %v but was %v", host, s.req.Host)
-	}
+	mustBe(s.t, "the request host", s.req.Host, host)
 }
 
 func (s *scenario) secureConnectionMustVerify(host string) {
 	s.t.Helper()
-	if s.resp.TLSHostname != host {
-		s.t.Fatalf("expected the response TLS hostname to be %v but was %v", host, s.resp.TLSHostname)
-	}
+	mustBe(s.t, "the response TLS hostname", s.resp.TLSHostname, host)
 }
 
 func (s *scenario) responseProtoMustBe(proto string) {
 	s.t.Helper()
-	if s.resp.Proto != proto {
-		s.t.Fatalf("expected the response protocol to be %v but it was %v", proto, s.resp.Proto)
-	}
+	mustBe(s.t, "the response protocol", s.resp.Proto, proto)
 }
 
 func (s *scenario) requestProtoMustBe(proto string) {
 	s.t.Helper()
-	if s.req.Proto != proto {
-		s.t.Fatalf("expected the request protocol to be %v but it was %v", proto, s.req.Proto)
-	}
+	mustBe(s.t, "the request protocol", s.req.Proto, proto)
 }
 
 func (s *scenario) requestMethodMustBe(method string) {
 	s.t.Helper()
-	if s.req.Method != method {
-		s.t.Fatalf("expected the request method to be %v but it was %v", method, s.req.Method)
-	}
+	mustBe(s.t, "the request method", s.req.Method, method)
 }
 
 func (s *scenario) requestPathMustBe(path string) {
@@ -464,8 +451,14 @@ func (s *scenario) requestPathMustBe(path string) {
 	if !strings.HasPrefix(path, "/") {
 		path = "/" + path
 	}
-	if s.req.Path != path {
-		s.t.Fatalf("expected the request path to be %v but it was %v", path, s.req.Path)
+	mustBe(s.t, "the request path", s.req.Path, path)
+}
+
+// mustBe fails the scenario when got is not want.
+func mustBe[T comparable](t *testing.T, what string, got, want T) {
+	t.Helper()
+	if got != want {
+		t.Fatalf("expected %s to be %v but it was %v", what, want, got)
 	}
 }
 

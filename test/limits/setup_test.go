@@ -40,15 +40,7 @@ func raiseNoFile(t *testing.T) uint64 {
 func setup(t *testing.T) *env {
 	t.Helper()
 	raiseNoFile(t)
-	dir := t.TempDir()
-	bins, err := harness.BuildBins(dir)
-	if err != nil {
-		t.Fatal(err)
-	}
-	he, err := harness.SetupEnv(t, dir, bins, harness.EnvOptions{Replicas: 1, Direct: true, NoMesh: true})
-	if err != nil {
-		t.Fatal(err)
-	}
+	he := harness.NewEnv(t, harness.EnvOptions{Replicas: 1, Direct: true, NoMesh: true})
 	return &env{pki: he.PKI, r: he.Cluster.Replicas[0]}
 }
 

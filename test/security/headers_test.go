@@ -26,6 +26,19 @@ type edge struct {
 	man     string // the manifest directory (standalone mode reloads it on change)
 }
 
+// dial opens a TCP connection to the replica's HTTPS port, with a 5 s
+// deadline; the caller closes it.
+func (e *edge) dial(ctx context.Context, t *testing.T) net.Conn {
+	t.Helper()
+	var d net.Dialer
+	raw, err := d.DialContext(ctx, "tcp", e.replica.HTTPSAddr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	_ = raw.SetDeadline(time.Now().Add(5 * time.Second))
+	return raw
+}
+
 func setupEdge(t *testing.T, extra ...string) *edge {
 	t.Helper()
 	return setupEdgeManifests(t, "", extra...)
@@ -35,16 +48,8 @@ func setupEdge(t *testing.T, extra ...string) *edge {
 // documents, TLSPolicies for instance) served next to the Ingress.
 func setupEdgeManifests(t *testing.T, extraYAML string, extra ...string) *edge {
 	t.Helper()
-	dir := t.TempDir()
-	bins, err := harness.BuildBins(dir)
-	if err != nil {
-		t.Fatal(err)
-	}
-	env, err := harness.SetupEnv(t, dir, bins, harness.EnvOptions{Replicas: 1, Direct: true, NoMesh: true,
+	env := harness.NewEnv(t, harness.EnvOptions{Replicas: 1, Direct: true, NoMesh: true,
 		ExtraArgs: extra, ExtraYAML: extraYAML})
-	if err != nil {
-		t.Fatal(err)
-	}
 	return &edge{pki: env.PKI, replica: env.Cluster.Replicas[0], man: env.Manifest}
 }
 
@@ -65,13 +70,8 @@ func (e *edge) get(t *testing.T, prefix string, header ...string) (echoReply, er
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()
-	var d net.Dialer
-	raw, err := d.DialContext(ctx, "tcp", e.replica.HTTPSAddr)
-	if err != nil {
-		t.Fatal(err)
-	}
+	raw := e.dial(ctx, t)
 	defer raw.Close()
-	_ = raw.SetDeadline(time.Now().Add(5 * time.Second))
 	if _, err := io.WriteString(raw, prefix); err != nil {
 		return echoReply{}, fmt.Errorf("write prefix: %w", err)
 	}

@@ -115,80 +115,85 @@ type meshAttack struct {
 
 var meshAttacks = []meshAttack{
 	{"no client certificate", mesh.RejectNoClientCert, func(a *attacker) error {
-		tc, err := a.dialTLS(nil)
-		if err != nil {
-			return nil // refused during the handshake
-		}
-		defer tc.Close()
-		return expectClosed(tc)
+		return a.refused(nil, nil)
 	}},
 	{"certificate from another CA", mesh.RejectBadCert, func(a *attacker) error {
-		c, err := cert(a.foreignCA, "foreigner")
-		if err != nil {
-			return err
-		}
-		tc, err := a.dialTLS(c)
-		if err != nil {
-			return nil
-		}
-		defer tc.Close()
-		return expectClosed(tc)
+		return a.refused(a.foreignCA, nil)
 	}},
 	{"valid certificate, wrong cluster id", mesh.RejectCluster, func(a *attacker) error {
-		tc, err := a.member("not-this-cluster")
-		if err != nil {
-			return err
-		}
-		defer tc.Close()
-		return expectClosed(tc)
+		return a.afterHello("not-this-cluster", nil)
 	}},
 	{"garbage instead of TLS", mesh.RejectHandshake, func(a *attacker) error {
 		raw, err := net.DialTimeout("tcp", a.target, 2*time.Second)
 		if err != nil {
 			return err
 		}
-		defer raw.Close()
-		raw.SetDeadline(time.Now().Add(5 * time.Second))
-		raw.Write(randBytes(512))
-		return expectClosed(raw)
+		return writeThenClosed(raw, randBytes(512))
 	}},
 	{"garbage instead of Hello", mesh.RejectHello, func(a *attacker) error {
-		c, err := cert(a.ca, "garbler")
-		if err != nil {
-			return err
-		}
-		tc, err := a.dialTLS(c)
-		if err != nil {
-			return err
-		}
-		defer tc.Close()
 		g := randBytes(512)
 		g[0] = 0xEE // never a valid type
-		tc.Write(g)
-		return expectClosed(tc)
+		return a.certified(a.ca, g)
 	}},
 	{"0xFFFFFFFF length before Hello", mesh.RejectHello, func(a *attacker) error {
-		c, err := cert(a.ca, "bigfirst")
-		if err != nil {
-			return err
-		}
-		tc, err := a.dialTLS(c)
-		if err != nil {
-			return err
-		}
-		defer tc.Close()
-		tc.Write([]byte{byte(wire.TypeHello), 0xFF, 0xFF, 0xFF, 0xFF})
-		return expectClosed(tc)
+		return a.certified(a.ca, []byte{byte(wire.TypeHello), 0xFF, 0xFF, 0xFF, 0xFF})
 	}},
 	{"0xFFFFFFFF length after Hello", mesh.RejectTooLarge, func(a *attacker) error {
-		tc, err := a.member(a.clusterID)
-		if err != nil {
+		return a.afterHello(a.clusterID, []byte{byte(wire.TypeInsert), 0xFF, 0xFF, 0xFF, 0xFF})
+	}},
+}
+
+// refused dials with a certificate from ca (nil: none) that the node must
+// refuse, during the TLS handshake or by closing right after it; payload
+// (if any) is written first.
+func (a *attacker) refused(ca *pki.CA, payload []byte) error {
+	var c *tls.Certificate
+	if ca != nil {
+		var err error
+		if c, err = cert(ca, fmt.Sprintf("stranger-%d", a.seq.Add(1))); err != nil {
 			return err
 		}
-		defer tc.Close()
-		tc.Write([]byte{byte(wire.TypeInsert), 0xFF, 0xFF, 0xFF, 0xFF})
-		return expectClosed(tc)
-	}},
+	}
+	tc, err := a.dialTLS(c)
+	if err != nil {
+		return nil // refused during the handshake
+	}
+	return writeThenClosed(tc, payload)
+}
+
+// certified completes a TLS handshake with a certificate from ca, which
+// must succeed, writes payload and expects the node to close.
+func (a *attacker) certified(ca *pki.CA, payload []byte) error {
+	c, err := cert(ca, fmt.Sprintf("garbler-%d", a.seq.Add(1)))
+	if err != nil {
+		return err
+	}
+	tc, err := a.dialTLS(c)
+	if err != nil {
+		return err
+	}
+	return writeThenClosed(tc, payload)
+}
+
+// afterHello is a member's connection (Hello for clusterID sent) that
+// writes payload and expects the node to close.
+func (a *attacker) afterHello(clusterID string, payload []byte) error {
+	tc, err := a.member(clusterID)
+	if err != nil {
+		return err
+	}
+	return writeThenClosed(tc, payload)
+}
+
+// writeThenClosed writes payload (if any) on c, expects the node to close
+// it, and closes our side.
+func writeThenClosed(c net.Conn, payload []byte) error {
+	defer c.Close()
+	c.SetDeadline(time.Now().Add(5 * time.Second))
+	if len(payload) > 0 {
+		c.Write(payload) // the node may already have closed: expectClosed decides
+	}
+	return expectClosed(c)
 }
 
 // TestMeshRejectsHostilePeers runs 1000+ hostile connections against one

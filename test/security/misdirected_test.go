@@ -6,7 +6,6 @@ import (
 	"crypto/tls"
 	"fmt"
 	"io"
-	"net"
 	"net/http"
 	"strconv"
 	"strings"
@@ -43,13 +42,8 @@ func (e *edge) request(t *testing.T, sni, host string, version uint16, h2 bool) 
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()
-	var d net.Dialer
-	raw, err := d.DialContext(ctx, "tcp", e.replica.HTTPSAddr)
-	if err != nil {
-		t.Fatal(err)
-	}
+	raw := e.dial(ctx, t)
 	defer raw.Close()
-	_ = raw.SetDeadline(time.Now().Add(5 * time.Second))
 	tc := tls.Client(raw, cfg)
 	if err := tc.HandshakeContext(ctx); err != nil {
 		t.Fatalf("handshake SNI %s TLS %x: %v", sni, version, err)

@@ -23,15 +23,7 @@ type env struct {
 
 func setup(t *testing.T) *env {
 	t.Helper()
-	dir := t.TempDir()
-	bins, err := harness.BuildBins(dir)
-	if err != nil {
-		t.Fatal(err)
-	}
-	he, err := harness.SetupEnv(t, dir, bins, harness.EnvOptions{Replicas: 3, Direct: true})
-	if err != nil {
-		t.Fatal(err)
-	}
+	he := harness.NewEnv(t, harness.EnvOptions{Replicas: 3, Direct: true})
 	pki, c := he.PKI, he.Cluster
 	// Wait until the mesh is fully connected so later counters are stable.
 	for _, r := range c.Replicas {

@@ -90,15 +90,7 @@ func TestSyscallsPerConnection(t *testing.T) {
 	if err := harness.RequireTools("strace"); err != nil {
 		t.Fatal(err)
 	}
-	dir := t.TempDir()
-	bins, err := harness.BuildBins(dir)
-	if err != nil {
-		t.Fatal(err)
-	}
-	env, err := harness.SetupEnv(t, dir, bins, harness.EnvOptions{Replicas: 3})
-	if err != nil {
-		t.Fatal(err)
-	}
+	env := harness.NewEnv(t, harness.EnvOptions{Replicas: 3})
 	for _, v := range []uint16{tls.VersionTLS13, tls.VersionTLS12} {
 		name := tls.VersionName(v)
 		t.Run(strings.ReplaceAll(name, " ", ""), func(t *testing.T) {
