@@ -89,7 +89,7 @@ func TestReplicaFollowsTables(t *testing.T) {
 	if got := body(t, c); got != "two" {
 		t.Fatalf("generation 2 answered %q", got)
 	}
-	if g := gauge(t, r, "meshgate_dataplane_table_generation"); g != 2 {
+	if g := testkit.MetricValue(t, r.Registry(), "meshgate_dataplane_table_generation", nil); g != 2 {
 		t.Errorf("generation gauge %v, want 2", g)
 	}
 	cancel()
@@ -117,21 +117,6 @@ func body(t *testing.T, c *http.Client) string {
 	defer resp.Body.Close()
 	b, _ := io.ReadAll(resp.Body)
 	return string(b)
-}
-
-func gauge(t *testing.T, r *Replica, name string) float64 {
-	t.Helper()
-	mfs, err := r.Registry().Gather()
-	if err != nil {
-		t.Fatal(err)
-	}
-	for _, mf := range mfs {
-		if mf.GetName() == name {
-			return mf.GetMetric()[0].GetGauge().GetValue()
-		}
-	}
-	t.Fatalf("metric %s missing", name)
-	return 0
 }
 
 func TestAddrHelpers(t *testing.T) {

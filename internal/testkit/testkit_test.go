@@ -13,6 +13,8 @@ import (
 	"sync/atomic"
 	"testing"
 	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
 )
 
 func TestSelfSignedServes(t *testing.T) {
@@ -135,5 +137,37 @@ func TestFreePort(t *testing.T) {
 		if err != nil {
 			t.Errorf("%s port %d not bindable: %v", network, p, err)
 		}
+	}
+}
+
+func TestMetricSum(t *testing.T) {
+	reg := prometheus.NewPedanticRegistry()
+	c := prometheus.NewCounterVec(prometheus.CounterOpts{Name: "t_total", Help: "t"}, []string{"a", "b"})
+	h := prometheus.NewHistogram(prometheus.HistogramOpts{Name: "t_seconds", Help: "t"})
+	reg.MustRegister(c, h)
+	c.WithLabelValues("x", "1").Add(2)
+	c.WithLabelValues("x", "2").Add(3)
+	c.WithLabelValues("y", "1").Add(5)
+	h.Observe(1)
+	h.Observe(2)
+	for _, tc := range []struct {
+		name  string
+		want  map[string]string
+		sum   float64
+		count int
+	}{
+		{"t_total", nil, 10, 3},
+		{"t_total", map[string]string{"a": "x"}, 5, 2},
+		{"t_total", map[string]string{"a": "x", "b": "1"}, 2, 1},
+		{"t_total", map[string]string{"a": "z"}, 0, 0},
+		{"t_seconds", nil, 2, 1},
+		{"absent", nil, 0, 0},
+	} {
+		if sum, n := MetricSum(t, reg, tc.name, tc.want); sum != tc.sum || n != tc.count {
+			t.Errorf("MetricSum(%s, %v) = %v, %d; want %v, %d", tc.name, tc.want, sum, n, tc.sum, tc.count)
+		}
+	}
+	if v := MetricValue(t, reg, "t_total", map[string]string{"a": "y"}); v != 5 {
+		t.Errorf("MetricValue = %v", v)
 	}
 }

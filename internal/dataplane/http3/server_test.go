@@ -300,25 +300,11 @@ func Test0RTTPolicy(t *testing.T) {
 			if used := conn.ConnectionState().Used0RTT; used != tc.want0RTT {
 				t.Fatalf("Used0RTT = %v, want %v", used, tc.want0RTT)
 			}
-			if got := counter(t, ts.reg, "meshgate_http3_0rtt_refused_total"); got != tc.wantRefus {
+			if got, _ := testkit.MetricSum(t, ts.reg, "meshgate_http3_0rtt_refused_total", nil); got != tc.wantRefus {
 				t.Fatalf("0rtt_refused = %v, want %v", got, tc.wantRefus)
 			}
 		})
 	}
-}
-
-func counter(t testing.TB, reg *prometheus.Registry, name string) float64 {
-	t.Helper()
-	mfs, err := reg.Gather()
-	if err != nil {
-		t.Fatal(err)
-	}
-	for _, mf := range mfs {
-		if mf.GetName() == name {
-			return mf.GetMetric()[0].GetCounter().GetValue()
-		}
-	}
-	return 0
 }
 
 type fakeConn struct{ done chan struct{} }

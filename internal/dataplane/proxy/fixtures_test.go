@@ -9,8 +9,6 @@ import (
 	"sync"
 	"testing"
 
-	"github.com/prometheus/client_golang/prometheus"
-
 	"github.com/meshgate/meshgate/internal/dataplane/http1"
 	"github.com/meshgate/meshgate/internal/routing"
 )
@@ -186,44 +184,4 @@ func do(t testing.TB, c *http.Client, method, url, host string, body io.Reader) 
 // noRedirect is a client that returns redirects instead of following them.
 func noRedirect() *http.Client {
 	return &http.Client{CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }}
-}
-
-// metricSum gathers g and sums the counter, gauge or histogram-count values
-// of the series of family name whose labels include want. It also returns
-// the number of matching series.
-func metricSum(t testing.TB, g prometheus.Gatherer, name string, want map[string]string) (float64, int) {
-	t.Helper()
-	mfs, err := g.Gather()
-	if err != nil {
-		t.Fatal(err)
-	}
-	var sum float64
-	var n int
-	for _, mf := range mfs {
-		if mf.GetName() != name {
-			continue
-		}
-	series:
-		for _, m := range mf.GetMetric() {
-			have := map[string]string{}
-			for _, lp := range m.GetLabel() {
-				have[lp.GetName()] = lp.GetValue()
-			}
-			for k, v := range want {
-				if have[k] != v {
-					continue series
-				}
-			}
-			n++
-			switch {
-			case m.Counter != nil:
-				sum += m.Counter.GetValue()
-			case m.Gauge != nil:
-				sum += m.Gauge.GetValue()
-			case m.Histogram != nil:
-				sum += float64(m.Histogram.GetSampleCount())
-			}
-		}
-	}
-	return sum, n
 }

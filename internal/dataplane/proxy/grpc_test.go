@@ -16,6 +16,7 @@ import (
 
 	"github.com/meshgate/meshgate/internal/dataplane/exchange"
 	"github.com/meshgate/meshgate/internal/dataplane/h2"
+	"github.com/meshgate/meshgate/internal/testkit"
 )
 
 // newH2CProxy serves h behind meshgate's HTTP/2 engine with prior
@@ -90,7 +91,7 @@ func TestGRPCLocalReplies(t *testing.T) {
 			t.Errorf("%s: got %v, want code %v", tc.method, err, tc.want)
 		}
 	}
-	if n, _ := metricSum(t, reg, "meshgate_http_requests_total", map[string]string{"backend": "none", "code": "4xx"}); n != 1 {
+	if n, _ := testkit.MetricSum(t, reg, "meshgate_http_requests_total", map[string]string{"backend": "none", "code": "4xx"}); n != 1 {
 		t.Errorf("no-route gRPC calls counted as 4xx: %v, want 1", n)
 	}
 

@@ -136,7 +136,7 @@ func TestStalePooledConnection(t *testing.T) {
 		backend.CloseClientConnections()
 		<-closed
 	}
-	if n, _ := metricSum(t, reg, "meshgate_http_upstream_errors_total", nil); n != 0 {
+	if n, _ := testkit.MetricSum(t, reg, "meshgate_http_upstream_errors_total", nil); n != 0 {
 		t.Fatalf("%v upstream errors, want 0", n)
 	}
 }
@@ -198,7 +198,7 @@ func TestClientGoneMidBody(t *testing.T) {
 	c.Close()
 	<-got
 	waitMetric(t, reg, "meshgate_http_requests_total", map[string]string{"code": "4xx"}, 1)
-	if n, _ := metricSum(t, reg, "meshgate_http_upstream_errors_total", map[string]string{"reason": "canceled"}); n != 1 {
+	if n, _ := testkit.MetricSum(t, reg, "meshgate_http_upstream_errors_total", map[string]string{"reason": "canceled"}); n != 1 {
 		t.Fatalf("canceled upstream errors %v, want 1", n)
 	}
 }
@@ -208,7 +208,7 @@ func TestClientGoneMidBody(t *testing.T) {
 func waitMetric(t *testing.T, g prometheus.Gatherer, name string, labels map[string]string, want float64) {
 	t.Helper()
 	var n float64
-	if err := testkit.Until(5*time.Second, func() bool { n, _ = metricSum(t, g, name, labels); return n == want }); err != nil {
+	if err := testkit.Until(5*time.Second, func() bool { n, _ = testkit.MetricSum(t, g, name, labels); return n == want }); err != nil {
 		t.Fatalf("%s%v = %v, want %v", name, labels, n, want)
 	}
 }

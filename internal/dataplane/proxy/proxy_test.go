@@ -16,6 +16,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/meshgate/meshgate/internal/routing"
+	"github.com/meshgate/meshgate/internal/testkit"
 )
 
 func TestRouting(t *testing.T) {
@@ -259,7 +260,7 @@ func TestRoundRobinAndFailover(t *testing.T) {
 		}
 		// The dead endpoint failed once, was ejected, and not tried again
 		// within the ejection period.
-		if got, _ := metricSum(t, reg, "meshgate_http_upstream_errors_total", nil); got != 0 {
+		if got, _ := testkit.MetricSum(t, reg, "meshgate_http_upstream_errors_total", nil); got != 0 {
 			t.Fatalf("client-visible upstream errors %v, want 0", got)
 		}
 		var health *endpointHealth
@@ -419,13 +420,13 @@ func TestMetrics(t *testing.T) {
 		{[]string{"default/a:80", "OTHER", "2xx"}, 1},
 		{[]string{"none", "GET", "4xx"}, 1},
 	} {
-		got, _ := metricSum(t, reg, "meshgate_http_requests_total",
+		got, _ := testkit.MetricSum(t, reg, "meshgate_http_requests_total",
 			map[string]string{"backend": tc.labels[0], "method": tc.labels[1], "code": tc.labels[2]})
 		if got != tc.want {
 			t.Errorf("requests%v = %v, want %v", tc.labels, got, tc.want)
 		}
 	}
-	if _, n := metricSum(t, reg, "meshgate_http_request_duration_seconds", nil); n != 2 {
+	if _, n := testkit.MetricSum(t, reg, "meshgate_http_request_duration_seconds", nil); n != 2 {
 		t.Errorf("duration series = %d, want 2", n)
 	}
 }

@@ -267,45 +267,6 @@ func get(t testing.TB, c *http.Client, url string) (int, *echo, string) {
 	return resp.StatusCode, e, resp.Proto
 }
 
-// metricSum sums the values of the series of family name whose labels
-// include want, and counts them.
-func metricSum(t testing.TB, g prometheus.Gatherer, name string, want map[string]string) (float64, int) {
-	t.Helper()
-	mfs, err := g.Gather()
-	if err != nil {
-		t.Fatal(err)
-	}
-	var sum float64
-	var n int
-	for _, mf := range mfs {
-		if mf.GetName() != name {
-			continue
-		}
-	series:
-		for _, m := range mf.GetMetric() {
-			for k, v := range want {
-				found := false
-				for _, lp := range m.GetLabel() {
-					if lp.GetName() == k && lp.GetValue() == v {
-						found = true
-					}
-				}
-				if !found {
-					continue series
-				}
-			}
-			n++
-			switch {
-			case m.Counter != nil:
-				sum += m.Counter.GetValue()
-			case m.Gauge != nil:
-				sum += m.Gauge.GetValue()
-			}
-		}
-	}
-	return sum, n
-}
-
 // waitFor polls cond for up to 5 s.
 func waitFor(t testing.TB, what string, cond func() bool) {
 	t.Helper()

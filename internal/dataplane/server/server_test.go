@@ -24,6 +24,7 @@ import (
 	"github.com/meshgate/meshgate/internal/dataplane/proxy"
 	"github.com/meshgate/meshgate/internal/dataplane/tlsconfig"
 	"github.com/meshgate/meshgate/internal/routing"
+	"github.com/meshgate/meshgate/internal/testkit"
 )
 
 // proxyHeader returns a PROXY header of version v carrying src.
@@ -143,7 +144,7 @@ func TestProxyProtocol(t *testing.T) {
 			if tc.want == refused {
 				wantRejected = 2
 			}
-			if n, _ := metricSum(t, f.reg, "meshgate_listener_connections_rejected_total",
+			if n, _ := testkit.MetricSum(t, f.reg, "meshgate_listener_connections_rejected_total",
 				map[string]string{"reason": "proxy_protocol"}); n != wantRejected {
 				t.Fatalf("rejected metric %v, want %v", n, wantRejected)
 			}
@@ -196,7 +197,7 @@ func TestMaxConns(t *testing.T) {
 		held = append(held, c)
 	}
 	waitFor(t, "2 open connections", func() bool {
-		n, _ := metricSum(t, f.reg, "meshgate_listener_connections_open", nil)
+		n, _ := testkit.MetricSum(t, f.reg, "meshgate_listener_connections_open", nil)
 		return n == 2
 	})
 	if _, err := rawGET(t, f.httpAddr(), nil, nil, "x"); err == nil {
@@ -206,7 +207,7 @@ func TestMaxConns(t *testing.T) {
 		c.Close()
 	}
 	waitFor(t, "slots released", func() bool {
-		n, _ := metricSum(t, f.reg, "meshgate_listener_connections_open", nil)
+		n, _ := testkit.MetricSum(t, f.reg, "meshgate_listener_connections_open", nil)
 		return n == 0
 	})
 	if resp, err := rawGET(t, f.httpAddr(), nil, nil, "x"); err != nil || resp.StatusCode != 200 {
@@ -349,7 +350,7 @@ func TestShutdownDeadline(t *testing.T) {
 	if err := <-errc; err == nil {
 		t.Fatal("hanging request succeeded after forced close")
 	}
-	if n, _ := metricSum(t, f.reg, "meshgate_listener_connections_open", nil); n != 0 {
+	if n, _ := testkit.MetricSum(t, f.reg, "meshgate_listener_connections_open", nil); n != 0 {
 		t.Fatalf("%v connections open after forced close", n)
 	}
 }

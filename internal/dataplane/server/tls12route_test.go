@@ -10,6 +10,8 @@ import (
 	"time"
 
 	"net/http"
+
+	"github.com/meshgate/meshgate/internal/testkit"
 )
 
 // sessionIDFixture serves the session-ID path from the fixture's session
@@ -19,7 +21,7 @@ func sessionIDFixture(t *testing.T) *fixture {
 }
 
 func (f *fixture) kindCount(t *testing.T, kind, resumed string) float64 {
-	v, _ := metricSum(t, f.reg, "meshgate_tls_handshakes_by_kind_total", map[string]string{"kind": kind, "resumed": resumed})
+	v, _ := testkit.MetricSum(t, f.reg, "meshgate_tls_handshakes_by_kind_total", map[string]string{"kind": kind, "resumed": resumed})
 	return v
 }
 
@@ -62,7 +64,7 @@ func TestSessionIDPathRouting(t *testing.T) {
 		return f.kindCount(t, "tls12_ticket", "false") == 1 && f.kindCount(t, "tls13_psk", "false") == 1
 	})
 	for kind, want := range map[string]float64{"tls12_ticketless": 2, "tls12_ticket": 1, "tls13": 1} {
-		if v, _ := metricSum(t, f.reg, "meshgate_tls_client_hellos_total", map[string]string{"kind": kind}); v != want {
+		if v, _ := testkit.MetricSum(t, f.reg, "meshgate_tls_client_hellos_total", map[string]string{"kind": kind}); v != want {
 			t.Errorf("client_hellos_total{kind=%s} = %v, want %v", kind, v, want)
 		}
 	}

@@ -12,6 +12,7 @@ import (
 
 	"github.com/meshgate/meshgate/internal/routing"
 	"github.com/meshgate/meshgate/internal/sessionmesh"
+	"github.com/meshgate/meshgate/internal/testkit"
 )
 
 // handshake dials the HTTPS listener with the given SNI and ALPN offer.
@@ -160,8 +161,8 @@ func TestPolicyAndResumption(t *testing.T) {
 			}
 		})
 	}
-	resumed, _ := metricSum(t, f.reg, "meshgate_tls_handshakes_total", map[string]string{"resumed": "true"})
-	v12, _ := metricSum(t, f.reg, "meshgate_tls_handshakes_total", map[string]string{"version": "1.2", "resumed": "true"})
+	resumed, _ := testkit.MetricSum(t, f.reg, "meshgate_tls_handshakes_total", map[string]string{"resumed": "true"})
+	v12, _ := testkit.MetricSum(t, f.reg, "meshgate_tls_handshakes_total", map[string]string{"version": "1.2", "resumed": "true"})
 	if resumed < 2 || v12 != 1 {
 		t.Fatalf("resumed handshakes metric %v (TLS 1.2: %v), want ≥2 and 1", resumed, v12)
 	}

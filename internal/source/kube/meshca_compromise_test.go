@@ -228,7 +228,8 @@ func TestMeshCACompromiseRecoverable(t *testing.T) {
 				t.Errorf("after the rotation %s accepted %q minted with the stolen CA", r.name, name)
 			}
 		}
-		closed += counterValue(t, r, "meshgate_sessionmesh_rejected_connections_total", mesh.RejectUntrusted)
+		v, _ := testkit.MetricSum(t, r.rep.Registry(), "meshgate_sessionmesh_rejected_connections_total", map[string]string{"reason": mesh.RejectUntrusted})
+		closed += v
 	}
 	if closed < float64(len(held)) {
 		t.Errorf("%v connections closed as untrusted after the rotation, want at least the intruder's %d", closed, len(held))
@@ -316,26 +317,4 @@ func startTraffic(addrs []string, base *tls.Config) *traffic {
 func (tr *traffic) stop() trafficStats {
 	close(tr.stopc)
 	return <-tr.done
-}
-
-// counterValue reads one labelled counter from a replica's registry.
-func counterValue(t *testing.T, r *meshReplica, name, label string) float64 {
-	t.Helper()
-	mfs, err := r.rep.Registry().Gather()
-	if err != nil {
-		t.Fatal(err)
-	}
-	for _, mf := range mfs {
-		if mf.GetName() != name {
-			continue
-		}
-		for _, m := range mf.GetMetric() {
-			for _, lp := range m.GetLabel() {
-				if lp.GetValue() == label {
-					return m.GetCounter().GetValue()
-				}
-			}
-		}
-	}
-	return 0
 }

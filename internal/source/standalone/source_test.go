@@ -191,7 +191,7 @@ func TestGoodBadGood(t *testing.T) {
 	if n := h.holder.Sequence(); n != 1 {
 		t.Errorf("holder sequence %d after a failed reload, want 1 (only publishes count)", n)
 	}
-	if v := metricValue(t, h.reg, "meshgate_standalone_last_reload_successful", ""); v != 0 {
+	if v := testkit.MetricValue(t, h.reg, "meshgate_standalone_last_reload_successful", nil); v != 0 {
 		t.Errorf("last_reload_successful = %v", v)
 	}
 
@@ -211,10 +211,10 @@ func TestGoodBadGood(t *testing.T) {
 	if ok != 2 || failed != 1 {
 		t.Errorf("reloads = %d/%d, want 2/1", ok, failed)
 	}
-	if v := metricValue(t, h.reg, "meshgate_standalone_reloads_total", "failure"); v != 1 {
+	if v := testkit.MetricValue(t, h.reg, "meshgate_standalone_reloads_total", map[string]string{"result": "failure"}); v != 1 {
 		t.Errorf("failure counter = %v", v)
 	}
-	if v := metricValue(t, h.reg, "meshgate_standalone_table_generation", ""); v != 2 {
+	if v := testkit.MetricValue(t, h.reg, "meshgate_standalone_table_generation", nil); v != 2 {
 		t.Errorf("generation gauge = %v", v)
 	}
 	// The unchanged problem and skipped document are logged once, not per
@@ -304,30 +304,4 @@ func TestNewValidates(t *testing.T) {
 	if _, err := New(Config{Path: "x", Holder: &routing.Holder{}, Registerer: reg}); err == nil {
 		t.Error("double registration accepted")
 	}
-}
-
-// metricValue reads a gauge or counter (with the given result label, if
-// any) from reg.
-func metricValue(t *testing.T, reg *prometheus.Registry, name, result string) float64 {
-	t.Helper()
-	mfs, err := reg.Gather()
-	if err != nil {
-		t.Fatal(err)
-	}
-	for _, mf := range mfs {
-		if mf.GetName() != name {
-			continue
-		}
-		for _, m := range mf.GetMetric() {
-			if result != "" && (len(m.GetLabel()) != 1 || m.GetLabel()[0].GetValue() != result) {
-				continue
-			}
-			if m.Counter != nil {
-				return m.GetCounter().GetValue()
-			}
-			return m.GetGauge().GetValue()
-		}
-	}
-	t.Fatalf("metric %s{%s} not found", name, result)
-	return 0
 }
