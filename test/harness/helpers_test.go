@@ -1,6 +1,7 @@
 package harness
 
 import (
+	"fmt"
 	"maps"
 	"net"
 	"os"
@@ -9,6 +10,7 @@ import (
 	"testing"
 
 	corev1 "k8s.io/api/core/v1"
+	discoveryv1 "k8s.io/api/discovery/v1"
 	networkingv1 "k8s.io/api/networking/v1"
 
 	"github.com/meshgate/meshgate/internal/source/manifest"
@@ -140,6 +142,65 @@ func TestManifestsLoad(t *testing.T) {
 	slices.Sort(secrets)
 	if !slices.Equal(secrets, []string{"ecdsa-tls", "echo-tls"}) {
 		t.Errorf("secrets %v", secrets)
+	}
+}
+
+// TestManifestsFromSamples checks that Write serves the demo's sample
+// objects pointed at the scenario's backends, with the L4 objects only when
+// asked for.
+func TestManifestsFromSamples(t *testing.T) {
+	dir := t.TempDir()
+	secret := filepath.Join(dir, "s.yaml")
+	if err := os.WriteFile(secret, []byte("apiVersion: v1\nkind: Secret\nmetadata: {name: echo-tls, namespace: default}\ntype: kubernetes.io/tls\nstringData: {tls.crt: x, tls.key: k}\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	for _, tc := range []struct {
+		name string
+		m    Manifests
+		l4   map[string]string
+	}{
+		{"http only", Manifests{EchoAddr: "127.0.0.10:9100", SecretYAML: secret}, nil},
+		{"udp and tcp", Manifests{EchoAddr: "127.0.0.10:9100", SecretYAML: secret,
+			UDPPort: 5400, UDPBackend: "127.0.0.12:9153", TCPPort: 5401, TCPBackend: "127.0.0.13:9154"},
+			map[string]string{"udp.5400": "default/udp-echo:5353", "tcp.5401": "default/echo-tcp:echo"}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			out, err := tc.m.Write(filepath.Join(dir, tc.name))
+			if err != nil {
+				t.Fatal(err)
+			}
+			objs, skipped, err := manifest.Load(out)
+			if err != nil || len(skipped) != 0 {
+				t.Fatalf("load: %v, skipped %v", err, skipped)
+			}
+			endpoints := map[string]string{} // EndpointSlice -> addr:port
+			var l4 map[string]string
+			var classes []string
+			for _, o := range objs {
+				switch v := o.(type) {
+				case *discoveryv1.EndpointSlice:
+					endpoints[v.Name] = fmt.Sprintf("%s:%d", v.Endpoints[0].Addresses[0], *v.Ports[0].Port)
+				case *corev1.ConfigMap:
+					l4 = v.Data
+				case *networkingv1.IngressClass:
+					classes = append(classes, v.Name+"="+v.Spec.Controller)
+				}
+			}
+			want := map[string]string{"echo-1": "127.0.0.10:9100"}
+			if tc.l4 != nil {
+				want["udp-echo-1"] = "127.0.0.12:9153"
+				want["echo-tcp-1"] = "127.0.0.13:9154"
+			}
+			if !maps.Equal(endpoints, want) {
+				t.Errorf("endpoints %v, want %v", endpoints, want)
+			}
+			if !maps.Equal(l4, tc.l4) {
+				t.Errorf("L4 ConfigMap %v, want %v", l4, tc.l4)
+			}
+			if !slices.Equal(classes, []string{"meshgate=meshgate.io/ingress-controller"}) {
+				t.Errorf("IngressClasses %v", classes)
+			}
+		})
 	}
 }
 
