@@ -43,8 +43,10 @@ func (f peerFeed) Peers(ctx context.Context) <-chan []string {
 // testCluster is n in-process replicas sharing a mesh on loopback, each
 // with its admin listener, the admin token testToken and its own holder.
 type testCluster struct {
-	reps    []*Replica
-	holders []*routing.Holder
+	reps      []*Replica
+	holders   []*routing.Holder
+	ca        *pki.CA
+	tokenFile string
 }
 
 // startCluster builds n replicas with cfg as a template (mut may adjust
@@ -60,31 +62,11 @@ func startCluster(t *testing.T, n int, mut func(i int, c *Config)) *testCluster 
 	if err := os.WriteFile(tokenFile, []byte(testToken+"\n"), 0o600); err != nil {
 		t.Fatal(err)
 	}
-	tc := &testCluster{}
+	tc := &testCluster{ca: ca, tokenFile: tokenFile}
 	var feeds []peerFeed
 	var addrs []string
 	for i := range n {
-		h := &routing.Holder{}
-		h.Store(&routing.Table{Generation: 1}) // tests that route store their own later
-		feed := make(peerFeed, 1)
-		cfg := Config{Tables: h, NodeName: "r" + string(rune('1'+i)), CA: ca, MeshAddr: "127.0.0.1:0", Peers: feed,
-			HTTPSAddr: "127.0.0.1:0", HTTPAddr: "127.0.0.1:0", MetricsAddr: "127.0.0.1:0",
-			AdminTokenFile: tokenFile, ShutdownGrace: 2 * time.Second,
-			MeshTuning: func(c *mesh.Config) {
-				c.InitialSync = 300 * time.Millisecond
-				c.ReconnectMin = 10 * time.Millisecond
-				c.ReconnectMax = 200 * time.Millisecond
-				c.HeartbeatInterval = 100 * time.Millisecond
-				c.DeadAfter = time.Second
-			},
-			Log: testr.NewWithOptions(t, testr.Options{Verbosity: 0}).WithName("r" + string(rune('1'+i)))}
-		if mut != nil {
-			mut(i, &cfg)
-		}
-		r, err := New(cfg)
-		if err != nil {
-			t.Fatal(err)
-		}
+		r, h, feed := tc.newReplica(t, i, mut)
 		tc.reps = append(tc.reps, r)
 		tc.holders = append(tc.holders, h)
 		feeds = append(feeds, feed)
@@ -92,16 +74,7 @@ func startCluster(t *testing.T, n int, mut func(i int, c *Config)) *testCluster 
 	}
 	for i, r := range tc.reps {
 		feeds[i] <- addrs
-		ctx, cancel := context.WithCancel(context.Background())
-		done := make(chan error, 1)
-		go func() { done <- r.Run(ctx) }()
-		t.Cleanup(func() {
-			cancel()
-			if err := <-done; err != nil {
-				t.Errorf("%s: Run: %v", r.cfg.NodeName, err)
-			}
-		})
-		<-r.Started()
+		runReplica(t, r)
 	}
 	for _, r := range tc.reps {
 		testkit.WaitFor(t, 10*time.Second, r.cfg.NodeName+" ready with every peer online", func() bool {
@@ -110,6 +83,65 @@ func startCluster(t *testing.T, n int, mut func(i int, c *Config)) *testCluster 
 		})
 	}
 	return tc
+}
+
+// join starts one more replica whose peers are the cluster's, and returns
+// it once it has started (not once it is ready).
+func (tc *testCluster) join(t *testing.T, mut func(i int, c *Config)) *Replica {
+	t.Helper()
+	r, h, feed := tc.newReplica(t, len(tc.reps), mut)
+	var addrs []string
+	for _, p := range tc.reps {
+		addrs = append(addrs, p.Node().MeshAddr())
+	}
+	tc.reps = append(tc.reps, r)
+	tc.holders = append(tc.holders, h)
+	feed <- append(addrs, r.Node().MeshAddr())
+	runReplica(t, r)
+	return r
+}
+
+// runReplica runs r until the test ends and returns once it has started.
+func runReplica(t *testing.T, r *Replica) {
+	t.Helper()
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- r.Run(ctx) }()
+	t.Cleanup(func() {
+		cancel()
+		if err := <-done; err != nil {
+			t.Errorf("%s: Run: %v", r.cfg.NodeName, err)
+		}
+	})
+	<-r.Started()
+}
+
+// newReplica builds replica i of the cluster (not yet running), with its
+// own holder and peer feed.
+func (tc *testCluster) newReplica(t *testing.T, i int, mut func(i int, c *Config)) (*Replica, *routing.Holder, peerFeed) {
+	t.Helper()
+	h := &routing.Holder{}
+	h.Store(&routing.Table{Generation: 1}) // tests that route store their own later
+	feed := make(peerFeed, 1)
+	cfg := Config{Tables: h, NodeName: "r" + string(rune('1'+i)), CA: tc.ca, MeshAddr: "127.0.0.1:0", Peers: feed,
+		HTTPSAddr: "127.0.0.1:0", HTTPAddr: "127.0.0.1:0", MetricsAddr: "127.0.0.1:0",
+		AdminTokenFile: tc.tokenFile, ShutdownGrace: 2 * time.Second,
+		MeshTuning: func(c *mesh.Config) {
+			c.InitialSync = 300 * time.Millisecond
+			c.ReconnectMin = 10 * time.Millisecond
+			c.ReconnectMax = 200 * time.Millisecond
+			c.HeartbeatInterval = 100 * time.Millisecond
+			c.DeadAfter = time.Second
+		},
+		Log: testr.NewWithOptions(t, testr.Options{Verbosity: 0}).WithName("r" + string(rune('1'+i)))}
+	if mut != nil {
+		mut(i, &cfg)
+	}
+	r, err := New(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return r, h, feed
 }
 
 // adminDo sends a request to replica i's admin listener, with the token

@@ -2,9 +2,11 @@ package replica
 
 import (
 	"bufio"
+	"context"
 	"io"
 	"net"
 	"net/http"
+	"net/netip"
 	"net/url"
 	"testing"
 	"time"
@@ -92,6 +94,25 @@ func TestDenyListRefusesAcrossReplicas(t *testing.T) {
 	}
 	if code, body := tc.adminDo(t, 0, http.MethodPut, "/api/kv/deny/not-an-address", "", true); code != http.StatusBadRequest {
 		t.Fatalf("a key that is no address: %d %s", code, body)
+	}
+}
+
+// TestJoinerIsReadyWithTheDenyList: a replica that joins after an entry
+// was written is not ready before the entry is in its compiled list (it
+// arrives in the snapshot; readiness waits for the snapshot and for the
+// compile after it), so a load balancer never sends it a denied client
+// before it refuses them.
+func TestJoinerIsReadyWithTheDenyList(t *testing.T) {
+	tc := startCluster(t, 2, nil)
+	if code, body := tc.adminDo(t, 0, http.MethodPut, "/api/kv/deny/198.51.100.0/24", "test", true); code != http.StatusOK {
+		t.Fatalf("PUT deny on r1: %d %s", code, body)
+	}
+	testkit.WaitFor(t, 5*time.Second, "r2 has the entry", func() bool { return tc.reps[1].deny.Set().Len() == 1 })
+	j := tc.join(t, nil)
+	testkit.WaitFor(t, 10*time.Second, "the joiner ready", func() bool { return j.adm.Ready(context.Background()) == nil })
+	// No wait here: readiness is the promise.
+	if !j.deny.Set().Contains(netip.MustParseAddr("198.51.100.9")) {
+		t.Fatalf("the joiner is ready without the entry written before it joined (list of %d)", j.deny.Set().Len())
 	}
 }
 

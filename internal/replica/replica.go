@@ -20,6 +20,7 @@ import (
 	"slices"
 	"strconv"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/go-logr/logr"
@@ -160,6 +161,9 @@ type Replica struct {
 	pass  *l4.Passthrough
 	adm   *admin.Server // nil without MetricsAddr
 	deny  *deny.List    // compiled from the deny zone by Run's follower
+	// denyCaughtUp is set by the readiness check once the deny list has
+	// been current with the mesh ready (the joiner's snapshot compiled).
+	denyCaughtUp atomic.Bool
 
 	applied    routing.Holder // tables every part serves
 	generation prometheus.Gauge
@@ -334,10 +338,23 @@ func (r *Replica) newAdmin() error {
 	}
 	r.adm.AddCheck("sessionmesh", func(context.Context) error { return r.node.Ready() })
 	r.adm.AddCheck("dataplane", r.srv.Ready)
+	// Ready only once the list holds what the mesh brought: the node is
+	// ready after its snapshot is merged, and the list is current after
+	// the compile that follows the merge. Checked in that order, a pass
+	// means the snapshot's entries are in force. Later changes do not make
+	// the replica unready (the follower compiles them within
+	// milliseconds), so the check passes for good from the first pass.
 	r.adm.AddCheck("denylist", func(context.Context) error {
-		if r.deny.Generation() == 0 {
-			return errors.New("deny list not compiled yet")
+		if r.denyCaughtUp.Load() {
+			return nil
 		}
+		if err := r.node.Ready(); err != nil {
+			return fmt.Errorf("deny list waits for the mesh: %w", err)
+		}
+		if !r.deny.Current() {
+			return errors.New("deny list not compiled from the zone's latest state yet")
+		}
+		r.denyCaughtUp.Store(true)
 		return nil
 	})
 	return nil

@@ -215,6 +215,7 @@ var stageNames = [numStages]string{"connection", "request", "l4_tcp", "l4_udp"}
 type List struct {
 	set     atomic.Pointer[Set]
 	gen     atomic.Uint64
+	next    atomic.Pointer[<-chan struct{}] // closed at the first change after the compile in force
 	invalid atomic.Int64
 	refused [numStages]atomic.Uint64
 }
@@ -243,6 +244,22 @@ func (l *List) Refused(stage Stage) uint64 { return l.refused[stage].Load() }
 func (l *List) Store(s *Set) {
 	l.set.Store(s)
 	l.gen.Add(1)
+}
+
+// Current reports whether the list in force was compiled from the zone
+// as it is now: false before the first Refresh and from a change of the
+// zone (a write, a merged snapshot) until the compile that follows it.
+func (l *List) Current() bool {
+	ch := l.next.Load()
+	if ch == nil {
+		return false
+	}
+	select {
+	case <-*ch:
+		return false
+	default:
+		return true
+	}
 }
 
 // Follow compiles zone of st into l after every change of the zone, until
@@ -285,6 +302,7 @@ func (l *List) Refresh(st *clusterstate.Store, zone string) (<-chan struct{}, er
 	s, bad := Compile(keys)
 	l.invalid.Store(int64(len(bad)))
 	l.Store(s)
+	l.next.Store(&ch)
 	return ch, nil
 }
 

@@ -173,6 +173,40 @@ func TestFollow(t *testing.T) {
 	}
 }
 
+// Current is false from a change of the zone until the compile that
+// follows it, so that a readiness check can wait for a joiner's snapshot
+// to be in the list, not only for some list.
+func TestCurrent(t *testing.T) {
+	st, err := clusterstate.New(clusterstate.Config{Zones: []clusterstate.ZoneConfig{{Name: Zone}}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var l List
+	if l.Current() {
+		t.Fatal("Current before any compile")
+	}
+	if _, err := l.Refresh(st, Zone); err != nil {
+		t.Fatal(err)
+	}
+	if !l.Current() {
+		t.Fatal("not Current right after a compile of an unchanged zone")
+	}
+	// A merged entry, as from a snapshot.
+	e := clusterstate.Entry{Zone: Zone, Key: "192.0.2.7", Version: 1, Origin: 7, Expires: time.Now().Add(time.Hour).UnixNano()}
+	if applied, _ := st.Merge([]clusterstate.Entry{e}); applied != 1 {
+		t.Fatalf("merge applied %d", applied)
+	}
+	if l.Current() {
+		t.Fatal("Current after a merge that is not compiled yet")
+	}
+	if _, err := l.Refresh(st, Zone); err != nil {
+		t.Fatal(err)
+	}
+	if !l.Current() || !l.Set().Contains(netip.MustParseAddr("192.0.2.7")) {
+		t.Fatal("the compile after the merge is not Current or lacks the entry")
+	}
+}
+
 // The compiled set answers as a plain scan of its prefixes would, for
 // random prefixes of every length and random addresses near them.
 func TestSetMatchesScan(t *testing.T) {
