@@ -180,6 +180,7 @@ type result struct {
 	units   float64 // requests or handshakes
 	seconds float64
 	ticks   int64
+	act     harness.Activity // the server's system calls and context switches
 }
 
 func (r result) rate() float64 { return r.units / max(r.seconds, 1e-9) }
@@ -221,6 +222,8 @@ func runScenario(ctx context.Context, o options, s string, targets []target) err
 	for i, t := range targets {
 		r := res[i]
 		fmt.Printf("%-6s %-9s %9.0f/s %7.1f ticks/%s", s, t.name, r.rate(), r.ticksPer(per), unit)
+		u := max(r.units, 1)
+		fmt.Printf("  per unit: %.2f reads %.2f writes %.2f ctxsw", float64(r.act.ReadCalls)/u, float64(r.act.WriteCalls)/u, float64(r.act.CtxSwitches)/u)
 		if i < len(targets)-1 {
 			fmt.Printf("  vs %s: rate %.2fx cpu %.2fx", targets[len(targets)-1].name,
 				r.rate()/max(ref.rate(), 1e-9), r.ticksPer(per)/max(ref.ticksPer(per), 1e-9))
@@ -234,6 +237,9 @@ func add(r *result, o result) {
 	r.units += o.units
 	r.seconds += o.seconds
 	r.ticks += o.ticks
+	r.act.ReadCalls += o.act.ReadCalls
+	r.act.WriteCalls += o.act.WriteCalls
+	r.act.CtxSwitches += o.act.CtxSwitches
 }
 
 // measure runs scenario s against addr for dur, recording server's CPU and,
@@ -267,10 +273,15 @@ func measure(ctx context.Context, s, addr string, server *harness.Proc, dur time
 	if err != nil {
 		return result{}, err
 	}
+	a0, err := server.Activity()
+	if err != nil {
+		return result{}, err
+	}
 	start := time.Now()
 	out, err := exec.CommandContext(cctx, cmd[0], cmd[1:]...).CombinedOutput()
 	elapsed := time.Since(start)
 	t1, _ := server.CPUTicks()
+	a1, _ := server.Activity()
 	if perr := <-profDone; perr != nil {
 		return result{}, perr
 	}
@@ -284,7 +295,7 @@ func measure(ctx context.Context, s, addr string, server *harness.Proc, dur time
 	if secsRun == 0 {
 		secsRun = elapsed.Seconds()
 	}
-	return result{units: units, seconds: secsRun, ticks: t1 - t0}, nil
+	return result{units: units, seconds: secsRun, ticks: t1 - t0, act: a1.Sub(a0)}, nil
 }
 
 var (
