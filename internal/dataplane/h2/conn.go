@@ -92,6 +92,7 @@ type conn struct {
 
 	out, spare   []byte
 	flushing     bool
+	flushSoon    bool // a stream yields before writing out (kickAfterYieldLocked)
 	closeAfter   bool // close the connection once out is written
 	werr         error
 	hbuf         bytes.Buffer

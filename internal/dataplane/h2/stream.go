@@ -383,6 +383,6 @@ func (st *stream) Finish(trailer *exchange.Header) error {
 	if st.remoteDone {
 		delete(c.streams, st.id)
 	}
-	c.kickLocked()
+	c.kickAfterYieldLocked()
 	return nil
 }

@@ -3,6 +3,7 @@ package h2
 import (
 	"encoding/binary"
 	"net/http"
+	"runtime"
 	"strconv"
 	"strings"
 	"sync/atomic"
@@ -208,12 +209,35 @@ func responseName(name string) (string, bool) {
 	return name, true
 }
 
-// kickLocked writes the pending output unless a write is in flight (its
-// writer then writes it too).
+// kickLocked writes the pending output unless a write is in flight or a
+// stream yields before writing (kickAfterYieldLocked): either writes it
+// too.
 func (c *conn) kickLocked() {
-	if !c.flushing {
+	if !c.flushing && !c.flushSoon {
 		c.flushLocked()
 	}
+}
+
+// kickAfterYieldLocked is kickLocked for a stream whose response is
+// complete: it releases c.mu and yields its processor once
+// (runtime.Gosched) before writing, so that the goroutines already
+// runnable (typically other streams' workers woken by the same network
+// poll, their upstream responses read) append their frames first and one
+// write carries them all. Streams that complete meanwhile find flushSoon
+// set and leave their frames to it. With nothing else runnable Gosched
+// returns at once, so an idle server answers as soon as before; the yield
+// costs a trip through the scheduler's global queue, a write saved is a
+// system call and a TLS record.
+func (c *conn) kickAfterYieldLocked() {
+	if c.flushing || c.flushSoon {
+		return
+	}
+	c.flushSoon = true
+	c.mu.Unlock()
+	runtime.Gosched()
+	c.mu.Lock()
+	c.flushSoon = false
+	c.kickLocked()
 }
 
 // flushLocked writes c.out until it is empty, releasing c.mu during each
