@@ -4,8 +4,6 @@ import (
 	"context"
 	"net/http"
 	"os/exec"
-	"strconv"
-	"strings"
 	"testing"
 	"time"
 
@@ -29,26 +27,6 @@ func curlFrom(t *testing.T, ip string) bool {
 	return err == nil
 }
 
-// metricSum adds the values of the samples of r's /metrics whose line
-// starts with prefix (name and labels).
-func metricSum(t *testing.T, r *harness.Replica, prefix string) float64 {
-	t.Helper()
-	text, err := r.Get("/metrics")
-	if err != nil {
-		t.Fatal(err)
-	}
-	var sum float64
-	for _, line := range strings.Split(text, "\n") {
-		if rest, ok := strings.CutPrefix(line, prefix); ok {
-			f := strings.Fields(rest)
-			if len(f) > 0 {
-				v, _ := strconv.ParseFloat(f[len(f)-1], 64)
-				sum += v
-			}
-		}
-	}
-	return sum
-}
 
 // TestDenyListAcrossReplicas: one PUT of an address into the deny zone on
 // replica 1 makes all three replicas refuse that client, reached through
@@ -67,7 +45,7 @@ func TestDenyListAcrossReplicas(t *testing.T) {
 	// says a connection to it would be refused.
 	for _, r := range reps {
 		testkit.WaitFor(t, 5*time.Second, r.Name+" holds the deny entry", func() bool {
-			return metricSum(t, r, "meshgate_denylist_entries") == 1
+			return r.MustMetric(t, "meshgate_denylist_entries", "") == 1
 		})
 	}
 	// The bound of the issue (1 s): replication on an idle mesh is sent at
@@ -79,7 +57,7 @@ func TestDenyListAcrossReplicas(t *testing.T) {
 	}
 	before := 0.0
 	for _, r := range reps {
-		before += metricSum(t, r, `meshgate_denylist_refused_total{stage="connection"}`)
+		before += r.MustMetric(t, "meshgate_denylist_refused_total", `stage="connection"`)
 	}
 	// HAProxy's round robin sends three connections to three replicas.
 	for i := range 3 {
@@ -90,7 +68,7 @@ func TestDenyListAcrossReplicas(t *testing.T) {
 	after := 0.0
 	refusing := 0
 	for _, r := range reps {
-		n := metricSum(t, r, `meshgate_denylist_refused_total{stage="connection"}`)
+		n := r.MustMetric(t, "meshgate_denylist_refused_total", `stage="connection"`)
 		after += n
 		if n > 0 {
 			refusing++
@@ -108,7 +86,7 @@ func TestDenyListAcrossReplicas(t *testing.T) {
 	}
 	for _, r := range reps {
 		testkit.WaitFor(t, 5*time.Second, r.Name+" dropped the deny entry", func() bool {
-			return metricSum(t, r, "meshgate_denylist_entries") == 0
+			return r.MustMetric(t, "meshgate_denylist_entries", "") == 0
 		})
 	}
 	for i := range 3 {

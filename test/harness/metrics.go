@@ -6,6 +6,7 @@ import (
 	"os"
 	"strconv"
 	"strings"
+	"testing"
 )
 
 // SumMetric sums every sample of the metric name in a Prometheus text
@@ -47,6 +48,16 @@ func (r *Replica) Metric(name, labelSub string) (float64, error) {
 		return 0, fmt.Errorf("%s: scrape metrics: %w", r.Name, err)
 	}
 	return SumMetric(body, name, labelSub), nil
+}
+
+// MustMetric is Metric for a test: a failed scrape fails t.
+func (r *Replica) MustMetric(t testing.TB, name, labelSub string) float64 {
+	t.Helper()
+	v, err := r.Metric(name, labelSub)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return v
 }
 
 // RSSKiB returns the resident set size (VmRSS) of process pid in KiB.

@@ -228,7 +228,7 @@ func TestMeshRejectsHostilePeers(t *testing.T) {
 	before := map[string]float64{}
 	testkit.WaitFor(t, 10*time.Second, "warm-up rejections counted", func() bool {
 		for reason, w := range warm {
-			if before[reason] = metric(t, r, rejected, `reason="`+reason+`"`); before[reason] < w {
+			if before[reason] = r.MustMetric(t, rejected, `reason="`+reason+`"`); before[reason] < w {
 				return false
 			}
 		}
@@ -262,7 +262,7 @@ func TestMeshRejectsHostilePeers(t *testing.T) {
 		t.Fatalf("%d attacks were not refused; first: %v", n, firstErr.Load())
 	}
 	// The node counts after closing: wait for every count, then report.
-	grown := func(reason string) float64 { return metric(t, r, rejected, `reason="`+reason+`"`) - before[reason] }
+	grown := func(reason string) float64 { return r.MustMetric(t, rejected, `reason="`+reason+`"`) - before[reason] }
 	if err := testkit.Until(10*time.Second, func() bool {
 		for reason, w := range want {
 			if grown(reason) < w {
@@ -289,7 +289,7 @@ func TestMeshRejectsHostilePeers(t *testing.T) {
 	if rss1-rss0 > 20<<10 {
 		t.Errorf("RSS grew by %d KiB over %d hostile connections, want < 20 MiB", rss1-rss0, rounds*len(meshAttacks))
 	}
-	if on := metric(t, r, "meshgate_sessionmesh_peers_online", ""); on < 2 {
+	if on := r.MustMetric(t, "meshgate_sessionmesh_peers_online", ""); on < 2 {
 		t.Errorf("%s: peers_online = %.0f after the attack, want 2", r.Name, on)
 	}
 }
@@ -311,7 +311,7 @@ func TestMeshNonReadingPeerBounded(t *testing.T) {
 	defer cancel()
 	st := harness.Load(ctx, cfg, r.HTTPSAddr, 4, 300, nil)
 	t.Logf("primed sessions: %v", st)
-	if recs := metric(t, r, "meshgate_sessionmesh_records", ""); recs < 1000 {
+	if recs := r.MustMetric(t, "meshgate_sessionmesh_records", ""); recs < 1000 {
 		t.Fatalf("%s holds %.0f session records after priming, want >= 1000: the snapshots would fit in the socket buffers and prove nothing", r.Name, recs)
 	}
 	ca, err := pki.LoadCA(e.cluster.MeshDir)
@@ -319,7 +319,7 @@ func TestMeshNonReadingPeerBounded(t *testing.T) {
 		t.Fatal(err)
 	}
 	a := &attacker{target: r.MeshAddr, ca: ca, clusterID: ca.Fingerprint()}
-	drops0 := metric(t, r, "meshgate_sessionmesh_drops_total", "")
+	drops0 := r.MustMetric(t, "meshgate_sessionmesh_drops_total", "")
 	rss0 := rssKiB(t, r.Proc.PID())
 
 	tc, err := a.member(a.clusterID)
@@ -348,12 +348,12 @@ func TestMeshNonReadingPeerBounded(t *testing.T) {
 			closed = true
 			break
 		}
-		if on := metric(t, r, "meshgate_sessionmesh_drops_total", ""); on > drops0 && connGone(t, r) {
+		if on := r.MustMetric(t, "meshgate_sessionmesh_drops_total", ""); on > drops0 && connGone(t, r) {
 			closed = true
 			break
 		}
 	}
-	drops := metric(t, r, "meshgate_sessionmesh_drops_total", "") - drops0
+	drops := r.MustMetric(t, "meshgate_sessionmesh_drops_total", "") - drops0
 	rss1 := rssKiB(t, r.Proc.PID())
 	t.Logf("non-reading peer: drops_total +%.0f, closed by node: %v, RSS %d -> %d KiB (%+d)", drops, closed, rss0, rss1, rss1-rss0)
 	if drops == 0 {

@@ -28,22 +28,12 @@ func setup(t *testing.T) *env {
 	// Wait until the mesh is fully connected so later counters are stable.
 	for _, r := range c.Replicas {
 		testkit.WaitFor(t, 20*time.Second, r.Name+": mesh connected", func() bool {
-			return metric(t, r, "meshgate_sessionmesh_peers_online", "") >= 2
+			return r.MustMetric(t, "meshgate_sessionmesh_peers_online", "") >= 2
 		})
 	}
 	return &env{pki: pki, cluster: c}
 }
 
-// metric sums every sample of name whose label set contains labelSub
-// ("" = all) in the replica's /metrics.
-func metric(t *testing.T, r *harness.Replica, name, labelSub string) float64 {
-	t.Helper()
-	v, err := r.Metric(name, labelSub)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return v
-}
 
 // rssKiB is the resident set size of pid.
 func rssKiB(t *testing.T, pid int) int64 {

@@ -119,8 +119,8 @@ func TestForgedSessionFlood(t *testing.T) {
 				return s
 			}
 			cache := &fixedCache{forge: forge}
-			miss0 := metric(t, r, "meshgate_sessionmesh_resumption_misses_total", "")
-			full0 := metric(t, r, "meshgate_sessionmesh_handshakes_total", `kind="full"`)
+			miss0 := r.MustMetric(t, "meshgate_sessionmesh_resumption_misses_total", "")
+			full0 := r.MustMetric(t, "meshgate_sessionmesh_handshakes_total", `kind="full"`)
 			var resumed atomic.Int64
 			var wg sync.WaitGroup
 			for w := 0; w < 4; w++ {
@@ -133,8 +133,8 @@ func TestForgedSessionFlood(t *testing.T) {
 				})
 			}
 			wg.Wait()
-			misses := metric(t, r, "meshgate_sessionmesh_resumption_misses_total", "") - miss0
-			full := metric(t, r, "meshgate_sessionmesh_handshakes_total", `kind="full"`) - full0
+			misses := r.MustMetric(t, "meshgate_sessionmesh_resumption_misses_total", "") - miss0
+			full := r.MustMetric(t, "meshgate_sessionmesh_handshakes_total", `kind="full"`) - full0
 			t.Logf("%d forged offers: %d resumed, misses +%.0f, full handshakes +%.0f", n, resumed.Load(), misses, full)
 			if resumed.Load() != 0 {
 				t.Errorf("%d forged sessions resumed", resumed.Load())
@@ -167,15 +167,15 @@ func TestNoCrossHostResumption(t *testing.T) {
 			testkit.WaitFor(t, 10*time.Second, "control: session for "+harness.Host+" resumes on "+r2.Name, func() bool {
 				return e.offer(t, r2.HTTPSAddr, harness.Host, ver.v, cache)
 			})
-			bind0 := metric(t, r1, "meshgate_sessionmesh_resumption_misses_total", "") +
-				metric(t, r2, "meshgate_sessionmesh_resumption_misses_total", "")
+			bind0 := r1.MustMetric(t, "meshgate_sessionmesh_resumption_misses_total", "") +
+				r2.MustMetric(t, "meshgate_sessionmesh_resumption_misses_total", "")
 			for _, r := range []*harness.Replica{r1, r2} {
 				if e.offer(t, r.HTTPSAddr, harness.OtherHost, ver.v, cache) {
 					t.Errorf("%s: session for %s resumed for %s", r.Name, harness.Host, harness.OtherHost)
 				}
 			}
-			bind := metric(t, r1, "meshgate_sessionmesh_resumption_misses_total", "") +
-				metric(t, r2, "meshgate_sessionmesh_resumption_misses_total", "") - bind0
+			bind := r1.MustMetric(t, "meshgate_sessionmesh_resumption_misses_total", "") +
+				r2.MustMetric(t, "meshgate_sessionmesh_resumption_misses_total", "") - bind0
 			t.Logf("cross-host offers refused, misses +%.0f", bind)
 			if bind < 2 {
 				t.Errorf("cross-host offers counted as %.0f misses, want 2", bind)
