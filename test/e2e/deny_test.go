@@ -27,7 +27,6 @@ func curlFrom(t *testing.T, ip string) bool {
 	return err == nil
 }
 
-
 // TestDenyListAcrossReplicas: one PUT of an address into the deny zone on
 // replica 1 makes all three replicas refuse that client, reached through
 // HAProxy (the PROXY v2 address is the one checked), with no reload; other

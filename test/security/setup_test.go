@@ -34,7 +34,6 @@ func setup(t *testing.T) *env {
 	return &env{pki: pki, cluster: c}
 }
 
-
 // rssKiB is the resident set size of pid.
 func rssKiB(t *testing.T, pid int) int64 {
 	t.Helper()
