@@ -34,12 +34,13 @@ import (
 //	3: key-value zones (types 12-13, see kv.go)
 //	4: ticket key rings (TicketKeys.Ring, one ring per TLS policy, and
 //	   TicketKeys.RetiredBefore)
+//	5: request-limit counts (type 14, see limits.go)
 //
 // A version 1 peer receives ticket-state records only: a version 1 record
 // has no kind, and its receiver would take any record for one.
 const (
 	MinVersion uint16 = 1
-	MaxVersion uint16 = 4
+	MaxVersion uint16 = 5
 )
 
 // Since returns the protocol version that introduced t (0 for a type this
@@ -50,6 +51,8 @@ func Since(t Type) uint16 {
 		return 1
 	case t >= TypeKVUpdate && t <= TypeKVSnapshotChunk:
 		return 3
+	case t == TypeLimitCounts:
+		return LimitsSince
 	}
 	return 0
 }
@@ -92,11 +95,13 @@ const (
 	// Version 3.
 	TypeKVUpdate        Type = 12
 	TypeKVSnapshotChunk Type = 13
+	// Version 5.
+	TypeLimitCounts Type = 14
 )
 
 var typeNames = [...]string{"", "hello", "insert", "delete", "heartbeat", "snapshot_request",
 	"snapshot_chunk", "snapshot_end", "lookup_request", "lookup_response", "ticket_keys", "goodbye",
-	"kv_update", "kv_snapshot_chunk"}
+	"kv_update", "kv_snapshot_chunk", "limit_counts"}
 
 // String returns the type's metric-label name.
 func (t Type) String() string {
@@ -241,6 +246,8 @@ func DecodeVersion(v uint16, t Type, payload []byte) (Message, error) {
 	case TypeKVSnapshotChunk:
 		id := d.u64()
 		m = &KVSnapshotChunk{ID: id, Entries: d.kvEntries()}
+	case TypeLimitCounts:
+		m = d.limitCounts()
 	default:
 		return nil, fmt.Errorf("%w: %d", ErrUnknownType, uint8(t))
 	}

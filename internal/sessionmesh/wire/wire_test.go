@@ -13,6 +13,7 @@ import (
 	"testing"
 
 	"github.com/meshgate/meshgate/internal/clusterstate"
+	"github.com/meshgate/meshgate/internal/clusterstate/ratelimit"
 	"github.com/meshgate/meshgate/internal/sessionmesh/store"
 )
 
@@ -87,6 +88,7 @@ func randMessages(r *rand.Rand) []Message {
 		req,
 		lr,
 		&TicketKeys{Ring: randStr(r), RetiredBefore: r.Int64(), Keys: keys},
+		&LimitCounts{Counts: randCounts(r)},
 		&Goodbye{Reason: randStr(r)},
 		&KVUpdate{Entries: randKV(r)},
 		&KVSnapshotChunk{ID: r.Uint64(), Entries: randKV(r)},
@@ -167,7 +169,8 @@ func TestRejectMalformed(t *testing.T) {
 		{"bad found flag", frame(TypeLookupResponse, append(make([]byte, 8), 7)), ErrMalformed},
 		{"too many keys", frame(TypeTicketKeys, []byte{MaxTicketKeys + 1}), ErrMalformed},
 		{"delete count", frame(TypeDelete, appendU32(nil, 3)), ErrMalformed},
-		{"type 14 unknown", frame(14, nil), ErrUnknownType},
+		{"type 15 unknown", frame(15, nil), ErrUnknownType},
+		{"limit counts without a count", frame(TypeLimitCounts, nil), ErrMalformed},
 		{"kv count beyond payload", frame(TypeKVUpdate, appendU32(nil, 1)), ErrMalformed},
 		{"kv empty zone", frame(TypeKVUpdate, kvRaw(0, "k", 0, 0)), ErrMalformed},
 		{"kv zone too long", frame(TypeKVUpdate, kvRaw(clusterstate.MaxZoneLen+1, "k", 0, 0)), ErrMalformed},
@@ -206,12 +209,12 @@ func kvRaw(zl int, key string, flags byte, vl uint32) []byte {
 // introduced it: an older version refuses it as unknown, and the encoder
 // refuses to write it (the sender checks Supports).
 func TestTypeVersions(t *testing.T) {
-	for ty := Type(1); ty <= TypeKVSnapshotChunk; ty++ {
+	for ty := Type(1); ty <= TypeLimitCounts; ty++ {
 		if Since(ty) == 0 {
 			t.Fatalf("%v has no version", ty)
 		}
 	}
-	if Since(TypeKVSnapshotChunk+1) != 0 || Since(0) != 0 {
+	if Since(TypeLimitCounts+1) != 0 || Since(0) != 0 {
 		t.Fatal("an unknown type has a version")
 	}
 	kv := AppendFrame(nil, &KVUpdate{Entries: []clusterstate.Entry{{Zone: "z", Key: "k", Value: []byte("v")}}})
@@ -425,6 +428,12 @@ func writeVersionCorpus(t *testing.T, dir string) {
 	write(2, TypeKVUpdate, AppendFrame(nil, &KVUpdate{Entries: randKV(r)})[HeaderSize:])
 	write(3, TypeKVUpdate, kvRaw(1, "k", 1, 3))
 	write(3, TypeKVUpdate, kvRaw(0, "k", 0, 0))
+	// Limit counts offered to version 4, a count larger than the payload,
+	// and a payload one byte longer than its count says.
+	lc := AppendFrame(nil, &LimitCounts{Counts: randCounts(r)})[HeaderSize:]
+	write(4, TypeLimitCounts, lc)
+	write(5, TypeLimitCounts, []byte{0, 0, 0, 200, 1, 2, 3})
+	write(5, TypeLimitCounts, append(AppendFrame(nil, &LimitCounts{Counts: make([]ratelimit.Count, 1)})[HeaderSize:], 0))
 }
 
 // A ticket key message's ring and retirement time are on the wire from
@@ -450,5 +459,39 @@ func TestTicketKeyRingsVersion(t *testing.T) {
 	old := AppendFrameVersion(nil, RingsSince-1, m)
 	if _, err := DecodeVersion(RingsSince, TypeTicketKeys, old[HeaderSize:]); err == nil {
 		t.Error("a version 3 ticket key frame decodes at version 4")
+	}
+}
+
+func randCounts(r *rand.Rand) []ratelimit.Count {
+	n := r.IntN(5)
+	if n == 0 {
+		return nil
+	}
+	cs := make([]ratelimit.Count, n)
+	for i := range cs {
+		cs[i] = ratelimit.Count{Limit: r.Uint32(), Key: r.Uint64(), Window: r.Int64(), Count: r.Uint32()}
+	}
+	return cs
+}
+
+// Limit counts are part of version 5 only, and their payload length must
+// be exactly what the count says.
+func TestLimitCountsVersionAndLength(t *testing.T) {
+	m := &LimitCounts{Counts: []ratelimit.Count{{Limit: 1, Key: 2, Window: 3000, Count: 4}}}
+	p := AppendFrame(nil, m)[HeaderSize:]
+	if len(p) != 4+LimitCountSize {
+		t.Fatalf("payload of one count is %d bytes, want %d", len(p), 4+LimitCountSize)
+	}
+	if _, err := DecodeVersion(LimitsSince-1, TypeLimitCounts, p); !errors.Is(err, ErrUnknownType) {
+		t.Fatalf("decoded at version %d: %v", LimitsSince-1, err)
+	}
+	got, err := DecodeVersion(LimitsSince, TypeLimitCounts, p)
+	if err != nil || !reflect.DeepEqual(got, m) {
+		t.Fatalf("got %+v, %v", got, err)
+	}
+	for _, bad := range [][]byte{p[:len(p)-1], append(p[:len(p):len(p)], 0), {0, 0, 0, 2}, {0xff, 0xff, 0xff, 0xff}} {
+		if _, err := DecodeVersion(LimitsSince, TypeLimitCounts, bad); !errors.Is(err, ErrMalformed) {
+			t.Errorf("%d-byte payload: %v, want malformed", len(bad), err)
+		}
 	}
 }
