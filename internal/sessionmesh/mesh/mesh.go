@@ -36,6 +36,7 @@ import (
 	"github.com/go-logr/logr"
 
 	"github.com/meshgate/meshgate/internal/clusterstate"
+	"github.com/meshgate/meshgate/internal/clusterstate/ratelimit"
 	"github.com/meshgate/meshgate/internal/sessionmesh/store"
 	"github.com/meshgate/meshgate/internal/sessionmesh/wire"
 )
@@ -86,6 +87,13 @@ type KVHandler interface {
 	RangeKV(fn func(clusterstate.Entry) bool)
 }
 
+// LimitHandler receives the request-limit counts peers report (protocol
+// version 5). Called concurrently from connection goroutines; it must not
+// block for long; the slice is owned by the handler.
+type LimitHandler interface {
+	HandleLimitCounts(from string, cs []ratelimit.Count)
+}
+
 // PeerSource yields the set of peer mesh addresses. Peers returns a channel
 // on which each value is the complete current set (not a delta); the
 // channel is closed when ctx is done. The mesh ignores its own address. The
@@ -129,6 +137,8 @@ type Config struct {
 	// KV receives key-value zone entries; nil means this node holds none
 	// (entries from peers are dropped, snapshots carry none).
 	KV KVHandler
+	// Limits receives request-limit counts; nil drops them.
+	Limits LimitHandler
 	// MaxVersion caps the protocol version this node announces (0 or out
 	// of range: wire.MaxVersion). Pinning it to the old version holds a
 	// cluster there during a rolling upgrade; tests run old peers with it.
@@ -404,6 +414,18 @@ func (m *Mesh) Delete(t wire.Tombstone) {
 // Status.KVDrops). The mesh shares e.Value read-only.
 func (m *Mesh) PublishKV(e clusterstate.Entry) {
 	m.eachPeer(func(p *peer) { p.enqueueKV(e) })
+}
+
+// PublishLimits queues one report of this node's request-limit counts for
+// every peer. It never blocks: a peer whose queue already holds
+// maxQueuedCounts counts drops the report (counted in Status.LimitDrops;
+// the next report carries the keys that change again), and peers below
+// protocol version 5 never receive it (counted the same way).
+func (m *Mesh) PublishLimits(cs []ratelimit.Count) {
+	if len(cs) == 0 {
+		return
+	}
+	m.eachPeer(func(p *peer) { p.enqueueLimits(cs) })
 }
 
 // BroadcastTicketKeys sends one key ring to every connected peer (and to

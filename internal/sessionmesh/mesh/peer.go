@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/meshgate/meshgate/internal/clusterstate"
+	"github.com/meshgate/meshgate/internal/clusterstate/ratelimit"
 	"github.com/meshgate/meshgate/internal/sessionmesh/store"
 	"github.com/meshgate/meshgate/internal/sessionmesh/wire"
 )
@@ -42,6 +43,7 @@ type peer struct {
 	tombs []wire.Tombstone
 	keys  map[string]wire.TicketKeys // latest message per ring, see enqueueKeys
 	kvs   []clusterstate.Entry
+	lims  []ratelimit.Count
 	// resendTombs: the tombstone queue overflowed or a batch with
 	// tombstones was lost; the next flush sends every live tombstone.
 	resendTombs bool
@@ -155,6 +157,22 @@ func (p *peer) enqueueKV(e clusterstate.Entry) {
 	signal(p.wake)
 }
 
+// maxQueuedCounts bounds the request-limit counts queued for one peer
+// (1.5 MiB encoded): past it, reports are dropped whole.
+const maxQueuedCounts = 1 << 16
+
+func (p *peer) enqueueLimits(cs []ratelimit.Count) {
+	p.mu.Lock()
+	if len(p.lims)+len(cs) > maxQueuedCounts {
+		p.mu.Unlock()
+		p.m.stats.limitDrops.Add(uint64(len(cs)))
+		return
+	}
+	p.lims = append(p.lims, cs...)
+	p.mu.Unlock()
+	signal(p.wake)
+}
+
 // enqueueKeys queues a ring's keys, replacing the ring's keys still
 // queued: only its latest keys matter. The queue holds one entry per ring,
 // bounded by the rings the session layer keeps.
@@ -217,6 +235,7 @@ type batch struct {
 	tombs    []wire.Tombstone
 	keys     map[string]wire.TicketKeys
 	kvs      []clusterstate.Entry
+	lims     []ratelimit.Count
 	allTombs bool // send every live tombstone (see enqueueTomb)
 }
 
@@ -228,6 +247,7 @@ func (p *peer) take(b *batch) {
 	b.keys, p.keys = p.keys, nil
 	b.allTombs, p.resendTombs = p.resendTombs, false
 	b.kvs, p.kvs = p.kvs, b.kvs[:0]
+	b.lims, p.lims = p.lims, b.lims[:0]
 	p.queued = 0
 	p.mu.Unlock()
 }

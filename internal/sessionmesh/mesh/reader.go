@@ -100,6 +100,14 @@ func (c *conn) handle(msg wire.Message, now time.Time) error {
 		if kv := c.m.cfg.KV; kv != nil {
 			kv.HandleKV(c.peerName, v.Entries)
 		}
+	case *wire.LimitCounts:
+		if c.peer != nil {
+			return errProtocol // counts travel on their node's outbound connection
+		}
+		c.m.stats.limitRecv.Add(uint64(len(v.Counts)))
+		if h := c.m.cfg.Limits; h != nil {
+			h.HandleLimitCounts(c.peerName, v.Counts)
+		}
 	case *wire.Goodbye:
 		if c.peer != nil {
 			c.peer.left.Store(true)

@@ -20,6 +20,10 @@ type counters struct {
 	// kvDrops counts key-value entries dropped: a full queue, a failed
 	// write, or a peer too old to receive them.
 	kvDrops atomic.Uint64
+	// limitSent, limitRecv and limitDrops count request-limit counts sent
+	// to, received from, and not delivered to peers (full queue, failed
+	// write, peer older than version 5).
+	limitSent, limitRecv, limitDrops atomic.Uint64
 
 	mu      sync.Mutex
 	rejects map[string]uint64
@@ -77,6 +81,11 @@ type Status struct {
 	// KVDrops counts key-value entries lost to a full queue, a failed
 	// write or a peer too old for them.
 	KVDrops uint64 `json:"kv_drops"`
+	// LimitSent, LimitReceived and LimitDrops count request-limit counts
+	// (24 bytes each on the wire) sent, received, and not delivered.
+	LimitSent     uint64 `json:"limit_counts_sent"`
+	LimitReceived uint64 `json:"limit_counts_received"`
+	LimitDrops    uint64 `json:"limit_counts_dropped"`
 }
 
 // Status returns the current status.
@@ -86,7 +95,8 @@ func (m *Mesh) Status() Status {
 		BytesOut: m.stats.bytesOut.Load(), MsgsIn: m.stats.msgsIn.Load(),
 		MsgsOut: m.stats.msgsOut.Load(), Drops: m.stats.drops.Load(),
 		Resyncs: m.resyncs.Load(), Rejected: make(map[string]uint64),
-		Unsupported: m.stats.unsupported.Load(), KVDrops: m.stats.kvDrops.Load()}
+		Unsupported: m.stats.unsupported.Load(), KVDrops: m.stats.kvDrops.Load(),
+		LimitSent: m.stats.limitSent.Load(), LimitReceived: m.stats.limitRecv.Load(), LimitDrops: m.stats.limitDrops.Load()}
 	m.eachPeer(func(p *peer) {
 		p.mu.Lock()
 		ps := PeerStatus{Addr: p.addr, Name: p.name, State: p.state,

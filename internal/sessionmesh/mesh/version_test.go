@@ -6,6 +6,7 @@ import (
 	"time"
 
 	"github.com/meshgate/meshgate/internal/clusterstate"
+	"github.com/meshgate/meshgate/internal/clusterstate/ratelimit"
 	"github.com/meshgate/meshgate/internal/sessionmesh/pki"
 	"github.com/meshgate/meshgate/internal/sessionmesh/store"
 	"github.com/meshgate/meshgate/internal/sessionmesh/wire"
@@ -174,5 +175,60 @@ func TestTicketKeyRingsOnlyToPeersThatAnnounceThem(t *testing.T) {
 	})
 	if has(rings(old), "tenant/p") {
 		t.Error("a version 3 peer received a ring other than the default one")
+	}
+}
+
+// memLimits is a LimitHandler keeping every count received.
+type memLimits struct {
+	mu sync.Mutex
+	cs []ratelimit.Count
+}
+
+func (h *memLimits) HandleLimitCounts(_ string, cs []ratelimit.Count) {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	h.cs = append(h.cs, cs...)
+}
+
+func (h *memLimits) len() int {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	return len(h.cs)
+}
+
+// Request-limit counts go to version 5 peers only: a version 4 peer never
+// receives them (counted as dropped), a current one gets every count of a
+// report larger than one frame's batch.
+func TestLimitCountsOnlyToPeersThatAnnounceThem(t *testing.T) {
+	ca, _ := pki.NewCA("t")
+	pa := make(chanPeers, 1)
+	hb, hc := &memLimits{}, &memLimits{}
+	b := startMesh(t, ca, "b", nil, func(c *Config) { c.Limits = hb })
+	c := startMesh(t, ca, "c", nil, func(c *Config) { c.Limits, c.MaxVersion = hc, wire.LimitsSince-1 })
+	a := startMesh(t, ca, "a", pa, nil)
+	pa <- []string{b.Addr(), c.Addr()}
+	waitFor(t, "a online to both", func() bool { return len(a.OnlineNames()) == 2 })
+	const n = 5000 // more than one 64 KiB frame
+	cs := make([]ratelimit.Count, n)
+	for i := range cs {
+		cs[i] = ratelimit.Count{Limit: 1, Key: uint64(i), Window: 1000, Count: uint32(i)}
+	}
+	a.PublishLimits(cs)
+	waitFor(t, "every count at b, and counted as undeliverable for c", func() bool {
+		st := a.Status()
+		return hb.len() == n && st.LimitSent == n && st.LimitDrops == n
+	})
+	if hc.len() != 0 {
+		t.Fatal("a version 4 peer received limit counts")
+	}
+	if got := b.Status().LimitReceived; got != n {
+		t.Errorf("b counted %d received, want %d", got, n)
+	}
+	hb.mu.Lock()
+	defer hb.mu.Unlock()
+	for i, c := range hb.cs {
+		if c != cs[i] {
+			t.Fatalf("count %d arrived as %+v, want %+v", i, c, cs[i])
+		}
 	}
 }

@@ -125,7 +125,15 @@ func (c *conn) flushPeer(b *batch) error {
 	c.peer.take(b)
 	n := uint64(len(b.recs))
 	kvs := uint64(len(b.kvs))
+	lims := uint64(len(b.lims))
+	limitsOK := wire.Supports(c.version, wire.TypeLimitCounts)
 	err := c.writeBatch(b)
+	switch {
+	case err != nil || !limitsOK:
+		c.m.stats.limitDrops.Add(lims)
+	default:
+		c.m.stats.limitSent.Add(lims)
+	}
 	switch {
 	case err != nil:
 		c.peer.drops.Add(n)
@@ -145,6 +153,7 @@ func (c *conn) flushPeer(b *batch) error {
 	b.recs = b.recs[:0]
 	clear(b.kvs)
 	b.kvs = b.kvs[:0]
+	b.lims = b.lims[:0]
 	return err
 }
 
@@ -193,6 +202,16 @@ func (c *conn) writeBatch(b *batch) error {
 				return err
 			}
 			es = es[n:]
+		}
+	}
+	if wire.Supports(c.version, wire.TypeLimitCounts) {
+		per := max(1, min(c.m.cfg.BatchBytes/wire.LimitCountSize, wire.MaxLimitCounts))
+		for cs := b.lims; len(cs) > 0; {
+			n := min(len(cs), per)
+			if err := c.writeFrame(&wire.LimitCounts{Counts: cs[:n]}); err != nil {
+				return err
+			}
+			cs = cs[n:]
 		}
 	}
 	return c.bw.Flush()
