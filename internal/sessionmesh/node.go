@@ -21,6 +21,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/meshgate/meshgate/internal/clusterstate"
+	"github.com/meshgate/meshgate/internal/clusterstate/ratelimit"
 	"github.com/meshgate/meshgate/internal/sessionmesh/mesh"
 	"github.com/meshgate/meshgate/internal/sessionmesh/pki"
 	"github.com/meshgate/meshgate/internal/sessionmesh/store"
@@ -83,6 +84,12 @@ type Config struct {
 	// MeshTuning, if set, adjusts the mesh configuration (queue sizes,
 	// timers) before it starts; tests use it for short timeouts.
 	MeshTuning func(*mesh.Config)
+	// LimitReportInterval is how often the node sends its peers the
+	// request-limit counts that changed (Limiter); 0 means 25 ms.
+	LimitReportInterval time.Duration
+	// MaxLimitKeys bounds the keys the request limiter tracks; 0 means
+	// ratelimit.DefaultMaxKeys.
+	MaxLimitKeys int
 }
 
 // Node is one replica's session mesh member. Create it with New, run it
@@ -98,6 +105,7 @@ type Node struct {
 	m       *metrics
 	state   *clusterstate.Store // nil without Zones
 	affKey  []byte              // AffinityKey
+	limiter *ratelimit.Limiter  // request limits, keyed alike on every replica
 	sources sourceBuckets       // remote lookup budget per client address (budget.go)
 
 	maxLifetime atomic.Int64 // longest configured session lifetime (ns); 0: none yet
@@ -144,6 +152,10 @@ func New(cfg Config) (*Node, error) {
 		rand.Read(macKey)
 	}
 	n.affKey = deriveKey(macKey, "meshgate cookie affinity v1")
+	if n.limiter, err = ratelimit.New(ratelimit.Config{Key: deriveKey(macKey, "meshgate request limits v1")[:16],
+		MaxKeys: cfg.MaxLimitKeys, Now: cfg.Now}); err != nil {
+		return nil, fmt.Errorf("sessionmesh: %w", err)
+	}
 	for i := range n.ipad { // HMAC pads (RFC 2104); the key is shorter than a block
 		var k byte
 		if i < len(macKey) {
@@ -191,6 +203,7 @@ func (n *Node) newMesh() (*mesh.Mesh, error) {
 	if n.state != nil {
 		mc.KV = (*kvHandler)(n)
 	}
+	mc.Limits = (*limitHandler)(n)
 	if n.cfg.MeshTuning != nil {
 		n.cfg.MeshTuning(&mc)
 	}
@@ -223,6 +236,7 @@ func (n *Node) Run(ctx context.Context) error {
 	if n.state != nil {
 		wg.Go(func() { n.state.Run(ctx, time.Second) })
 	}
+	wg.Go(func() { n.limitLoop(ctx) })
 	var err error
 	if n.mesh != nil {
 		err = n.mesh.Run(ctx)
@@ -377,4 +391,41 @@ func (h *handler) Tombstones(fn func(wire.Tombstone) bool) {
 	h.store.RangeTombstones(time.Now(), func(k store.Key, exp int64) bool {
 		return fn(wire.Tombstone{Key: k, Expires: exp})
 	})
+}
+
+// Limiter returns the node's request limiter: its key is derived from the
+// cluster's session-id MAC key, so every replica hashes client keys alike,
+// and its counts are exchanged with the peers every LimitReportInterval.
+func (n *Node) Limiter() *ratelimit.Limiter { return n.limiter }
+
+// limitLoop sends the changed request-limit counts to the peers every
+// LimitReportInterval and forgets aged-out keys every second.
+func (n *Node) limitLoop(ctx context.Context) {
+	every := n.cfg.LimitReportInterval
+	if every <= 0 {
+		every = 25 * time.Millisecond
+	}
+	report := time.NewTicker(every)
+	defer report.Stop()
+	sweep := time.NewTicker(time.Second)
+	defer sweep.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-report.C:
+			if cs := n.limiter.Report(); len(cs) > 0 && n.mesh != nil {
+				n.mesh.PublishLimits(cs)
+			}
+		case <-sweep.C:
+			n.limiter.Sweep()
+		}
+	}
+}
+
+// limitHandler adapts Node to mesh.LimitHandler.
+type limitHandler Node
+
+func (h *limitHandler) HandleLimitCounts(from string, cs []ratelimit.Count) {
+	h.limiter.Merge(from, cs)
 }
