@@ -184,6 +184,9 @@ func New(cfg Config) (*Node, error) {
 		if err := cfg.Registerer.Register(n.m); err != nil {
 			return nil, fmt.Errorf("sessionmesh: register metrics: %w", err)
 		}
+		if err := cfg.Registerer.Register(n.limiter); err != nil {
+			return nil, fmt.Errorf("sessionmesh: register limiter metrics: %w", err)
+		}
 	}
 	return n, nil
 }
