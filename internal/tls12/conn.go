@@ -9,6 +9,7 @@ import (
 	"net"
 	"sync"
 	"sync/atomic"
+	"syscall"
 	"time"
 )
 
@@ -52,6 +53,11 @@ type Conn struct {
 		err error // sticky write error
 	}
 	closed atomic.Bool
+	// peerReset is set once a read failed because the peer reset the
+	// connection: Close then sends no close_notify, which could only fail
+	// (EPIPE, and a SIGPIPE delivered to the process) on every such
+	// connection.
+	peerReset atomic.Bool
 	// hello is the ClientHello the caller already parsed, if any.
 	hello *ClientHello
 }
@@ -203,6 +209,9 @@ func (c *Conn) fail(err error) error {
 	if errors.As(err, &ae) && !ae.received {
 		c.sendAlert(alertLevelFatal, ae.desc)
 	}
+	if errors.Is(err, syscall.ECONNRESET) {
+		c.peerReset.Store(true)
+	}
 	c.in.rr.err = err
 	return err
 }
@@ -285,13 +294,14 @@ func (c *Conn) CloseWrite() error {
 // closeNotifyTimeout bounds the close_notify write in Close.
 const closeNotifyTimeout = time.Second
 
-// Close sends close_notify (when the handshake is done and no Write is in
-// progress) and closes the underlying connection.
+// Close sends close_notify (when the handshake is done, no Write is in
+// progress and the peer has not reset the connection) and closes the
+// underlying connection.
 func (c *Conn) Close() error {
 	if c.closed.Swap(true) {
 		return net.ErrClosed
 	}
-	if c.hsDone.Load() && c.out.TryLock() {
+	if c.hsDone.Load() && !c.peerReset.Load() && c.out.TryLock() {
 		if c.out.err == nil {
 			_ = c.conn.SetWriteDeadline(time.Now().Add(closeNotifyTimeout))
 			c.sendAlertLocked(alertLevelWarning, alertCloseNotify)
