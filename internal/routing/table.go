@@ -13,6 +13,7 @@ import (
 	"crypto/tls"
 	"crypto/x509"
 	"fmt"
+	"net/netip"
 	"regexp"
 	"slices"
 	"time"
@@ -39,8 +40,38 @@ type Table struct {
 	Passthrough map[string]*Backend
 
 	// L4 lists the plain TCP and UDP services exposed on their own ports,
-	// sorted by Protocol then Port.
+	// sorted by Addr, Protocol then Port. It holds the services of every
+	// frontend: each says which address it binds.
 	L4 []L4Service
+
+	// Frontends holds the Gateways served on addresses of their own
+	// (per-Gateway addresses), keyed by the listen address the data plane
+	// binds for them. Each is a table of its own: HTTP, TLS and
+	// Passthrough of that Gateway only, nothing of Ingresses or of other
+	// Gateways, so a request or handshake arriving on one address is
+	// routed by that address's Gateway alone. A frontend table's
+	// Generation and BuiltAt are its parent's; its L4 and Frontends are
+	// empty. Nil or empty means every Gateway is merged into this table
+	// (served on the replica's own listeners).
+	Frontends map[netip.Addr]*Table
+}
+
+// emptyTable is what For returns for an address the table does not serve.
+var emptyTable = &Table{}
+
+// For returns the table that connections accepted on frontend address a
+// are routed by: t itself for the zero Addr (the replica's own listeners),
+// t.Frontends[a] for a frontend, and an empty table (serving nothing) for
+// any other address, e.g. a listener whose Gateway was just removed. It
+// does not allocate.
+func (t *Table) For(a netip.Addr) *Table {
+	if !a.IsValid() || t == nil {
+		return t
+	}
+	if f := t.Frontends[a]; f != nil {
+		return f
+	}
+	return emptyTable
 }
 
 // HTTPRoutes is the host → path → backend part of a Table.
@@ -372,6 +403,10 @@ const (
 
 // L4Service is a port of meshgate forwarded as-is to a backend.
 type L4Service struct {
+	// Addr is the address the port binds: the zero Addr means the data
+	// plane's own L4 address (l4.ManagerConfig.BindIP); a frontend's
+	// services (Table.Frontends) carry the frontend's address.
+	Addr     netip.Addr
 	Protocol L4Protocol
 	// Port is meshgate's listening port.
 	Port    int

@@ -13,8 +13,8 @@ package translate
 
 import (
 	"cmp"
-	"crypto/tls"
 	"fmt"
+	"net/netip"
 	"slices"
 	"time"
 
@@ -67,9 +67,16 @@ type Options struct {
 	// (PortUnavailable); TCP and UDP listeners may use any other port.
 	GatewayHTTPPort, GatewayHTTPSPort int
 	// GatewayAddresses are the addresses (IPs or host names) meshgate is
-	// reached on, published in Gateway status; empty leaves our Gateways
-	// unprogrammed (AddressNotAssigned).
+	// reached on, published in the status of merged Gateways; empty leaves
+	// them unprogrammed (AddressNotAssigned).
 	GatewayAddresses []string
+	// GatewayAddressPool, when not empty, gives every Gateway of our
+	// classes an address of its own from these (sorted, see
+	// ParseAddressPool): its listeners are served there only, from a
+	// frontend table of their own (routing.Table.Frontends), and its
+	// status publishes that address. Empty merges every Gateway onto
+	// meshgate's own addresses (GatewayAddresses).
+	GatewayAddressPool []netip.Addr
 	// Generation is copied into Table.Generation.
 	Generation uint64
 	// Now is copied into Table.BuiltAt; zero means time.Now().
@@ -157,14 +164,13 @@ type state struct {
 	policies      map[types.NamespacedName]policyResult
 	nsPolicies    map[string][]policyResult // valid ones, by name
 
+	// main is what meshgate's own addresses serve; tlsHosts, vhosts and
+	// passthrough are its maps (the Ingress processors write them).
+	main        *frontend
 	tlsHosts    map[string]*tlsHostBuild // by host pattern
 	defaultCert *tlsCandidate
 	// defaultFromOption: defaultCert is Options.DefaultCertificate.
 	defaultFromOption bool
-	// gwDefaultCert is the certificate of the oldest HTTPS Gateway
-	// listener without a hostname; it serves unknown SNI names unless
-	// Options.DefaultCertificate names one.
-	gwDefaultCert *tls.Certificate
 
 	gw *gwState
 
@@ -226,16 +232,18 @@ func ToTable(c *Cache, opts Options) (*routing.Table, []Problem) {
 // (parsed certificates are shared and must be treated as read-only). The
 // result is deterministic for a given cache content and opts.
 func Translate(c *Cache, opts Options) Result {
+	main := newFrontend(netip.Addr{})
 	s := &state{
 		c:           c,
 		opts:        opts.WithDefaults(),
 		annots:      map[types.NamespacedName]annotations{},
 		policies:    map[types.NamespacedName]policyResult{},
 		nsPolicies:  map[string][]policyResult{},
-		tlsHosts:    map[string]*tlsHostBuild{},
-		vhosts:      map[string]*vhostBuild{},
+		main:        main,
+		tlsHosts:    main.tlsHosts,
+		vhosts:      main.vhosts,
 		routeOwners: map[routeKey]string{},
-		passthrough: map[string]passthroughEntry{},
+		passthrough: main.passthrough,
 		backends:    map[backendKey]*backendBuild{},
 	}
 	s.defaultPolicy = routing.DefaultPolicy()
@@ -259,50 +267,52 @@ func (s *state) ingressProblem(ing *networkingv1.Ingress, reason, format string,
 	s.problem("Ingress", ing, reason, format, args...)
 }
 
-// table assembles the routing.Table from the processors' results.
+// table assembles the routing.Table from the processors' results: the
+// table of meshgate's own addresses, with one frontend table per Gateway
+// that has an address of its own.
 func (s *state) table() *routing.Table {
 	now := s.opts.Now
 	if now.IsZero() {
 		now = time.Now()
 	}
-	t := &routing.Table{
+	t := s.newTable(now)
+	t.HTTP.DefaultBackend = s.defaultBackend
+	t.L4 = s.l4
+	s.main.fill(t)
+	s.fillTLS(&t.TLS)
+	for _, fe := range s.gw.fronts {
+		ft := s.newTable(now)
+		fe.fill(ft)
+		if fe.gwDefaultCert != nil {
+			ft.TLS.Default = &routing.TLSHost{Certificate: fe.gwDefaultCert, Policy: fe.gwDefaultPolicy}
+		}
+		if t.Frontends == nil {
+			t.Frontends = map[netip.Addr]*routing.Table{}
+		}
+		t.Frontends[fe.addr] = ft
+	}
+	slices.SortFunc(t.L4, func(a, b routing.L4Service) int {
+		return cmp.Or(a.Addr.Compare(b.Addr), cmp.Compare(a.Protocol, b.Protocol), cmp.Compare(a.Port, b.Port))
+	})
+	return t
+}
+
+// newTable returns an empty table of this build.
+func (s *state) newTable(now time.Time) *routing.Table {
+	return &routing.Table{
 		Generation: s.opts.Generation,
 		BuiltAt:    now,
 		HTTP: routing.HTTPRoutes{
-			Hosts:          map[string]*routing.VirtualHost{},
-			Wildcards:      map[string]*routing.VirtualHost{},
-			Suffixes:       map[string]*routing.VirtualHost{},
-			DefaultBackend: s.defaultBackend,
+			Hosts:     map[string]*routing.VirtualHost{},
+			Wildcards: map[string]*routing.VirtualHost{},
+			Suffixes:  map[string]*routing.VirtualHost{},
 		},
 		TLS: routing.TLSHosts{
 			Exact:     map[string]*routing.TLSHost{},
 			Wildcards: map[string]*routing.TLSHost{},
 		},
 		Passthrough: map[string]*routing.Backend{},
-		L4:          s.l4,
 	}
-	s.fillTLS(&t.TLS)
-	for name, vb := range s.vhosts {
-		vh := vb.finish(s)
-		switch {
-		case name == "":
-			t.HTTP.CatchAll = vh
-		case isWildcard(name):
-			t.HTTP.Wildcards[name[2:]] = vh
-			if vb.gateway {
-				t.HTTP.Suffixes[name[2:]] = vh
-			}
-		default:
-			t.HTTP.Hosts[name] = vh
-		}
-	}
-	for name, e := range s.passthrough {
-		t.Passthrough[name] = e.backend
-	}
-	slices.SortFunc(t.L4, func(a, b routing.L4Service) int {
-		return cmp.Or(cmp.Compare(a.Protocol, b.Protocol), cmp.Compare(a.Port, b.Port))
-	})
-	return t
 }
 
 func isWildcard(host string) bool { return len(host) > 2 && host[0] == '*' && host[1] == '.' }

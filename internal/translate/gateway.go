@@ -29,8 +29,9 @@ type gwState struct {
 	merges []l4Merge
 	// policies are the TLSPolicies attached by targetRefs.
 	policies gwPolicies
-	// defaultPolicy is the policy of gwDefaultCert's listener.
-	defaultPolicy *routing.TLSPolicy
+	// fronts are the frontends of Gateways with an address of their own,
+	// by address.
+	fronts []*frontend
 
 	// btls maps the targets of accepted BackendTLSPolicies to them;
 	// btlsAll lists every policy; btlsUsers the Gateways whose routes use
@@ -42,6 +43,7 @@ type gwState struct {
 }
 
 type l4Port struct {
+	addr  netip.Addr // the frontend's; zero: meshgate's own
 	proto routing.L4Protocol
 	port  int
 }
@@ -51,9 +53,21 @@ type gatewayBuild struct {
 	gw        *gatewayv1.Gateway
 	listeners []*listenerBuild
 	// invalidAddress is set when spec.addresses asks for an address
-	// meshgate does not serve.
+	// meshgate does not serve (Accepted False, UnsupportedAddress).
 	invalidAddress string
+	// fe is the frontend the Gateway's listeners are served by: meshgate's
+	// own (merged Gateways), the Gateway's own address, or, for a Gateway
+	// without a usable address, one that no table includes.
+	fe *frontend
+	// addrReason and addrMsg say why a Gateway that needs an address of
+	// its own has none (Programmed False: AddressNotAssigned or
+	// AddressNotUsable); empty when it has one or is merged.
+	addrReason gatewayv1.GatewayConditionReason
+	addrMsg    string
 }
+
+// served reports whether the Gateway's listeners reach the data plane.
+func (gb *gatewayBuild) served() bool { return gb.addrReason == "" && gb.invalidAddress == "" }
 
 // listenerBuild is one Gateway (or ListenerSet) listener being built.
 type listenerBuild struct {
@@ -81,7 +95,7 @@ func (lb *listenerBuild) usable() bool { return lb.accepted && !lb.conflicted }
 
 // programmed reports whether the listener is configured in the data plane.
 func (lb *listenerBuild) programmed() bool {
-	if !lb.usable() {
+	if !lb.usable() || !lb.gb.served() {
 		return false
 	}
 	if lb.l.Protocol == gatewayv1.HTTPSProtocolType {
@@ -160,11 +174,11 @@ func processGateways(s *state) {
 		gb := &gatewayBuild{gw: gw}
 		s.gw.gateways = append(s.gw.gateways, gb)
 		s.gw.byName[key(gw)] = gb
-		gb.invalidAddress = s.checkAddresses(gw)
 		for i := range gw.Spec.Listeners {
 			gb.listeners = append(gb.listeners, &listenerBuild{gb: gb, l: gw.Spec.Listeners[i]})
 		}
 	}
+	s.assignAddresses()
 	processListenerSets(s)
 	attachTLSPolicies(s)
 	for _, gb := range s.gw.gateways {
@@ -177,23 +191,6 @@ func processGateways(s *state) {
 			s.gatewayTLS(lb)
 		}
 	}
-}
-
-// checkAddresses returns why spec.addresses cannot be honoured, or "".
-func (s *state) checkAddresses(gw *gatewayv1.Gateway) string {
-	for _, a := range gw.Spec.Addresses {
-		t := gatewayv1.IPAddressType
-		if a.Type != nil {
-			t = *a.Type
-		}
-		if t != gatewayv1.IPAddressType && t != gatewayv1.HostnameAddressType {
-			return fmt.Sprintf("address type %q is not supported", t)
-		}
-		if a.Value != "" && !slices.Contains(s.opts.GatewayAddresses, a.Value) {
-			return fmt.Sprintf("address %q is not one of meshgate's published addresses %v", a.Value, s.opts.GatewayAddresses)
-		}
-	}
-	return ""
 }
 
 // validateListener sets the Accepted and ResolvedRefs facts of lb that do
@@ -359,11 +356,11 @@ func (s *state) claimL4Port(lb *listenerBuild) {
 	default:
 		return
 	}
-	if !lb.usable() {
+	if !lb.usable() || !lb.gb.served() {
 		return
 	}
-	k := l4Port{proto, int(lb.l.Port)}
-	if slices.ContainsFunc(s.l4, func(e routing.L4Service) bool { return e.Protocol == proto && e.Port == k.port }) {
+	k := l4Port{lb.gb.fe.addr, proto, int(lb.l.Port)}
+	if !k.addr.IsValid() && slices.ContainsFunc(s.l4, func(e routing.L4Service) bool { return e.Protocol == proto && e.Port == k.port }) {
 		lb.reject(gatewayv1.ListenerReasonPortUnavailable, fmt.Sprintf("%s port %d is used by the L4 ConfigMap", proto, k.port))
 		return
 	}
@@ -440,17 +437,17 @@ func (s *state) listenerCert(from fromRef, ref gatewayv1.SecretObjectReference) 
 // serveListenerCert adds the TLS host of an HTTPS listener. A host already
 // served (by an Ingress or an older listener) keeps its certificate.
 func (s *state) serveListenerCert(lb *listenerBuild) {
-	host := lb.hostname()
+	host, fe := lb.hostname(), lb.gb.fe
 	if host == "" {
-		if s.gwDefaultCert == nil {
-			s.gwDefaultCert, s.gw.defaultPolicy = lb.cert, s.listenerPolicy(lb)
+		if fe.gwDefaultCert == nil {
+			fe.gwDefaultCert, fe.gwDefaultPolicy = lb.cert, s.listenerPolicy(lb)
 		}
 		return
 	}
-	if s.tlsHosts[host] != nil {
+	if fe.tlsHosts[host] != nil {
 		return
 	}
-	s.tlsHosts[host] = &tlsHostBuild{name: host, cert: lb.cert, secret: "gateway:" + nsName(lb.gb.gw) + "/" + string(lb.l.Name), policy: s.listenerPolicy(lb)}
+	fe.tlsHosts[host] = &tlsHostBuild{name: host, cert: lb.cert, secret: "gateway:" + nsName(lb.gb.gw) + "/" + string(lb.l.Name), policy: s.listenerPolicy(lb)}
 }
 
 // publishedAddresses lists Options.GatewayAddresses as status addresses.

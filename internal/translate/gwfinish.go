@@ -11,9 +11,9 @@ import (
 // attached (AttachedRoutes is known).
 func finishGateways(s *state) {
 	sets := finishListenerSets(s)
-	addrs := s.publishedAddresses()
 	for _, gb := range s.gw.gateways {
 		gw := gb.gw
+		addrs := s.statusAddresses(gb)
 		st := GatewayStatus{Addresses: addrs, Listeners: []gatewayv1.ListenerStatus{}}
 		valid, programmed := 0, 0
 		for _, lb := range gb.listeners {
@@ -47,6 +47,8 @@ func finishGateways(s *state) {
 		switch {
 		case gb.invalidAddress != "":
 			prog = cond(gatewayv1.GatewayConditionProgrammed, false, gatewayv1.GatewayReasonAddressNotUsable, gb.invalidAddress, gw.Generation)
+		case gb.addrReason != "":
+			prog = cond(gatewayv1.GatewayConditionProgrammed, false, gb.addrReason, gb.addrMsg, gw.Generation)
 		case len(addrs) == 0:
 			prog = cond(gatewayv1.GatewayConditionProgrammed, false, gatewayv1.GatewayReasonAddressNotAssigned, "meshgate has no address to publish (set --publish-service or --publish-status-address)", gw.Generation)
 		case programmed == 0 && n > 0:

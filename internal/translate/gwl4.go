@@ -110,11 +110,12 @@ func processTLSRoutes(s *state) {
 					s.problem("TLSRoute", tr, ReasonInvalidRule, "passthrough needs a hostname (on the route or the listener); not served")
 					continue
 				}
-				if prev, ok := s.passthrough[host]; ok && prev.owner != nsName(tr) {
+				pass := a.lb.gb.fe.passthrough
+				if prev, ok := pass[host]; ok && prev.owner != nsName(tr) {
 					s.problem("TLSRoute", tr, ReasonConflict, "hostname %q is already passed through by %s; skipped", host, prev.owner)
 					continue
 				}
-				s.passthrough[host] = passthroughEntry{backend: orUnavailable(b, nsName(tr)), owner: nsName(tr)}
+				pass[host] = passthroughEntry{backend: orUnavailable(b, nsName(tr)), owner: nsName(tr)}
 			}
 		})
 	}
@@ -176,11 +177,14 @@ func (s *state) l4Route(kind string, obj metav1.Object, refs []gatewayv1.ParentR
 		}
 	}
 	s.serveL4(rb, parents, gen, func(a attachment) {
-		port := int(a.lb.l.Port)
-		if slices.ContainsFunc(s.l4, func(e routing.L4Service) bool { return e.Protocol == proto && e.Port == port }) {
+		port, addr := int(a.lb.l.Port), a.lb.gb.fe.addr
+		if !a.lb.gb.served() {
+			return
+		}
+		if slices.ContainsFunc(s.l4, func(e routing.L4Service) bool { return e.Addr == addr && e.Protocol == proto && e.Port == port }) {
 			return // an older route serves this listener
 		}
-		s.l4 = append(s.l4, routing.L4Service{Protocol: proto, Port: port, Backend: orUnavailable(b, nsName(obj)), Source: kind + " " + nsName(obj)})
+		s.l4 = append(s.l4, routing.L4Service{Addr: addr, Protocol: proto, Port: port, Backend: orUnavailable(b, nsName(obj)), Source: kind + " " + nsName(obj)})
 	})
 }
 

@@ -69,12 +69,13 @@ func (s *state) serveRoute(rb *routeBuild, parents []*parentResult, gen int64) {
 		}
 		for _, a := range pr.attached {
 			for _, host := range a.hosts {
-				k := fmt.Sprintf("%s|%d", host, a.lb.scope())
+				fe := a.lb.gb.fe
+				k := fmt.Sprintf("%s|%d|%s", host, a.lb.scope(), fe.addr)
 				if seen[k] {
 					continue // another listener with the same front end and host
 				}
 				seen[k] = true
-				vb := s.vhost(host)
+				vb := fe.vhost(host)
 				vb.gateway = true
 				for _, r := range rb.rules {
 					for _, rt := range r.routes {

@@ -20,9 +20,9 @@ type vhostBuild struct {
 	gateway bool
 }
 
-func (vb *vhostBuild) finish(s *state) *routing.VirtualHost {
+func (vb *vhostBuild) finish(fe *frontend) *routing.VirtualHost {
 	routing.SortRoutes(vb.routes)
-	tls := s.tlsCovered(vb.name)
+	tls := fe.tlsCovered(vb.name)
 	return &routing.VirtualHost{Name: vb.name, TLS: tls, SSLRedirect: tls && !vb.noRedirect, Routes: vb.routes}
 }
 
@@ -33,14 +33,7 @@ type routeKey struct {
 	path  string
 }
 
-func (s *state) vhost(host string) *vhostBuild {
-	vb := s.vhosts[host]
-	if vb == nil {
-		vb = &vhostBuild{name: host}
-		s.vhosts[host] = vb
-	}
-	return vb
-}
+func (s *state) vhost(host string) *vhostBuild { return s.main.vhost(host) }
 
 func settingsOf(a annotations) backendSettings {
 	return backendSettings{

@@ -122,42 +122,18 @@ func (s *state) ingressTLS(ing *networkingv1.Ingress, i int, t networkingv1.Ingr
 	}
 }
 
-// tlsCovered reports whether HTTPS for host is served with a TLS host of
-// its own (exact, or a wildcard covering it) from an Ingress' spec.tls,
-// which makes plain HTTP for it redirect. Gateway listener certificates do
-// not: a Gateway says with its listeners what it serves over plain HTTP.
-func (s *state) tlsCovered(host string) bool {
-	if host == "" {
-		return false
-	}
-	if th := s.tlsHosts[host]; th != nil && th.owner != nil {
-		return true
-	}
-	if isWildcard(host) {
-		return false
-	}
-	if i := strings.IndexByte(host, '.'); i > 0 {
-		th := s.tlsHosts["*"+host[i:]]
-		return th != nil && th.owner != nil
-	}
-	return false
-}
+// tlsCovered reports whether an Ingress' spec.tls covers host on
+// meshgate's own addresses (see frontend.tlsCovered).
+func (s *state) tlsCovered(host string) bool { return s.main.tlsCovered(host) }
 
-// fillTLS writes the TLS hosts and the default into t.
+// fillTLS writes the default TLS host of meshgate's own addresses into t
+// (the TLS hosts come with frontend.fill).
 func (s *state) fillTLS(t *routing.TLSHosts) {
-	for name, th := range s.tlsHosts {
-		h := &routing.TLSHost{Name: name, Certificate: th.cert, Policy: th.policy}
-		if isWildcard(name) {
-			t.Wildcards[name[2:]] = h
-		} else {
-			t.Exact[name] = h
-		}
-	}
 	switch {
 	case s.defaultCert != nil && s.defaultFromOption:
 		t.Default = &routing.TLSHost{Certificate: s.defaultCert.cert, Policy: s.defaultPolicy}
-	case s.gwDefaultCert != nil:
-		t.Default = &routing.TLSHost{Certificate: s.gwDefaultCert, Policy: s.gw.defaultPolicy}
+	case s.main.gwDefaultCert != nil:
+		t.Default = &routing.TLSHost{Certificate: s.main.gwDefaultCert, Policy: s.main.gwDefaultPolicy}
 	case s.defaultCert != nil:
 		t.Default = &routing.TLSHost{Certificate: s.defaultCert.cert, Policy: s.defaultPolicy}
 	}
