@@ -104,15 +104,7 @@ func (tc *testCluster) join(t *testing.T, mut func(i int, c *Config)) *Replica {
 // runReplica runs r until the test ends and returns once it has started.
 func runReplica(t *testing.T, r *Replica) {
 	t.Helper()
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan error, 1)
-	go func() { done <- r.Run(ctx) }()
-	t.Cleanup(func() {
-		cancel()
-		if err := <-done; err != nil {
-			t.Errorf("%s: Run: %v", r.cfg.NodeName, err)
-		}
-	})
+	testkit.Background(t, r.cfg.NodeName+": Run", 20*time.Second, r.Run)
 	<-r.Started()
 }
 

@@ -1,6 +1,7 @@
 package testkit
 
 import (
+	"context"
 	"crypto/ed25519"
 	"crypto/rand"
 	"crypto/tls"
@@ -170,4 +171,26 @@ func TestMetricSum(t *testing.T) {
 	if v := MetricValue(t, reg, "t_total", map[string]string{"a": "y"}); v != 5 {
 		t.Errorf("MetricValue = %v", v)
 	}
+}
+
+func TestBackground(t *testing.T) {
+	var ran atomic.Bool
+	t.Run("runs until cleanup", func(t *testing.T) {
+		stopped := Background(t, "worker", 5*time.Second, func(ctx context.Context) error {
+			ran.Store(true)
+			<-ctx.Done()
+			return nil
+		})
+		select {
+		case <-stopped:
+			t.Fatal("stopped before cleanup")
+		default:
+		}
+	})
+	if !ran.Load() {
+		t.Fatal("run never ran")
+	}
+	// An early return closes the channel at once.
+	stopped := Background(t, "early", 5*time.Second, func(context.Context) error { return nil })
+	<-stopped
 }

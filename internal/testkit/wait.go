@@ -1,6 +1,7 @@
 package testkit
 
 import (
+	"context"
 	"fmt"
 	"testing"
 	"time"
@@ -45,4 +46,31 @@ func Until(timeout time.Duration, cond func() bool) error {
 			return fmt.Errorf("still not true after %v", timeout)
 		}
 	}
+}
+
+// Background runs run on a goroutine until t ends: t's cleanup cancels
+// run's context and waits up to stopWithin for it to return, reporting a
+// non-nil error, or that it did not stop, as an error of what. The channel
+// returned is closed when run returns (early, if it fails to start).
+func Background(t testing.TB, what string, stopWithin time.Duration, run func(context.Context) error) <-chan struct{} {
+	t.Helper()
+	ctx, cancel := context.WithCancel(context.Background())
+	stopped := make(chan struct{})
+	var err error
+	go func() {
+		err = run(ctx)
+		close(stopped)
+	}()
+	t.Cleanup(func() {
+		cancel()
+		select {
+		case <-stopped:
+			if err != nil {
+				t.Errorf("%s: %v", what, err)
+			}
+		case <-time.After(stopWithin):
+			t.Errorf("%s did not stop within %v", what, stopWithin)
+		}
+	})
+	return stopped
 }

@@ -5,7 +5,6 @@ package kube
 
 import (
 	"bufio"
-	"context"
 	"crypto/tls"
 	"fmt"
 	"io"
@@ -73,20 +72,7 @@ func startMeshController(t *testing.T, opts Options) *Controller {
 	if err != nil {
 		t.Fatalf("New: %v", err)
 	}
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan error, 1)
-	go func() { done <- c.Start(ctx) }()
-	t.Cleanup(func() {
-		cancel()
-		select {
-		case err := <-done:
-			if err != nil {
-				t.Errorf("controller: %v", err)
-			}
-		case <-time.After(20 * time.Second):
-			t.Errorf("controller did not stop")
-		}
-	})
+	testkit.Background(t, "controller", 20*time.Second, c.Start)
 	return c
 }
 
@@ -95,24 +81,11 @@ func startMeshController(t *testing.T, opts Options) *Controller {
 // every goroutine of the replica.
 func runReplica(t *testing.T, r *replica.Replica) {
 	t.Helper()
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan error, 1)
-	go func() { done <- r.Run(ctx) }()
-	t.Cleanup(func() {
-		cancel()
-		select {
-		case err := <-done:
-			if err != nil {
-				t.Errorf("replica: %v", err)
-			}
-		case <-time.After(20 * time.Second):
-			t.Errorf("replica did not stop")
-		}
-	})
+	stopped := testkit.Background(t, "replica", 20*time.Second, r.Run)
 	select {
 	case <-r.Started():
-	case err := <-done:
-		t.Fatalf("replica stopped before serving: %v", err)
+	case <-stopped:
+		t.Fatal("replica stopped before serving (its error is reported at cleanup)")
 	}
 }
 
