@@ -7,6 +7,7 @@ import (
 	"os"
 	"path/filepath"
 	"slices"
+	"syscall"
 	"testing"
 
 	corev1 "k8s.io/api/core/v1"
@@ -220,5 +221,28 @@ func TestFreeAddrsDistinct(t *testing.T) {
 			t.Fatalf("%s not free after FreeAddrs: %v", a, err)
 		}
 		ln.Close()
+	}
+}
+
+// The /proc readers of a process group find this test's own group, and
+// report an error for a group with no live process.
+func TestGroupCounters(t *testing.T) {
+	pg := syscall.Getpgrp()
+	if _, err := GroupCPUTicks(pg); err != nil {
+		t.Fatal(err)
+	}
+	a, err := GroupActivity(pg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if a.ReadCalls == 0 || a.CtxSwitches == 0 {
+		t.Fatalf("activity of a live group: %+v", a)
+	}
+	const none = 1 << 30 // beyond pid_max: no such group
+	if _, err := GroupCPUTicks(none); err == nil {
+		t.Fatal("GroupCPUTicks of an empty group: no error")
+	}
+	if _, err := GroupActivity(none); err == nil {
+		t.Fatal("GroupActivity of an empty group: no error")
 	}
 }

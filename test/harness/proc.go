@@ -124,43 +124,15 @@ func (p *Proc) CPUTicks() (int64, error) {
 // GroupCPUTicks sums utime+stime over the live processes of process group
 // pgid, read from /proc/<pid>/stat.
 func GroupCPUTicks(pgid int) (int64, error) {
-	ents, err := os.ReadDir("/proc")
+	procs, err := groupStats(pgid)
 	if err != nil {
 		return 0, fmt.Errorf("cpu ticks: %w", err)
 	}
 	var total int64
-	found := false
-	for _, e := range ents {
-		pid, err := strconv.Atoi(e.Name())
-		if err != nil {
-			continue
-		}
-		b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
-		if err != nil {
-			continue // exited meanwhile
-		}
-		// Fields after the parenthesised command name: state(3) ppid(4)
-		// pgrp(5) ... utime(14) stime(15).
-		s := string(b)
-		i := strings.LastIndexByte(s, ')')
-		if i < 0 {
-			continue
-		}
-		f := strings.Fields(s[i+1:])
-		if len(f) < 13 {
-			continue
-		}
-		pg, _ := strconv.Atoi(f[2])
-		if pg != pgid {
-			continue
-		}
-		ut, _ := strconv.ParseInt(f[11], 10, 64)
-		st, _ := strconv.ParseInt(f[12], 10, 64)
+	for _, ps := range procs {
+		ut, _ := strconv.ParseInt(ps.fields[11], 10, 64)
+		st, _ := strconv.ParseInt(ps.fields[12], 10, 64)
 		total += ut + st
-		found = true
-	}
-	if !found {
-		return 0, fmt.Errorf("cpu ticks: no live process in group %d", pgid)
 	}
 	return total, nil
 }

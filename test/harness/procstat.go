@@ -33,12 +33,13 @@ func (p *Proc) Activity() (Activity, error) { return GroupActivity(p.PID()) }
 // GroupActivity sums Activity over the live processes of process group
 // pgid.
 func GroupActivity(pgid int) (Activity, error) {
-	pids, err := groupPIDs(pgid)
+	procs, err := groupStats(pgid)
 	if err != nil {
 		return Activity{}, err
 	}
 	var a Activity
-	for _, pid := range pids {
+	for _, ps := range procs {
+		pid := ps.pid
 		io, err := os.ReadFile(fmt.Sprintf("/proc/%d/io", pid))
 		if err != nil {
 			continue // exited meanwhile
@@ -70,13 +71,16 @@ func procField(b []byte, name string) int64 {
 	return 0
 }
 
-// groupPIDs lists the live processes of process group pgid.
-func groupPIDs(pgid int) ([]int, error) {
+// groupStats reads /proc/<pid>/stat of every live process of process
+// group pgid once, returning for each its pid and the fields after the
+// parenthesised command name (state, ppid, pgrp, ... utime at index 11,
+// stime at 12). No live process is an error.
+func groupStats(pgid int) ([]procStat, error) {
 	ents, err := os.ReadDir("/proc")
 	if err != nil {
 		return nil, fmt.Errorf("process group %d: %w", pgid, err)
 	}
-	var pids []int
+	var out []procStat
 	for _, e := range ents {
 		pid, err := strconv.Atoi(e.Name())
 		if err != nil {
@@ -84,20 +88,25 @@ func groupPIDs(pgid int) ([]int, error) {
 		}
 		b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
 		if err != nil {
-			continue
+			continue // exited meanwhile
 		}
 		s := string(b)
 		i := strings.LastIndexByte(s, ')')
 		if i < 0 {
 			continue
 		}
-		// Fields after the command name: state ppid pgrp ...
-		if f := strings.Fields(s[i+1:]); len(f) > 2 && f[2] == strconv.Itoa(pgid) {
-			pids = append(pids, pid)
+		if f := strings.Fields(s[i+1:]); len(f) > 12 && f[2] == strconv.Itoa(pgid) {
+			out = append(out, procStat{pid: pid, fields: f})
 		}
 	}
-	if len(pids) == 0 {
+	if len(out) == 0 {
 		return nil, fmt.Errorf("process group %d: no live process", pgid)
 	}
-	return pids, nil
+	return out, nil
+}
+
+// procStat is one process's /proc/<pid>/stat, fields after the command.
+type procStat struct {
+	pid    int
+	fields []string
 }
