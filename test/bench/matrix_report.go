@@ -129,7 +129,11 @@ func (m *matrix) verdict(i int) string {
 func (br breakdownResult) markdown(note func(what, err string)) string {
 	var b strings.Builder
 	sc := br.Scenario
-	fmt.Fprintf(&b, "#### Where a connection's CPU goes: %s, %d concurrent clients, %s, %s groups\n\n", tls.VersionName(sc.Version), sc.Clients, sc.cert(), sc.groups())
+	clients := fmt.Sprintf("%d concurrent clients", sc.Clients)
+	if sc.Clients == 1 {
+		clients = "1 client"
+	}
+	fmt.Fprintf(&b, "#### Where a connection's CPU goes: %s, %s, %s, %s groups\n\n", tls.VersionName(sc.Version), clients, sc.cert(), sc.groups())
 	b.WriteString("CPU profiles of the three replicas of each meshgate side under this load (one side at a time), summed and divided by the connections made meanwhile: µs of CPU per connection, share of the side's total in brackets. Each replica issues some sessions and receives the others' over the mesh, so the mesh rows hold the issuer's and both peers' work. Every sample goes to one bucket, the first rule of test/perf/breakdown's Rules that names a function on its stack: GC and the mesh's goroutines first, then scheduler, syscalls and allocation whoever calls them, then crypto by primitive, then the component.\n\n")
 	var cols []breakdown.Column
 	for _, c := range br.Cols {
