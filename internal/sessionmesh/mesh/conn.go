@@ -49,6 +49,13 @@ type conn struct {
 	wlock chan struct{}
 	bw    *bufio.Writer
 	buf   []byte
+
+	// lastFlush is when the peer's queue was last written (unix ns), by
+	// the owner goroutine or inline (flushInline); it tells an idle
+	// connection from a busy one.
+	lastFlush atomic.Int64
+	// inline is flushInline's batch, reused; only touched under wlock.
+	inline batch
 }
 
 func newConn(m *Mesh, tc *tls.Conn, p *peer) *conn {

@@ -11,8 +11,9 @@
 // back on the connection they came on. Each connection has one owner
 // goroutine (the writer) and one reader goroutine it starts and joins.
 //
-// Sending never blocks the caller: each peer has a bounded queue. A record
-// queued on an idle connection is sent at once; under load records are
+// Sending never waits for a peer: each peer has a bounded queue. A record
+// queued on an idle connection is sent at once, written by the caller
+// itself (bounded by InlineWriteTimeout, see flushInline); under load records are
 // batched and flushed when the queue holds BatchBytes or FlushInterval after
 // the previous flush. When the queue is full new records are dropped and counted; the
 // session still resumes on the node that issued it and, through the point
@@ -151,17 +152,22 @@ type Config struct {
 	// heartbeats and removed (see peerClock).
 	OnReplicated func(time.Duration)
 
-	QueueRecords      int           // per-peer queue bound in records; 16384
-	QueueBytes        int           // per-peer queue bound in encoded bytes; 32 MiB
-	BatchBytes        int           // flush threshold and frame budget; 64 KiB, at most wire.MaxBatchBytes
-	FlushInterval     time.Duration // max batching delay under load; 250 µs
-	HeartbeatInterval time.Duration // 500 ms
-	DeadAfter         time.Duration // read timeout declaring a peer dead; 3 s
-	DialTimeout       time.Duration // dial + TLS + hello; 2 s
-	ReconnectMin      time.Duration // 50 ms
-	ReconnectMax      time.Duration // 5 s
-	InitialSync       time.Duration // wait for a reachable peer before Ready; 3 s
-	MaxInbound        int           // authenticated inbound connections, and handshakes from peer-set addresses; 256
+	QueueRecords  int           // per-peer queue bound in records; 16384
+	QueueBytes    int           // per-peer queue bound in encoded bytes; 32 MiB
+	BatchBytes    int           // flush threshold and frame budget; 64 KiB, at most wire.MaxBatchBytes
+	FlushInterval time.Duration // max batching delay under load; 250 µs
+	// InlineWriteTimeout bounds how long Insert may write an idle
+	// connection's queue itself before the connection is given up; 50 ms.
+	// Only a peer that stopped reading (its socket buffer full) makes it
+	// wait at all.
+	InlineWriteTimeout time.Duration
+	HeartbeatInterval  time.Duration // 500 ms
+	DeadAfter          time.Duration // read timeout declaring a peer dead; 3 s
+	DialTimeout        time.Duration // dial + TLS + hello; 2 s
+	ReconnectMin       time.Duration // 50 ms
+	ReconnectMax       time.Duration // 5 s
+	InitialSync        time.Duration // wait for a reachable peer before Ready; 3 s
+	MaxInbound         int           // authenticated inbound connections, and handshakes from peer-set addresses; 256
 	// Handshakes from addresses not in the peer set (see admission in
 	// accept.go): in all, per source address, and their deadline.
 	MaxHandshakes          int           // 64
@@ -188,6 +194,7 @@ func (c *Config) setDefaults() {
 	defInt(&c.MaxHandshakesPerSource, 16)
 	def(&c.HandshakeTimeout, time.Second)
 	def(&c.FlushInterval, 250*time.Microsecond)
+	def(&c.InlineWriteTimeout, 50*time.Millisecond)
 	def(&c.HeartbeatInterval, 500*time.Millisecond)
 	def(&c.DeadAfter, 3*time.Second)
 	def(&c.DialTimeout, 2*time.Second)
@@ -397,8 +404,10 @@ func (m *Mesh) eachPeer(fn func(*peer)) {
 	}
 }
 
-// Insert queues r for every peer. It never blocks; full queues drop and
-// count. The mesh shares r.State read-only.
+// Insert queues r for every peer. It never waits for a busy connection or
+// a full queue (full queues drop and count); on an idle connection it
+// writes the record itself, for at most InlineWriteTimeout. The mesh
+// shares r.State read-only.
 func (m *Mesh) Insert(r store.Record) {
 	m.eachPeer(func(p *peer) { p.enqueueRecord(r) })
 }

@@ -106,9 +106,11 @@ func (p *peer) enqueueRecord(r store.Record) {
 	p.queued += size
 	big := p.queued >= p.m.cfg.BatchBytes
 	p.mu.Unlock()
-	if big {
+	switch c := p.cur.Load(); {
+	case big:
 		signal(p.urgent)
-	} else {
+	case c != nil && c.flushInline():
+	default:
 		signal(p.wake)
 	}
 }

@@ -53,7 +53,6 @@ func (c *conn) writeLoop(ctx, cctx context.Context) error {
 	flush.Stop()
 	var b batch
 	armed := false
-	lastFlush := time.Time{}
 	for {
 		var err error
 		select {
@@ -78,9 +77,8 @@ func (c *conn) writeLoop(ctx, cctx context.Context) error {
 		case <-wake:
 			// Idle connection: send at once (latency). Busy: batch until
 			// FlushInterval after the last flush (throughput).
-			if since := time.Since(lastFlush); since >= c.m.cfg.FlushInterval {
+			if since := c.sinceFlush(); since >= c.m.cfg.FlushInterval {
 				err = c.flushPeer(&b)
-				lastFlush = time.Now()
 			} else if !armed {
 				armed = true
 				flush.Reset(c.m.cfg.FlushInterval - since)
@@ -91,7 +89,6 @@ func (c *conn) writeLoop(ctx, cctx context.Context) error {
 		case <-flush.C:
 			armed = false
 			err = c.flushPeer(&b)
-			lastFlush = time.Now()
 		case now := <-hb.C:
 			if c.peer != nil {
 				c.maybeResync()
@@ -113,8 +110,8 @@ func (c *conn) writeResp(msg wire.Message) error {
 	return c.writeMsg(msg)
 }
 
-// flushPeer writes everything queued for the peer, records in frames of at
-// most BatchBytes (or one record if larger). Records count as sent once the
+// flushPeer writes, for the owner goroutine, everything queued for the
+// peer, records in frames of at most BatchBytes (or one record if larger). Records count as sent once the
 // frames holding them were flushed to the connection; if writing or
 // flushing fails, every record taken from the queue counts as dropped
 // instead (the peer catches up on them only through point lookups, or a
@@ -122,6 +119,50 @@ func (c *conn) writeResp(msg wire.Message) error {
 // dropped: a failed batch that held any makes the next connection send
 // every live tombstone.
 func (c *conn) flushPeer(b *batch) error {
+	c.lock()
+	defer c.unlock()
+	c.lastFlush.Store(time.Now().UnixNano())
+	c.setWriteDeadline()
+	return c.flushPeerLocked(b)
+}
+
+// sinceFlush is the time since the peer's queue was last written.
+func (c *conn) sinceFlush() time.Duration {
+	return time.Duration(time.Now().UnixNano() - c.lastFlush.Load())
+}
+
+// flushInline writes the peer's queue from the calling goroutine (the
+// handshake that issued a session) when the connection is idle: nothing
+// written for FlushInterval and no other writer holding the lock. That
+// saves waking the owner goroutine, which on a lightly loaded node costs a
+// goroutine hand-off and an OS thread wake-up per record, more than the
+// write itself. The write is bounded by InlineWriteTimeout: only a peer
+// that stopped reading long enough to fill the socket buffer makes it
+// wait, and such a connection is closed (the peer reconnects and catches
+// up as after any failure). It reports false when the connection is busy;
+// the caller then wakes the owner, which batches.
+func (c *conn) flushInline() bool {
+	if c.sinceFlush() < c.m.cfg.FlushInterval {
+		return false
+	}
+	select {
+	case c.wlock <- struct{}{}:
+	default:
+		return false
+	}
+	defer c.unlock()
+	now := time.Now()
+	c.lastFlush.Store(now.UnixNano())
+	c.nc.SetWriteDeadline(now.Add(c.m.cfg.InlineWriteTimeout))
+	if err := c.flushPeerLocked(&c.inline); err != nil {
+		c.m.cfg.Log.V(1).Info("mesh inline write failed", "peer", c.peerName, "err", err.Error())
+		c.nc.Close() // the reader fails and ends the connection's run
+	}
+	return true
+}
+
+// flushPeerLocked is flushPeer under the write lock.
+func (c *conn) flushPeerLocked(b *batch) error {
 	c.peer.take(b)
 	n := uint64(len(b.recs))
 	kvs := uint64(len(b.kvs))
@@ -157,10 +198,9 @@ func (c *conn) flushPeer(b *batch) error {
 	return err
 }
 
+// writeBatch writes b and flushes, under the write lock. The caller sets
+// the write deadline.
 func (c *conn) writeBatch(b *batch) error {
-	c.lock()
-	defer c.unlock()
-	c.setWriteDeadline()
 	for ring, keys := range b.keys {
 		if ring != "" && c.version < wire.RingsSince {
 			c.m.stats.unsupported.Add(1) // the peer keeps one ring: ours would replace it
