@@ -72,12 +72,16 @@ type ManagerConfig struct {
 	Log logr.Logger
 }
 
+// listenerKey names a listener: the zero addr is ManagerConfig.BindIP's,
+// a valid one a Gateway frontend's (routing.L4Service.Addr).
 type listenerKey struct {
+	addr  netip.Addr
 	proto routing.L4Protocol
 	port  int
 }
 
-// Manager runs one listener per (protocol, port) of routing.Table.L4 and
+// Manager runs one listener per (address, protocol, port) of
+// routing.Table.L4 and
 // forwards to the services' backends. Update it with every new table; its
 // methods are safe for concurrent use.
 type Manager struct {
@@ -125,7 +129,7 @@ func NewManager(cfg ManagerConfig) *Manager {
 }
 
 // Update makes the running listeners match t.L4 (nil t means none): it
-// closes listeners whose (protocol, port) is gone, re-targets existing ones
+// closes listeners whose (address, protocol, port) is gone, re-targets existing ones
 // to the new backend (existing TCP connections and UDP flows keep their
 // backend; new ones use the new backend), and opens new ones. A port that
 // cannot be bound is reported in the returned error while the rest of the
@@ -144,7 +148,7 @@ func (m *Manager) Update(t *routing.Table) error {
 			if s.Backend == nil || s.Port <= 0 || s.Port > 65535 || (s.Protocol != routing.L4TCP && s.Protocol != routing.L4UDP) {
 				continue
 			}
-			want[listenerKey{s.Protocol, s.Port}] = s
+			want[listenerKey{s.Addr, s.Protocol, s.Port}] = s
 		}
 	}
 	for k, l := range m.listeners {
@@ -170,7 +174,11 @@ func (m *Manager) Update(t *routing.Table) error {
 }
 
 func (m *Manager) listen(k listenerKey, s *routing.L4Service) (l4Listener, error) {
-	addr := net.JoinHostPort(m.cfg.BindIP, strconv.Itoa(k.port))
+	host := m.cfg.BindIP
+	if k.addr.IsValid() {
+		host = k.addr.String()
+	}
+	addr := net.JoinHostPort(host, strconv.Itoa(k.port))
 	switch k.proto {
 	case routing.L4TCP:
 		ln, err := net.Listen("tcp", addr)
@@ -184,7 +192,7 @@ func (m *Manager) listen(k listenerKey, s *routing.L4Service) (l4Listener, error
 				ReadHeaderTimeout: m.cfg.ProxyHeaderTimeout,
 			}
 		}
-		l := newTCPListener(m, ln, s)
+		l := newTCPListener(m, ln, s, k)
 		if !m.track.goFunc(l.serve) {
 			ln.Close()
 			return nil, errors.New("l4: manager is shut down")
@@ -199,7 +207,7 @@ func (m *Manager) listen(k listenerKey, s *routing.L4Service) (l4Listener, error
 		if err != nil {
 			return nil, fmt.Errorf("l4: listen udp %s: %w", addr, err)
 		}
-		l := newUDPListener(m, pc, s)
+		l := newUDPListener(m, pc, s, k)
 		if !m.track.goFunc(l.serve) {
 			pc.Close()
 			return nil, errors.New("l4: manager is shut down")
@@ -208,12 +216,18 @@ func (m *Manager) listen(k listenerKey, s *routing.L4Service) (l4Listener, error
 	}
 }
 
-// Addr returns the bound address of the listener for (proto, port), or nil
-// when none is running.
+// Addr returns the bound address of the listener for (proto, port) on
+// BindIP, or nil when none is running.
 func (m *Manager) Addr(proto routing.L4Protocol, port int) net.Addr {
+	return m.AddrOn(netip.Addr{}, proto, port)
+}
+
+// AddrOn returns the bound address of the listener for (proto, port) on
+// frontend address a (the zero Addr: BindIP), or nil when none is running.
+func (m *Manager) AddrOn(a netip.Addr, proto routing.L4Protocol, port int) net.Addr {
 	m.mu.Lock()
 	defer m.mu.Unlock()
-	if l := m.listeners[listenerKey{proto, port}]; l != nil {
+	if l := m.listeners[listenerKey{a, proto, port}]; l != nil {
 		return l.addr()
 	}
 	return nil
@@ -266,9 +280,15 @@ func clientAddr(a net.Addr) netip.Addr {
 	return netip.Addr{}
 }
 
-func serviceName(proto routing.L4Protocol, port int) string {
-	if proto == routing.L4UDP {
-		return "udp:" + strconv.Itoa(port)
+// serviceName is a listener's service label: "tcp:<port>" on BindIP,
+// "tcp:<addr>:<port>" on a frontend address.
+func serviceName(k listenerKey) string {
+	name := "tcp:"
+	if k.proto == routing.L4UDP {
+		name = "udp:"
 	}
-	return "tcp:" + strconv.Itoa(port)
+	if k.addr.IsValid() {
+		return name + netip.AddrPortFrom(k.addr, uint16(k.port)).String()
+	}
+	return name + strconv.Itoa(k.port)
 }

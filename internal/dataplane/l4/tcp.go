@@ -20,8 +20,8 @@ type tcpListener struct {
 	active atomic.Int64
 }
 
-func newTCPListener(mgr *Manager, ln net.Listener, s *routing.L4Service) *tcpListener {
-	l := &tcpListener{mgr: mgr, ln: ln, m: mgr.cfg.Metrics.forService(serviceName(routing.L4TCP, s.Port))}
+func newTCPListener(mgr *Manager, ln net.Listener, s *routing.L4Service, k listenerKey) *tcpListener {
+	l := &tcpListener{mgr: mgr, ln: ln, m: mgr.cfg.Metrics.forService(serviceName(k))}
 	l.svc.Store(s)
 	return l
 }

@@ -47,9 +47,9 @@ type flow struct {
 	elem   *list.Element
 }
 
-func newUDPListener(mgr *Manager, pc *net.UDPConn, s *routing.L4Service) *udpListener {
+func newUDPListener(mgr *Manager, pc *net.UDPConn, s *routing.L4Service, k listenerKey) *udpListener {
 	l := &udpListener{
-		mgr: mgr, pc: pc, m: mgr.cfg.Metrics.forService(serviceName(routing.L4UDP, s.Port)),
+		mgr: mgr, pc: pc, m: mgr.cfg.Metrics.forService(serviceName(k)),
 		flows: make(map[netip.AddrPort]*flow), order: list.New(),
 	}
 	l.svc.Store(s)
