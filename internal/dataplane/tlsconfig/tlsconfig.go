@@ -13,6 +13,7 @@ import (
 	"crypto/x509"
 	"errors"
 	"fmt"
+	"net/netip"
 	"sync/atomic"
 
 	"github.com/meshgate/meshgate/internal/routing"
@@ -57,13 +58,50 @@ type Set struct {
 	hosts map[*routing.TLSHost]*tls.Config
 	tls12 map[*routing.TLSHost]*tls12.Config // session-ID path (tls12.go)
 	scope HandshakeScoper                    // nil: configurations as built
+	// frontends are the Sets of the table's Gateway frontends
+	// (routing.Table.Frontends), by address; see For.
+	frontends map[netip.Addr]*Set
 }
+
+// emptySet serves nothing: For's answer for an address without a frontend.
+var emptySet = &Set{table: &routing.Table{}}
 
 // Build builds the configuration of every TLS host of t that has a
 // certificate (a host listed under several names is built once), and of
-// its session-ID path when sessions implements SessionIDs. sessions is
+// its session-ID path when sessions implements SessionIDs; likewise for
+// each of t's frontends, in a Set of its own (see For), so a Gateway on an
+// address of its own presents its certificates and policies only. Every
+// frontend's hosts get the session layer like t's own. sessions is
 // required. t may be nil (an empty Set that fails every handshake).
 func Build(t *routing.Table, sessions Sessions) *Set {
+	s := build1(t, sessions)
+	if t == nil || len(t.Frontends) == 0 {
+		return s
+	}
+	s.frontends = make(map[netip.Addr]*Set, len(t.Frontends))
+	for a, ft := range t.Frontends {
+		s.frontends[a] = build1(ft, sessions)
+	}
+	return s
+}
+
+// For returns the Set of the connections accepted on frontend address a:
+// s itself for the zero Addr (the replica's own listeners), the frontend's
+// Set, or one that serves nothing (every handshake fails, its Table is
+// empty) for an address s's table has no frontend for, e.g. one whose
+// Gateway was just removed. It does not allocate.
+func (s *Set) For(a netip.Addr) *Set {
+	if !a.IsValid() || s == nil {
+		return s
+	}
+	if f := s.frontends[a]; f != nil {
+		return f
+	}
+	return emptySet
+}
+
+// build1 builds the Set of one table, without frontends.
+func build1(t *routing.Table, sessions Sessions) *Set {
 	s := &Set{table: t, hosts: make(map[*routing.TLSHost]*tls.Config), tls12: make(map[*routing.TLSHost]*tls12.Config)}
 	if t == nil {
 		return s
@@ -152,7 +190,8 @@ func SessionHost(cert *tls.Certificate, p *routing.TLSPolicy) sessionmesh.Host {
 
 // Derive returns a Set of the same table whose configurations are clones of
 // s's, each changed by fn before use (HTTP/3 sets its ALPN and 0-RTT policy).
-// fn runs once per host, now.
+// fn runs once per host, now. Frontends are not derived: the result serves
+// the replica's own addresses only (HTTP/3 listens there only).
 func (s *Set) Derive(fn func(h *routing.TLSHost, cfg *tls.Config)) *Set {
 	d := &Set{table: s.table, hosts: make(map[*routing.TLSHost]*tls.Config, len(s.hosts)), tls12: s.tls12, scope: s.scope}
 	for h, c := range s.hosts {
