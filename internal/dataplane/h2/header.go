@@ -251,7 +251,7 @@ func (c *conn) buildRequest(st *stream, f *http2.MetaHeadersFrame) (int, error) 
 		return 0, errMalformed("invalid :authority")
 	}
 	q.Proto, q.Method, q.Scheme, q.Host, q.Target = exchange.HTTP2, method, c.scheme, authority, path
-	q.ServerName, q.EarlyData = c.info.ServerName, false
+	q.ServerName, q.EarlyData, q.Frontend = c.info.ServerName, false, c.info.Frontend
 	if path == "*" {
 		q.Path = path
 	} else {

@@ -49,8 +49,10 @@ type conn struct {
 	state  atomic.Int32
 	scheme string
 	sni    string // ConnInfo.ServerName
-	remote netip.AddrPort
-	ip     string
+	// frontend is ConnInfo.Frontend.
+	frontend netip.Addr
+	remote   netip.AddrPort
+	ip       string
 
 	br    Reader
 	small [idleRead]byte
@@ -84,6 +86,7 @@ func (c *conn) init(s *Server, nc net.Conn, info ConnInfo) {
 		c.scheme = "https"
 	}
 	c.sni = info.ServerName
+	c.frontend = info.Frontend
 	c.remote = info.RemoteAddr
 	if !c.remote.IsValid() {
 		if ta, ok := nc.RemoteAddr().(*net.TCPAddr); ok {
@@ -232,7 +235,7 @@ func (c *conn) buildRequest() {
 		r.Proto = exchange.HTTP10
 	}
 	r.Method, r.Scheme, r.Host = h.Method, c.scheme, h.Host
-	r.ServerName, r.EarlyData = c.sni, false
+	r.ServerName, r.EarlyData, r.Frontend = c.sni, false, c.frontend
 	r.Target, r.Path = h.Target, h.Path
 	r.Upgrade, r.TrailersOK, r.Close = h.Upgrade, h.TETrailers, h.Close
 	r.RemoteAddr, r.ClientIP, r.Context = c.remote, c.ip, nil

@@ -251,7 +251,7 @@ func (x *exchangeState) serve() *backendMetrics {
 		x.plain(503, "no routing table\n")
 		return h.none
 	}
-	t := ts.table
+	t := ts.table.For(r.Frontend) // a Gateway's own address: its routes only
 	isTLS := r.Scheme == "https"
 	if isTLS && x.misdirected(t) {
 		return h.none

@@ -148,9 +148,13 @@ func (u *upstreams) backend(ts *tableState, b *routing.Backend) *backendState {
 	return u.newBackendStateLocked(b)
 }
 
-// tableBackends calls add with every backend t's HTTP routes can send a
-// request to: route backends, weighted backends and mirrors.
+// tableBackends calls add with every backend the HTTP routes of t and of
+// its frontends can send a request to: route backends, weighted backends
+// and mirrors.
 func tableBackends(t *routing.Table, add func(*routing.Backend)) {
+	for _, ft := range t.Frontends {
+		tableBackends(ft, add)
+	}
 	addVH := func(vh *routing.VirtualHost) {
 		if vh == nil {
 			return
