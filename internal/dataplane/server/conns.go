@@ -23,6 +23,9 @@ type trackedConn struct {
 	net.Conn
 	srv      *Server
 	listener string
+	// frontend is the Gateway frontend whose listener accepted the
+	// connection, nil for the replica's own listeners.
+	frontend *frontend
 	once     sync.Once
 	// handedOff is set once the connection left the server's preparation
 	// (PROXY header, PreTLS, TLS handshake); Shutdown closes the others at

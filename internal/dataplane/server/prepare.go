@@ -45,7 +45,7 @@ func (s *Server) prepareConn(tc *trackedConn, kind string) (net.Conn, bool) {
 	if kind != listenerHTTPS {
 		return c, true
 	}
-	set := s.tls.Load()
+	set := s.tls.Load().For(frontendAddrOf(tc.frontend))
 	if s.cfg.PreTLS != nil {
 		_ = c.SetReadDeadline(deadline)
 		c2, took := s.cfg.PreTLS(c, set.Table())
@@ -66,7 +66,11 @@ func (s *Server) prepareConn(tc *trackedConn, kind string) (net.Conn, bool) {
 		}
 		c = next
 	}
-	tlsConn := tls.Server(c, s.base)
+	base := s.base
+	if tc.frontend != nil {
+		base = tc.frontend.base
+	}
+	tlsConn := tls.Server(c, base)
 	_ = tlsConn.SetDeadline(deadline)
 	if err := tlsConn.HandshakeContext(s.ctx); err != nil {
 		s.m.handshakeErrors.Inc()

@@ -39,7 +39,7 @@ func (s *Server) serve(tc *trackedConn, c net.Conn) {
 		_ = c.Close()
 		return
 	}
-	info := http1.ConnInfo{RemoteAddr: addrPort(c.RemoteAddr())}
+	info := http1.ConnInfo{RemoteAddr: addrPort(c.RemoteAddr()), Frontend: frontendAddrOf(tc.frontend)}
 	if ts, ok := c.(tlsState); ok {
 		info.TLS = true
 		if _, t12 := c.(*tls12.Conn); t12 {
@@ -51,7 +51,7 @@ func (s *Server) serve(tc *trackedConn, c net.Conn) {
 			// The h2 engine sets its own deadlines. Shutdown drains its
 			// streams (GOAWAY); it does not cancel them.
 			_ = c.SetDeadline(time.Time{})
-			s.h2.ServeConn(c, h2.ConnInfo{RemoteAddr: info.RemoteAddr, TLS: true, ServerName: info.ServerName})
+			s.h2.ServeConn(c, h2.ConnInfo{RemoteAddr: info.RemoteAddr, TLS: true, ServerName: info.ServerName, Frontend: info.Frontend})
 			_ = tc.Close()
 			return
 		}
@@ -67,7 +67,7 @@ func (s *Server) serve(tc *trackedConn, c net.Conn) {
 		c = rc
 		if h2c {
 			_ = c.SetDeadline(time.Time{})
-			s.h2.ServeConn(c, h2.ConnInfo{RemoteAddr: info.RemoteAddr})
+			s.h2.ServeConn(c, h2.ConnInfo{RemoteAddr: info.RemoteAddr, Frontend: info.Frontend})
 			_ = tc.Close()
 			return
 		}

@@ -21,6 +21,7 @@ import (
 	"errors"
 	"fmt"
 	"net"
+	"net/netip"
 	"sync"
 	"time"
 
@@ -58,6 +59,10 @@ type Server struct {
 	listeners []net.Listener
 	addrs     map[string]net.Addr
 	conns     map[*trackedConn]struct{}
+	// wantFrontends are the frontend addresses last given to
+	// SetFrontends; frontends the ones bound (frontend.go).
+	wantFrontends []netip.Addr
+	frontends     map[netip.Addr]*frontend
 }
 
 // New validates cfg and builds a Server; it does not bind anything.
@@ -77,12 +82,13 @@ func New(cfg Config) (*Server, error) {
 		return nil, err
 	}
 	s := &Server{
-		cfg:     cfg,
-		m:       m,
-		handler: cfg.Handler,
-		proxyPP: cfg.ProxyProtocol,
-		addrs:   make(map[string]net.Addr),
-		conns:   make(map[*trackedConn]struct{}),
+		cfg:       cfg,
+		m:         m,
+		handler:   cfg.Handler,
+		proxyPP:   cfg.ProxyProtocol,
+		addrs:     make(map[string]net.Addr),
+		frontends: make(map[netip.Addr]*frontend),
+		conns:     make(map[*trackedConn]struct{}),
 	}
 	s.base = &tls.Config{
 		MinVersion:         tls.VersionTLS12,
@@ -173,13 +179,19 @@ func (s *Server) Start(ctx context.Context) error {
 		s.listeners = append(s.listeners, b.ln)
 		s.addrs[b.kind] = b.ln.Addr()
 		s.wg.Add(1)
-		go s.acceptLoop(b.ln, b.kind)
+		go s.acceptLoop(b.ln, b.kind, nil)
+	}
+	if err := s.syncFrontendsLocked(ctx); err != nil {
+		// The replica's own listeners serve; the frontends that failed are
+		// retried by the next SetFrontends.
+		s.cfg.Log.Error(err, "binding Gateway frontends")
 	}
 	return nil
 }
 
-// acceptLoop accepts raw connections until the listener is closed.
-func (s *Server) acceptLoop(ln net.Listener, kind string) {
+// acceptLoop accepts raw connections until the listener is closed. fe is
+// the listener's Gateway frontend, nil for the replica's own listeners.
+func (s *Server) acceptLoop(ln net.Listener, kind string, fe *frontend) {
 	defer s.wg.Done()
 	var backoff time.Duration
 	for {
@@ -199,7 +211,7 @@ func (s *Server) acceptLoop(ln net.Listener, kind string) {
 			continue
 		}
 		backoff = 0
-		tc := s.track(c, kind)
+		tc := s.track(c, kind, fe)
 		if tc == nil {
 			_ = c.Close()
 			s.m.rejected.WithLabelValues(kind, "limit").Inc()
@@ -213,13 +225,13 @@ func (s *Server) acceptLoop(ln net.Listener, kind string) {
 
 // track registers c, or returns nil when MaxConns is reached or the server
 // is stopping.
-func (s *Server) track(c net.Conn, kind string) *trackedConn {
+func (s *Server) track(c net.Conn, kind string, fe *frontend) *trackedConn {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if s.stopping || len(s.conns) >= s.cfg.MaxConns {
 		return nil
 	}
-	tc := &trackedConn{Conn: c, srv: s, listener: kind}
+	tc := &trackedConn{Conn: c, srv: s, listener: kind, frontend: fe}
 	s.conns[tc] = struct{}{}
 	s.m.openBy[listenerIndex(kind)].Inc()
 	return tc
@@ -243,6 +255,11 @@ func (s *Server) Shutdown(ctx context.Context) error {
 	first := !s.stopping
 	s.stopping = true
 	listeners := s.listeners
+	for _, fe := range s.frontends {
+		for _, kl := range fe.listeners {
+			listeners = append(listeners, kl.ln)
+		}
+	}
 	var preparing []*trackedConn
 	if first {
 		for tc := range s.conns {
