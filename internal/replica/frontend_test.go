@@ -1,0 +1,105 @@
+package replica
+
+import (
+	"context"
+	"crypto/tls"
+	"crypto/x509"
+	"io"
+	"net"
+	"net/netip"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/go-logr/logr/testr"
+
+	"github.com/meshgate/meshgate/internal/routing"
+)
+
+// TestReplicaGatewayFrontends follows tables whose Gateways have addresses
+// of their own: the replica binds each frontend when a table brings it,
+// routes the same name to each Gateway's backend with its certificate,
+// resumes TLS sessions there as on its own listener, and closes a
+// frontend when a table drops it.
+func TestReplicaGatewayFrontends(t *testing.T) {
+	a1, a2 := netip.MustParseAddr("127.0.83.1"), netip.MustParseAddr("127.0.83.2")
+	c1, c2 := selfSigned(t, "app.example.com"), selfSigned(t, "app.example.com")
+	fe1, fe2 := table(0, c1, backend(t, "g1")), table(0, c2, backend(t, "g2"))
+	withFrontends := func(gen uint64, fes map[netip.Addr]*routing.Table) *routing.Table {
+		tb := table(gen, selfSigned(t, "app.example.com"), backend(t, "own"))
+		tb.Frontends = fes
+		return tb
+	}
+	var tables routing.Holder
+	tables.Store(withFrontends(1, map[netip.Addr]*routing.Table{a1: fe1, a2: fe2}))
+	r, err := New(Config{Tables: &tables, NodeName: "r1", HTTPSAddr: "127.0.0.1:0", HTTPAddr: "127.0.0.1:0",
+		ShutdownGrace: 5 * time.Second, Log: testr.New(t)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- r.Run(ctx) }()
+	t.Cleanup(func() {
+		cancel()
+		if err := <-done; err != nil {
+			t.Errorf("Run: %v", err)
+		}
+	})
+	wctx, wcancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer wcancel()
+	if _, err := r.Applied().Wait(wctx, func(tb *routing.Table) bool { return tb.Generation == 1 }); err != nil {
+		t.Fatal(err)
+	}
+	<-r.Started()
+
+	for _, c := range []struct {
+		addr netip.Addr
+		cert *tls.Certificate
+		want string
+	}{{a1, c1, "g1"}, {a2, c2, "g2"}} {
+		ln := r.FrontendHTTPSAddr(c.addr)
+		if ln == nil {
+			t.Fatalf("frontend %s not bound", c.addr)
+		}
+		roots := x509.NewCertPool()
+		roots.AddCert(c.cert.Leaf) // only this Gateway's certificate verifies
+		cfg := &tls.Config{RootCAs: roots, ServerName: "app.example.com", ClientSessionCache: tls.NewLRUClientSessionCache(4)}
+		for i, wantResumed := range []bool{false, true} {
+			got, resumed := getOver(t, ln.String(), cfg)
+			if got != c.want || resumed != wantResumed {
+				t.Errorf("%s connection %d: body %q resumed %v, want %q resumed %v", c.addr, i, got, resumed, c.want, wantResumed)
+			}
+		}
+	}
+
+	tables.Store(withFrontends(2, map[netip.Addr]*routing.Table{a1: fe1}))
+	if _, err := r.Applied().Wait(wctx, func(tb *routing.Table) bool { return tb.Generation == 2 }); err != nil {
+		t.Fatal(err)
+	}
+	if r.FrontendHTTPSAddr(a2) != nil || r.FrontendHTTPAddr(a2) != nil {
+		t.Fatal("frontend of a Gateway the table dropped still bound")
+	}
+	if r.FrontendHTTPSAddr(a1) == nil {
+		t.Fatal("remaining frontend closed")
+	}
+}
+
+// getOver sends GET / for app.example.com over a new TLS connection to
+// addr and returns the body and whether the handshake resumed.
+func getOver(t *testing.T, addr string, cfg *tls.Config) (string, bool) {
+	t.Helper()
+	conn, err := tls.DialWithDialer(&net.Dialer{Timeout: 5 * time.Second}, "tcp", addr, cfg)
+	if err != nil {
+		t.Fatalf("dial %s: %v", addr, err)
+	}
+	defer conn.Close()
+	_ = conn.SetDeadline(time.Now().Add(5 * time.Second))
+	if _, err := io.WriteString(conn, "GET / HTTP/1.1\r\nHost: app.example.com\r\nConnection: close\r\n\r\n"); err != nil {
+		t.Fatal(err)
+	}
+	raw, _ := io.ReadAll(conn)
+	resumed := conn.ConnectionState().DidResume
+	_, body, _ := strings.Cut(string(raw), "\r\n\r\n")
+	return body, resumed
+}
