@@ -54,6 +54,8 @@ type commonFlags struct {
 	adminToken    string
 	gwHTTPPort    int
 	gwHTTPSPort   int
+	gwPoolSpec    string
+	gwPool        []netip.Addr // --gateway-address-pool, parsed by validate
 	kvZones       []replica.KVZone
 }
 
@@ -84,6 +86,7 @@ func (f *commonFlags) register(fs *flag.FlagSet) {
 	fs.StringVar(&f.logLevel, "log-level", "info", "log level: debug, info, error (debug logs every request)")
 	fs.IntVar(&f.gwHTTPPort, "gateway-http-port", 0, "Gateway API listener port served by the plain HTTP listener: the port clients reach it on (default: the port of --http-addr; the chart sets its Service's)")
 	fs.IntVar(&f.gwHTTPSPort, "gateway-https-port", 0, "Gateway API listener port of HTTPS and TLS listeners, served by the TLS listener (default: the port of --https-addr)")
+	fs.StringVar(&f.gwPoolSpec, "gateway-address-pool", "", "addresses to give Gateways one each, so every Gateway is served on an address of its own (its own certificates, routes and ports): comma-separated IPs, CIDRs (10.0.80.0/28) and ranges (10.0.80.10-10.0.80.20). Each replica binds the --gateway-http-port and --gateway-https-port of every assigned address, so the addresses must be routable to every replica (a load balancer's, or local ones). Empty: every Gateway is served on the replica's own addresses (merged Gateways)")
 	fs.StringVar(&f.adminToken, "admin-token-file", "", "file holding the bearer token of the admin listener's write endpoints (POST /sessionmesh/revoke, /api/kv); read on every request, so a rotated Secret takes effect at once (empty: those endpoints are not served)")
 	fs.Func("kv-zone", "a key-value zone replicated over the mesh and served on /api/kv of the admin listener (with --admin-token-file): name[:ttl[:max-bytes]], e.g. sessions:10m:64Mi; ttl (default 24h) is an entry's default and longest lifetime, max-bytes (default 16Mi) bounds the zone's memory. Repeat for more zones; give every replica the same list", func(v string) error {
 		z, err := parseKVZone(v)
@@ -108,9 +111,15 @@ func (f *commonFlags) validate() error {
 	}
 	switch routing.SessionMode(f.sessionMode) {
 	case routing.SessionStateful, routing.SessionTicketKeys, routing.SessionOff:
-		return nil
+	default:
+		return fmt.Errorf("--session-mode: %q is not Stateful, TicketKeys or Off", f.sessionMode)
 	}
-	return fmt.Errorf("--session-mode: %q is not Stateful, TicketKeys or Off", f.sessionMode)
+	pool, err := translate.ParseAddressPool(f.gwPoolSpec)
+	if err != nil {
+		return fmt.Errorf("--gateway-address-pool: %w", err)
+	}
+	f.gwPool = pool
+	return nil
 }
 
 // buildOptions are the table builder's options, the same in both modes.
@@ -122,6 +131,7 @@ func (f *commonFlags) buildOptions() translate.Options {
 		L4ConfigMap:        f.l4ConfigMap,
 		GatewayHTTPPort:    f.gwHTTPPort,
 		GatewayHTTPSPort:   f.gwHTTPSPort,
+		GatewayAddressPool: f.gwPool,
 	}
 	if o.GatewayHTTPPort == 0 {
 		o.GatewayHTTPPort = addrPort(f.httpAddr)

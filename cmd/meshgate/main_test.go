@@ -27,6 +27,7 @@ func TestRunDispatch(t *testing.T) {
 		{"bad log level", []string{"standalone", "--manifests", "x", "--log-level", "loud"}, 1, "", "unknown level"},
 		{"bad session mode", []string{"standalone", "--manifests", "x", "--session-mode", "Sometimes"}, 1, "", "--session-mode"},
 		{"proxy protocol needs trusted proxies", []string{"standalone", "--manifests", "x", "--proxy-protocol"}, 1, "", "--proxy-protocol needs --trusted-proxies"},
+		{"bad gateway address pool", []string{"standalone", "--manifests", "x", "--gateway-address-pool", "10.0.0.9-10.0.0.1"}, 1, "", "--gateway-address-pool"},
 		{"mesh-ca needs out", []string{"mesh-ca"}, 1, "", "--out is required"},
 		{"bad flag", []string{"standalone", "--nope"}, 1, "", "flag provided but not defined"},
 	} {

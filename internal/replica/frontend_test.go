@@ -73,6 +73,23 @@ func TestReplicaGatewayFrontends(t *testing.T) {
 		}
 	}
 
+	// One client session cache across both Gateways (it keeps one session
+	// per server name, the last one issued): a session issued under g1's
+	// certificate must not resume on g2's address nor g2's on g1's
+	// (sessions are bound to the certificate they were issued for); g1's
+	// own session resumes on g1.
+	shared := &tls.Config{InsecureSkipVerify: true, ServerName: "app.example.com", ClientSessionCache: tls.NewLRUClientSessionCache(4)}
+	for i, c := range []struct {
+		addr        netip.Addr
+		want        string
+		wantResumed bool
+	}{{a1, "g1", false}, {a2, "g2", false}, {a1, "g1", false}, {a1, "g1", true}} {
+		got, resumed := getOver(t, r.FrontendHTTPSAddr(c.addr).String(), shared)
+		if got != c.want || resumed != c.wantResumed {
+			t.Errorf("shared cache, connection %d to %s: body %q resumed %v, want %q resumed %v", i, c.addr, got, resumed, c.want, c.wantResumed)
+		}
+	}
+
 	tables.Store(withFrontends(2, map[netip.Addr]*routing.Table{a1: fe1}))
 	if _, err := r.Applied().Wait(wctx, func(tb *routing.Table) bool { return tb.Generation == 2 }); err != nil {
 		t.Fatal(err)

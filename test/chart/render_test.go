@@ -732,4 +732,20 @@ func checkGatewayAPI(t *testing.T, r *rendered) {
 	if plain := mustRender(t, install{Release: "gw", Namespace: "gw"}); len(plain.find("GatewayClass")) != 0 {
 		t.Error("GatewayClass rendered for a cluster without the Gateway API")
 	}
+	poolArg := func(r *rendered) []string {
+		var out []string
+		for _, a := range one[appsv1.Deployment](t, r, "Deployment").Spec.Template.Spec.Containers[0].Args {
+			if strings.HasPrefix(a, "--gateway-address-pool") {
+				out = append(out, a)
+			}
+		}
+		return out
+	}
+	if got := poolArg(r); len(got) != 0 {
+		t.Errorf("merged Gateways by default, but the chart passes %q", got)
+	}
+	pooled := mustRender(t, install{Release: "gw", Namespace: "gw", Set: []string{"gatewayAPI.addressPool=10.0.80.0/28"}})
+	if got := poolArg(pooled); len(got) != 1 || got[0] != "--gateway-address-pool=10.0.80.0/28" {
+		t.Errorf("gatewayAPI.addressPool rendered as %q", got)
+	}
 }
