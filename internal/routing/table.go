@@ -167,6 +167,10 @@ type Route struct {
 	Filters *Filters
 	// Timeouts bound the request; zero fields mean none.
 	Timeouts Timeouts
+	// Limit, when set, limits the requests of each client (the
+	// meshgate.io/limit-* annotations of an Ingress); every route of one
+	// Ingress shares one. Nil: no limit.
+	Limit *RequestLimit
 
 	// Source names the object the rule came from, "namespace/name"
 	// (Ingress) or "Kind namespace/name" (Gateway API routes).
@@ -235,6 +239,34 @@ type CookieAffinity struct {
 	SameSite string
 	// Secure adds the Secure attribute.
 	Secure bool
+}
+
+// RequestLimit limits the requests of each client of the routes that
+// share it. Rates are cluster-wide (the replicas exchange their counts
+// over the session mesh); Connections is per replica.
+type RequestLimit struct {
+	// Name identifies the limit on every replica: "namespace/name" of the
+	// Ingress. Counts are exchanged under it, so it must be the same on
+	// every replica and distinct between limits. Required.
+	Name string
+	// RPS and RPM are the requests per second and per minute one client
+	// may make; zero: no such limit. With both, both apply.
+	RPS, RPM uint32
+	// BurstMultiplier (≥ 1; 0 means 1) is how many seconds' (minutes')
+	// worth of requests an idle client may make at once: the counting
+	// window is BurstMultiplier seconds (minutes) long and admits
+	// RPS × BurstMultiplier (RPM × BurstMultiplier) in it.
+	BurstMultiplier uint32
+	// Connections bounds the requests of one client in flight at once on
+	// one replica (HTTP/1.1 connections, HTTP/2 streams); zero: none.
+	Connections uint32
+	// Header, when set, is the canonical name of the request field whose
+	// value keys a client; a request without it is keyed by its client
+	// address. "" keys by client address (the PROXY protocol source when
+	// the listener trusts the sender).
+	Header string
+	// Allow lists the client addresses that are never limited.
+	Allow []netip.Prefix
 }
 
 // UpstreamTLS is how the proxy verifies a backend's TLS server.

@@ -31,6 +31,14 @@ const (
 	AnnotationCookiePath     = "meshgate.io/session-cookie-path"
 	AnnotationCookieSameSite = "meshgate.io/session-cookie-samesite"
 	AnnotationCookieSecure   = "meshgate.io/session-cookie-secure"
+
+	// Request limits (ingress-nginx's limit-* set, cluster-wide rates).
+	AnnotationLimitRPS       = "meshgate.io/limit-rps"
+	AnnotationLimitRPM       = "meshgate.io/limit-rpm"
+	AnnotationLimitBurst     = "meshgate.io/limit-burst-multiplier"
+	AnnotationLimitConns     = "meshgate.io/limit-connections"
+	AnnotationLimitKey       = "meshgate.io/limit-key"
+	AnnotationLimitAllowlist = "meshgate.io/limit-allowlist"
 )
 
 // DefaultAffinityCookie is the affinity cookie's name when
@@ -61,6 +69,8 @@ type annotations struct {
 	affinity       string // "cookie" or ""
 	cookie         routing.CookieAffinity
 	cookieSet      []string // the session-cookie-* annotations given
+	limit          routing.RequestLimit
+	limitSet       []string // the limit option annotations given (burst, key, allowlist)
 }
 
 // parseAnnotations parses every meshgate.io/ annotation of an Ingress. An
@@ -90,6 +100,7 @@ func parseAnnotations(m map[string]string) (annotations, []error) {
 	} else if a.cookie.Name == "" {
 		a.cookie.Name = DefaultAffinityCookie
 	}
+	errs = append(errs, a.finishLimit()...)
 	return a, errs
 }
 
@@ -134,6 +145,9 @@ func (a *annotations) set(k, v string) error {
 		default:
 			err = errors.New(`want "cookie"`)
 		}
+	case AnnotationLimitRPS, AnnotationLimitRPM, AnnotationLimitBurst, AnnotationLimitConns,
+		AnnotationLimitKey, AnnotationLimitAllowlist:
+		err = a.setLimit(k, strings.TrimSpace(v))
 	case AnnotationCookieName, AnnotationCookieMaxAge, AnnotationCookiePath, AnnotationCookieSameSite, AnnotationCookieSecure:
 		a.cookieSet = append(a.cookieSet, k)
 		err = a.setCookie(k, strings.TrimSpace(v))

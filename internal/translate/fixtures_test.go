@@ -237,7 +237,11 @@ func dump(t *routing.Table) []string {
 		out = append(out, fmt.Sprintf("vhost %q%s", key, flags))
 		for _, r := range v.Routes {
 			kind := map[routing.PathType]string{routing.PathExact: "=", routing.PathPrefix: "^", routing.PathImplementationSpecific: "~"}[r.PathType]
-			out = append(out, fmt.Sprintf("  %s%s -> %s (%s)", kind, r.Path, be(r.Backend), r.Source))
+			lim := ""
+			if l := r.Limit; l != nil {
+				lim = fmt.Sprintf(" limit=%s:rps=%d,rpm=%d,burst=%d,conns=%d,key=%q,allow=%v", l.Name, l.RPS, l.RPM, l.BurstMultiplier, l.Connections, l.Header, l.Allow)
+			}
+			out = append(out, fmt.Sprintf("  %s%s -> %s (%s)%s", kind, r.Path, be(r.Backend), r.Source, lim))
 		}
 	}
 	for k, v := range t.HTTP.Hosts {

@@ -56,6 +56,7 @@ func processIngressRules(s *state) {
 			continue
 		}
 		set := settingsOf(a)
+		lim := a.limitOf(ing.Namespace, ing.Name) // one per Ingress, shared by its routes
 		if db := ing.Spec.DefaultBackend; db != nil {
 			if s.defaultOwner != "" {
 				s.ingressProblem(ing, ReasonConflict, "spec.defaultBackend: Ingress %s already sets the default backend; skipped", s.defaultOwner)
@@ -64,12 +65,12 @@ func processIngressRules(s *state) {
 			}
 		}
 		for i, rule := range ing.Spec.Rules {
-			s.ingressRule(ing, i, rule, a, set)
+			s.ingressRule(ing, i, rule, a, set, lim)
 		}
 	}
 }
 
-func (s *state) ingressRule(ing *networkingv1.Ingress, i int, rule networkingv1.IngressRule, a annotations, set backendSettings) {
+func (s *state) ingressRule(ing *networkingv1.Ingress, i int, rule networkingv1.IngressRule, a annotations, set backendSettings, lim *routing.RequestLimit) {
 	host, err := hostPattern(rule.Host)
 	if err != nil {
 		s.ingressProblem(ing, ReasonInvalidRule, "spec.rules[%d]: %v; skipped", i, err)
@@ -103,7 +104,7 @@ func (s *state) ingressRule(ing *networkingv1.Ingress, i int, rule networkingv1.
 			continue
 		}
 		s.routeOwners[rk] = src
-		vb.routes = append(vb.routes, routing.Route{PathType: pt, Path: path, Backend: b, Source: src})
+		vb.routes = append(vb.routes, routing.Route{PathType: pt, Path: path, Backend: b, Source: src, Limit: lim})
 	}
 }
 
