@@ -272,7 +272,7 @@ func (r *Replica) newListeners() error {
 	var err error
 	r.proxy, err = proxy.New(proxy.Config{HTTPSPort: redirectPort, TrustedForwarders: cfg.TrustedForwarders,
 		UnderscoresInHeaders: cfg.UnderscoresInHeaders, AltSvc: altSvc, Deny: r.deny,
-		AffinityKey: r.node.AffinityKey(), Registerer: reg, Log: log.WithName("proxy")})
+		AffinityKey: r.node.AffinityKey(), Limiter: r.node.Limiter(), Registerer: reg, Log: log.WithName("proxy")})
 	if err != nil {
 		return err
 	}

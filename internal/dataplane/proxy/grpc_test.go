@@ -3,6 +3,7 @@ package proxy
 import (
 	"context"
 	"net"
+	"net/netip"
 	"net/http"
 	"testing"
 	"time"
@@ -40,7 +41,7 @@ func newH2CProxy(t *testing.T, h *Handler) string {
 			if err != nil {
 				return
 			}
-			go srv.ServeConn(c, h2.ConnInfo{})
+			go srv.ServeConn(c, h2.ConnInfo{RemoteAddr: netip.MustParseAddrPort(c.RemoteAddr().String())})
 		}
 	}()
 	t.Cleanup(func() {

@@ -21,6 +21,7 @@ package proxy
 
 import (
 	"errors"
+	"fmt"
 	"net"
 	"net/netip"
 	"strconv"
@@ -32,6 +33,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/meshgate/meshgate/internal/clusterstate/deny"
+	"github.com/meshgate/meshgate/internal/clusterstate/ratelimit"
 	"github.com/meshgate/meshgate/internal/dataplane/exchange"
 	"github.com/meshgate/meshgate/internal/dataplane/filter"
 	"github.com/meshgate/meshgate/internal/dataplane/http1"
@@ -107,6 +109,12 @@ type Config struct {
 	// this process only.
 	AffinityKey []byte
 
+	// Limiter decides the request rates of routes with a
+	// routing.RequestLimit; every replica passes its mesh node's
+	// (sessionmesh.Node.Limiter), whose counts the replicas exchange, so
+	// the rates are cluster-wide. Nil: no limit of a table is enforced.
+	Limiter *ratelimit.Limiter
+
 	// AltSvc, if set, is added as an Alt-Svc field to the responses of
 	// requests that came over TLS (advertising HTTP/3).
 	AltSvc string
@@ -163,6 +171,11 @@ func New(cfg Config) (*Handler, error) {
 	h := &Handler{cfg: cfg, log: cfg.Log, metrics: m, mirrors: make(chan struct{}, maxMirrors)}
 	h.up = newUpstreams(&h.cfg, m)
 	h.none = newBackendMetrics(m, "none")
+	if cfg.Registerer != nil {
+		if err := cfg.Registerer.Register(h.up.limits); err != nil {
+			return nil, fmt.Errorf("proxy: register request-limit metrics: %w", err)
+		}
+	}
 	return h, nil
 }
 
@@ -186,6 +199,9 @@ type exchangeState struct {
 	rt     *routing.Route
 	idx    int // endpoint index in bs.b.Endpoints; -1 before one is chosen
 	pinned int // endpoint index the affinity cookie named; -1: none
+
+	connSlot *connLimit // the concurrency-limit slot held (limit.go); nil: none
+	connKey  uint64
 
 	respMods   [2]*routing.HeaderModifier // route's and backend's response modifiers
 	stopCancel func() bool                // stops the client-cancellation hook of a round trip
@@ -231,6 +247,7 @@ func (h *Handler) ServeExchange(w exchange.ResponseWriter, r *exchange.Request) 
 	x := h.getState(w, r)
 	defer h.putState(x)
 	bm := x.serve()
+	x.releaseLimit()
 	upstream := ""
 	if x.idx >= 0 {
 		upstream = x.bs.b.Endpoints[x.idx]
@@ -278,6 +295,9 @@ func (x *exchangeState) serve() *backendMetrics {
 		return h.none
 	}
 	x.bs = h.up.backend(ts, b)
+	if x.rt != nil && x.rt.Limit != nil && x.limited(ts, x.rt.Limit) {
+		return x.bs.metrics
+	}
 	if len(b.Endpoints) == 0 {
 		x.plain(503, "no endpoints\n")
 		return x.bs.metrics

@@ -92,6 +92,7 @@ func (bs *backendState) pick(now time.Time, skip int) int {
 type tableState struct {
 	table    *routing.Table
 	backends map[*routing.Backend]*backendState
+	limits   limitSet // the request-limit stage's state (limit.go); nil: no limits
 }
 
 // transportKey selects a shared net/http transport (h2c, gRPC and HTTPS
@@ -113,6 +114,8 @@ type upstreams struct {
 	pools   *poolSet
 	// affinityKey keys affinity cookies (Config.AffinityKey or random).
 	affinityKey []byte
+	// limits is the request-limit stage (limit.go).
+	limits *limitStage
 
 	cur atomic.Pointer[tableState]
 
@@ -131,6 +134,7 @@ func newUpstreams(cfg *Config, m *metrics) *upstreams {
 		health:      make(map[string]*endpointHealth),
 		bmetrics:    make(map[string]*backendMetrics),
 		affinityKey: newAffinityKey(cfg.AffinityKey),
+		limits:      newLimitStage(cfg.Limiter, cfg.Log.WithName("limits")),
 	}
 }
 
@@ -185,7 +189,7 @@ func (u *upstreams) apply(t *routing.Table) {
 	}
 	u.mu.Lock()
 	defer u.mu.Unlock()
-	ts := &tableState{table: t, backends: make(map[*routing.Backend]*backendState)}
+	ts := &tableState{table: t, backends: make(map[*routing.Backend]*backendState), limits: u.limits.build(t)}
 	tableBackends(t, func(b *routing.Backend) {
 		if b != nil && ts.backends[b] == nil {
 			ts.backends[b] = u.newBackendStateLocked(b)
