@@ -3,8 +3,8 @@ package proxy
 import (
 	"context"
 	"net"
-	"net/netip"
 	"net/http"
+	"net/netip"
 	"testing"
 	"time"
 
