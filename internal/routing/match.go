@@ -199,11 +199,32 @@ func (h *TLSHosts) Lookup(sni string) *TLSHost {
 
 // PassthroughFor returns the backend that takes TLS connections for sni
 // without termination: the exact entry of Passthrough, else its "*.suffix"
-// entry; nil when the connection is to be terminated. It does not allocate.
+// entry, else the longest matching entry of PassthroughSuffixes; nil when
+// the connection is to be terminated. It does not allocate.
 func (t *Table) PassthroughFor(sni string) *Backend {
 	if len(t.Passthrough) == 0 {
 		return nil
 	}
+	if b := t.passthroughOneLabel(sni); b != nil || len(t.PassthroughSuffixes) == 0 {
+		return b
+	}
+	var buf hostBuf
+	name, ok := normalizeHost(&buf, sni)
+	if !ok {
+		return nil
+	}
+	for i := 1; i < len(name)-1; i++ { // longest suffix first
+		if name[i] == '.' {
+			if b := t.PassthroughSuffixes[string(name[i+1:])]; b != nil {
+				return b
+			}
+		}
+	}
+	return nil
+}
+
+// passthroughOneLabel is PassthroughFor without PassthroughSuffixes.
+func (t *Table) passthroughOneLabel(sni string) *Backend {
 	var buf hostBuf
 	name, ok := normalizeHost(&buf, sni)
 	if !ok {

@@ -263,6 +263,26 @@ func TestPassthroughFor(t *testing.T) {
 	if got := (&Table{}).PassthroughFor("db.example.com"); got != nil {
 		t.Errorf("empty table passthrough = %v", got)
 	}
+	// Gateway API wildcards (TLSRoute hostnames) match any number of
+	// labels, the longest suffix first; a one-label entry still wins.
+	gw := &Table{
+		Passthrough:         map[string]*Backend{"*.com": be("com"), "*.example.com": be("ex"), "abc.example.com": be("abc")},
+		PassthroughSuffixes: map[string]*Backend{"com": be("com"), "example.com": be("ex")},
+	}
+	for sni, want := range map[string]string{
+		"abc.example.com":   "abc",
+		"other.example.com": "ex",
+		"a.b.example.com":   "ex",
+		"a.b.other.com":     "com",
+		"x.com":             "com",
+		"com":               "",
+		"non.matching.org":  "",
+	} {
+		got := gw.PassthroughFor(sni)
+		if (got == nil) != (want == "") || (got != nil && got.Name != want) {
+			t.Errorf("Gateway wildcards: PassthroughFor(%q) = %v, want %q", sni, got, want)
+		}
+	}
 }
 
 func TestLookupsDoNotAllocate(t *testing.T) {
@@ -273,14 +293,16 @@ func TestLookupsDoNotAllocate(t *testing.T) {
 			Exact:     map[string]*TLSHost{"foo.com": {Name: "foo.com"}},
 			Wildcards: map[string]*TLSHost{"foo.com": {Name: "*.foo.com"}},
 		},
-		Passthrough: map[string]*Backend{"*.pt.com": be("pt")},
+		Passthrough:         map[string]*Backend{"*.pt.com": be("pt")},
+		PassthroughSuffixes: map[string]*Backend{"com": be("com")},
 	}
 	checks := map[string]func(){
-		"Backend exact":     func() { tbl.HTTP.Backend("Bar.Foo.com:8443", "/x/y") },
-		"Backend wildcard":  func() { tbl.HTTP.Backend("Zed.foo.com", "/x/y") },
-		"Backend catch-all": func() { tbl.HTTP.Backend("unknown.org.", "/") },
-		"TLS Lookup":        func() { tbl.TLS.Lookup("A.FOO.COM") },
-		"PassthroughFor":    func() { tbl.PassthroughFor("Some.PT.com") },
+		"Backend exact":         func() { tbl.HTTP.Backend("Bar.Foo.com:8443", "/x/y") },
+		"Backend wildcard":      func() { tbl.HTTP.Backend("Zed.foo.com", "/x/y") },
+		"Backend catch-all":     func() { tbl.HTTP.Backend("unknown.org.", "/") },
+		"TLS Lookup":            func() { tbl.TLS.Lookup("A.FOO.COM") },
+		"PassthroughFor":        func() { tbl.PassthroughFor("Some.PT.com") },
+		"PassthroughFor suffix": func() { tbl.PassthroughFor("A.B.Other.com") },
 	}
 	for name, f := range checks {
 		if n := testing.AllocsPerRun(100, f); n != 0 {

@@ -39,6 +39,14 @@ type Table struct {
 	// listener routes such connections at L4 without terminating them.
 	Passthrough map[string]*Backend
 
+	// PassthroughSuffixes maps the suffix of a Gateway API wildcard
+	// passthrough name (a TLSRoute hostname) to its backend: "*.com" is
+	// stored under "com" and matches any name ending in ".com"
+	// ("a.com", "a.example.com"), the longest matching suffix winning.
+	// Passthrough is consulted first, so a Gateway wildcard is stored in
+	// both (its one-label case there). May be nil.
+	PassthroughSuffixes map[string]*Backend
+
 	// L4 lists the plain TCP and UDP services exposed on their own ports,
 	// sorted by Addr, Protocol then Port. It holds the services of every
 	// frontend: each says which address it binds.

@@ -311,7 +311,8 @@ func (s *state) newTable(now time.Time) *routing.Table {
 			Exact:     map[string]*routing.TLSHost{},
 			Wildcards: map[string]*routing.TLSHost{},
 		},
-		Passthrough: map[string]*routing.Backend{},
+		Passthrough:         map[string]*routing.Backend{},
+		PassthroughSuffixes: map[string]*routing.Backend{},
 	}
 }
 

@@ -93,5 +93,8 @@ func (fe *frontend) fill(t *routing.Table) {
 	}
 	for name, e := range fe.passthrough {
 		t.Passthrough[name] = e.backend
+		if e.gateway && isWildcard(name) {
+			t.PassthroughSuffixes[name[2:]] = e.backend
+		}
 	}
 }

@@ -291,3 +291,43 @@ func TestTableFor(t *testing.T) {
 		t.Errorf("For(unknown) = %+v, want an empty table like %+v", f, empty)
 	}
 }
+
+// TestTLSRouteWildcardPassthrough checks that a TLSRoute's wildcard
+// hostname passes through names of any depth under it (Gateway API
+// wildcards match one or more labels; TLSRouteHostnameIntersection sends
+// other.example.com to a "*.com" route), the more specific name winning.
+func TestTLSRouteWildcardPassthrough(t *testing.T) {
+	objs := []metav1.Object{
+		ourGWClass(),
+		service("app", "web", "http=8080>8080"), slice("app", "web-1", "web", "http", 8080, ready("10.0.0.1")),
+		service("app", "exact", "http=8080>8080"), slice("app", "exact-1", "exact", "http", 8080, ready("10.0.0.2")),
+		gateway("app", "pass", listener("tls", gatewayv1.TLSProtocolType, 443, certs(gatewayv1.TLSModePassthrough))),
+	}
+	wild := &gatewayv1.TLSRoute{ObjectMeta: meta("app", "wild")}
+	wild.Spec.ParentRefs = []gatewayv1.ParentReference{parent("pass")}
+	wild.Spec.Hostnames = []gatewayv1.Hostname{"*.com"}
+	wild.Spec.Rules = []gatewayv1.TLSRouteRule{{BackendRefs: []gatewayv1.BackendRef{l4Ref("web", 8080, 1)}}}
+	exact := &gatewayv1.TLSRoute{ObjectMeta: meta("app", "exact")}
+	exact.Spec.ParentRefs = []gatewayv1.ParentReference{parent("pass")}
+	exact.Spec.Hostnames = []gatewayv1.Hostname{"abc.example.com"}
+	exact.Spec.Rules = []gatewayv1.TLSRouteRule{{BackendRefs: []gatewayv1.BackendRef{l4Ref("exact", 8080, 1)}}}
+	objs = append(objs, wild, exact)
+	opts := gwOpts
+	opts.GatewayAddressPool = pool(t, "127.0.81.1")
+	r := Translate(cacheOf(objs...), opts)
+	fe := r.Table.Frontends[netip.MustParseAddr("127.0.81.1")]
+	if fe == nil {
+		t.Fatal("no frontend")
+	}
+	for sni, want := range map[string]string{
+		"abc.example.com":   "app/exact:8080",
+		"other.example.com": "app/web:8080",
+		"x.com":             "app/web:8080",
+		"non.matching.org":  "",
+	} {
+		got := fe.PassthroughFor(sni)
+		if (got == nil) != (want == "") || (got != nil && got.Name != want) {
+			t.Errorf("PassthroughFor(%q) = %v, want %q", sni, got, want)
+		}
+	}
+}

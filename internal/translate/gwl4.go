@@ -115,7 +115,7 @@ func processTLSRoutes(s *state) {
 					s.problem("TLSRoute", tr, ReasonConflict, "hostname %q is already passed through by %s; skipped", host, prev.owner)
 					continue
 				}
-				pass[host] = passthroughEntry{backend: orUnavailable(b, nsName(tr)), owner: nsName(tr)}
+				pass[host] = passthroughEntry{backend: orUnavailable(b, nsName(tr)), owner: nsName(tr), gateway: true}
 			}
 		})
 	}

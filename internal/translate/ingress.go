@@ -139,6 +139,9 @@ func pathOf(p networkingv1.HTTPIngressPath) (routing.PathType, string, error) {
 type passthroughEntry struct {
 	backend *routing.Backend
 	owner   string
+	// gateway marks a TLSRoute's name: a wildcard matches any number of
+	// labels (Gateway API), not one (Ingress).
+	gateway bool
 }
 
 // processPassthrough routes the hosts of Ingresses annotated
