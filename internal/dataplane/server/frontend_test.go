@@ -4,14 +4,17 @@ import (
 	"bytes"
 	"context"
 	"crypto/tls"
+	"errors"
 	"io"
 	"net"
 	"net/http"
 	"net/netip"
+	"syscall"
 	"testing"
 	"time"
 
 	"github.com/meshgate/meshgate/internal/routing"
+	"github.com/meshgate/meshgate/internal/testkit"
 )
 
 // frontendTable routes everything to a backend answering name, with
@@ -95,17 +98,23 @@ func TestFrontendListeners(t *testing.T) {
 			t.Errorf("%s over HTTP: body %q", c.addr, body)
 		}
 		// a.example.com is the replica's own TLS host, and a frontend has
-		// no default certificate: the handshake is refused.
+		// no default certificate: the connection is closed, without a TLS
+		// alert (what Gateway API clients and the suite expect).
 		conn, err := tls.Dial("tcp", https.String(), &tls.Config{RootCAs: f.ca.pool, ServerName: "a.example.com"})
 		if err == nil {
 			conn.Close()
 			t.Errorf("%s: handshake for a name of the replica's own table succeeded", c.addr)
+		} else if !errors.Is(err, io.EOF) && !errors.Is(err, syscall.ECONNRESET) {
+			t.Errorf("%s: refused with %v, want the connection closed (EOF or reset)", c.addr, err)
 		}
 	}
 	// The replica's own listener does not see the frontends' hosts: the
 	// name gets the table's default certificate.
 	if _, leaf := frontendGet(t, f, f.srv.HTTPSAddr(), "default.example.com"); !bytes.Equal(leaf, f.certs["default"].Certificate[0]) {
 		t.Error("the replica's own listener did not present its default certificate")
+	}
+	if n := testkit.MetricValue(t, f.reg, "meshgate_listener_connections_rejected_total", map[string]string{"listener": "https", "reason": "no_certificate"}); n != 2 {
+		t.Errorf("no_certificate refusals counted %v, want 2", n)
 	}
 	conn, err := tls.Dial("tcp", f.httpsAddr(), &tls.Config{InsecureSkipVerify: true, ServerName: "shared.example.com"})
 	if err != nil {

@@ -55,7 +55,7 @@ func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 		}, []string{"listener"}),
 		rejected: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Namespace: "meshgate", Subsystem: "listener", Name: "connections_rejected_total",
-			Help: "Connections closed before serving, by reason (limit, proxy_protocol).",
+			Help: "Connections closed before serving, by reason (limit, proxy_protocol, deny, no_certificate: a name a Gateway frontend does not serve).",
 		}, []string{"listener", "reason"}),
 		h2Errors: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Namespace: "meshgate", Subsystem: "http2", Name: "errors_total",

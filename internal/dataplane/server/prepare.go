@@ -6,6 +6,8 @@ import (
 	"time"
 
 	"github.com/meshgate/meshgate/internal/clusterstate/deny"
+	"github.com/meshgate/meshgate/internal/dataplane/sni"
+	"github.com/meshgate/meshgate/internal/dataplane/tlsconfig"
 )
 
 // Connection preparation: everything between accept and the first HTTP
@@ -55,6 +57,14 @@ func (s *Server) prepareConn(tc *trackedConn, kind string) (net.Conn, bool) {
 		}
 		c = c2
 	}
+	if tc.frontend != nil {
+		next, ok := s.frontendServes(c, set, kind)
+		if !ok {
+			_ = tc.Close()
+			return nil, false
+		}
+		c = next
+	}
 	if set.HasTLS12() {
 		_ = c.SetReadDeadline(deadline)
 		next, t12, failed := s.routeHello(c, set)
@@ -81,4 +91,29 @@ func (s *Server) prepareConn(tc *trackedConn, kind string) (net.Conn, bool) {
 		return nil, false
 	}
 	return tlsConn, true
+}
+
+// frontendServes peeks at the ClientHello of a connection on a Gateway
+// frontend and reports whether the frontend has a certificate for its
+// server name. A name the Gateway does not serve gets its connection
+// closed without a TLS alert, as a Gateway API implementation refuses it
+// (the suite's TLSRouteHostnameIntersection expects the close, not an
+// alert); counted as connections_rejected_total{reason="no_certificate"}.
+// Bytes that are no ClientHello go on to crypto/tls, which answers them.
+// It returns the connection that replays what was peeked.
+func (s *Server) frontendServes(c net.Conn, set *tlsconfig.Set, kind string) (net.Conn, bool) {
+	ch, wrapped, err := sni.PeekClientHello(c, 0) // within the preparation deadline
+	if err != nil {
+		return wrapped, true
+	}
+	if set != nil { // nil: no table yet, nothing is served
+		if _, cfg := set.Host(ch.ServerName); cfg != nil {
+			return wrapped, true
+		}
+	}
+	s.m.rejected.WithLabelValues(kind, "no_certificate").Inc()
+	if l := s.cfg.Log.V(1); l.Enabled() {
+		l.Info("connection refused", "listener", kind, "reason", "no certificate on this Gateway address", "serverName", ch.ServerName)
+	}
+	return nil, false
 }
