@@ -16,11 +16,13 @@ var (
 	descCounts = prometheus.NewDesc("meshgate_ratelimit_counts_total",
 		"Per-key counts reported to peers (reported), applied from peers (merged), or dropped because the limit is unknown here (unknown).",
 		[]string{"kind"}, nil)
+	descRemoved = prometheus.NewDesc("meshgate_ratelimit_removed_total",
+		"Limits removed because their configuration went (limits), and the keys freed with them (keys).", []string{"kind"}, nil)
 )
 
 // Describe implements prometheus.Collector.
 func (l *Limiter) Describe(ch chan<- *prometheus.Desc) {
-	for _, d := range []*prometheus.Desc{descDecisions, descTracked, descEvicted, descCounts} {
+	for _, d := range []*prometheus.Desc{descDecisions, descTracked, descEvicted, descCounts, descRemoved} {
 		ch <- d
 	}
 }
@@ -49,4 +51,6 @@ func (l *Limiter) Collect(ch chan<- prometheus.Metric) {
 	ch <- prometheus.MustNewConstMetric(descCounts, prometheus.CounterValue, float64(st.Reported), "reported")
 	ch <- prometheus.MustNewConstMetric(descCounts, prometheus.CounterValue, float64(st.Merged), "merged")
 	ch <- prometheus.MustNewConstMetric(descCounts, prometheus.CounterValue, float64(st.Unknown), "unknown")
+	ch <- prometheus.MustNewConstMetric(descRemoved, prometheus.CounterValue, float64(st.RemovedLimits), "limits")
+	ch <- prometheus.MustNewConstMetric(descRemoved, prometheus.CounterValue, float64(st.RemovedKeys), "keys")
 }

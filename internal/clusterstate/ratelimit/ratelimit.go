@@ -92,6 +92,7 @@ type Limiter struct {
 	dirty   []*keyState
 
 	evictions, unknown, merged, reported atomic.Uint64
+	removedLimits, removedKeys           atomic.Uint64
 }
 
 type shard struct {
@@ -172,6 +173,51 @@ func (l *Limiter) Limit(spec Spec) (*Limit, error) {
 	lim.rate.Store(spec.Rate)
 	lim.window.Store(w)
 	return lim, nil
+}
+
+// Remove forgets the limit named name and every key it tracks, and
+// returns how many keys it freed (counted in Stats.RemovedKeys). A caller
+// still holding the *Limit may use it: its keys are then tracked again
+// until Sweep forgets them. Peers' counts for it are dropped as unknown
+// from then on. Removing an unknown name does nothing.
+func (l *Limiter) Remove(name string) int {
+	id := uint32(l.hashString("id\x00" + name))
+	l.mu.Lock()
+	cur := *l.limits.Load()
+	lim := cur[id]
+	if lim == nil || lim.name != name {
+		l.mu.Unlock()
+		return 0
+	}
+	next := make(map[uint32]*Limit, len(cur))
+	for k, v := range cur {
+		if k != id {
+			next[k] = v
+		}
+	}
+	l.limits.Store(&next)
+	l.mu.Unlock()
+	n := 0
+	for i := range l.shard {
+		sh := &l.shard[i]
+		sh.mu.Lock()
+		for ek, k := range sh.m {
+			if ek.limit != id {
+				continue
+			}
+			k.mu.Lock()
+			k.gone = true
+			k.mu.Unlock()
+			delete(sh.m, ek)
+			l.keys.Add(-1)
+			lim.tracked.Add(-1)
+			n++
+		}
+		sh.mu.Unlock()
+	}
+	l.removedLimits.Add(1)
+	l.removedKeys.Add(uint64(n))
+	return n
 }
 
 // Name returns the limit's name.
@@ -486,12 +532,16 @@ type Stats struct {
 	Reported  uint64 // counts handed to Report's callers
 	Merged    uint64 // peer counts applied
 	Unknown   uint64 // peer counts of limits this node does not have
+	// RemovedLimits and RemovedKeys count the limits Remove forgot and the
+	// keys it freed with them.
+	RemovedLimits, RemovedKeys uint64
 }
 
 // Stats returns the limiter's counters.
 func (l *Limiter) Stats() Stats {
 	return Stats{Keys: l.keys.Load(), Evictions: l.evictions.Load(), Reported: l.reported.Load(),
-		Merged: l.merged.Load(), Unknown: l.unknown.Load()}
+		Merged: l.merged.Load(), Unknown: l.unknown.Load(),
+		RemovedLimits: l.removedLimits.Load(), RemovedKeys: l.removedKeys.Load()}
 }
 
 // LimitStats are one limit's counters.

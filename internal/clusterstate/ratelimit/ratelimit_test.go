@@ -365,3 +365,43 @@ func TestConcurrentUse(t *testing.T) {
 		t.Errorf("admitted %d of 8000 under a huge rate", st.Admitted)
 	}
 }
+
+// Remove frees a limit's keys at once (other limits keep theirs), counts
+// them, and makes a peer's later counts for it unknown; a limit of the
+// same name made again starts from nothing.
+func TestRemove(t *testing.T) {
+	c := newClock(start())
+	l := newLimiter(t, c, 0)
+	gone := limit(t, l, 5, time.Second)
+	kept, err := l.Limit(Spec{Name: "ns/other#rps", Rate: 5, Window: time.Second})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i := range 100 {
+		gone.AllowString(fmt.Sprint("client", i))
+	}
+	kept.AllowString("x")
+	if n := l.Remove("ns/ing#rps"); n != 100 {
+		t.Fatalf("Remove freed %d keys, want 100", n)
+	}
+	if n := l.Remove("ns/ing#rps"); n != 0 {
+		t.Fatalf("a second Remove freed %d", n)
+	}
+	st := l.Stats()
+	if st.Keys != 1 || st.RemovedLimits != 1 || st.RemovedKeys != 100 || kept.Stats().TrackedKeys != 1 {
+		t.Fatalf("stats %+v, kept %+v", st, kept.Stats())
+	}
+	if cs := l.Report(); len(cs) != 1 || cs[0].Limit != kept.id {
+		t.Fatalf("report after Remove %+v, want only the kept limit's count", cs)
+	}
+	l.Merge("p", []Count{{Limit: gone.id, Key: 1, Window: start().UnixMilli(), Count: 3}})
+	if st := l.Stats(); st.Unknown != 1 || st.Keys != 1 {
+		t.Fatalf("peer count of a removed limit: %+v", st)
+	}
+	again := limit(t, l, 5, time.Second)
+	for i := range 5 {
+		if !again.AllowString("client0").OK {
+			t.Fatalf("request %d of a re-made limit rejected", i)
+		}
+	}
+}

@@ -30,8 +30,9 @@ type limitStage struct {
 	limiter *ratelimit.Limiter // nil: limits are not enforced
 	log     logr.Logger
 
-	mu    sync.Mutex // guards named; apply only
+	mu    sync.Mutex // guards named and bound; apply only
 	named map[string]*limitCounters
+	bound map[string]bool // the limiter's limits the table in force uses
 
 	cur atomic.Pointer[limitSet] // the set of the table in force, for metrics
 }
@@ -64,7 +65,7 @@ type connLimit struct {
 }
 
 func newLimitStage(l *ratelimit.Limiter, log logr.Logger) *limitStage {
-	return &limitStage{limiter: l, log: log, named: map[string]*limitCounters{}}
+	return &limitStage{limiter: l, log: log, named: map[string]*limitCounters{}, bound: map[string]bool{}}
 }
 
 // build returns the limit state of t's Ingress routes (nil when t has no
@@ -77,12 +78,27 @@ func (s *limitStage) build(t *routing.Table) limitSet {
 			set[rt.Limit] = s.bind(rt.Limit)
 		}
 	})
+	// Prune what the new table no longer has: memory stays bounded by the
+	// configured limits however often Ingresses change. The limiter's keys
+	// of a removed rate go at once (counted, meshgate_ratelimit_removed_total).
 	s.mu.Lock()
 	for name := range s.named {
 		if !set.has(name) {
 			delete(s.named, name) // requests in flight keep their slot until they finish
 		}
 	}
+	bound := map[string]bool{}
+	for _, ls := range set {
+		for _, lim := range ls.rates {
+			bound[lim.Name()] = true
+		}
+	}
+	for name := range s.bound {
+		if !bound[name] {
+			s.limiter.Remove(name)
+		}
+	}
+	s.bound = bound
 	s.mu.Unlock()
 	s.cur.Store(&set)
 	if len(set) == 0 {

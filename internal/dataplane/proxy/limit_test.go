@@ -5,6 +5,7 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"net/netip"
+	"strconv"
 	"testing"
 	"time"
 
@@ -226,4 +227,48 @@ func newBlockingBackend(t *testing.T, arrived, release chan struct{}) string {
 	t.Cleanup(s.Close)
 	t.Cleanup(func() { close(release) }) // runs first: no handler stays blocked
 	return addrOf(s)
+}
+
+// A table without an Ingress' limit frees the limiter's keys of it (and
+// only of it) and its metrics series; a limit that turns from rps to rpm
+// frees the rps one.
+func TestRequestLimitPruned(t *testing.T) {
+	f := newLimitFixture(t)
+	b := newBackend(t, "a")
+	route := func(host string, l *routing.RequestLimit) *routing.VirtualHost {
+		r := prefix("/", be("default/a:80", addrOf(b)))
+		r.Limit = l
+		return vhost(host, r)
+	}
+	a := &routing.RequestLimit{Name: "default/a", RPS: 10, BurstMultiplier: 1}
+	keep := &routing.RequestLimit{Name: "default/keep", RPS: 10, BurstMultiplier: 1, Header: "X-Key"}
+	f.holder.Store(table(1, route("a.example.com", a), route("keep.example.com", keep)))
+	for i := range 3 {
+		f.get(t, f.h1, f.h1URL, "a.example.com")
+		f.get(t, f.h1, f.h1URL, "keep.example.com", "X-Key", strconv.Itoa(i))
+	}
+	if st := f.lim.Stats(); st.Keys != 4 {
+		t.Fatalf("keys %d, want 4", st.Keys)
+	}
+	f.holder.Store(table(2, route("keep.example.com", keep)))
+	if st := f.lim.Stats(); st.Keys != 3 || st.RemovedLimits != 1 || st.RemovedKeys != 1 {
+		t.Fatalf("after removing default/a: %+v", st)
+	}
+	if _, n := testkit.MetricSum(t, f.reg, "meshgate_request_limit_rejected_total", map[string]string{"limit": "default/a"}); n != 0 {
+		t.Errorf("%d series of a removed limit", n)
+	}
+	if _, n := testkit.MetricSum(t, f.reg, "meshgate_ratelimit_requests_total", map[string]string{"limit": "default/a#rps"}); n != 0 {
+		t.Errorf("%d limiter series of a removed limit", n)
+	}
+	if got, _ := testkit.MetricSum(t, f.reg, "meshgate_ratelimit_removed_total", map[string]string{"kind": "keys"}); got != 1 {
+		t.Errorf("removed keys metric %v, want 1", got)
+	}
+	perMinute := &routing.RequestLimit{Name: "default/keep", RPM: 600, BurstMultiplier: 1, Header: "X-Key"}
+	f.holder.Store(table(3, route("keep.example.com", perMinute)))
+	if st := f.lim.Stats(); st.Keys != 0 || st.RemovedLimits != 2 {
+		t.Fatalf("after rps → rpm: %+v", st)
+	}
+	if code, _ := f.get(t, f.h1, f.h1URL, "keep.example.com", "X-Key", "0"); code != 200 {
+		t.Fatalf("under the rpm limit: %d", code)
+	}
 }
