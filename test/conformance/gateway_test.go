@@ -51,6 +51,13 @@ const (
 	// gatewayIP is where meshgate listens and what it publishes in Gateway
 	// status: the suite's clients dial it on each listener's port.
 	gatewayIP = "127.0.0.81"
+	// gatewayPool gives each of the suite's Gateways a loopback address of
+	// its own (--gateway-address-pool), published in its status and bound
+	// by meshgate, so that Gateways route independently
+	// (HTTPRouteMultipleGateways, TLSRouteHostnameIntersection). Linux
+	// routes all of 127.0.0.0/8 to lo, so the test process reaches every
+	// address; the prefix is apart from gatewayIP and the other suites'.
+	gatewayPool = "127.0.82.0/24"
 	// suiteQPS and suiteBurst are the client-side rate limit of the
 	// suite's Kubernetes clients.
 	suiteQPS, suiteBurst = 100, 200
@@ -101,7 +108,7 @@ func TestGatewayAPIConformance(t *testing.T) {
 
 	_, err = c.RunMeshgate(t, kubecluster.MeshgateOptions{
 		Bin: bins.Meshgate, IP: gatewayIP, Name: "meshgate-gateway",
-		ExtraArgs: strings.Fields(os.Getenv("MESHGATE_RUN_ARGS")),
+		ExtraArgs: append([]string{"--gateway-address-pool=" + gatewayPool}, strings.Fields(os.Getenv("MESHGATE_RUN_ARGS"))...),
 	})
 	require.NoError(t, err)
 
@@ -156,19 +163,7 @@ func gatewayCRDs() (string, error) {
 // unsupportedTests are the suite's tests of claimed features that meshgate
 // fails by design, with the reason; they are skipped (the report lists them
 // as skipped) and docs/conformance/README.md lists them too.
-var unsupportedTests = map[string]string{
-	// The test sends the same request to two Gateways and expects a
-	// different backend from each; meshgate serves every Gateway of its
-	// classes on its one set of addresses (docs/gateway-api.md, Ports), so
-	// both Gateways' routes share one table.
-	"HTTPRouteMultipleGateways": "all Gateways share meshgate's addresses (merged Gateways); per-Gateway addresses are not implemented",
-	// The test expects a TLS handshake for a name that none of its
-	// Gateways' TLS listeners routes to be refused; on meshgate's shared
-	// address the HTTPS listener without hostname of the suite's base
-	// Gateway (same-namespace-with-https-listener) serves every such name
-	// with its certificate, so the handshake succeeds.
-	"TLSRouteHostnameIntersection": "all Gateways share meshgate's addresses (merged Gateways): another Gateway's HTTPS listener without hostname answers the names this test expects refused; per-Gateway addresses are not implemented",
-}
+var unsupportedTests = map[string]string{}
 
 // knownFailures are core tests meshgate still fails, with what is known.
 // Runs that write a report (make conformance) run them, so the report
