@@ -29,7 +29,7 @@ if [ -n "${BENCH_BASELINE:-}" ]; then
 fi
 # shellcheck disable=SC2086 # BENCH_ARGS is a flag list
 timeout --signal=TERM --kill-after=30s "${BENCH_TIMEOUT:-21m}" \
-  "$BIN/bench" --bin "$BIN" --out docs/benchmarks.md --svg docs/benchmarks-resumption.svg "${baseline[@]}" ${BENCH_ARGS:-}
+  "$BIN/bench" --bin "$BIN" --commit "$(git rev-parse --short HEAD)" --out docs/benchmarks.md --svg docs/benchmarks-resumption.svg "${baseline[@]}" ${BENCH_ARGS:-}
 
 # The L4 proxy against nginx's stream module, and the in-process Go
 # benchmarks, appended to the same document from the same run.

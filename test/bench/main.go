@@ -72,6 +72,8 @@ func run() error {
 	maxReplicas := flag.Int("max-replicas", 5, "largest replica count of the sweep")
 	baseline := flag.String("baseline", "", "another meshgate binary (a build from before a change) run as another side of the keep-alive figures and the matrix")
 	baselineLabel := flag.String("baseline-label", "baseline", "what the --baseline binary is, for the table (a commit)")
+	commit := flag.String("commit", "", "the commit the run's meshgate was built from, for the Run line")
+	runNote := flag.String("run-note", "", "one sentence for the Run line when the document is not from one make bench run (e.g. sections run in consecutive holds)")
 	timeout := flag.Duration("timeout", 20*time.Minute, "bound on the whole run (a full run with a baseline side takes about 12 minutes)")
 	flag.Parse()
 
@@ -125,7 +127,8 @@ func run() error {
 	if b.echo, err = harness.StartEcho(r, bins, dir, "127.0.0.10"); err != nil {
 		return err
 	}
-	rep := &report{Machine: describeMachine(), Started: time.Now().UTC(), Duration: *dur, Rounds: b.rounds, CPUs: runtime.NumCPU(), BaselineLabel: b.baselineLabel}
+	rep := &report{Machine: describeMachine(), Started: time.Now().UTC(), Duration: *dur, Rounds: b.rounds, CPUs: runtime.NumCPU(), BaselineLabel: b.baselineLabel,
+		Commit: *commit, RunNote: *runNote}
 	rep.LoadBefore = loadAvg()
 	if run["keepalive"] {
 		b.log("1/4 keep-alive requests/s (h2load)")

@@ -14,6 +14,8 @@ import (
 // report is everything one run measured; markdown renders it.
 type report struct {
 	Machine               []string
+	Commit                string // what the run's meshgate was built from (--commit)
+	RunNote               string // how the run was split or made, if not by one make bench (--run-note)
 	Started, Finished     time.Time
 	LoadBefore, LoadAfter string
 	KeepAlive             []keepAliveRow
@@ -100,7 +102,14 @@ func (r *report) markdown() string {
 	w("# meshgate benchmarks\n\n")
 	w("Written by `make bench` (hack/bench.sh → `go run ./test/bench`) from one run; nothing in this file is typed in by hand.\n")
 	w("meshgate and nginx run side by side in the same run, on the same machine, against the same echo backend (test/echo), so each figure is read as a ratio.\n\n")
-	w("Run: %s → %s (UTC). Load average before: %s, after: %s.\n\n", r.Started.Format(time.RFC3339), r.Finished.Format(time.RFC3339), r.LoadBefore, r.LoadAfter)
+	w("Run: %s → %s (UTC). Load average before: %s, after: %s.", r.Started.Format(time.RFC3339), r.Finished.Format(time.RFC3339), r.LoadBefore, r.LoadAfter)
+	if r.Commit != "" {
+		w(" meshgate built from %s.", r.Commit)
+	}
+	if r.RunNote != "" {
+		w(" %s", r.RunNote)
+	}
+	w("\n\n")
 	w("## Machine\n\n")
 	for _, m := range r.Machine {
 		w("- %s\n", m)
