@@ -247,6 +247,24 @@ type CookieAffinity struct {
 	SameSite string
 	// Secure adds the Secure attribute.
 	Secure bool
+	// SecureOnTLS adds Secure to cookies set on requests that came over
+	// TLS only, so that a rule served on plain HTTP and HTTPS pins on both.
+	SecureOnTLS bool
+
+	// Scope, when not empty, enters the MAC: a value made for one scope
+	// never routes in another, even to the same backend and endpoint.
+	// Gateway API rules use it so that each rule's sessions are its own.
+	Scope string
+	// Lifetime, when non-zero, bounds the session: the value carries its
+	// expiry under the MAC and is ignored after it, whatever the client
+	// keeps (Gateway API absoluteTimeout). A value whose session is still
+	// running is not set again, so the lifetime is absolute, not idle.
+	Lifetime time.Duration
+	// Header, when set, carries the value in a request and response header
+	// named Name instead of a cookie (Gateway API session persistence of
+	// type Header): the response names the endpoint in that header and the
+	// client sends it back. MaxAge, Path, SameSite and Secure are unused.
+	Header bool
 }
 
 // RequestLimit limits the requests of each client of the routes that

@@ -25,10 +25,10 @@ func TestAffinityCookies(t *testing.T) {
 	}
 	var h exchange.Header
 	h.Add("Cookie", "a=1; PIN="+st.values[2]+"; b=2")
-	if got := st.pinned(&h); got != 2 {
+	if got := st.pinned(&h, time.Now()); got != 2 {
 		t.Fatalf("pinned %d, want 2", got)
 	}
-	if n := testing.AllocsPerRun(100, func() { st.pinned(&h) }); n != 0 {
+	if n := testing.AllocsPerRun(100, func() { st.pinned(&h, time.Now()) }); n != 0 {
 		t.Fatalf("%v allocations per lookup", n)
 	}
 	other := newAffinityState([]byte("another cluster"), &routing.Backend{Name: "ns/app:80", Endpoints: []string{"10.0.0.1:80"},
@@ -38,16 +38,16 @@ func TestAffinityCookies(t *testing.T) {
 	for _, v := range []string{other.values[0], otherBackend.values[0], "", "garbage", st.values[0] + "x"} {
 		var h exchange.Header
 		h.Add("Cookie", "PIN="+v)
-		if got := st.pinned(&h); got != -1 {
+		if got := st.pinned(&h, time.Now()); got != -1 {
 			t.Errorf("cookie %q pinned endpoint %d", v, got)
 		}
 	}
 	var out exchange.Header
-	st.setCookie(&out, 1, 1)
+	st.setCookie(&out, 1, 1, time.Now(), false)
 	if out.Len() != 0 {
 		t.Fatal("a verified cookie was set again")
 	}
-	st.setCookie(&out, 1, -1)
+	st.setCookie(&out, 1, -1, time.Now(), false)
 	if v := out.Value("Set-Cookie"); v != "PIN="+st.values[1]+st.attrs {
 		t.Fatalf("Set-Cookie %q", v)
 	}
@@ -63,7 +63,7 @@ func FuzzAffinityCookie(f *testing.F) {
 	f.Fuzz(func(t *testing.T, cookie string) {
 		var h exchange.Header
 		h.Add("Cookie", cookie)
-		i := st.pinned(&h)
+		i := st.pinned(&h, time.Now())
 		if i == -1 {
 			return
 		}

@@ -35,8 +35,8 @@ func targetOf(r *exchange.Request) filter.Target {
 // gatewayRequest runs the request filters of a Gateway API route: a
 // redirect or an unresolved backend answers at once (b nil); otherwise the
 // request is rewritten and mirrored, and the chosen backend returned. The
-// response header modifiers are kept for relay.
-func (x *exchangeState) gatewayRequest(rt *routing.Route) *routing.Backend {
+// response header modifiers are kept for relay. ts is the table rt is of.
+func (x *exchangeState) gatewayRequest(ts *tableState, rt *routing.Route) *routing.Backend {
 	r := x.r
 	f := rt.Filters
 	if f != nil && f.Redirect != nil {
@@ -45,7 +45,10 @@ func (x *exchangeState) gatewayRequest(rt *routing.Route) *routing.Backend {
 		x.respond(filter.RedirectStatus(f.Redirect), "")
 		return nil
 	}
-	b, bf, ok := rt.Pick(randUint32())
+	b, bf, ok := x.pickPinned(ts, rt)
+	if !ok {
+		b, bf, ok = rt.Pick(randUint32())
+	}
 	if !ok {
 		x.plain(500, "no valid backend for this route\n")
 		return nil
@@ -77,8 +80,33 @@ func (x *exchangeState) modifyResponse(h *exchange.Header) {
 	filter.ModifyHeaders(x.respMods[0], h)
 	filter.ModifyHeaders(x.respMods[1], h)
 	if x.bs != nil && x.bs.affinity != nil && !x.mirrored {
-		x.bs.affinity.setCookie(h, x.idx, x.pinned)
+		x.bs.affinity.setCookie(h, x.idx, x.pinned, time.Now(), x.r.Scheme == "https")
 	}
+}
+
+// pickPinned returns the backend of rt whose session the request carries
+// (a cookie or header of a rule's session persistence), and sets x.pinned
+// to the endpoint it names. A session outweighs the weights: the Gateway
+// API keeps it on its backend even when that backend's weight is 0. ok is
+// false when the request carries no valid session of rt.
+func (x *exchangeState) pickPinned(ts *tableState, rt *routing.Route) (*routing.Backend, *routing.Filters, bool) {
+	var now time.Time
+	for i := range rt.Backends {
+		wb := &rt.Backends[i]
+		if wb.Backend == nil || wb.Backend.Affinity == nil {
+			continue
+		}
+		if now.IsZero() {
+			now = time.Now()
+		}
+		if af := x.h.up.backend(ts, wb.Backend).affinity; af != nil {
+			if j := af.pinned(&x.r.Header, now); j >= 0 {
+				x.pinned = j
+				return wb.Backend, wb.Filters, true
+			}
+		}
+	}
+	return nil, nil, false
 }
 
 // mirror sends copies of the request to the mirror backends of f, each with

@@ -286,7 +286,7 @@ func (x *exchangeState) serve() *backendMetrics {
 		b, x.rt = rt.Backend, rt
 	default: // a Gateway API rule
 		x.rt = rt
-		if b = x.gatewayRequest(rt); b == nil {
+		if b = x.gatewayRequest(ts, rt); b == nil {
 			return h.none
 		}
 	}
@@ -307,8 +307,8 @@ func (x *exchangeState) serve() *backendMetrics {
 		x.plain(413, "request body too large\n")
 		return x.bs.metrics
 	}
-	if af := x.bs.affinity; af != nil {
-		x.pinned = af.pinned(&r.Header)
+	if af := x.bs.affinity; af != nil && (rt == nil || rt.Backend != nil) {
+		x.pinned = af.pinned(&r.Header, time.Now()) // Gateway rules: gatewayRequest did
 	}
 	if x.idx = x.pinned; x.idx < 0 {
 		x.idx = x.bs.pick(time.Now(), -1)
