@@ -40,7 +40,8 @@ func (s *state) grpcRule(rb *routeBuild, gr *gatewayv1.GRPCRoute, i int) ruleBui
 	for j, br := range rule.BackendRefs {
 		refs[j] = br.BackendRef
 	}
-	tmpl.Backends = s.weightedBackends(rb, refs, routing.ProtocolH2C, where, func(j int) *routing.Filters {
+	aff := sessionAffinity(rb, rule.SessionPersistence, i, "/", where)
+	tmpl.Backends = s.weightedBackends(rb, refs, routing.ProtocolH2C, aff, where, func(j int) *routing.Filters {
 		return s.grpcFilters(rb, gr, rule.BackendRefs[j].Filters, fmt.Sprintf("%s.backendRefs[%d]", where, j))
 	})
 	if ext {

@@ -25,6 +25,12 @@ const (
 // (for ResolvedRefs) and requests for it get 500. defaultProto is the
 // protocol spoken to backends whose port names none (h2c for GRPCRoute).
 func (s *state) gwBackend(routeKind string, route metav1.Object, ref gatewayv1.BackendObjectReference, defaultProto routing.Protocol, timeout time.Duration) (*routing.Backend, gatewayv1.RouteConditionReason, string) {
+	return s.gwSessionBackend(routeKind, route, ref, defaultProto, timeout, routing.CookieAffinity{})
+}
+
+// gwSessionBackend is gwBackend for a rule with session persistence
+// (aff; the zero value: none), which makes the backend one of its own.
+func (s *state) gwSessionBackend(routeKind string, route metav1.Object, ref gatewayv1.BackendObjectReference, defaultProto routing.Protocol, timeout time.Duration, aff routing.CookieAffinity) (*routing.Backend, gatewayv1.RouteConditionReason, string) {
 	group, kind := "", "Service"
 	if ref.Group != nil {
 		group = string(*ref.Group)
@@ -58,7 +64,7 @@ func (s *state) gwBackend(routeKind string, route metav1.Object, ref gatewayv1.B
 	if !ok {
 		return nil, gatewayv1.RouteReasonUnsupportedProtocol, fmt.Sprintf("Service %s/%s port %d: appProtocol %q is not supported", ns, ref.Name, *ref.Port, *svc.Spec.Ports[i].AppProtocol)
 	}
-	set := backendSettings{protocol: proto, readTimeout: timeout}
+	set := backendSettings{protocol: proto, readTimeout: timeout, affinity: aff}
 	if bb, used := s.backendTLSFor(ns, string(ref.Name), svc.Spec.Ports[i]); used {
 		if bb == nil {
 			// An invalid BackendTLSPolicy: never fall back to the clear

@@ -144,7 +144,8 @@ func (s *state) httpRule(rb *routeBuild, hr *gatewayv1.HTTPRoute, i int) ruleBui
 		for j, br := range rule.BackendRefs {
 			refs[j] = br.BackendRef
 		}
-		tmpl.Backends = s.weightedBackends(rb, refs, "", where, func(j int) *routing.Filters {
+		aff := sessionAffinity(rb, rule.SessionPersistence, i, sessionPath(rule.Matches), where)
+		tmpl.Backends = s.weightedBackends(rb, refs, "", aff, where, func(j int) *routing.Filters {
 			return s.httpFilters(rb, hr, rule.BackendRefs[j].Filters, fmt.Sprintf("%s.backendRefs[%d]", where, j))
 		})
 	}
@@ -168,11 +169,12 @@ func (s *state) httpRule(rb *routeBuild, hr *gatewayv1.HTTPRoute, i int) ruleBui
 // weightedBackends resolves the backendRefs of a rule (proto: the default
 // upstream protocol) with each one's filters (filters(j)); unresolved ones
 // stay as nil backends (500) and record the route's ResolvedRefs problem.
-// The result is never nil: a rule without backends answers 500.
-func (s *state) weightedBackends(rb *routeBuild, refs []gatewayv1.BackendRef, proto routing.Protocol, where string, filters func(j int) *routing.Filters) []routing.WeightedBackend {
+// aff is the rule's session persistence (zero: none), shared by all its
+// backends. The result is never nil: a rule without backends answers 500.
+func (s *state) weightedBackends(rb *routeBuild, refs []gatewayv1.BackendRef, proto routing.Protocol, aff routing.CookieAffinity, where string, filters func(j int) *routing.Filters) []routing.WeightedBackend {
 	out := make([]routing.WeightedBackend, 0, len(refs))
 	for j, br := range refs {
-		b, reason, msg := s.gwBackend(rb.kind, rb.obj, br.BackendObjectReference, proto, 0)
+		b, reason, msg := s.gwSessionBackend(rb.kind, rb.obj, br.BackendObjectReference, proto, 0, aff)
 		if b == nil {
 			rb.refs.refProblem(reason, fmt.Sprintf("%s.backendRefs[%d]: %s", where, j, msg))
 		}
