@@ -34,6 +34,17 @@ type NginxConfig struct {
 	// "$connection $ssl_session_reused" (with Workers 1, $connection is
 	// unique per connection). Empty: no access log.
 	ConnLog string
+	// LimitReq, when set, limits requests per client address (the PROXY
+	// header's with ProxyProtocol) on every location of every server, as
+	// ingress-nginx renders meshgate.io/limit-rps: limit_req_zone with
+	// rate=RPS r/s, limit_req with burst=Burst nodelay, status 429.
+	LimitReq *NginxLimitReq
+}
+
+// NginxLimitReq is nginx's limit_req of one zone keyed by client address.
+type NginxLimitReq struct {
+	RPS   int // requests per second (rate=RPSr/s)
+	Burst int // burst=Burst nodelay; 0: no burst
 }
 
 // NginxServer is one more virtual host of an nginx server.
@@ -90,8 +101,8 @@ http {
         server %[4]s;
         keepalive 64;
     }
-%[5]s}
-`, user, workers, prefix, c.Upstream, c.serverBlocks(), c.accessLog())
+%[7]s%[5]s}
+`, user, workers, prefix, c.Upstream, c.serverBlocks(), c.accessLog(), c.limitZone())
 	confPath := filepath.Join(prefix, "nginx.conf")
 	if err := os.WriteFile(confPath, []byte(conf), 0o644); err != nil {
 		return nil, fmt.Errorf("nginx config: %w", err)
@@ -105,6 +116,24 @@ http {
 		return nil, fmt.Errorf("nginx %s: %w; error.log:\n%s\n%s", c.Name, err, b, p.Tail(2000))
 	}
 	return &Nginx{Addr: c.Listen, Proc: p}, nil
+}
+
+// limitZone renders LimitReq's limit_req_zone and limit_req (at http
+// level, so every location inherits them).
+func (c NginxConfig) limitZone() string {
+	l := c.LimitReq
+	if l == nil {
+		return ""
+	}
+	burst := ""
+	if l.Burst > 0 {
+		burst = fmt.Sprintf(" burst=%d nodelay", l.Burst)
+	}
+	key := "$binary_remote_addr"
+	if c.ProxyProtocol {
+		key = "$proxy_protocol_addr"
+	}
+	return fmt.Sprintf("    limit_req_zone %s zone=limit:10m rate=%dr/s;\n    limit_req zone=limit%s;\n    limit_req_status 429;\n", key, l.RPS, burst)
 }
 
 // accessLog renders access_log's arguments.
