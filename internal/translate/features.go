@@ -16,6 +16,10 @@ var SupportedFeatures = []features.FeatureName{
 	features.SupportHTTPRoute,
 	features.SupportGRPCRoute,
 	features.SupportTLSRoute,
+	// TCPRoute and UDPRoute: every GATEWAY-TCP and GATEWAY-UDP test passes
+	// but TCPRouteInvalidNonTCPListener (skipped, test/conformance).
+	features.SupportTCPRoute,
+	features.SupportUDPRoute,
 
 	// Extended features, each claimed once the suite's tests of it passed
 	// (docs/conformance/README.md). Not claimed: HTTPRouteParentRefPort and
