@@ -174,7 +174,10 @@ func (st *affinityState) verify(val string, now time.Time) int {
 		return -1
 	}
 	var got [16]byte
-	if n, err := base64.RawURLEncoding.Decode(got[:], []byte(macPart)); err != nil || n != len(got) || len(macPart) != 22 {
+	if len(macPart) != macChars { // before decoding: Decode needs room for what it is given
+		return -1
+	}
+	if n, err := base64.RawURLEncoding.Decode(got[:], []byte(macPart)); err != nil || n != len(got) {
 		return -1
 	}
 	want := st.mac(st.eps[i], exp)
@@ -183,6 +186,9 @@ func (st *affinityState) verify(val string, now time.Time) int {
 	}
 	return i
 }
+
+// macChars is the length of a truncated MAC (16 bytes) in base64url.
+const macChars = 22
 
 // macScratch is a keyed HMAC with its buffers, pooled per affinityState so
 // that verifying a Lifetime value does not allocate.

@@ -1,6 +1,7 @@
 package proxy
 
 import (
+	"encoding/base64"
 	"encoding/json"
 	"net/http"
 	"strings"
@@ -190,3 +191,36 @@ func doReq(t testing.TB, c *http.Client, req *http.Request) (*http.Response, str
 	}
 	return resp, e.Backend
 }
+
+// sessionFuzzTime is the clock of FuzzAffinitySession: its seed corpus
+// holds a value issued at this time, still running then.
+var sessionFuzzTime = time.Unix(1_800_000_000, 0)
+
+func sessionFuzzState() *affinityState {
+	return newAffinityState([]byte("cluster key"), &routing.Backend{Name: "ns/app:80", Endpoints: []string{"10.0.0.1:80", "10.0.0.2:80"},
+		Affinity: &routing.CookieAffinity{Name: "S", Lifetime: time.Hour, Scope: "HTTPRoute ns/r rule 0"}})
+}
+
+// FuzzAffinitySession: whatever the Cookie field, the parser of Lifetime
+// values returns -1 or the index of an endpoint the field names, without
+// panicking on any split, base36 or base64 input.
+func FuzzAffinitySession(f *testing.F) {
+	st := sessionFuzzState()
+	valid := st.value(1, sessionFuzzTime)
+	for _, s := range []string{"", "S=" + valid, "a=b; S=" + valid + ";", "S=" + valid + "x", "S=..", "S=MTAuMC4wLjE6ODA.zzzzzzzzzzzzzz.AAAA", "S=MTAuMC4wLjE6ODA.-1." + strings.Repeat("A", 22)} {
+		f.Add(s)
+	}
+	f.Fuzz(func(t *testing.T, cookie string) {
+		var h exchange.Header
+		h.Add("Cookie", cookie)
+		i := st.pinned(&h, sessionFuzzTime)
+		if i == -1 {
+			return
+		}
+		if i < 0 || i >= len(st.eps) || !strings.Contains(cookie, "S="+base64URL(st.eps[i])+".") {
+			t.Fatalf("%q pinned %d", cookie, i)
+		}
+	})
+}
+
+func base64URL(s string) string { return base64.RawURLEncoding.EncodeToString([]byte(s)) }
