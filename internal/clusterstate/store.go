@@ -239,3 +239,34 @@ func (s *Store) Run(ctx context.Context, interval time.Duration) {
 		}
 	}
 }
+
+// ZoneView is one zone of a Store, for a caller that uses only that zone
+// on a hot path (sticky learn): Get skips the zone-name lookup and does
+// not allocate. Safe for concurrent use.
+type ZoneView struct {
+	s *Store
+	z *zone
+}
+
+// View returns the view of zone.
+func (s *Store) View(zone string) (*ZoneView, error) {
+	z, err := s.zone(zone)
+	if err != nil {
+		return nil, err
+	}
+	return &ZoneView{s: s, z: z}, nil
+}
+
+// Get returns the live entry of key (not deleted, not expired), or false.
+// key is not retained, so a caller may pass a string that aliases a
+// buffer it reuses. The entry's Value is shared: callers must not modify
+// it. Get does not allocate.
+func (v *ZoneView) Get(key string) (Entry, bool) {
+	return v.z.get(key, v.s.cfg.Now().UnixNano())
+}
+
+// Put writes value under key for ttl and publishes it, as Store.Put does.
+func (v *ZoneView) Put(key string, value []byte, ttl time.Duration) error {
+	_, err := v.s.write(v.z.cfg.Name, Entry{Key: key, Value: value}, ttl)
+	return err
+}
