@@ -229,6 +229,26 @@ type Backend struct {
 	// Affinity, when set, pins each client to one endpoint with a cookie
 	// (meshgate.io/affinity: cookie); nil balances every request.
 	Affinity *CookieAffinity
+
+	// Learn, when set, pins each session of the backend's own session
+	// cookie to the endpoint that set it (meshgate.io/affinity: learn);
+	// nil learns nothing. A backend has Affinity or Learn, not both.
+	Learn *LearnAffinity
+}
+
+// LearnAffinity is sticky learn: when a response sets the backend's
+// session cookie, the proxy records value → endpoint in the cluster's
+// replicated sticky table, and routes requests carrying that value to that
+// endpoint on every replica while it is in the backend. Comparable, like
+// CookieAffinity.
+type LearnAffinity struct {
+	// Cookie is the name of the cookie the backend sets (JSESSIONID, say);
+	// an RFC 6265 token, required.
+	Cookie string
+	// Timeout is how long a learned session is kept after it was learned
+	// or last used (refreshed at most once per half Timeout); zero means
+	// the data plane's default.
+	Timeout time.Duration
 }
 
 // CookieAffinity is cookie-based session affinity: the proxy sets a cookie

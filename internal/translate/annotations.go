@@ -66,7 +66,7 @@ type annotations struct {
 	readTimeout    time.Duration
 	maxBodyBytes   int64
 	tlsPolicy      string
-	affinity       string // "cookie" or ""
+	affinity       string // "cookie", "learn" or ""
 	cookie         routing.CookieAffinity
 	cookieSet      []string // the session-cookie-* annotations given
 	limit          routing.RequestLimit
@@ -92,24 +92,56 @@ func parseAnnotations(m map[string]string) (annotations, []error) {
 			errs = append(errs, fmt.Errorf("annotation %s=%q: %w", k, m[k], err))
 		}
 	}
-	if a.affinity != "cookie" {
+	switch a.affinity {
+	case "cookie":
+		if a.cookie.Name == "" {
+			a.cookie.Name = DefaultAffinityCookie
+		}
+	case "learn":
+		errs = append(errs, a.learnProblems()...)
+	default:
 		for _, k := range a.cookieSet {
-			errs = append(errs, fmt.Errorf("annotation %s: ignored without %s: cookie", k, AnnotationAffinity))
+			errs = append(errs, fmt.Errorf("annotation %s: ignored without %s: cookie or learn", k, AnnotationAffinity))
 		}
 		a.cookie = routing.CookieAffinity{}
-	} else if a.cookie.Name == "" {
-		a.cookie.Name = DefaultAffinityCookie
 	}
 	errs = append(errs, a.finishLimit()...)
 	return a, errs
 }
 
-// affinityOf is the backend affinity the annotations ask for (zero: none).
+// learnProblems checks the session-cookie-* set of affinity: learn: the
+// name (of the backend's cookie) is required, max-age is the sessions'
+// timeout, and the attributes of a cookie of ours do not apply. Without a
+// valid name there is no affinity.
+func (a *annotations) learnProblems() []error {
+	var errs []error
+	for _, k := range a.cookieSet {
+		switch k {
+		case AnnotationCookiePath, AnnotationCookieSameSite, AnnotationCookieSecure:
+			errs = append(errs, fmt.Errorf("annotation %s: ignored with %s: learn (the backend sets its cookie's attributes)", k, AnnotationAffinity))
+		}
+	}
+	if a.cookie.Name == "" {
+		errs = append(errs, fmt.Errorf("annotation %s: learn needs %s, the name of the backend's session cookie; no affinity", AnnotationAffinity, AnnotationCookieName))
+		a.affinity = ""
+	}
+	return errs
+}
+
+// affinityOf is the cookie affinity the annotations ask for (zero: none).
 func (a *annotations) affinityOf() routing.CookieAffinity {
 	if a.affinity != "cookie" {
 		return routing.CookieAffinity{}
 	}
 	return a.cookie
+}
+
+// learnOf is the sticky learn the annotations ask for (zero: none).
+func (a *annotations) learnOf() routing.LearnAffinity {
+	if a.affinity != "learn" {
+		return routing.LearnAffinity{}
+	}
+	return routing.LearnAffinity{Cookie: a.cookie.Name, Timeout: a.cookie.MaxAge}
 }
 
 func (a *annotations) set(k, v string) error {
@@ -141,9 +173,9 @@ func (a *annotations) set(k, v string) error {
 		case "cookie":
 			a.affinity = "cookie"
 		case "learn":
-			err = errors.New("sticky learn is not supported yet; no affinity")
+			a.affinity = "learn"
 		default:
-			err = errors.New(`want "cookie"`)
+			err = errors.New(`want "cookie" or "learn"`)
 		}
 	case AnnotationLimitRPS, AnnotationLimitRPM, AnnotationLimitBurst, AnnotationLimitConns,
 		AnnotationLimitKey, AnnotationLimitAllowlist:

@@ -27,6 +27,8 @@ type backendSettings struct {
 	tls *routing.UpstreamTLS
 	// affinity is cookie affinity (zero Name: none).
 	affinity routing.CookieAffinity
+	// learn is sticky learn (zero Cookie: none).
+	learn routing.LearnAffinity
 }
 
 type backendKey struct {
@@ -101,6 +103,10 @@ func (s *state) resolveService(k backendKey) *backendBuild {
 	if k.settings.affinity.Name != "" {
 		a := k.settings.affinity
 		bb.b.Affinity = &a
+	}
+	if k.settings.learn.Cookie != "" {
+		l := k.settings.learn
+		bb.b.Learn = &l
 	}
 	svc, err := s.c.LookupService(k.ns, k.svc)
 	if err != nil {

@@ -224,6 +224,9 @@ func dump(t *routing.Table) []string {
 		if a := b.Affinity; a != nil {
 			s += fmt.Sprintf(" affinity=%s/%v/%s/%s/%v", a.Name, a.MaxAge, a.Path, a.SameSite, a.Secure)
 		}
+		if l := b.Learn; l != nil {
+			s += fmt.Sprintf(" learn=%s/%v", l.Cookie, l.Timeout)
+		}
 		return s
 	}
 	vh := func(key string, v *routing.VirtualHost) {

@@ -42,6 +42,7 @@ func settingsOf(a annotations) backendSettings {
 		readTimeout:    a.readTimeout,
 		maxBodyBytes:   a.maxBodyBytes,
 		affinity:       a.affinityOf(),
+		learn:          a.learnOf(),
 	}
 }
 
