@@ -75,12 +75,17 @@ func (x *exchangeState) gatewayRequest(ts *tableState, rt *routing.Route) *routi
 	return b
 }
 
-// modifyResponse applies the route's response header modifiers to h.
-func (x *exchangeState) modifyResponse(h *exchange.Header) {
+// modifyResponse applies the route's response header modifiers to h, the
+// head of a response of status from the chosen endpoint, and the
+// affinity's cookies.
+func (x *exchangeState) modifyResponse(h *exchange.Header, status int) {
 	filter.ModifyHeaders(x.respMods[0], h)
 	filter.ModifyHeaders(x.respMods[1], h)
 	if x.bs != nil && x.bs.affinity != nil && !x.mirrored {
 		x.bs.affinity.setCookie(h, x.idx, x.pinned, time.Now(), x.r.Scheme == "https")
+	}
+	if x.bs != nil && x.bs.learn != nil && !x.mirrored && x.idx >= 0 {
+		x.bs.learn.respond(h, x.idx, status, &x.learn, time.Now(), x.r.Scheme == "https")
 	}
 }
 

@@ -39,6 +39,7 @@ type metrics struct {
 	requests *prometheus.CounterVec
 	duration *prometheus.HistogramVec
 	upstream *prometheus.CounterVec
+	learn    *learnMetrics
 }
 
 func newMetrics(reg prometheus.Registerer) (*metrics, error) {
@@ -56,11 +57,12 @@ func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 			Namespace: "meshgate", Subsystem: "http", Name: "upstream_errors_total",
 			Help: "Failed upstream attempts by backend and reason (connect, timeout, body_too_large, client_body_timeout, canceled, other; mirror for failed and mirror_dropped for shed mirrored requests).",
 		}, []string{"backend", "reason"}),
+		learn: newLearnMetrics(),
 	}
 	if reg == nil {
 		return m, nil
 	}
-	for _, c := range []prometheus.Collector{m.requests, m.duration, m.upstream} {
+	for _, c := range []prometheus.Collector{m.requests, m.duration, m.upstream, m.learn.lookups, m.learn.writes} {
 		if err := reg.Register(c); err != nil {
 			return nil, fmt.Errorf("proxy: register metrics: %w", err)
 		}

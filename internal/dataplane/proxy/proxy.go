@@ -115,6 +115,11 @@ type Config struct {
 	// the rates are cluster-wide. Nil: no limit of a table is enforced.
 	Limiter *ratelimit.Limiter
 
+	// Sticky is the replicated table sticky learn records sessions in
+	// (routing.LearnAffinity, a clusterstate zone). Nil turns sticky learn
+	// off: such backends are balanced like any other.
+	Sticky StickyTable
+
 	// AltSvc, if set, is added as an Alt-Svc field to the responses of
 	// requests that came over TLS (advertising HTTP/3).
 	AltSvc string
@@ -198,7 +203,8 @@ type exchangeState struct {
 	bs     *backendState
 	rt     *routing.Route
 	idx    int // endpoint index in bs.b.Endpoints; -1 before one is chosen
-	pinned int // endpoint index the affinity cookie named; -1: none
+	pinned int // endpoint index the affinity cookie or learned session named; -1: none
+	learn  learnRequest
 
 	connSlot *connLimit // the concurrency-limit slot held (limit.go); nil: none
 	connKey  uint64
@@ -309,6 +315,8 @@ func (x *exchangeState) serve() *backendMetrics {
 	}
 	if af := x.bs.affinity; af != nil && (rt == nil || rt.Backend != nil) {
 		x.pinned = af.pinned(&r.Header, time.Now()) // Gateway rules: gatewayRequest did
+	} else if ls := x.bs.learn; ls != nil {
+		x.pinned = ls.lookup(&r.Header, &x.learn, time.Now())
 	}
 	if x.idx = x.pinned; x.idx < 0 {
 		x.idx = x.bs.pick(time.Now(), -1)

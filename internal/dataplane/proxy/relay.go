@@ -27,7 +27,7 @@ func (x *exchangeState) relay(uc *upConn, reqDone bool) {
 	}
 	cleanResponse(&resp.Fields, resp, false)
 	resp.Fields.Set("Server", serverName)
-	x.modifyResponse(&resp.Fields)
+	x.modifyResponse(&resp.Fields, resp.Status)
 	if x.h.cfg.AltSvc != "" && x.r.Scheme == "https" {
 		resp.Fields.Add("Alt-Svc", x.h.cfg.AltSvc)
 	}

@@ -135,7 +135,7 @@ func (x *exchangeState) relayHTTP(resp *http.Response) {
 		sort.Strings(names)
 		x.out.Add("Trailer", strings.Join(names, ", "))
 	}
-	x.modifyResponse(&x.out)
+	x.modifyResponse(&x.out, resp.StatusCode)
 	if x.h.cfg.AltSvc != "" && x.r.Scheme == "https" {
 		x.out.Add("Alt-Svc", x.h.cfg.AltSvc)
 	}

@@ -56,6 +56,7 @@ type backendState struct {
 	metrics   *backendMetrics
 	maxBody   int64
 	affinity  *affinityState // nil without cookie affinity
+	learn     *learnState    // nil without sticky learn (or without Config.Sticky)
 
 	connectTimeout, responseTimeout time.Duration
 }
@@ -116,6 +117,8 @@ type upstreams struct {
 	affinityKey []byte
 	// limits is the request-limit stage (limit.go).
 	limits *limitStage
+	// hashers compute sticky learn's table keys (keyed with affinityKey).
+	hashers *sync.Pool
 
 	cur atomic.Pointer[tableState]
 
@@ -126,6 +129,7 @@ type upstreams struct {
 }
 
 func newUpstreams(cfg *Config, m *metrics) *upstreams {
+	key := newAffinityKey(cfg.AffinityKey)
 	return &upstreams{
 		cfg:         cfg,
 		metrics:     m,
@@ -133,7 +137,8 @@ func newUpstreams(cfg *Config, m *metrics) *upstreams {
 		transports:  make(map[transportKey]*http.Transport),
 		health:      make(map[string]*endpointHealth),
 		bmetrics:    make(map[string]*backendMetrics),
-		affinityKey: newAffinityKey(cfg.AffinityKey),
+		affinityKey: key,
+		hashers:     newLearnHashers(key),
 		limits:      newLimitStage(cfg.Limiter, cfg.Log.WithName("limits")),
 	}
 }
@@ -226,6 +231,7 @@ func (u *upstreams) newBackendStateLocked(b *routing.Backend) *backendState {
 		connectTimeout:  b.ConnectTimeout,
 		responseTimeout: b.ResponseTimeout,
 		affinity:        newAffinityState(u.affinityKey, b),
+		learn:           newLearnState(u.affinityKey, u.hashers, u.cfg.Sticky, u.metrics.learn, b),
 	}
 	if bs.maxBody <= 0 {
 		bs.maxBody = u.cfg.MaxBodyBytes
