@@ -121,6 +121,8 @@ type Config struct {
 	// zones: entries of a zone a replica lacks are dropped there. The deny
 	// list's zone (deny.Zone) always exists; a KVZone of that name sets
 	// its TTL and budget (defaults DefaultDenyTTL and clusterstate's).
+	// So does sticky learn's table (StickyZone; default budget
+	// DefaultStickyBytes, its entries' lifetimes come from the backends).
 	KVZones []KVZone
 
 	// Registry receives every component's metrics; nil means a new one
@@ -133,6 +135,18 @@ type Config struct {
 // DefaultDenyTTL is the lifetime of a deny-list entry written without a
 // ttl, and the longest one, unless a KVZone named deny.Zone sets another.
 const DefaultDenyTTL = 30 * 24 * time.Hour
+
+// StickyZone is the zone sticky learn (meshgate.io/affinity: learn)
+// records its sessions in: HMACs of the backends' session cookies →
+// endpoint, replicated like any zone and served on /api/kv with the rest.
+const StickyZone = "sticky"
+
+// DefaultStickyBytes bounds the sticky zone's memory unless a KVZone
+// named StickyZone sets another: about 300,000 sessions (an entry is
+// charged some 210 bytes: a 22-byte key, an endpoint address and the
+// zone's per-entry overhead). Over it the soonest-expiring sessions are
+// evicted (counted), and their clients are balanced on their next request.
+const DefaultStickyBytes = 64 << 20
 
 // KVZone configures one key-value zone (--kv-zone).
 type KVZone struct {
@@ -193,7 +207,7 @@ func New(cfg Config) (*Replica, error) {
 	if cfg.Registry == nil {
 		cfg.Registry = NewRegistry()
 	}
-	cfg.KVZones = withDenyZone(cfg.KVZones)
+	cfg.KVZones = withBuiltinZones(cfg.KVZones)
 	r := &Replica{cfg: cfg, log: cfg.Log, reg: cfg.Registry, started: make(chan struct{}), deny: &deny.List{}}
 	r.generation = prometheus.NewGauge(prometheus.GaugeOpts{
 		Name: "meshgate_dataplane_table_generation",
@@ -239,14 +253,16 @@ func (r *Replica) newSessions() error {
 	return err
 }
 
-// withDenyZone adds the deny list's zone to cfg.KVZones unless listed.
-func withDenyZone(zones []KVZone) []KVZone {
-	for _, z := range zones {
-		if z.Name == deny.Zone {
-			return zones
+// withBuiltinZones adds the deny list's and sticky learn's zones to
+// zones unless listed.
+func withBuiltinZones(zones []KVZone) []KVZone {
+	out := slices.Clone(zones)
+	for _, b := range []KVZone{{Name: deny.Zone, TTL: DefaultDenyTTL}, {Name: StickyZone, MaxBytes: DefaultStickyBytes}} {
+		if !slices.ContainsFunc(zones, func(z KVZone) bool { return z.Name == b.Name }) {
+			out = append(out, b)
 		}
 	}
-	return append(slices.Clone(zones), KVZone{Name: deny.Zone, TTL: DefaultDenyTTL})
+	return out
 }
 
 // zoneConfigs are the store's zones of cfg.KVZones.
@@ -269,10 +285,13 @@ func (r *Replica) newListeners() error {
 	if cfg.HTTP3 {
 		altSvc = http3.AltSvcValue(httpsPort)
 	}
-	var err error
+	sticky, err := r.node.State().View(StickyZone)
+	if err != nil {
+		return fmt.Errorf("replica: sticky zone: %w", err)
+	}
 	r.proxy, err = proxy.New(proxy.Config{HTTPSPort: redirectPort, TrustedForwarders: cfg.TrustedForwarders,
 		UnderscoresInHeaders: cfg.UnderscoresInHeaders, AltSvc: altSvc, Deny: r.deny,
-		AffinityKey: r.node.AffinityKey(), Limiter: r.node.Limiter(), Registerer: reg, Log: log.WithName("proxy")})
+		AffinityKey: r.node.AffinityKey(), Limiter: r.node.Limiter(), Sticky: sticky, Registerer: reg, Log: log.WithName("proxy")})
 	if err != nil {
 		return err
 	}
