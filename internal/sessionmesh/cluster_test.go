@@ -3,6 +3,7 @@ package sessionmesh
 import (
 	"context"
 	"crypto/tls"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -165,9 +166,13 @@ func TestFirstReplicaBecomesReady(t *testing.T) {
 }
 
 // TestZeroThinkTime issues a session on one node and at once resumes it on
-// another, racing replication; the issuer point lookup covers the gap. The
-// ≥ 99.9 % target is measured by BenchmarkZeroThinkTime (timing-dependent
-// rates stay out of unit tests); this test checks the mechanism works.
+// another, racing replication. The issuer writes a record to an idle peer
+// connection inline, so replication usually wins and the point lookup
+// (TestPointLookupCoversReplicationLag) covers the rest. The ≥ 99.9 %
+// target is measured by BenchmarkZeroThinkTime (timing-dependent rates stay
+// out of unit tests); the 98 % here only catches a broken path: on an
+// unloaded loopback mesh every resumption either finds the record or gets
+// it from the issuer within LookupTimeout.
 func TestZeroThinkTime(t *testing.T) {
 	nodes, _ := cluster(t, 3, Stateful)
 	const rounds = 300
@@ -179,17 +184,57 @@ func TestZeroThinkTime(t *testing.T) {
 			resumed++
 		}
 	}
-	st := nodes[1].Status()
-	t.Logf("resumed %d/%d; remote lookups %d hits %d on node-1", resumed, rounds, st.Remote[0], st.Remote[1])
-	var lookupHits uint64
 	for _, tn := range nodes {
 		st := tn.Status()
-		lookupHits += st.Remote[1]
-		t.Logf("%s misses %v remote %v", tn.cfg.NodeName, st.Misses, st.Remote)
+		t.Logf("%s misses %v remote lookups/hits %v", tn.cfg.NodeName, st.Misses, st.Remote)
 	}
-	if float64(resumed) < 0.98*rounds || lookupHits == 0 {
-		t.Fatalf("only %d/%d resumed, %d via point lookup", resumed, rounds, lookupHits)
+	if float64(resumed) < 0.98*rounds {
+		t.Fatalf("only %d/%d resumed", resumed, rounds)
 	}
+}
+
+// heldInserts is a mesh handler that keeps the records peers replicate
+// from the node it wraps, as if replication were slow without bound; every
+// other message (point lookups, snapshots, revocations) passes through.
+type heldInserts struct {
+	mesh.Handler
+	held atomic.Int64
+}
+
+func (h *heldInserts) HandleInsert(from string, recs []store.Record) {
+	h.held.Add(int64(len(recs)))
+}
+
+// TestPointLookupCoversReplicationLag resumes sessions on a node that never
+// receives their replicated records: each resumption must ask the issuer,
+// get the record from it within LookupTimeout.
+func TestPointLookupCoversReplicationLag(t *testing.T) {
+	hold := &heldInserts{}
+	nodes, _ := clusterWith(t, 3, Stateful, func(c *Config) {
+		if c.NodeName != "node-1" {
+			return
+		}
+		tune := c.MeshTuning
+		c.MeshTuning = func(mc *mesh.Config) {
+			tune(mc)
+			hold.Handler = mc.Handler
+			mc.Handler = hold
+		}
+	})
+	const sessions = 20
+	for i := 0; i < sessions; i++ {
+		c := newClient(versions[i%2].v)
+		c.mustConnect(t, nodes[0].tlsAddr)
+		if !c.mustConnect(t, nodes[1].tlsAddr) {
+			t.Fatalf("session %d did not resume on node-1", i)
+		}
+	}
+	st := nodes[1].Status()
+	if st.Remote[1] < sessions {
+		t.Errorf("node-1 resumed through %d point lookups (%d asked), want ≥ %d", st.Remote[1], st.Remote[0], sessions)
+	}
+	// The records did reach node-1's mesh, and were held there.
+	waitFor(t, "node-1's mesh received the inserts", func() bool { return hold.held.Load() >= sessions })
 }
 
 func TestOffMode(t *testing.T) {
