@@ -26,6 +26,8 @@ run() { # package, -bench regexp, benchtime
   run ./internal/routing 'Match|TLSLookup' 1s
   run ./internal/dataplane/http1 'ServeKeepAlive' 20000x
   run ./internal/dataplane/proxy 'ProxyH1|HandlerHTTP|NotFound' 20000x
+  run ./internal/dataplane/proxy 'LimitStage' 200000x
+  run ./internal/sessionmesh 'LimiterMeshBytes' 1x
 } >"${TMPDIR:-/tmp}/meshgate-bench-go.txt"
 
 echo "| benchmark | iterations | ns/op | other metrics (this run) |"
