@@ -163,18 +163,29 @@ type stickyReply struct {
 	} `json:"backend"`
 }
 
-// stickyRequests runs one curl for n GETs of /e2e/sticky through HAProxy,
-// each on a new HTTP/1.1 connection (Connection: close; over HTTP/2 curl
-// would multiplex them on one), with curl's cookie engine
-// reading and writing jar, and returns the echo replies in order.
+// stickyRequests runs one curl for n GETs of /e2e/sticky through HAProxy
+// with curl's cookie engine reading and writing jar (curlEcho).
 func stickyRequests(t *testing.T, jar string, n int) []stickyReply {
+	t.Helper()
+	return curlEcho(t, env.MeshLB.Addr, "/e2e/sticky", jar, n)
+}
+
+// curlEcho runs one curl for n GETs of path/1 … path/n through the
+// balancer at addr, each on a new HTTP/1.1 connection (Connection: close;
+// over HTTP/2 curl would multiplex them on one), with curl's cookie engine
+// reading and writing jar ("" for no cookies), and returns the echo
+// replies in order.
+func curlEcho(t *testing.T, addr, path, jar string, n int) []stickyReply {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
 	defer cancel()
-	url := harness.URL(env.MeshLB.Addr, fmt.Sprintf("/e2e/sticky/[1-%d]", n))
-	cmd := exec.CommandContext(ctx, "curl", "-sS", "--fail", "--max-time", "10", "--cacert", env.PKI.CACert,
-		"--resolve", harness.ResolveArg(env.MeshLB.Addr), "--http1.1", "-H", "Connection: close",
-		"-b", jar, "-c", jar, url)
+	args := []string{"-sS", "--fail", "--max-time", "10", "--cacert", env.PKI.CACert,
+		"--resolve", harness.ResolveArg(addr), "--http1.1", "-H", "Connection: close"}
+	if jar != "" {
+		args = append(args, "-b", jar, "-c", jar)
+	}
+	args = append(args, harness.URL(addr, fmt.Sprintf("%s/[1-%d]", path, n)))
+	cmd := exec.CommandContext(ctx, "curl", args...)
 	var stderr bytes.Buffer
 	cmd.Stderr = &stderr
 	out, err := cmd.Output()

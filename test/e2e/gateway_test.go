@@ -13,10 +13,9 @@ import (
 	"github.com/meshgate/meshgate/test/harness"
 )
 
-// gatewayManifest serves harness.Host through a Gateway API HTTPS listener
-// (no Ingress at all): GatewayClass, Gateway, HTTPRoute, and the echo
-// Service. %[1]s host, %[2]s echo IP, %[3]s echo port.
-const gatewayManifest = `apiVersion: gateway.networking.k8s.io/v1
+// gatewayHTTPS is our GatewayClass and a Gateway "web" with one HTTPS
+// listener "https" for host %[1]s with the echo-tls certificate.
+const gatewayHTTPS = `apiVersion: gateway.networking.k8s.io/v1
 kind: GatewayClass
 metadata: {name: meshgate}
 spec: {controllerName: meshgate.io/gateway-controller}
@@ -32,7 +31,12 @@ spec:
     protocol: HTTPS
     hostname: %[1]q
     tls: {certificateRefs: [{name: echo-tls}]}
----
+`
+
+// gatewayManifest serves harness.Host through a Gateway API HTTPS listener
+// (no Ingress at all): GatewayClass, Gateway, HTTPRoute, and the echo
+// Service. %[1]s host, %[2]s echo IP, %[3]s echo port.
+const gatewayManifest = gatewayHTTPS + `---
 apiVersion: gateway.networking.k8s.io/v1
 kind: HTTPRoute
 metadata: {name: echo, namespace: default}

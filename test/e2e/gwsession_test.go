@@ -2,14 +2,9 @@ package e2e
 
 import (
 	"bufio"
-	"bytes"
-	"context"
-	"encoding/json"
 	"fmt"
-	"io"
 	"net"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"strconv"
 	"strings"
@@ -24,23 +19,7 @@ import (
 // (two endpoints) and gwsb (one) with cookie session persistence: a
 // permanent cookie GWPIN, absolute timeout 1h. %[1]s host, %[2]s the
 // Services' EndpointSlices.
-const gwSessionManifest = `apiVersion: gateway.networking.k8s.io/v1
-kind: GatewayClass
-metadata: {name: meshgate}
-spec: {controllerName: meshgate.io/gateway-controller}
----
-apiVersion: gateway.networking.k8s.io/v1
-kind: Gateway
-metadata: {name: web, namespace: default}
-spec:
-  gatewayClassName: meshgate
-  listeners:
-  - name: https
-    port: 443
-    protocol: HTTPS
-    hostname: %[1]q
-    tls: {certificateRefs: [{name: echo-tls}]}
----
+const gwSessionManifest = gatewayHTTPS + `---
 apiVersion: gateway.networking.k8s.io/v1
 kind: HTTPRoute
 metadata: {name: gw-session, namespace: default}
@@ -131,7 +110,7 @@ func TestGatewaySessionPersistenceRoundRobin(t *testing.T) {
 
 	// Without cookies: 60 requests reach at least two endpoints. Each picks
 	// a Service 1:1 at random, so all 60 on one Service has chance 2^-59.
-	free := gwSessionRequests(t, lb.Addr, "", 60)
+	free := curlEcho(t, lb.Addr, "/e2e/gw-session", "", 60)
 	seen := map[string]bool{}
 	for _, r := range free {
 		seen[r.Backend.Addr] = true
@@ -142,7 +121,7 @@ func TestGatewaySessionPersistenceRoundRobin(t *testing.T) {
 
 	jar := filepath.Join(t.TempDir(), "cookies")
 	served0 := gwSessionServed(t, cluster)
-	got := gwSessionRequests(t, lb.Addr, jar, 1000)
+	got := curlEcho(t, lb.Addr, "/e2e/gw-session", jar, 1000)
 	pinned := got[0].Backend.Addr
 	if n := countOther(got, pinned); n != 0 {
 		t.Fatalf("%d of 1000 requests with the session cookie reached another endpoint than %s", n, pinned)
@@ -164,43 +143,6 @@ func TestGatewaySessionPersistenceRoundRobin(t *testing.T) {
 		t.Fatalf("cookie %q (expires in %v)", line, left)
 	}
 	t.Logf("1000/1000 requests pinned to %s across 3 replicas (served %v → %v); cookie path %s, expires in %v", pinned, served0, served, f[2], time.Until(time.Unix(exp, 0)).Round(time.Second))
-}
-
-// gwSessionRequests runs one curl for n GETs of /e2e/gw-session through
-// the balancer at addr, each on a new connection, with curl's cookie
-// engine on jar ("" for none), and returns the echo replies in order.
-func gwSessionRequests(t *testing.T, addr, jar string, n int) []stickyReply {
-	t.Helper()
-	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
-	defer cancel()
-	args := []string{"-sS", "--fail", "--max-time", "10", "--cacert", env.PKI.CACert,
-		"--resolve", harness.ResolveArg(addr), "--http1.1", "-H", "Connection: close"}
-	if jar != "" {
-		args = append(args, "-b", jar, "-c", jar)
-	}
-	args = append(args, harness.URL(addr, fmt.Sprintf("/e2e/gw-session/[1-%d]", n)))
-	cmd := exec.CommandContext(ctx, "curl", args...)
-	var stderr bytes.Buffer
-	cmd.Stderr = &stderr
-	out, err := cmd.Output()
-	if err != nil {
-		t.Fatalf("curl: %v: %s", err, stderr.String())
-	}
-	var replies []stickyReply
-	dec := json.NewDecoder(bytes.NewReader(out))
-	for {
-		var r stickyReply
-		if err := dec.Decode(&r); err == io.EOF {
-			break
-		} else if err != nil {
-			t.Fatalf("reply %d: %v", len(replies)+1, err)
-		}
-		replies = append(replies, r)
-	}
-	if len(replies) != n {
-		t.Fatalf("%d replies to %d requests", len(replies), n)
-	}
-	return replies
 }
 
 // gwSessionServed is each replica's count of requests proxied to the two
