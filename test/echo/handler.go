@@ -2,9 +2,12 @@ package main
 
 import (
 	"context"
+	"crypto/rand"
+	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"net/http"
+	"sync"
 	"time"
 
 	"github.com/coder/websocket"
@@ -39,12 +42,24 @@ type BackendInfo struct {
 
 // handler answers /healthz with "ok", upgrades /ws to a WebSocket echo and
 // answers everything else with a Reply. It is safe for concurrent use.
+//
+// A request with the query parameter set-session=NAME is treated the way a
+// servlet container treats its JSESSIONID: unless it carries a cookie NAME
+// that this process issued, the reply sets a new one (a random value,
+// Path=/, HttpOnly). Sticky-learn tests use it; which cookie the request
+// carried is in Headers.
 type handler struct {
-	info BackendInfo
+	info     BackendInfo
+	mu       sync.Mutex
+	sessions map[string]bool // values issued, at most maxSessions
 }
 
+// maxSessions bounds the sessions an echo backend remembers; past it the
+// oldest are forgotten all at once (their clients get new ones).
+const maxSessions = 100_000
+
 func newHandler(info BackendInfo) http.Handler {
-	h := &handler{info: info}
+	h := &handler{info: info, sessions: map[string]bool{}}
 	mux := http.NewServeMux()
 	mux.HandleFunc("/healthz", func(w http.ResponseWriter, _ *http.Request) {
 		w.Header().Set("Content-Type", "text/plain; charset=utf-8")
@@ -55,7 +70,30 @@ func newHandler(info BackendInfo) http.Handler {
 	return mux
 }
 
+// session sets a new session cookie on w unless r carries one this
+// process issued (see handler).
+func (h *handler) session(w http.ResponseWriter, r *http.Request) {
+	name := r.URL.Query().Get("set-session")
+	if name == "" {
+		return
+	}
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	if c, err := r.Cookie(name); err == nil && h.sessions[c.Value] {
+		return
+	}
+	var b [16]byte
+	_, _ = rand.Read(b[:])
+	v := hex.EncodeToString(b[:])
+	if len(h.sessions) >= maxSessions {
+		clear(h.sessions)
+	}
+	h.sessions[v] = true
+	http.SetCookie(w, &http.Cookie{Name: name, Value: v, Path: "/", HttpOnly: true})
+}
+
 func (h *handler) serveEcho(w http.ResponseWriter, r *http.Request) {
+	h.session(w, r)
 	reply := Reply{
 		Backend:    h.info,
 		Method:     r.Method,

@@ -225,3 +225,34 @@ func TestParseServerFlags(t *testing.T) {
 		})
 	}
 }
+
+// set-session issues a cookie once per session: a request carrying a value
+// this backend issued gets none, one carrying another's value a new one.
+func TestHandlerSession(t *testing.T) {
+	h := newHandler(BackendInfo{Name: "b1", Addr: "127.0.0.1:1"})
+	get := func(cookie string) string {
+		req := httptest.NewRequest("GET", "/x?set-session=JSESSIONID", nil)
+		if cookie != "" {
+			req.Header.Set("Cookie", cookie)
+		}
+		rec := httptest.NewRecorder()
+		h.ServeHTTP(rec, req)
+		return rec.Header().Get("Set-Cookie")
+	}
+	sc := get("")
+	if len(sc) < len("JSESSIONID=")+32 {
+		t.Fatalf("Set-Cookie %q", sc)
+	}
+	pair, _, _ := bytes.Cut([]byte(sc), []byte(";"))
+	if again := get(string(pair)); again != "" {
+		t.Fatalf("an issued session got a new cookie %q", again)
+	}
+	if other := get("JSESSIONID=not-ours"); other == "" || other == sc {
+		t.Fatalf("an unknown session got %q", other)
+	}
+	rec := httptest.NewRecorder()
+	h.ServeHTTP(rec, httptest.NewRequest("GET", "/x", nil))
+	if rec.Header().Get("Set-Cookie") != "" {
+		t.Fatal("a cookie without set-session")
+	}
+}
