@@ -171,27 +171,42 @@ func stickyRequests(t *testing.T, jar string, n int) []stickyReply {
 }
 
 // curlEcho runs one curl for n GETs of path/1 … path/n through the
-// balancer at addr, each on a new HTTP/1.1 connection (Connection: close;
-// over HTTP/2 curl would multiplex them on one), with curl's cookie engine
-// reading and writing jar ("" for no cookies), and returns the echo
-// replies in order.
+// balancer at addr (curlEchoRuns) and fails the test unless every one was
+// answered; it returns the echo replies in order.
 func curlEcho(t *testing.T, addr, path, jar string, n int) []stickyReply {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
 	defer cancel()
+	replies, failed := curlEchoRuns(t, ctx, addr, path, "", jar, n)
+	if failed != 0 {
+		t.Fatalf("%d of %d requests failed", failed, n)
+	}
+	return replies
+}
+
+// curlEchoRuns runs one curl for n GETs of path/1 … path/n (with query, if
+// not "") through the balancer at addr, each on a new HTTP/1.1 connection
+// (Connection: close; over HTTP/2 curl would multiplex them on one), with
+// curl's cookie engine reading and writing jar ("" for no cookies). It
+// returns the echo replies in order and how many requests failed: curl
+// goes on after a failed transfer, and its exit status is only the last
+// one's, so failures are counted from its messages.
+func curlEchoRuns(t *testing.T, ctx context.Context, addr, path, query, jar string, n int) ([]stickyReply, int) {
+	t.Helper()
 	args := []string{"-sS", "--fail", "--max-time", "10", "--cacert", env.PKI.CACert,
 		"--resolve", harness.ResolveArg(addr), "--http1.1", "-H", "Connection: close"}
 	if jar != "" {
 		args = append(args, "-b", jar, "-c", jar)
 	}
-	args = append(args, harness.URL(addr, fmt.Sprintf("%s/[1-%d]", path, n)))
+	u := fmt.Sprintf("%s/[1-%d]", path, n)
+	if query != "" {
+		u += "?" + query
+	}
+	args = append(args, harness.URL(addr, u))
 	cmd := exec.CommandContext(ctx, "curl", args...)
 	var stderr bytes.Buffer
 	cmd.Stderr = &stderr
-	out, err := cmd.Output()
-	if err != nil {
-		t.Fatalf("curl: %v: %s", err, stderr.String())
-	}
+	out, _ := cmd.Output() // failures are counted below
 	var replies []stickyReply
 	dec := json.NewDecoder(bytes.NewReader(out))
 	for {
@@ -203,10 +218,11 @@ func curlEcho(t *testing.T, addr, path, jar string, n int) []stickyReply {
 		}
 		replies = append(replies, r)
 	}
-	if len(replies) != n {
-		t.Fatalf("%d replies to %d requests", len(replies), n)
+	failed := strings.Count(stderr.String(), "curl: (")
+	if len(replies)+failed != n {
+		t.Fatalf("%d replies and %d failures for %d requests: %s", len(replies), failed, n, stderr.String())
 	}
-	return replies
+	return replies, failed
 }
 
 func countOther(rs []stickyReply, addr string) int {

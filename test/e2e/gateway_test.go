@@ -5,8 +5,6 @@ import (
 	"crypto/tls"
 	"fmt"
 	"net"
-	"os"
-	"path/filepath"
 	"testing"
 	"time"
 
@@ -69,38 +67,15 @@ endpoints: [{addresses: [%[2]q], conditions: {ready: true}}]
 func TestGatewayRoundRobinResumption(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
 	defer cancel()
-	dir := t.TempDir()
-	mdir := filepath.Join(dir, "manifests")
-	if err := os.MkdirAll(mdir, 0o755); err != nil {
-		t.Fatal(err)
-	}
 	echoHost, echoPort, err := net.SplitHostPort(env.Echo.HTTPAddr)
 	if err != nil {
 		t.Fatal(err)
 	}
-	if err := os.WriteFile(filepath.Join(mdir, "gateway.yaml"), fmt.Appendf(nil, gatewayManifest, harness.Host, echoHost, echoPort), 0o644); err != nil {
-		t.Fatal(err)
-	}
-	secret, err := os.ReadFile(env.PKI.SecretYAML)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := os.WriteFile(filepath.Join(mdir, "secret.yaml"), secret, 0o600); err != nil {
-		t.Fatal(err)
-	}
+	dir := t.TempDir()
+	mdir := gatewayManifests(t, dir, fmt.Appendf(nil, gatewayManifest, harness.Host, echoHost, echoPort))
 	// The listener says port 443: the port clients reach the replicas on
 	// through the balancer, as a Service port would be.
-	cluster, err := harness.StartCluster(t, harness.ClusterConfig{
-		Bins: env.Bins, Dir: dir, ManifestDir: mdir, Replicas: 3, ProxyProtocol: true,
-		ExtraArgs: []string{"--gateway-https-port=443"},
-	}, 30*time.Second)
-	if err != nil {
-		t.Fatal(err)
-	}
-	lb, err := harness.StartHAProxy(t, dir, "haproxy-gateway", "127.0.0.61", cluster.HTTPSAddrs(), true)
-	if err != nil {
-		t.Fatal(err)
-	}
+	cluster, lb := balancedCluster(t, dir, mdir, "haproxy-gateway", "127.0.0.61", "--gateway-https-port=443")
 	for _, tc := range []struct {
 		name    string
 		version uint16

@@ -68,11 +68,6 @@ endpoints: [{addresses: [%q], conditions: {ready: true}}]
 // replica serves them, and the cookie is a permanent one with the
 // configured hour as its Max-Age.
 func TestGatewaySessionPersistenceRoundRobin(t *testing.T) {
-	dir := t.TempDir()
-	mdir := filepath.Join(dir, "manifests")
-	if err := os.MkdirAll(mdir, 0o755); err != nil {
-		t.Fatal(err)
-	}
 	var slices strings.Builder
 	for i, ip := range []string{"127.0.0.41", "127.0.0.42", "127.0.0.43"} {
 		e, err := harness.StartEcho(t, env.Bins, t.TempDir(), ip)
@@ -86,27 +81,9 @@ func TestGatewaySessionPersistenceRoundRobin(t *testing.T) {
 		}
 		fmt.Fprintf(&slices, gwSessionSlice, fmt.Sprintf("%s-%d", svc, i), svc, p, h)
 	}
-	if err := os.WriteFile(filepath.Join(mdir, "gateway.yaml"), fmt.Appendf(nil, gwSessionManifest, harness.Host, slices.String()), 0o644); err != nil {
-		t.Fatal(err)
-	}
-	secret, err := os.ReadFile(env.PKI.SecretYAML)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := os.WriteFile(filepath.Join(mdir, "secret.yaml"), secret, 0o600); err != nil {
-		t.Fatal(err)
-	}
-	cluster, err := harness.StartCluster(t, harness.ClusterConfig{
-		Bins: env.Bins, Dir: dir, ManifestDir: mdir, Replicas: 3, ProxyProtocol: true,
-		ExtraArgs: []string{"--gateway-https-port=443"},
-	}, 30*time.Second)
-	if err != nil {
-		t.Fatal(err)
-	}
-	lb, err := harness.StartHAProxy(t, dir, "haproxy-gw-session", "127.0.0.62", cluster.HTTPSAddrs(), true)
-	if err != nil {
-		t.Fatal(err)
-	}
+	dir := t.TempDir()
+	mdir := gatewayManifests(t, dir, fmt.Appendf(nil, gwSessionManifest, harness.Host, slices.String()))
+	cluster, lb := balancedCluster(t, dir, mdir, "haproxy-gw-session", "127.0.0.62", "--gateway-https-port=443")
 
 	// Without cookies: 60 requests reach at least two endpoints. Each picks
 	// a Service 1:1 at random, so all 60 on one Service has chance 2^-59.

@@ -1,18 +1,15 @@
 package e2e
 
 import (
-	"bytes"
 	"context"
 	"crypto/tls"
 	"encoding/json"
 	"fmt"
-	"io"
 	"net"
 	"net/http"
 	"net/http/cookiejar"
 	"net/url"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -97,17 +94,7 @@ func TestStickyLearnRoundRobin(t *testing.T) {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { os.Remove(manifest) })
-	dir := t.TempDir()
-	cluster, err := harness.StartCluster(t, harness.ClusterConfig{
-		Bins: env.Bins, Dir: dir, ManifestDir: env.Manifest, Replicas: 3, ProxyProtocol: true,
-	}, 30*time.Second)
-	if err != nil {
-		t.Fatal(err)
-	}
-	lb, err := harness.StartHAProxy(t, dir, "haproxy-learn", "127.0.0.36", cluster.HTTPSAddrs(), true)
-	if err != nil {
-		t.Fatal(err)
-	}
+	cluster, lb := balancedCluster(t, t.TempDir(), env.Manifest, "haproxy-learn", "127.0.0.36")
 
 	jar := filepath.Join(t.TempDir(), "cookies")
 	got, failed := learnRequests(t, ctx, lb.Addr, jar, 1001)
@@ -222,33 +209,10 @@ func learnGet(t *testing.T, ctx context.Context, c *http.Client, u string) strin
 	return r.Backend.Addr
 }
 
-// learnRequests runs one curl for n GETs of /e2e/learn through HAProxy at
-// addr, each on a new HTTP/1.1 connection, with curl's cookie engine
-// reading and writing jar; it returns the echo replies in order and how
-// many requests failed (curl goes on after a failed one).
+// learnRequests runs n GETs of /e2e/learn through HAProxy at addr, each
+// on a new connection, with curl's cookie engine on jar and the echo
+// backends asked to issue JSESSIONID (curlEchoRuns).
 func learnRequests(t *testing.T, ctx context.Context, addr, jar string, n int) ([]stickyReply, int) {
 	t.Helper()
-	url := harness.URL(addr, fmt.Sprintf("/e2e/learn/[1-%d]?set-session=JSESSIONID", n))
-	cmd := exec.CommandContext(ctx, "curl", "-sS", "--fail", "--max-time", "10", "--cacert", env.PKI.CACert,
-		"--resolve", harness.ResolveArg(addr), "--http1.1", "-H", "Connection: close",
-		"-b", jar, "-c", jar, url)
-	var stderr bytes.Buffer
-	cmd.Stderr = &stderr
-	out, _ := cmd.Output() // the exit status is the last transfer's; replies are counted
-	var replies []stickyReply
-	dec := json.NewDecoder(bytes.NewReader(out))
-	for {
-		var r stickyReply
-		if err := dec.Decode(&r); err == io.EOF {
-			break
-		} else if err != nil {
-			t.Fatalf("reply %d: %v", len(replies)+1, err)
-		}
-		replies = append(replies, r)
-	}
-	failed := strings.Count(stderr.String(), "curl: (")
-	if len(replies)+failed != n {
-		t.Fatalf("%d replies and %d failures for %d requests: %s", len(replies), failed, n, stderr.String())
-	}
-	return replies, failed
+	return curlEchoRuns(t, ctx, addr, "/e2e/learn", "set-session=JSESSIONID", jar, n)
 }

@@ -138,17 +138,7 @@ func startNginxTicketsTrio(t *testing.T) string {
 func TestKillReplica(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
 	defer cancel()
-	dir := t.TempDir()
-	cluster, err := harness.StartCluster(t, harness.ClusterConfig{
-		Bins: env.Bins, Dir: dir, ManifestDir: env.Manifest, Replicas: 3, ProxyProtocol: true,
-	}, 30*time.Second)
-	if err != nil {
-		t.Fatal(err)
-	}
-	lb, err := harness.StartHAProxy(t, dir, "haproxy-kill", "127.0.0.31", cluster.HTTPSAddrs(), true)
-	if err != nil {
-		t.Fatal(err)
-	}
+	cluster, lb := balancedCluster(t, t.TempDir(), env.Manifest, "haproxy-kill", "127.0.0.31")
 	outer := t // owns the restarted replica, so it outlives the subtest
 	for _, v := range []struct {
 		name    string
