@@ -132,6 +132,23 @@ func TestMatrixScenarios(t *testing.T) {
 	}
 }
 
+func TestFilterOnly(t *testing.T) {
+	all := matrixScenarios(false)
+	if got := (&bench{}).filter(all); len(got) != len(all) {
+		t.Fatalf("no --only kept %d of %d scenarios", len(got), len(all))
+	}
+	got := (&bench{only: "1 client(s) TLS 1.3 default RSA-2048"}).filter(all)
+	if len(got) != 1 || got[0] != (scenario{Clients: 1, Version: tls.VersionTLS13}) {
+		t.Errorf("--only the one-client TLS 1.3 target kept %v", got)
+	}
+	if got := (&bench{only: "16 client(s) TLS 1.2"}).filter(breakdownScenarios()); len(got) != 1 || got[0].Version != tls.VersionTLS12 {
+		t.Errorf("--only on the breakdowns kept %v", got)
+	}
+	if got := (&bench{only: "no such scenario"}).filter(all); len(got) != 0 {
+		t.Errorf("an --only matching nothing kept %v", got)
+	}
+}
+
 func TestMatrixVerdict(t *testing.T) {
 	row := func(v uint16, clients int, mgTicks, ngTicks int64) matrixRow {
 		return matrixRow{Scenario: scenario{Clients: clients, Version: v}, Sides: []loadResult{

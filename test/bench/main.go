@@ -59,6 +59,7 @@ func run() error {
 	profileDir := flag.String("profile-dir", "", "keep the breakdowns' CPU profiles here (default: the work dir, removed)")
 	quick := flag.Bool("quick", false, "matrix: only the four target scenarios (RSA-2048, default groups)")
 	sections := flag.String("sections", "keepalive,handshakes,matrix,runtime,sweep", "comma-separated sections to run")
+	only := flag.String("only", "", "matrix and runtime sections: only the scenarios (and breakdowns) whose name contains this text, e.g. '1 client(s) TLS 1.3 default RSA-2048' (a before/after of one scenario)")
 	var variants []meshgateVariant
 	flag.Func("variant", "NAME:ENV=VALUE[,ENV=VALUE...]: the run's meshgate with this environment as another matrix side (repeatable), e.g. 'gc100:GOGC=100'", func(v string) error {
 		name, env, ok := strings.Cut(v, ":")
@@ -96,7 +97,7 @@ func run() error {
 		return err
 	}
 	b := &bench{ctx: ctx, r: r, dir: dir, bins: bins, dur: *dur, matrixDur: *matrixDur, profileDur: profileDur.Truncate(time.Second),
-		profileDir: *profileDir, quick: *quick, reconnects: *reconnects, maxReplicas: *maxReplicas, rounds: max(1, *rounds)}
+		profileDir: *profileDir, quick: *quick, only: *only, reconnects: *reconnects, maxReplicas: *maxReplicas, rounds: max(1, *rounds)}
 	if *baseline != "" {
 		if b.baseline, err = filepath.Abs(*baseline); err != nil {
 			return err
@@ -139,12 +140,12 @@ func run() error {
 		rep.Handshakes, rep.HandshakesErr = b.handshakes()
 	}
 	if run["matrix"] {
-		b.log("3/4 three replicas per side behind HAProxy, round-robin reconnects: %d scenarios", len(matrixScenarios(b.quick)))
-		rep.Matrix, rep.MatrixErr = b.runMatrix(sides, matrixScenarios(b.quick), true)
+		b.log("3/4 three replicas per side behind HAProxy, round-robin reconnects: %d scenarios", len(b.filter(matrixScenarios(b.quick))))
+		rep.Matrix, rep.MatrixErr = b.runMatrix(sides, b.filter(matrixScenarios(b.quick)), true)
 	}
 	if run["runtime"] {
 		b.log("3/4 runtime settings: the target scenarios with GOMAXPROCS and GOGC variants")
-		rep.Runtime, rep.RuntimeErr = b.runMatrix(append([]meshgateVariant{{Name: "meshgate"}}, runtimeVariants()...), matrixScenarios(true), false)
+		rep.Runtime, rep.RuntimeErr = b.runMatrix(append([]meshgateVariant{{Name: "meshgate"}}, runtimeVariants()...), b.filter(matrixScenarios(true)), false)
 	}
 	if run["sweep"] {
 		b.log("4/4 cross-replica resumption, 1..%d replicas", b.maxReplicas)

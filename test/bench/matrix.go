@@ -84,6 +84,21 @@ func matrixScenarios(quick bool) []scenario {
 	return out
 }
 
+// filter keeps the scenarios whose name contains b.only (all of them when
+// it is empty).
+func (b *bench) filter(scs []scenario) []scenario {
+	if b.only == "" {
+		return scs
+	}
+	var out []scenario
+	for _, sc := range scs {
+		if strings.Contains(sc.String(), b.only) {
+			out = append(out, sc)
+		}
+	}
+	return out
+}
+
 // resumingScenarios are the matrix's scenarios whose clients keep a session.
 func resumingScenarios(quick bool) []scenario {
 	var out []scenario
@@ -290,7 +305,7 @@ func (b *bench) runMatrix(variants []meshgateVariant, scenarios []scenario, brea
 		m.Rows = append(m.Rows, row)
 	}
 	if breakdowns && b.profileDur > 0 {
-		for _, sc := range breakdownScenarios() {
+		for _, sc := range b.filter(breakdownScenarios()) {
 			m.Breakdowns = append(m.Breakdowns, b.profileSides(sc, sides))
 		}
 	}

@@ -17,18 +17,21 @@ var quiet = []string{"--log-level", "error"}
 
 // bench holds what every scenario shares. One goroutine uses it.
 type bench struct {
-	ctx         context.Context
-	r           *harness.Runner
-	dir         string
-	bins        harness.Bins
-	pki         *harness.PKI
-	echo        *harness.Echo
-	ecdsa       *harness.PKI // ECDSA P-256 certificate for ecdsaHost
-	dur         time.Duration
-	matrixDur   time.Duration // per side and round of a matrix cell
-	profileDur  time.Duration // per side of a breakdown; 0 skips them
-	profileDir  string
-	quick       bool
+	ctx        context.Context
+	r          *harness.Runner
+	dir        string
+	bins       harness.Bins
+	pki        *harness.PKI
+	echo       *harness.Echo
+	ecdsa      *harness.PKI // ECDSA P-256 certificate for ecdsaHost
+	dur        time.Duration
+	matrixDur  time.Duration // per side and round of a matrix cell
+	profileDur time.Duration // per side of a breakdown; 0 skips them
+	profileDir string
+	quick      bool
+	// only, when not empty, keeps the matrix scenarios and breakdowns
+	// whose String() contains it (filter).
+	only        string
 	reconnects  int
 	maxReplicas int
 	rounds      int // each side-by-side figure alternates meshgate and nginx this many times
