@@ -3,18 +3,15 @@ package server
 import (
 	"errors"
 	"fmt"
+	"io"
 	"net"
 	"net/netip"
 	"sync"
 	"sync/atomic"
 	"time"
 
-	"github.com/pires/go-proxyproto"
+	"github.com/meshgate/meshgate/internal/dataplane/proxyproto"
 )
-
-// errUntrustedSource refuses connections from outside TrustedProxies when
-// the PROXY protocol is on.
-var errUntrustedSource = errors.New("server: PROXY header required but source is not a trusted proxy")
 
 // trackedConn is every accepted connection as the server sees it: it counts
 // towards MaxConns and the open-connections gauge until closed, whoever owns
@@ -51,27 +48,29 @@ func (c *trackedConn) CloseWrite() error {
 }
 
 // proxiedConn is a connection after its PROXY header: reads first replay
-// the bytes the header parser had buffered past the header, then go
-// straight to the tracked TCP connection; RemoteAddr and LocalAddr are the
-// addresses the header carried (the socket's when it had none). It replaces
-// go-proxyproto's Conn once the header is parsed, so that the connection's
-// life (every TLS record read, every SetReadDeadline of net/http) pays no
-// extra buffering layer or per-deadline allocation.
+// the bytes read past the header (the start of the ClientHello or request,
+// which arrive with the header in one read), then go straight to the
+// tracked TCP connection; RemoteAddr and LocalAddr are the addresses the
+// header carried (the socket's when it had none).
 //
 // Reads are not safe for concurrent use (TLS serialises them).
 type proxiedConn struct {
 	*trackedConn
-	pending       []byte // buffered bytes past the header, replayed first
+	pending []byte // bytes past the header, replayed first; in buf
+	// buf is the pooled buffer the header was read into, returned once
+	// pending is replayed (nil after that).
+	buf           *[headerBuf]byte
 	local, remote net.Addr
 }
 
 // Read implements net.Conn.
 func (c *proxiedConn) Read(p []byte) (int, error) {
-	if len(c.pending) > 0 {
+	if c.buf != nil {
 		n := copy(p, c.pending)
 		c.pending = c.pending[n:]
 		if len(c.pending) == 0 {
-			c.pending = nil
+			headerBufs.Put(c.buf)
+			c.buf, c.pending = nil, nil
 		}
 		return n, nil
 	}
@@ -84,65 +83,82 @@ func (c *proxiedConn) RemoteAddr() net.Addr { return c.remote }
 // LocalAddr is the destination address the PROXY header carried.
 func (c *proxiedConn) LocalAddr() net.Addr { return c.local }
 
-// errBufferedTaken stops proxyproto.Conn.WriteTo once it has handed over
-// its buffered bytes.
-var errBufferedTaken = errors.New("server: buffered bytes taken")
+// headerBuf is the size of the buffer a PROXY header is read into: room
+// for the header and, in the same read, a ClientHello with a post-quantum
+// key share (about 1.5 KB) or a request head. A v2 header (TLVs included)
+// longer than this is refused.
+const headerBuf = 4096
 
-// bufferedTaker is the io.Writer given to proxyproto.Conn.WriteTo: WriteTo
-// writes the parser's buffered bytes first, in one Write, and then would
-// copy the socket; failing that first Write takes exactly the buffered
-// bytes and leaves the socket unread.
-type bufferedTaker struct{ b []byte }
+// headerBufs pools the PROXY header buffers: one per connection while its
+// header and the bytes after it are read and replayed.
+var headerBufs = sync.Pool{New: func() any { return new([headerBuf]byte) }}
 
-func (w *bufferedTaker) Write(p []byte) (int, error) {
-	w.b = append([]byte(nil), p...)
-	return 0, errBufferedTaken
-}
+// errUntrustedSource refuses connections from outside TrustedProxies when
+// the PROXY protocol is on.
+var errUntrustedSource = errors.New("server: PROXY header required but source is not a trusted proxy")
 
-// proxyPolicy decides how the PROXY header of a connection from src is
-// treated (only called with ProxyProtocol on): required from trusted
-// sources; a non-nil error refuses any other source.
-func (s *Server) proxyPolicy(src net.Addr) (proxyproto.Policy, error) {
+// proxyTrusted reports whether src may send a PROXY header (only called
+// with ProxyProtocol on): a header is required from trusted sources, and
+// every other source is refused.
+func (s *Server) proxyTrusted(src net.Addr) bool {
 	if ta, ok := src.(*net.TCPAddr); ok {
 		ip := ta.AddrPort().Addr().Unmap()
 		for _, p := range s.cfg.TrustedProxies {
 			if p.Contains(ip) {
-				return proxyproto.REQUIRE, nil
+				return true
 			}
 		}
 	}
-	return 0, errUntrustedSource
+	return false
 }
 
-// readProxyHeader parses the PROXY header of c according to policy and
-// returns a connection whose RemoteAddr is the carried client address.
+// readProxyHeader reads and parses the PROXY header of c (required), within
+// deadline, and returns a connection whose RemoteAddr and LocalAddr are the
+// carried addresses. The header usually arrives with what follows it in
+// one read; those bytes are replayed by the returned connection. The read
+// deadline is left set: the next stage sets its own.
 func (s *Server) readProxyHeader(c *trackedConn, deadline time.Time) (net.Conn, error) {
-	pol, err := s.proxyPolicy(c.RemoteAddr())
+	if !s.proxyTrusted(c.RemoteAddr()) {
+		return nil, fmt.Errorf("connection from %s: %w", c.RemoteAddr(), errUntrustedSource)
+	}
+	_ = c.SetReadDeadline(deadline)
+	buf := headerBufs.Get().(*[headerBuf]byte)
+	h, n, filled, err := readHeader(c, buf[:])
 	if err != nil {
-		return nil, fmt.Errorf("connection from %s: %w", c.RemoteAddr(), err)
-	}
-	timeout := time.Until(deadline)
-	if timeout <= 0 {
-		timeout = time.Millisecond
-	}
-	pc := proxyproto.NewConn(c, proxyproto.WithPolicy(pol), proxyproto.SetReadHeaderTimeout(timeout))
-	// A zero-length read forces the header to be parsed now; go-proxyproto
-	// reports a policy violation only on the first Read.
-	if _, err := pc.Read(nil); err != nil {
+		headerBufs.Put(buf)
 		return nil, fmt.Errorf("PROXY header from %s: %w", c.RemoteAddr(), err)
 	}
-	// Keep the header's addresses and the bytes read past the header, and
-	// drop go-proxyproto's wrapper for the rest of the connection.
-	remote, local := pc.RemoteAddr(), pc.LocalAddr()
-	// Any other error than errBufferedTaken means nothing was buffered and
-	// the parser kept a read error (a header timeout under an optional
-	// policy, EOF): the socket reports it again on the next read.
-	var bt bufferedTaker
-	_, _ = pc.WriteTo(&bt)
-	if len(bt.b) == 0 {
-		bt.b = nil
+	pc := &proxiedConn{trackedConn: c, local: c.LocalAddr(), remote: c.RemoteAddr()}
+	if !h.Local {
+		pc.remote = net.TCPAddrFromAddrPort(h.Source)
+		pc.local = net.TCPAddrFromAddrPort(h.Destination)
 	}
-	return &proxiedConn{trackedConn: c, pending: bt.b, local: local, remote: remote}, nil
+	if n < filled {
+		pc.buf, pc.pending = buf, buf[n:filled]
+	} else {
+		headerBufs.Put(buf)
+	}
+	return pc, nil
+}
+
+// readHeader reads from r into buf until buf starts with a whole PROXY
+// header, and returns it, its length and how many bytes of buf were read.
+func readHeader(r io.Reader, buf []byte) (h proxyproto.Header, n, filled int, err error) {
+	for {
+		m, rerr := r.Read(buf[filled:])
+		filled += m
+		h, n, err = proxyproto.Parse(buf[:filled])
+		switch {
+		case err == nil:
+			return h, n, filled, nil
+		case !errors.Is(err, proxyproto.ErrIncomplete):
+			return h, 0, 0, err
+		case rerr != nil:
+			return h, 0, 0, fmt.Errorf("%w: %w", proxyproto.ErrIncomplete, rerr)
+		case filled == len(buf):
+			return h, 0, 0, fmt.Errorf("%w: longer than %d bytes", proxyproto.ErrMalformed, len(buf))
+		}
+	}
 }
 
 // trustedPrefixesValid reports a configuration error in TrustedProxies.

@@ -88,3 +88,48 @@ func mustMetrics(t *testing.T) *metrics {
 	}
 	return m
 }
+
+// TestProxyHeaderAcrossReads writes the header a few bytes at a time (a
+// balancer whose header and payload arrive in several segments): the stage
+// reads until the header is whole, carries its addresses, and replays
+// exactly the bytes after it. A LOCAL header keeps the socket's addresses.
+func TestProxyHeaderAcrossReads(t *testing.T) {
+	s := &Server{cfg: Config{TrustedProxies: []netip.Prefix{netip.MustParsePrefix("127.0.0.0/8")}}}
+	for _, tc := range []struct {
+		name       string
+		header     []byte
+		wantRemote string
+	}{
+		{"v1", []byte("PROXY TCP4 203.0.113.9 198.51.100.1 40000 443\r\n"), "203.0.113.9:40000"},
+		{"v2", proxyHeader(t, 2, "203.0.113.9:40000", "198.51.100.1:443"), "203.0.113.9:40000"},
+		{"v2 LOCAL", []byte("\r\n\r\n\x00\r\nQUIT\n\x20\x00\x00\x00"), "127.0.0.1:40000"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			client, server := net.Pipe()
+			defer client.Close()
+			payload := []byte("\x16\x03\x01 the ClientHello")
+			go func() {
+				in := append(append([]byte{}, tc.header...), payload...)
+				for len(in) > 0 { // net.Pipe: each Write is one Read on the other side
+					n := min(len(in), 5)
+					if _, err := client.Write(in[:n]); err != nil {
+						return
+					}
+					in = in[n:]
+				}
+				_ = client.Close()
+			}()
+			c, err := s.readProxyHeader(&trackedConn{Conn: tcpPipe{server}, srv: s}, time.Now().Add(5*time.Second))
+			if err != nil {
+				t.Fatal(err)
+			}
+			if got := c.RemoteAddr().String(); got != tc.wantRemote {
+				t.Errorf("remote %s, want %s", got, tc.wantRemote)
+			}
+			rest, _ := io.ReadAll(c)
+			if string(rest) != string(payload) {
+				t.Errorf("read %q after the header, want %q", rest, payload)
+			}
+		})
+	}
+}
