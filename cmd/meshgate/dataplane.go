@@ -38,7 +38,6 @@ func runReplica(ctx context.Context, f *commonFlags, log logr.Logger, holder *ro
 	if err != nil {
 		return err
 	}
-	opts := f.buildOptions() // the Gateway ports a frontend binds
 	r, err := replica.New(replica.Config{
 		Tables:               holder,
 		NodeName:             f.nodeName,
@@ -59,8 +58,6 @@ func runReplica(ctx context.Context, f *commonFlags, log logr.Logger, holder *ro
 		MaxConns:             f.maxConns,
 		HTTP3:                f.http3,
 		L4BindIP:             f.l4BindIP,
-		GatewayHTTPSPort:     opts.GatewayHTTPSPort,
-		GatewayHTTPPort:      opts.GatewayHTTPPort,
 		MetricsAddr:          f.metricsAddr,
 		AdminTokenFile:       f.adminToken,
 		KVZones:              f.kvZones,

@@ -96,14 +96,6 @@ type Config struct {
 	// L4BindIP is the IP TCP/UDP service ports bind to; "" means the IP of
 	// HTTPSAddr.
 	L4BindIP string
-	// GatewayHTTPSPort and GatewayHTTPPort are the ports the TLS and plain
-	// HTTP listeners of a Gateway frontend (a Gateway on an address of its
-	// own, routing.Table.Frontends) bind on its address: the Gateway
-	// listener ports (translate.Options.GatewayHTTPSPort/GatewayHTTPPort).
-	// Zero means the port of HTTPSAddr / HTTPAddr. The replica binds a
-	// frontend's listeners when a table first holds it and closes them
-	// when a table no longer does; its TCP/UDP ports follow Table.L4.
-	GatewayHTTPSPort, GatewayHTTPPort int
 
 	// MetricsAddr serves /metrics, /healthz, /readyz and
 	// /status/sessionmesh ("" disables the admin server).
@@ -313,8 +305,6 @@ func (r *Replica) newListeners() error {
 	r.srv, err = server.New(server.Config{
 		HTTPSAddr:         cfg.HTTPSAddr,
 		HTTPAddr:          cfg.HTTPAddr,
-		FrontendHTTPSPort: cfg.GatewayHTTPSPort,
-		FrontendHTTPPort:  cfg.GatewayHTTPPort,
 		ProxyProtocol:     cfg.ProxyProtocol,
 		TrustedProxies:    cfg.TrustedProxies,
 		PreTLS:            r.pass.Route,
@@ -408,22 +398,12 @@ func (r *Replica) apply(t *routing.Table) bool {
 	}
 	r.srv.Apply(set)
 	// After Apply: a new frontend's first connection finds its Set.
-	if err := r.srv.SetFrontends(context.Background(), frontendAddrs(t)); err != nil {
+	if err := r.srv.SetFrontends(context.Background(), server.FrontendsOf(t)); err != nil {
 		r.log.Error(err, "binding Gateway frontends", "generation", t.Generation)
 	}
 	r.applied.Store(t)
 	r.generation.Set(float64(t.Generation))
 	return true
-}
-
-// frontendAddrs lists the frontend addresses of t, sorted.
-func frontendAddrs(t *routing.Table) []netip.Addr {
-	out := make([]netip.Addr, 0, len(t.Frontends))
-	for a := range t.Frontends {
-		out = append(out, a)
-	}
-	slices.SortFunc(out, netip.Addr.Compare)
-	return out
 }
 
 // follow applies each table stored in cfg.Tables after last until ctx is
@@ -578,13 +558,10 @@ func (r *Replica) HTTP3Addr() net.Addr {
 // L4Addr returns the bound address of a TCP or UDP service port, or nil.
 func (r *Replica) L4Addr(proto routing.L4Protocol, port int) net.Addr { return r.l4.Addr(proto, port) }
 
-// FrontendHTTPSAddr returns the bound TLS listener address of Gateway
-// frontend a, or nil when a is not served.
-func (r *Replica) FrontendHTTPSAddr(a netip.Addr) net.Addr { return r.srv.FrontendHTTPSAddr(a) }
-
-// FrontendHTTPAddr returns the bound plain HTTP listener address of
-// Gateway frontend a, or nil.
-func (r *Replica) FrontendHTTPAddr(a netip.Addr) net.Addr { return r.srv.FrontendHTTPAddr(a) }
+// FrontendAddr returns the bound listener address of Gateway frontend a
+// (an address and port of routing.Table.Frontends), or nil when a is not
+// served.
+func (r *Replica) FrontendAddr(a netip.AddrPort) net.Addr { return r.srv.FrontendAddr(a) }
 
 // FrontendL4Addr returns the bound address of a TCP or UDP port of Gateway
 // frontend a, or nil.

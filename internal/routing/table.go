@@ -53,26 +53,56 @@ type Table struct {
 	L4 []L4Service
 
 	// Frontends holds the Gateways served on addresses of their own
-	// (per-Gateway addresses), keyed by the listen address the data plane
-	// binds for them. Each is a table of its own: HTTP, TLS and
-	// Passthrough of that Gateway only, nothing of Ingresses or of other
-	// Gateways, so a request or handshake arriving on one address is
-	// routed by that address's Gateway alone. A frontend table's
-	// Generation and BuiltAt are its parent's; its L4 and Frontends are
-	// empty. Nil or empty means every Gateway is merged into this table
-	// (served on the replica's own listeners).
-	Frontends map[netip.Addr]*Table
+	// (per-Gateway addresses), keyed by the address and port the data
+	// plane binds for them: one entry per port that a Gateway's HTTP,
+	// HTTPS or TLS listeners use. Each is a table of its own: HTTP, TLS and
+	// Passthrough of that Gateway's listeners on that port only, nothing
+	// of Ingresses, of other Gateways or of the Gateway's other ports, so
+	// a request or handshake arriving on one address and port is routed
+	// by those listeners alone. Its Kind says which server the port runs.
+	// A frontend table's Generation and BuiltAt are its parent's; its L4
+	// and Frontends are empty. Nil or empty means every Gateway is merged
+	// into this table (served on the replica's own listeners).
+	Frontends map[netip.AddrPort]*Table
+
+	// Kind is the server a frontend table's port runs (FrontendHTTP or
+	// FrontendTLS); unset on the root table, whose listeners the data
+	// plane's own configuration names.
+	Kind FrontendKind
+}
+
+// FrontendKind is the server a Gateway frontend's port runs.
+type FrontendKind uint8
+
+const (
+	// FrontendHTTP serves plain HTTP (Gateway HTTP listeners).
+	FrontendHTTP FrontendKind = iota + 1
+	// FrontendTLS serves TLS: terminated by the table's TLS hosts (HTTPS
+	// listeners) or passed through by its Passthrough names (TLS
+	// listeners), on one port.
+	FrontendTLS
+)
+
+// String names the kind as listeners and metrics do ("http", "https").
+func (k FrontendKind) String() string {
+	switch k {
+	case FrontendHTTP:
+		return "http"
+	case FrontendTLS:
+		return "https"
+	}
+	return "unset"
 }
 
 // emptyTable is what For returns for an address the table does not serve.
 var emptyTable = &Table{}
 
 // For returns the table that connections accepted on frontend address a
-// are routed by: t itself for the zero Addr (the replica's own listeners),
-// t.Frontends[a] for a frontend, and an empty table (serving nothing) for
-// any other address, e.g. a listener whose Gateway was just removed. It
-// does not allocate.
-func (t *Table) For(a netip.Addr) *Table {
+// are routed by: t itself for the zero AddrPort (the replica's own
+// listeners), t.Frontends[a] for a frontend, and an empty table (serving
+// nothing) for any other address, e.g. a listener whose Gateway was just
+// removed. It does not allocate.
+func (t *Table) For(a netip.AddrPort) *Table {
 	if !a.IsValid() || t == nil {
 		return t
 	}

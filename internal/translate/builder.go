@@ -286,10 +286,11 @@ func (s *state) table() *routing.Table {
 		if fe.gwDefaultCert != nil {
 			ft.TLS.Default = &routing.TLSHost{Certificate: fe.gwDefaultCert, Policy: fe.gwDefaultPolicy}
 		}
+		ft.Kind = fe.kind
 		if t.Frontends == nil {
-			t.Frontends = map[netip.Addr]*routing.Table{}
+			t.Frontends = map[netip.AddrPort]*routing.Table{}
 		}
-		t.Frontends[fe.addr] = ft
+		t.Frontends[netip.AddrPortFrom(fe.addr, uint16(fe.port))] = ft
 	}
 	slices.SortFunc(t.L4, func(a, b routing.L4Service) int {
 		return cmp.Or(a.Addr.Compare(b.Addr), cmp.Compare(a.Protocol, b.Protocol), cmp.Compare(a.Port, b.Port))

@@ -9,14 +9,21 @@ import (
 )
 
 // frontend is what one listen address serves, being built: meshgate's own
-// addresses (Ingresses and the Gateways merged onto them), or the address
-// of one Gateway of its own (Options.GatewayAddressPool). Gateway
-// processors write a listener's hosts, certificates and passthrough names
-// into its Gateway's frontend, so Gateways on different addresses never
-// see each other's routes.
+// addresses (Ingresses and the Gateways merged onto them), or one port of
+// the address of a Gateway of its own (Options.GatewayAddressPool).
+// Gateway processors write a listener's hosts, certificates and
+// passthrough names into its listener's frontend (listenerBuild.fe), so
+// Gateways on different addresses, and a Gateway's listeners on
+// different ports, never see each other's routes.
 type frontend struct {
 	// addr is the frontend's address; the zero Addr is meshgate's own.
-	addr        netip.Addr
+	addr netip.Addr
+	// port and kind are the port of a Gateway's own address the frontend
+	// serves and its server; zero for meshgate's own addresses (both
+	// ports) and for the address-level frontend of a Gateway
+	// (gatewayBuild.fe), which no table includes.
+	port        int
+	kind        routing.FrontendKind
 	tlsHosts    map[string]*tlsHostBuild // by host pattern
 	vhosts      map[string]*vhostBuild   // by host pattern, "" = catch-all
 	passthrough map[string]passthroughEntry

@@ -30,7 +30,7 @@ type gwState struct {
 	// policies are the TLSPolicies attached by targetRefs.
 	policies gwPolicies
 	// fronts are the frontends of Gateways with an address of their own,
-	// by address.
+	// one per address and port of their HTTP, HTTPS and TLS listeners.
 	fronts []*frontend
 
 	// btls maps the targets of accepted BackendTLSPolicies to them;
@@ -56,9 +56,15 @@ type gatewayBuild struct {
 	// meshgate does not serve (Accepted False, UnsupportedAddress).
 	invalidAddress string
 	// fe is the frontend the Gateway's listeners are served by: meshgate's
-	// own (merged Gateways), the Gateway's own address, or, for a Gateway
-	// without a usable address, one that no table includes.
+	// own (merged Gateways), or, for a Gateway of its own address, one
+	// that holds the address but no table includes (its HTTP, HTTPS and
+	// TLS listeners are served by a frontend per port, ports), as for a
+	// Gateway without a usable address.
 	fe *frontend
+	// own reports a Gateway served on an address of its own (fe.addr);
+	// ports are its frontends by listener port.
+	own   bool
+	ports map[int]*frontend
 	// addrReason and addrMsg say why a Gateway that needs an address of
 	// its own has none (Programmed False: AddressNotAssigned or
 	// AddressNotUsable); empty when it has one or is merged.
@@ -88,6 +94,10 @@ type listenerBuild struct {
 
 	cert     *tls.Certificate
 	attached int32
+	// fe is the frontend serving the listener's routes: its Gateway's
+	// (gatewayBuild.fe), or, for a usable HTTP, HTTPS or TLS listener of a
+	// Gateway of its own address, the frontend of its port.
+	fe *frontend
 }
 
 // usable reports whether routes may attach and be served.
@@ -177,6 +187,7 @@ func processGateways(s *state) {
 		for i := range gw.Spec.Listeners {
 			gb.listeners = append(gb.listeners, &listenerBuild{gb: gb, l: gw.Spec.Listeners[i]})
 		}
+		gb.ports = map[int]*frontend{}
 	}
 	s.assignAddresses()
 	processListenerSets(s)
@@ -188,6 +199,7 @@ func processGateways(s *state) {
 		markConflicts(gb.listeners)
 		for _, lb := range gb.listeners {
 			s.claimL4Port(lb)
+			lb.fe = s.listenerFrontend(lb)
 			s.gatewayTLS(lb)
 		}
 	}
@@ -271,20 +283,27 @@ func (s *state) tlsModeProblem(lb *listenerBuild) string {
 	return ""
 }
 
-// portProblem returns why the listener's port cannot be served: HTTP and
-// HTTPS/TLS listeners share meshgate's two front ends, whose ports are
-// Options.GatewayHTTPPort and GatewayHTTPSPort; TCP and UDP listeners may use
-// any other port.
+// portProblem returns why the listener's port cannot be served. Merged
+// Gateways (no Options.GatewayAddressPool) share meshgate's two front ends:
+// HTTP listeners must use Options.GatewayHTTPPort, HTTPS and TLS listeners
+// GatewayHTTPSPort, and TCP and UDP listeners may use any other port. With
+// a pool, each Gateway's address is its own: any listener may use any
+// port (listeners of one Gateway that cannot share a port are conflicts,
+// markConflicts).
 func (s *state) portProblem(lb *listenerBuild) string {
+	if len(s.opts.GatewayAddressPool) > 0 {
+		return ""
+	}
 	port := int(lb.l.Port)
+	const own = "; HTTP, HTTPS and TLS listeners on other ports need Gateways on addresses of their own (--gateway-address-pool)"
 	switch lb.l.Protocol {
 	case gatewayv1.HTTPProtocolType:
 		if port != s.opts.GatewayHTTPPort {
-			return fmt.Sprintf("meshgate serves HTTP on port %d only", s.opts.GatewayHTTPPort)
+			return fmt.Sprintf("meshgate serves merged Gateways' HTTP on port %d only%s", s.opts.GatewayHTTPPort, own)
 		}
 	case gatewayv1.HTTPSProtocolType, gatewayv1.TLSProtocolType:
 		if port != s.opts.GatewayHTTPSPort {
-			return fmt.Sprintf("meshgate serves HTTPS and TLS on port %d only", s.opts.GatewayHTTPSPort)
+			return fmt.Sprintf("meshgate serves merged Gateways' HTTPS and TLS on port %d only%s", s.opts.GatewayHTTPSPort, own)
 		}
 	case gatewayv1.TCPProtocolType:
 		if port == s.opts.GatewayHTTPPort || port == s.opts.GatewayHTTPSPort {
@@ -342,6 +361,32 @@ func conflict(a, b *listenerBuild, reason gatewayv1.ListenerConditionReason, msg
 			lb.conflicted, lb.conflictReason, lb.conflictMsg = true, reason, msg
 		}
 	}
+}
+
+// listenerFrontend returns the frontend serving lb's routes (see
+// listenerBuild.fe), creating the frontend of its port on its Gateway's
+// own address when it is the first usable listener there.
+func (s *state) listenerFrontend(lb *listenerBuild) *frontend {
+	gb := lb.gb
+	var kind routing.FrontendKind
+	switch lb.l.Protocol {
+	case gatewayv1.HTTPProtocolType:
+		kind = routing.FrontendHTTP
+	case gatewayv1.HTTPSProtocolType, gatewayv1.TLSProtocolType:
+		kind = routing.FrontendTLS
+	}
+	if !gb.own || !gb.served() || kind == 0 || !lb.usable() {
+		return gb.fe
+	}
+	port := int(lb.l.Port)
+	if fe := gb.ports[port]; fe != nil {
+		return fe // markConflicts kept one kind per port
+	}
+	fe := newFrontend(gb.fe.addr)
+	fe.port, fe.kind = port, kind
+	gb.ports[port] = fe
+	s.gw.fronts = append(s.gw.fronts, fe)
+	return fe
 }
 
 // claimL4Port takes the TCP or UDP port of lb for its Gateway, first come
@@ -437,7 +482,7 @@ func (s *state) listenerCert(from fromRef, ref gatewayv1.SecretObjectReference) 
 // serveListenerCert adds the TLS host of an HTTPS listener. A host already
 // served (by an Ingress or an older listener) keeps its certificate.
 func (s *state) serveListenerCert(lb *listenerBuild) {
-	host, fe := lb.hostname(), lb.gb.fe
+	host, fe := lb.hostname(), lb.fe
 	if host == "" {
 		if fe.gwDefaultCert == nil {
 			fe.gwDefaultCert, fe.gwDefaultPolicy = lb.cert, s.listenerPolicy(lb)

@@ -154,14 +154,12 @@ func (s *state) assignAddresses() {
 				fmt.Sprintf("every address of meshgate's Gateway address pool (%d) is in use; widen --gateway-address-pool or delete a Gateway", len(pool))
 		}
 	}
-	slices.SortFunc(s.gw.fronts, func(a, b *frontend) int { return a.addr.Compare(b.addr) })
 }
 
 // own gives address a to gb.
 func (s *state) own(gb *gatewayBuild, a netip.Addr, taken map[netip.Addr]*gatewayBuild) {
 	taken[a] = gb
-	gb.fe = newFrontend(a)
-	s.gw.fronts = append(s.gw.fronts, gb.fe)
+	gb.fe, gb.own = newFrontend(a), true
 }
 
 // requestedAddress returns the IP address spec.addresses asks for (the

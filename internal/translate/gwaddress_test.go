@@ -126,7 +126,7 @@ func TestPerGatewayAddresses(t *testing.T) {
 		t.Fatalf("both Gateways publish %s", one)
 	}
 	for gw, want := range map[string]string{one: "app/web:8080", two: "app/api:9090"} {
-		ft := r.Table.Frontends[netip.MustParseAddr(gw)]
+		ft := r.Table.Frontends[at(gw, 80)]
 		if ft == nil {
 			t.Fatalf("no frontend for the published address %s", gw)
 		}
@@ -259,8 +259,8 @@ func TestFrontendTLSIsolation(t *testing.T) {
 	opts := gwOpts
 	opts.GatewayAddressPool = pool(t, "127.0.81.1-127.0.81.2")
 	r := Translate(cacheOf(objs...), opts)
-	https := r.Table.Frontends[netip.MustParseAddr(statusAddr(t, r, "app", "https"))]
-	pass := r.Table.Frontends[netip.MustParseAddr(statusAddr(t, r, "app", "pass"))]
+	https := r.Table.Frontends[at(statusAddr(t, r, "app", "https"), 443)]
+	pass := r.Table.Frontends[at(statusAddr(t, r, "app", "pass"), 443)]
 	if https.TLS.Default == nil {
 		t.Error("the HTTPS Gateway's frontend has no default certificate")
 	}
@@ -280,15 +280,17 @@ func TestTableFor(t *testing.T) {
 	opts := gwOpts
 	opts.GatewayAddressPool = pool(t, "127.0.81.1")
 	r := Translate(cacheOf(ourGWClass(), gateway("app", "gw", listener("http", gatewayv1.HTTPProtocolType, 80))), opts)
-	if r.Table.For(netip.Addr{}) != r.Table {
+	if r.Table.For(netip.AddrPort{}) != r.Table {
 		t.Error("For(zero) is not the table itself")
 	}
-	if f := r.Table.For(netip.MustParseAddr("127.0.81.1")); f == nil || f == r.Table || f != r.Table.Frontends[netip.MustParseAddr("127.0.81.1")] {
+	if f := r.Table.For(at("127.0.81.1", 80)); f == nil || f == r.Table || f != r.Table.Frontends[at("127.0.81.1", 80)] {
 		t.Error("For(frontend) is not the frontend's table")
 	}
 	var empty routing.Table
-	if f := r.Table.For(netip.MustParseAddr("127.0.81.9")); f == nil || f.HTTP.Hosts != nil || f.TLS.Default != nil {
-		t.Errorf("For(unknown) = %+v, want an empty table like %+v", f, empty)
+	for _, a := range []netip.AddrPort{at("127.0.81.9", 80), at("127.0.81.1", 443)} {
+		if f := r.Table.For(a); f == nil || f.HTTP.Hosts != nil || f.TLS.Default != nil {
+			t.Errorf("For(%s) = %+v, want an empty table like %+v", a, f, empty)
+		}
 	}
 }
 
@@ -315,7 +317,7 @@ func TestTLSRouteWildcardPassthrough(t *testing.T) {
 	opts := gwOpts
 	opts.GatewayAddressPool = pool(t, "127.0.81.1")
 	r := Translate(cacheOf(objs...), opts)
-	fe := r.Table.Frontends[netip.MustParseAddr("127.0.81.1")]
+	fe := r.Table.Frontends[at("127.0.81.1", 443)]
 	if fe == nil {
 		t.Fatal("no frontend")
 	}
@@ -330,4 +332,9 @@ func TestTLSRouteWildcardPassthrough(t *testing.T) {
 			t.Errorf("PassthroughFor(%q) = %v, want %q", sni, got, want)
 		}
 	}
+}
+
+// at is the frontend key of address a and port.
+func at(a string, port uint16) netip.AddrPort {
+	return netip.AddrPortFrom(netip.MustParseAddr(a), port)
 }

@@ -110,7 +110,7 @@ func processTLSRoutes(s *state) {
 					s.problem("TLSRoute", tr, ReasonInvalidRule, "passthrough needs a hostname (on the route or the listener); not served")
 					continue
 				}
-				pass := a.lb.gb.fe.passthrough
+				pass := a.lb.fe.passthrough
 				if prev, ok := pass[host]; ok && prev.owner != nsName(tr) {
 					s.problem("TLSRoute", tr, ReasonConflict, "hostname %q is already passed through by %s; skipped", host, prev.owner)
 					continue

@@ -69,8 +69,8 @@ func (s *state) serveRoute(rb *routeBuild, parents []*parentResult, gen int64) {
 		}
 		for _, a := range pr.attached {
 			for _, host := range a.hosts {
-				fe := a.lb.gb.fe
-				k := fmt.Sprintf("%s|%d|%s", host, a.lb.scope(), fe.addr)
+				fe := a.lb.fe
+				k := fmt.Sprintf("%s|%d|%s|%d", host, a.lb.scope(), fe.addr, fe.port)
 				if seen[k] {
 					continue // another listener with the same front end and host
 				}

@@ -165,13 +165,7 @@ func gatewayCRDs() (string, error) {
 // unsupportedTests are the suite's tests of claimed features that meshgate
 // fails by design, with the reason; they are skipped (the report lists them
 // as skipped) and docs/conformance/README.md lists them too.
-var unsupportedTests = map[string]string{
-	// The test attaches a TCPRoute to an HTTP listener on port 5300 and
-	// first waits for the Gateway to be Accepted; meshgate serves HTTP
-	// listeners on --gateway-http-port only (docs/gateway-api.md, Ports),
-	// so that listener is PortUnavailable and the Gateway never Accepted.
-	"TCPRouteInvalidNonTCPListener": "HTTP listeners on ports other than --gateway-http-port are PortUnavailable, so the test's Gateway (an HTTP listener on 5300) is never Accepted",
-}
+var unsupportedTests = map[string]string{}
 
 // knownFailures are core tests meshgate still fails, with what is known.
 // Runs that write a report (make conformance) run them, so the report

@@ -134,10 +134,11 @@ type Request struct {
 	// 425 (Too Early) when the routed host's policy forbids 0-RTT.
 	EarlyData bool
 
-	// Frontend is the Gateway frontend address the connection was
-	// accepted on (routing.Table.Frontends: the request is routed by
-	// Table.For(Frontend)); the zero Addr for the replica's own listeners.
-	Frontend netip.Addr
+	// Frontend is the Gateway frontend address and port the connection
+	// was accepted on (routing.Table.Frontends: the request is routed by
+	// Table.For(Frontend)); the zero AddrPort for the replica's own
+	// listeners.
+	Frontend netip.AddrPort
 
 	// RemoteAddr is the client address (the one a PROXY protocol header
 	// carried, when there was one); ClientIP is its address as text.

@@ -67,10 +67,10 @@ type ConnInfo struct {
 	// (exchange.Request.ServerName: the pipeline answers 421 to requests
 	// for a host under another TLS policy, so it must be set).
 	ServerName string
-	// Frontend is the Gateway frontend address the connection came on,
-	// copied into every request (exchange.Request.Frontend); zero for the
-	// replica's own listeners.
-	Frontend netip.Addr
+	// Frontend is the Gateway frontend address and port the connection
+	// came on, copied into every request (exchange.Request.Frontend); zero
+	// for the replica's own listeners.
+	Frontend netip.AddrPort
 }
 
 // Server serves HTTP/2 connections. Its methods are safe for concurrent

@@ -50,7 +50,7 @@ type conn struct {
 	scheme string
 	sni    string // ConnInfo.ServerName
 	// frontend is ConnInfo.Frontend.
-	frontend netip.Addr
+	frontend netip.AddrPort
 	remote   netip.AddrPort
 	ip       string
 

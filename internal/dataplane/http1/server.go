@@ -67,9 +67,10 @@ type ConnInfo struct {
 	// RemoteAddr is the client address, after PROXY protocol; the zero
 	// value takes the connection's RemoteAddr.
 	RemoteAddr netip.AddrPort
-	// Frontend is the Gateway frontend address the connection came on
-	// (exchange.Request.Frontend); zero for the replica's own listeners.
-	Frontend netip.Addr
+	// Frontend is the Gateway frontend address and port the connection
+	// came on (exchange.Request.Frontend); zero for the replica's own
+	// listeners.
+	Frontend netip.AddrPort
 }
 
 // NewServer returns a Server.

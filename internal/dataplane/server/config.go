@@ -3,7 +3,6 @@ package server
 import (
 	"net"
 	"net/netip"
-	"strconv"
 	"time"
 
 	"github.com/go-logr/logr"
@@ -42,13 +41,6 @@ type Config struct {
 	HTTPSAddr string
 	// HTTPAddr is the plain HTTP listener address ("" disables it).
 	HTTPAddr string
-	// FrontendHTTPSPort and FrontendHTTPPort are the ports a Gateway
-	// frontend's TLS and plain HTTP listeners bind on its address (see
-	// SetFrontends): the Gateway listener ports its clients dial. Zero
-	// means the port of HTTPSAddr / HTTPAddr (0 there: a port of the
-	// kernel's choice per frontend). A frontend gets a listener of a kind
-	// only when HTTPSAddr / HTTPAddr enables the replica's own.
-	FrontendHTTPSPort, FrontendHTTPPort int
 
 	// ProxyProtocol requires a PROXY protocol v1/v2 header on every
 	// connection of both listeners, from a source in TrustedProxies (which
@@ -106,12 +98,6 @@ type Config struct {
 }
 
 func (c *Config) setDefaults() {
-	if c.FrontendHTTPSPort == 0 {
-		c.FrontendHTTPSPort = portOf(c.HTTPSAddr)
-	}
-	if c.FrontendHTTPPort == 0 {
-		c.FrontendHTTPPort = portOf(c.HTTPAddr)
-	}
 	if c.ReadHeaderTimeout <= 0 {
 		c.ReadHeaderTimeout = DefaultReadHeaderTimeout
 	}
@@ -124,14 +110,4 @@ func (c *Config) setDefaults() {
 	if c.MaxConns <= 0 {
 		c.MaxConns = DefaultMaxConns
 	}
-}
-
-// portOf is the port of a listen address, 0 when it has none.
-func portOf(addr string) int {
-	_, p, err := net.SplitHostPort(addr)
-	if err != nil {
-		return 0
-	}
-	n, _ := strconv.Atoi(p)
-	return n
 }

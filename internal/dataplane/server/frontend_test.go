@@ -66,36 +66,45 @@ func frontendGet(t *testing.T, f *fixture, addr net.Addr, serverName string) (st
 // own listeners: each binds its own address, presents its own certificate
 // for the same name, routes to its own backend over TLS and plain HTTP,
 // refuses the names only the replica's table serves, and closes when it
-// leaves the list while the other keeps serving.
+// leaves the list while the other keeps serving. A third port on the
+// first address (a TLS listener on a port of its own) is routed by its own
+// table, not by the address's other TLS port.
 func TestFrontendListeners(t *testing.T) {
 	f := newFixture(t, nil)
-	a1, a2 := netip.MustParseAddr("127.0.82.1"), netip.MustParseAddr("127.0.82.2")
-	c1, c2 := f.ca.leaf(t, "shared.example.com"), f.ca.leaf(t, "shared.example.com")
+	tlsPort, httpPort, otherPort := frontendPort(t), frontendPort(t), frontendPort(t)
+	at := func(ip string, port uint16) netip.AddrPort { return netip.AddrPortFrom(netip.MustParseAddr(ip), port) }
+	c1, c2, c3 := f.ca.leaf(t, "shared.example.com"), f.ca.leaf(t, "shared.example.com"), f.ca.leaf(t, "shared.example.com")
+	kinded := func(ft *routing.Table, k routing.FrontendKind) *routing.Table { ft.Kind = k; return ft }
+	g1, g2 := frontendTable(t, "g1", c1), frontendTable(t, "g2", c2)
+	g1plain, g2plain := *g1, *g2
 	tbl := f.newTable(2)
-	tbl.Frontends = map[netip.Addr]*routing.Table{a1: frontendTable(t, "g1", c1), a2: frontendTable(t, "g2", c2)}
+	tbl.Frontends = map[netip.AddrPort]*routing.Table{
+		at("127.0.82.1", tlsPort): kinded(g1, routing.FrontendTLS), at("127.0.82.1", httpPort): kinded(&g1plain, routing.FrontendHTTP),
+		at("127.0.82.2", tlsPort): kinded(g2, routing.FrontendTLS), at("127.0.82.2", httpPort): kinded(&g2plain, routing.FrontendHTTP),
+		at("127.0.82.1", otherPort): kinded(frontendTable(t, "g1-other", c3), routing.FrontendTLS),
+	}
 	f.store(tbl)
 	ctx := context.Background()
-	if err := f.srv.SetFrontends(ctx, []netip.Addr{a1, a2}); err != nil {
+	if err := f.srv.SetFrontends(ctx, FrontendsOf(tbl)); err != nil {
 		t.Fatal(err)
 	}
 	for _, c := range []struct {
-		addr netip.Addr
+		ip   string
+		tls  uint16
 		name string
 		cert *tls.Certificate
-	}{{a1, "g1", c1}, {a2, "g2", c2}} {
-		https, plain := f.srv.FrontendHTTPSAddr(c.addr), f.srv.FrontendHTTPAddr(c.addr)
-		if https == nil || plain == nil {
-			t.Fatalf("%s: listeners %v %v", c.addr, https, plain)
+	}{{"127.0.82.1", tlsPort, "g1", c1}, {"127.0.82.2", tlsPort, "g2", c2}, {"127.0.82.1", otherPort, "g1-other", c3}} {
+		a := at(c.ip, c.tls)
+		https := f.srv.FrontendAddr(a)
+		if https == nil {
+			t.Fatalf("%s: not bound", a)
 		}
-		if got := https.(*net.TCPAddr).AddrPort().Addr(); got != c.addr {
-			t.Fatalf("%s: TLS listener bound %s", c.addr, got)
+		if got := https.(*net.TCPAddr).AddrPort(); got != a {
+			t.Fatalf("%s: TLS listener bound %s", a, got)
 		}
 		body, leaf := frontendGet(t, f, https, "shared.example.com")
 		if body != c.name || !bytes.Equal(leaf, c.cert.Certificate[0]) {
-			t.Errorf("%s over TLS: body %q, own certificate %v", c.addr, body, bytes.Equal(leaf, c.cert.Certificate[0]))
-		}
-		if body, _ := frontendGet(t, f, plain, ""); body != c.name {
-			t.Errorf("%s over HTTP: body %q", c.addr, body)
+			t.Errorf("%s over TLS: body %q, own certificate %v", a, body, bytes.Equal(leaf, c.cert.Certificate[0]))
 		}
 		// a.example.com is the replica's own TLS host, and a frontend has
 		// no default certificate: the connection is closed, without a TLS
@@ -103,9 +112,18 @@ func TestFrontendListeners(t *testing.T) {
 		conn, err := tls.Dial("tcp", https.String(), &tls.Config{RootCAs: f.ca.pool, ServerName: "a.example.com"})
 		if err == nil {
 			conn.Close()
-			t.Errorf("%s: handshake for a name of the replica's own table succeeded", c.addr)
+			t.Errorf("%s: handshake for a name of the replica's own table succeeded", a)
 		} else if !errors.Is(err, io.EOF) && !errors.Is(err, syscall.ECONNRESET) {
-			t.Errorf("%s: refused with %v, want the connection closed (EOF or reset)", c.addr, err)
+			t.Errorf("%s: refused with %v, want the connection closed (EOF or reset)", a, err)
+		}
+	}
+	for _, c := range []struct{ ip, name string }{{"127.0.82.1", "g1"}, {"127.0.82.2", "g2"}} {
+		plain := f.srv.FrontendAddr(at(c.ip, httpPort))
+		if plain == nil {
+			t.Fatalf("%s: plain HTTP not bound", c.ip)
+		}
+		if body, _ := frontendGet(t, f, plain, ""); body != c.name {
+			t.Errorf("%s over HTTP: body %q", c.ip, body)
 		}
 	}
 	// The replica's own listener does not see the frontends' hosts: the
@@ -113,8 +131,8 @@ func TestFrontendListeners(t *testing.T) {
 	if _, leaf := frontendGet(t, f, f.srv.HTTPSAddr(), "default.example.com"); !bytes.Equal(leaf, f.certs["default"].Certificate[0]) {
 		t.Error("the replica's own listener did not present its default certificate")
 	}
-	if n := testkit.MetricValue(t, f.reg, "meshgate_listener_connections_rejected_total", map[string]string{"listener": "https", "reason": "no_certificate"}); n != 2 {
-		t.Errorf("no_certificate refusals counted %v, want 2", n)
+	if n := testkit.MetricValue(t, f.reg, "meshgate_listener_connections_rejected_total", map[string]string{"listener": "https", "reason": "no_certificate"}); n != 3 {
+		t.Errorf("no_certificate refusals counted %v, want 3", n)
 	}
 	conn, err := tls.Dial("tcp", f.httpsAddr(), &tls.Config{InsecureSkipVerify: true, ServerName: "shared.example.com"})
 	if err != nil {
@@ -125,57 +143,83 @@ func TestFrontendListeners(t *testing.T) {
 	}
 	conn.Close()
 
-	gone := f.srv.FrontendHTTPSAddr(a2)
+	gone := f.srv.FrontendAddr(at("127.0.82.2", tlsPort))
 	tbl2 := f.newTable(3)
-	tbl2.Frontends = map[netip.Addr]*routing.Table{a1: tbl.Frontends[a1]}
+	tbl2.Frontends = map[netip.AddrPort]*routing.Table{}
+	for a, ft := range tbl.Frontends {
+		if a.Addr() == netip.MustParseAddr("127.0.82.1") {
+			tbl2.Frontends[a] = ft
+		}
+	}
 	f.store(tbl2)
-	if err := f.srv.SetFrontends(ctx, []netip.Addr{a1}); err != nil {
+	if err := f.srv.SetFrontends(ctx, FrontendsOf(tbl2)); err != nil {
 		t.Fatal(err)
 	}
-	if f.srv.FrontendHTTPSAddr(a2) != nil || f.srv.FrontendHTTPAddr(a2) != nil {
+	if f.srv.FrontendAddr(at("127.0.82.2", tlsPort)) != nil || f.srv.FrontendAddr(at("127.0.82.2", httpPort)) != nil {
 		t.Fatal("removed frontend still listed")
 	}
 	if c, err := net.DialTimeout("tcp", gone.String(), time.Second); err == nil {
 		c.Close()
 		t.Fatal("removed frontend still accepts")
 	}
-	if body, _ := frontendGet(t, f, f.srv.FrontendHTTPSAddr(a1), "shared.example.com"); body != "g1" {
+	if body, _ := frontendGet(t, f, f.srv.FrontendAddr(at("127.0.82.1", tlsPort)), "shared.example.com"); body != "g1" {
 		t.Errorf("remaining frontend answered %q", body)
+	}
+
+	// A port whose listeners change from TLS to HTTP is rebound with the
+	// other server.
+	tbl3 := f.newTable(4)
+	tbl3.Frontends = map[netip.AddrPort]*routing.Table{at("127.0.82.1", otherPort): kinded(frontendTable(t, "g1-plain", c3), routing.FrontendHTTP)}
+	f.store(tbl3)
+	if err := f.srv.SetFrontends(ctx, FrontendsOf(tbl3)); err != nil {
+		t.Fatal(err)
+	}
+	if body, _ := frontendGet(t, f, f.srv.FrontendAddr(at("127.0.82.1", otherPort)), ""); body != "g1-plain" {
+		t.Errorf("port turned plain HTTP answered %q", body)
 	}
 }
 
+// frontendPort returns a port free on 127.0.0.1 a moment ago, for a
+// frontend on a 127.0.82.x address (where no other test binds ephemeral
+// ports).
+func frontendPort(t *testing.T) uint16 { return uint16(testkit.FreePort(t, "tcp")) }
+
 // TestFrontendsBoundAtStart checks that frontends set before Start are
-// bound by Start, on the frontend ports the Config names, and that a
-// frontend whose address cannot be bound leaves the others serving.
+// bound by Start, on their ports, that a frontend of a kind whose replica
+// listener is disabled is not bound, and that a frontend whose address
+// cannot be bound leaves the others serving.
 func TestFrontendsBoundAtStart(t *testing.T) {
 	busy, err := net.Listen("tcp", "127.0.82.9:0")
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer busy.Close()
-	port := busy.Addr().(*net.TCPAddr).Port
-	srv, err := New(Config{Handler: newHandler(t), HTTPSAddr: "127.0.0.1:0", FrontendHTTPSPort: port})
+	port := uint16(busy.Addr().(*net.TCPAddr).Port)
+	srv, err := New(Config{Handler: newHandler(t), HTTPSAddr: "127.0.0.1:0"})
 	if err != nil {
 		t.Fatal(err)
 	}
-	ok, taken := netip.MustParseAddr("127.0.82.8"), netip.MustParseAddr("127.0.82.9")
-	if err := srv.SetFrontends(context.Background(), []netip.Addr{ok, taken}); err != nil {
+	ok := netip.AddrPortFrom(netip.MustParseAddr("127.0.82.8"), port)
+	plain := netip.AddrPortFrom(netip.MustParseAddr("127.0.82.8"), frontendPort(t))
+	taken := netip.AddrPortFrom(netip.MustParseAddr("127.0.82.9"), port)
+	fes := []Frontend{{ok, routing.FrontendTLS}, {taken, routing.FrontendTLS}, {plain, routing.FrontendHTTP}}
+	if err := srv.SetFrontends(context.Background(), fes); err != nil {
 		t.Fatalf("before Start: %v", err)
 	}
 	if err := srv.Start(context.Background()); err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { _ = srv.Shutdown(context.Background()) })
-	if a := srv.FrontendHTTPSAddr(ok); a == nil || a.(*net.TCPAddr).Port != port {
-		t.Fatalf("frontend %s bound %v, want port %d", ok, a, port)
+	if a := srv.FrontendAddr(ok); a == nil || a.(*net.TCPAddr).AddrPort() != ok {
+		t.Fatalf("frontend %s bound %v", ok, a)
 	}
-	if srv.FrontendHTTPAddr(ok) != nil {
+	if srv.FrontendAddr(plain) != nil {
 		t.Error("plain HTTP frontend listener without the replica's own")
 	}
-	if srv.FrontendHTTPSAddr(taken) != nil {
+	if srv.FrontendAddr(taken) != nil {
 		t.Error("a busy address is listed as bound")
 	}
-	if err := srv.SetFrontends(context.Background(), []netip.Addr{ok, taken}); err == nil {
+	if err := srv.SetFrontends(context.Background(), fes); err == nil {
 		t.Error("no error for the busy frontend address")
 	}
 }

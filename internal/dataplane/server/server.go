@@ -61,8 +61,8 @@ type Server struct {
 	conns     map[*trackedConn]struct{}
 	// wantFrontends are the frontend addresses last given to
 	// SetFrontends; frontends the ones bound (frontend.go).
-	wantFrontends []netip.Addr
-	frontends     map[netip.Addr]*frontend
+	wantFrontends []Frontend
+	frontends     map[netip.AddrPort]*frontend
 }
 
 // New validates cfg and builds a Server; it does not bind anything.
@@ -87,7 +87,7 @@ func New(cfg Config) (*Server, error) {
 		handler:   cfg.Handler,
 		proxyPP:   cfg.ProxyProtocol,
 		addrs:     make(map[string]net.Addr),
-		frontends: make(map[netip.Addr]*frontend),
+		frontends: make(map[netip.AddrPort]*frontend),
 		conns:     make(map[*trackedConn]struct{}),
 	}
 	s.base = &tls.Config{
@@ -256,9 +256,7 @@ func (s *Server) Shutdown(ctx context.Context) error {
 	s.stopping = true
 	listeners := s.listeners
 	for _, fe := range s.frontends {
-		for _, kl := range fe.listeners {
-			listeners = append(listeners, kl.ln)
-		}
+		listeners = append(listeners, fe.ln)
 	}
 	var preparing []*trackedConn
 	if first {

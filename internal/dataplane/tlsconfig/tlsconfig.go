@@ -59,8 +59,8 @@ type Set struct {
 	tls12 map[*routing.TLSHost]*tls12.Config // session-ID path (tls12.go)
 	scope HandshakeScoper                    // nil: configurations as built
 	// frontends are the Sets of the table's Gateway frontends
-	// (routing.Table.Frontends), by address; see For.
-	frontends map[netip.Addr]*Set
+	// (routing.Table.Frontends), by address and port; see For.
+	frontends map[netip.AddrPort]*Set
 }
 
 // emptySet serves nothing: For's answer for an address without a frontend.
@@ -78,19 +78,20 @@ func Build(t *routing.Table, sessions Sessions) *Set {
 	if t == nil || len(t.Frontends) == 0 {
 		return s
 	}
-	s.frontends = make(map[netip.Addr]*Set, len(t.Frontends))
+	s.frontends = make(map[netip.AddrPort]*Set, len(t.Frontends))
 	for a, ft := range t.Frontends {
 		s.frontends[a] = build1(ft, sessions)
 	}
 	return s
 }
 
-// For returns the Set of the connections accepted on frontend address a:
-// s itself for the zero Addr (the replica's own listeners), the frontend's
-// Set, or one that serves nothing (every handshake fails, its Table is
-// empty) for an address s's table has no frontend for, e.g. one whose
-// Gateway was just removed. It does not allocate.
-func (s *Set) For(a netip.Addr) *Set {
+// For returns the Set of the connections accepted on frontend address
+// and port a: s itself for the zero AddrPort (the replica's own
+// listeners), the frontend's Set, or one that serves nothing (every
+// handshake fails, its Table is empty) for an address s's table has no
+// frontend for, e.g. one whose Gateway was just removed. It does not
+// allocate.
+func (s *Set) For(a netip.AddrPort) *Set {
 	if !a.IsValid() || s == nil {
 		return s
 	}
