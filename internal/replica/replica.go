@@ -308,6 +308,7 @@ func (r *Replica) newListeners() error {
 		ProxyProtocol:     cfg.ProxyProtocol,
 		TrustedProxies:    cfg.TrustedProxies,
 		PreTLS:            r.pass.Route,
+		PostTLS:           r.pass.Terminated,
 		Deny:              r.deny,
 		ReadHeaderTimeout: cfg.ReadHeaderTimeout,
 		IdleTimeout:       cfg.IdleTimeout,

@@ -202,10 +202,23 @@ func (h *TLSHosts) Lookup(sni string) *TLSHost {
 // entry, else the longest matching entry of PassthroughSuffixes; nil when
 // the connection is to be terminated. It does not allocate.
 func (t *Table) PassthroughFor(sni string) *Backend {
-	if len(t.Passthrough) == 0 {
+	return sniLookup(t.Passthrough, t.PassthroughSuffixes, sni)
+}
+
+// TerminatedFor returns the TCP backend that takes the decrypted stream
+// of TLS connections for sni (a TLS listener in mode Terminate), matched
+// as PassthroughFor matches, in Terminated and TerminatedSuffixes; nil
+// when the connection carries HTTP. It does not allocate.
+func (t *Table) TerminatedFor(sni string) *Backend {
+	return sniLookup(t.Terminated, t.TerminatedSuffixes, sni)
+}
+
+// sniLookup is PassthroughFor's match on the maps given.
+func sniLookup(exact, suffixes map[string]*Backend, sni string) *Backend {
+	if len(exact) == 0 {
 		return nil
 	}
-	if b := t.passthroughOneLabel(sni); b != nil || len(t.PassthroughSuffixes) == 0 {
+	if b := oneLabelLookup(exact, sni); b != nil || len(suffixes) == 0 {
 		return b
 	}
 	var buf hostBuf
@@ -215,7 +228,7 @@ func (t *Table) PassthroughFor(sni string) *Backend {
 	}
 	for i := 1; i < len(name)-1; i++ { // longest suffix first
 		if name[i] == '.' {
-			if b := t.PassthroughSuffixes[string(name[i+1:])]; b != nil {
+			if b := suffixes[string(name[i+1:])]; b != nil {
 				return b
 			}
 		}
@@ -223,14 +236,14 @@ func (t *Table) PassthroughFor(sni string) *Backend {
 	return nil
 }
 
-// passthroughOneLabel is PassthroughFor without PassthroughSuffixes.
-func (t *Table) passthroughOneLabel(sni string) *Backend {
+// oneLabelLookup is sniLookup without the suffixes.
+func oneLabelLookup(exact map[string]*Backend, sni string) *Backend {
 	var buf hostBuf
 	name, ok := normalizeHost(&buf, sni)
 	if !ok {
 		return nil
 	}
-	if b := t.Passthrough[string(name)]; b != nil {
+	if b := exact[string(name)]; b != nil {
 		return b
 	}
 	suffix, ok := wildcardSuffix(name)
@@ -241,5 +254,5 @@ func (t *Table) passthroughOneLabel(sni string) *Backend {
 	// the two bytes before it belong to the first label: overwrite them.
 	start := 2 + len(name) - len(suffix)
 	buf[start-2], buf[start-1] = '*', '.'
-	return t.Passthrough[string(buf[start-2:2+len(name)])]
+	return exact[string(buf[start-2:2+len(name)])]
 }

@@ -47,6 +47,16 @@ type Table struct {
 	// both (its one-label case there). May be nil.
 	PassthroughSuffixes map[string]*Backend
 
+	// Terminated maps lowercased SNI names (exact, or "*.suffix" for a
+	// one-label wildcard) of TLS listeners in mode Terminate to the TCP
+	// backends of their TLSRoutes: the TLS listener completes the
+	// handshake with the name's TLSHost (so the session mesh and its
+	// TLSPolicy apply as for HTTPS) and proxies the decrypted byte stream
+	// to the backend instead of serving HTTP. TerminatedSuffixes holds the
+	// Gateway API wildcards as PassthroughSuffixes does. Either may be nil.
+	Terminated         map[string]*Backend
+	TerminatedSuffixes map[string]*Backend
+
 	// L4 lists the plain TCP and UDP services exposed on their own ports,
 	// sorted by Addr, Protocol then Port. It holds the services of every
 	// frontend: each says which address it binds.
@@ -383,6 +393,10 @@ type TLSHost struct {
 	// Policy is the effective TLS policy; never nil (DefaultPolicy when no
 	// TLSPolicy selects the host).
 	Policy *TLSPolicy
+	// Stream marks a host whose connections carry a TLSRoute's byte
+	// stream (Table.Terminated), not HTTP: its handshakes offer no ALPN
+	// protocol.
+	Stream bool
 }
 
 // SessionMode selects how TLS sessions are resumed.

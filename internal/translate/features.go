@@ -16,17 +16,22 @@ var SupportedFeatures = []features.FeatureName{
 	features.SupportHTTPRoute,
 	features.SupportGRPCRoute,
 	features.SupportTLSRoute,
-	// TCPRoute and UDPRoute: every GATEWAY-TCP and GATEWAY-UDP test passes
-	// but TCPRouteInvalidNonTCPListener (skipped, test/conformance).
+	// TCPRoute and UDPRoute: every GATEWAY-TCP and GATEWAY-UDP test passes.
 	features.SupportTCPRoute,
 	features.SupportUDPRoute,
 
 	// Extended features, each claimed once the suite's tests of it passed
-	// (docs/conformance/README.md). Not claimed: HTTPRouteParentRefPort and
-	// GatewayPort8080 (HTTP is served on one port), BackendTLSPolicy (its
+	// (docs/conformance/README.md). Not claimed: BackendTLSPolicy (its
 	// test of a changed CA ConfigMap fails), GatewayHTTPListenerIsolation
 	// (fails), HTTPRouteDestinationPortMatching, CORS and Retry (not
-	// implemented), TLSRouteModeTerminate (TLS listeners pass through only).
+	// implemented).
+	// TLS listeners in mode Terminate, alone and beside Passthrough ones
+	// on one port.
+	features.SupportTLSRouteModeTerminate,
+	features.SupportTLSRouteModeMixed,
+	// Listeners on any port (Gateways on addresses of their own).
+	features.SupportHTTPRouteParentRefPort,
+	features.SupportGatewayPort8080,
 	features.SupportHTTPRouteQueryParamMatching,
 	features.SupportHTTPRouteMethodMatching,
 	features.SupportHTTPRouteResponseHeaderModification,

@@ -27,6 +27,9 @@ type frontend struct {
 	tlsHosts    map[string]*tlsHostBuild // by host pattern
 	vhosts      map[string]*vhostBuild   // by host pattern, "" = catch-all
 	passthrough map[string]passthroughEntry
+	// terminated are the names of TLSRoutes on TLS listeners in mode
+	// Terminate (routing.Table.Terminated).
+	terminated map[string]passthroughEntry
 	// gwDefaultCert is the certificate of the oldest HTTPS Gateway
 	// listener without a hostname here, gwDefaultPolicy its policy; it
 	// serves SNI names no TLS host claims (on meshgate's own addresses
@@ -41,6 +44,7 @@ func newFrontend(addr netip.Addr) *frontend {
 		tlsHosts:    map[string]*tlsHostBuild{},
 		vhosts:      map[string]*vhostBuild{},
 		passthrough: map[string]passthroughEntry{},
+		terminated:  map[string]passthroughEntry{},
 	}
 }
 
@@ -91,7 +95,7 @@ func (fe *frontend) fill(t *routing.Table) {
 		}
 	}
 	for name, th := range fe.tlsHosts {
-		h := &routing.TLSHost{Name: name, Certificate: th.cert, Policy: th.policy}
+		h := &routing.TLSHost{Name: name, Certificate: th.cert, Policy: th.policy, Stream: th.stream}
 		if isWildcard(name) {
 			t.TLS.Wildcards[name[2:]] = h
 		} else {
@@ -102,6 +106,15 @@ func (fe *frontend) fill(t *routing.Table) {
 		t.Passthrough[name] = e.backend
 		if e.gateway && isWildcard(name) {
 			t.PassthroughSuffixes[name[2:]] = e.backend
+		}
+	}
+	for name, e := range fe.terminated {
+		if t.Terminated == nil {
+			t.Terminated, t.TerminatedSuffixes = map[string]*routing.Backend{}, map[string]*routing.Backend{}
+		}
+		t.Terminated[name] = e.backend
+		if isWildcard(name) {
+			t.TerminatedSuffixes[name[2:]] = e.backend
 		}
 	}
 }

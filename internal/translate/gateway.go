@@ -108,10 +108,23 @@ func (lb *listenerBuild) programmed() bool {
 	if !lb.usable() || !lb.gb.served() {
 		return false
 	}
-	if lb.l.Protocol == gatewayv1.HTTPSProtocolType {
+	if lb.terminates() {
 		return lb.cert != nil
 	}
 	return true
+}
+
+// terminates reports whether meshgate terminates the listener's TLS with
+// its certificateRefs: HTTPS listeners, and TLS listeners in mode
+// Terminate (their TLSRoutes get the decrypted stream).
+func (lb *listenerBuild) terminates() bool {
+	switch lb.l.Protocol {
+	case gatewayv1.HTTPSProtocolType:
+		return true
+	case gatewayv1.TLSProtocolType:
+		return lb.l.TLS != nil && lb.l.TLS.Mode != nil && *lb.l.TLS.Mode == gatewayv1.TLSModeTerminate
+	}
+	return false
 }
 
 func (lb *listenerBuild) hostname() string {
@@ -276,8 +289,8 @@ func (s *state) tlsModeProblem(lb *listenerBuild) string {
 			return "HTTPS listeners terminate TLS; use a TLS listener for passthrough"
 		}
 	case gatewayv1.TLSProtocolType:
-		if mode != gatewayv1.TLSModePassthrough {
-			return "TLS listeners support mode Passthrough only"
+		if mode != gatewayv1.TLSModePassthrough && mode != gatewayv1.TLSModeTerminate {
+			return fmt.Sprintf("TLS listeners support modes Passthrough and Terminate, not %q", mode)
 		}
 	}
 	return ""
@@ -416,11 +429,11 @@ func (s *state) claimL4Port(lb *listenerBuild) {
 	s.gw.l4Owners[k] = lb
 }
 
-// gatewayTLS resolves the certificateRefs of an HTTPS listener and serves
-// its hostname (or, without one, every SNI no other host claims) with the
-// first valid certificate.
+// gatewayTLS resolves the certificateRefs of an HTTPS listener, or of a
+// TLS listener in mode Terminate, and serves its hostname (or, without
+// one, every SNI no other host claims) with the first valid certificate.
 func (s *state) gatewayTLS(lb *listenerBuild) {
-	if lb.l.Protocol != gatewayv1.HTTPSProtocolType || lb.l.TLS == nil {
+	if !lb.terminates() || lb.l.TLS == nil {
 		if lb.l.Protocol == gatewayv1.HTTPSProtocolType {
 			lb.unresolved(gatewayv1.ListenerReasonInvalidCertificateRef, "an HTTPS listener needs tls.certificateRefs")
 		}
@@ -492,7 +505,8 @@ func (s *state) serveListenerCert(lb *listenerBuild) {
 	if fe.tlsHosts[host] != nil {
 		return
 	}
-	fe.tlsHosts[host] = &tlsHostBuild{name: host, cert: lb.cert, secret: "gateway:" + nsName(lb.gb.gw) + "/" + string(lb.l.Name), policy: s.listenerPolicy(lb)}
+	fe.tlsHosts[host] = &tlsHostBuild{name: host, cert: lb.cert, secret: "gateway:" + nsName(lb.gb.gw) + "/" + string(lb.l.Name),
+		policy: s.listenerPolicy(lb), stream: lb.l.Protocol == gatewayv1.TLSProtocolType}
 }
 
 // publishedAddresses lists Options.GatewayAddresses as status addresses.

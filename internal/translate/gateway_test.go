@@ -77,7 +77,9 @@ func TestGatewayTranslate(t *testing.T) {
 				"gateway app/bad Accepted=True/ListenersNotValid Programmed=True/Programmed addrs=1",
 				"  listener proto attached=0 kinds=[] Accepted=False/UnsupportedProtocol Conflicted=False/NoConflicts ResolvedRefs=True/ResolvedRefs Programmed=False/Invalid",
 				"  listener port attached=0 kinds=[HTTPRoute GRPCRoute] Accepted=False/PortUnavailable Conflicted=False/NoConflicts ResolvedRefs=True/ResolvedRefs Programmed=False/Invalid",
-				"  listener terminate attached=0 kinds=[] Accepted=False/UnsupportedValue Conflicted=False/NoConflicts ResolvedRefs=True/ResolvedRefs Programmed=False/Invalid",
+				// A TLS listener in mode Terminate is served (TLSRoute
+				// termination); its certificate Secret is missing here.
+				"  listener terminate attached=0 kinds=[TLSRoute] Accepted=True/Accepted Conflicted=False/NoConflicts ResolvedRefs=False/InvalidCertificateRef Programmed=False/Invalid",
 				"  listener kinds attached=0 kinds=[HTTPRoute] Accepted=True/Accepted Conflicted=False/NoConflicts ResolvedRefs=False/InvalidRouteKinds Programmed=True/Programmed",
 				"  listener nocert attached=0 kinds=[HTTPRoute GRPCRoute] Accepted=True/Accepted Conflicted=False/NoConflicts ResolvedRefs=False/InvalidCertificateRef Programmed=False/Invalid",
 				"  listener foreign attached=0 kinds=[HTTPRoute GRPCRoute] Accepted=True/Accepted Conflicted=False/NoConflicts ResolvedRefs=False/RefNotPermitted Programmed=False/Invalid",

@@ -86,8 +86,10 @@ func gcd(a, b uint32) uint32 {
 }
 
 // processTLSRoutes routes the hostnames of TLSRoutes attached to TLS
-// passthrough listeners by SNI, oldest route first; a hostname already
-// passed through (by an Ingress or an older route) stays with it.
+// listeners by SNI, oldest route first: passed through on Passthrough
+// listeners, their decrypted stream proxied on Terminate listeners. A
+// hostname already routed on the frontend (by an Ingress or an older
+// route) stays with it.
 func processTLSRoutes(s *state) {
 	routes := slices.Clone(s.c.TLSRoutes())
 	slices.SortStableFunc(routes, func(a, b *gatewayv1.TLSRoute) int { return compareAge(a, b) })
@@ -111,6 +113,9 @@ func processTLSRoutes(s *state) {
 					continue
 				}
 				pass := a.lb.fe.passthrough
+				if a.lb.terminates() {
+					pass = a.lb.fe.terminated
+				}
 				if prev, ok := pass[host]; ok && prev.owner != nsName(tr) {
 					s.problem("TLSRoute", tr, ReasonConflict, "hostname %q is already passed through by %s; skipped", host, prev.owner)
 					continue

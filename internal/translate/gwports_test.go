@@ -141,3 +141,75 @@ func TestMergedGatewayOtherPortsUnavailable(t *testing.T) {
 		t.Errorf("merged mode has %d frontends", len(r.Table.Frontends))
 	}
 }
+
+// TestTLSRouteTerminate checks TLS listeners in mode Terminate: on a
+// Gateway's own address, one beside a Passthrough listener on the same
+// port (the suite's mixed termination), the terminated name gets the
+// listener's certificate as a stream host and its TLSRoute's backend in
+// Terminated, the passed-through name stays in Passthrough, and both
+// listeners are Programmed with their route attached; merged onto
+// meshgate's own addresses, the same holds on the TLS port.
+func TestTLSRouteTerminate(t *testing.T) {
+	tlsRoute := func(name, section, host, svc string, port int32) *gatewayv1.TLSRoute {
+		tr := &gatewayv1.TLSRoute{ObjectMeta: meta("app", name)}
+		tr.Spec.ParentRefs = []gatewayv1.ParentReference{parent(section)}
+		tr.Spec.Hostnames = []gatewayv1.Hostname{gatewayv1.Hostname(host)}
+		tr.Spec.Rules = []gatewayv1.TLSRouteRule{{BackendRefs: []gatewayv1.BackendRef{l4Ref(svc, port, 1)}}}
+		return tr
+	}
+	for _, c := range []struct {
+		name string
+		pool string
+		port int32
+		key  func(r Result) netip.AddrPort
+	}{
+		{"own address", "127.0.81.1", 8883, func(Result) netip.AddrPort { return at("127.0.81.1", 8883) }},
+		{"merged", "", 443, func(Result) netip.AddrPort { return netip.AddrPort{} }},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			objs := []metav1.Object{
+				ourGWClass(), tlsSecret(t, "app", "cert", "tls.example.com"),
+				service("app", "plain", "tcp=3000>3000"), slice("app", "plain-1", "plain", "tcp", 3000, ready("10.0.0.3")),
+				service("app", "web", "http=8080>8080"), slice("app", "web-1", "web", "http", 8080, ready("10.0.0.1")),
+				gateway("app", "mixed",
+					listener("terminate", gatewayv1.TLSProtocolType, c.port, lhost("tls.example.com"), certs(gatewayv1.TLSModeTerminate, "cert")),
+					listener("pass", gatewayv1.TLSProtocolType, c.port, lhost("abc.example.com"), certs(gatewayv1.TLSModePassthrough)),
+				),
+				tlsRoute("term", "mixed#terminate", "tls.example.com", "plain", 3000),
+				tlsRoute("pass", "mixed#pass", "abc.example.com", "web", 8080),
+			}
+			opts := gwOpts
+			if c.pool != "" {
+				opts.GatewayAddressPool = pool(t, c.pool)
+			}
+			r := Translate(cacheOf(objs...), opts)
+			st := statusDump(r.Gateway)
+			for _, w := range []string{
+				"  listener terminate attached=1 kinds=[TLSRoute] Accepted=True/Accepted Conflicted=False/NoConflicts ResolvedRefs=True/ResolvedRefs Programmed=True/Programmed",
+				"  listener pass attached=1 kinds=[TLSRoute] Accepted=True/Accepted Conflicted=False/NoConflicts ResolvedRefs=True/ResolvedRefs Programmed=True/Programmed",
+				"TLSRoute app/term parent=mixed#terminate Accepted=True/Accepted ResolvedRefs=True/ResolvedRefs",
+			} {
+				if !slices.Contains(st, w) {
+					t.Errorf("status lacks %q; got:\n%s", w, strings.Join(st, "\n"))
+				}
+			}
+			ft := r.Table.For(c.key(r))
+			if ft == nil || (c.pool != "" && ft.Kind != routing.FrontendTLS) {
+				t.Fatalf("no TLS frontend %s", c.key(r))
+			}
+			h := ft.TLS.Exact["tls.example.com"]
+			if h == nil || !h.Stream || h.Certificate.Leaf.Subject.CommonName != "tls.example.com" {
+				t.Errorf("terminated name's TLS host = %+v, want the listener's certificate as a stream host", h)
+			}
+			if b := ft.TerminatedFor("TLS.example.com"); b == nil || b.Name != "app/plain:3000" || !slices.Equal(b.Endpoints, []string{"10.0.0.3:3000"}) {
+				t.Errorf("TerminatedFor(tls.example.com) = %+v", b)
+			}
+			if ft.PassthroughFor("tls.example.com") != nil || ft.TerminatedFor("abc.example.com") != nil {
+				t.Error("a terminated name is passed through, or a passed-through one terminated")
+			}
+			if b := ft.PassthroughFor("abc.example.com"); b == nil || b.Name != "app/web:8080" {
+				t.Errorf("PassthroughFor(abc.example.com) = %+v", b)
+			}
+		})
+	}
+}

@@ -137,6 +137,9 @@ func pathOf(p networkingv1.HTTPIngressPath) (routing.PathType, string, error) {
 }
 
 // passthroughEntry is an SNI name served without termination.
+// passthroughEntry is a passed-through name (Ingress ssl-passthrough or a
+// TLSRoute on a Passthrough listener), or a terminated one (a TLSRoute on
+// a Terminate listener, frontend.terminated).
 type passthroughEntry struct {
 	backend *routing.Backend
 	owner   string

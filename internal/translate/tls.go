@@ -19,6 +19,9 @@ type tlsHostBuild struct {
 	secret string // "namespace/name" or ""
 	policy *routing.TLSPolicy
 	owner  *networkingv1.Ingress
+	// stream: a TLS listener in mode Terminate serves the name
+	// (routing.TLSHost.Stream).
+	stream bool
 }
 
 // tlsCandidate is the default certificate chosen so far.

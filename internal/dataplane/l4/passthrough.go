@@ -108,6 +108,26 @@ func (p *Passthrough) Route(c net.Conn, t *routing.Table) (net.Conn, bool) {
 	return nil, true
 }
 
+// Terminated proxies the decrypted byte stream of a TLS connection the
+// server terminated (c is the TLS connection, serverName its SNI) when t
+// has a TLSRoute backend for the name (routing.Table.TerminatedFor),
+// exactly as Route proxies a passthrough connection (same limits, metrics
+// of the "passthrough" service, PROXY header to the backend when it asks
+// for one), closes c and returns true. Otherwise it returns false without
+// touching c. It blocks for the life of a proxied connection: it is the
+// server's post-handshake hook (server.PostTLSFunc).
+func (p *Passthrough) Terminated(c net.Conn, t *routing.Table, serverName string) bool {
+	if t == nil || len(t.Terminated) == 0 || serverName == "" {
+		return false
+	}
+	b := t.TerminatedFor(serverName)
+	if b == nil {
+		return false
+	}
+	p.proxy(c, b)
+	return true
+}
+
 func isParseError(err error) bool {
 	return errors.Is(err, sni.ErrNotTLS) || errors.Is(err, sni.ErrNotClientHello) ||
 		errors.Is(err, sni.ErrTooLarge) || errors.Is(err, sni.ErrMalformed)

@@ -33,6 +33,17 @@ const (
 // life of a connection it took (l4.Passthrough.Route fits).
 type PreTLSFunc func(c net.Conn, t *routing.Table) (net.Conn, bool)
 
+// PostTLSFunc is offered every completed TLS handshake before HTTP is
+// served: c is the TLS connection, t the table its listener routes by
+// (the frontend's for a Gateway frontend) and serverName the SNI it
+// negotiated. If it returns true it has taken ownership of c (a TLSRoute
+// in mode Terminate: the decrypted stream goes to a TCP backend) and must
+// close it; it runs on the connection's goroutine and may block for the
+// connection's life (l4.Passthrough.Terminated fits). c arrives without
+// deadlines. False: HTTP is served on c, which the function must not
+// have read from.
+type PostTLSFunc func(c net.Conn, t *routing.Table, serverName string) bool
+
 // Config configures a Server. The zero value of every field means the
 // documented default; Handler is required. The routing table reaches the
 // server through Apply, not through Config.
@@ -69,6 +80,9 @@ type Config struct {
 	// PreTLS, if set, is called for each connection on the TLS port before
 	// the handshake (SNI passthrough hook). See PreTLSFunc.
 	PreTLS PreTLSFunc
+	// PostTLS, if set, is offered each completed TLS handshake before
+	// HTTP is served (TLSRoute termination hook). See PostTLSFunc.
+	PostTLS PostTLSFunc
 
 	// Handler serves requests of both listeners; required.
 	Handler Handler

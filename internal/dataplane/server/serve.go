@@ -47,6 +47,9 @@ func (s *Server) serve(tc *trackedConn, c net.Conn) {
 		}
 		cs := ts.ConnectionState()
 		info.ServerName = cs.ServerName
+		if s.postTLS(tc, c, cs.ServerName) {
+			return
+		}
 		if cs.NegotiatedProtocol == "h2" {
 			// The h2 engine sets its own deadlines. Shutdown drains its
 			// streams (GOAWAY); it does not cancel them.
@@ -137,6 +140,24 @@ func (s *Server) handOff(tc *trackedConn) bool {
 		return false
 	}
 	tc.handedOff.Store(true)
+	return true
+}
+
+// postTLS offers a terminated TLS connection to Config.PostTLS and
+// reports whether it took (and closed) it.
+func (s *Server) postTLS(tc *trackedConn, c net.Conn, serverName string) bool {
+	if s.cfg.PostTLS == nil {
+		return false
+	}
+	set := s.tls.Load().For(frontendAddrOf(tc.frontend))
+	if set == nil || set.Table() == nil {
+		return false
+	}
+	_ = c.SetDeadline(time.Time{})
+	if !s.cfg.PostTLS(c, set.Table(), serverName) {
+		return false
+	}
+	_ = tc.Close()
 	return true
 }
 

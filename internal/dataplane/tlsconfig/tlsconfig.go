@@ -156,6 +156,9 @@ func build(h *routing.TLSHost, sessions Sessions) *tls.Config {
 		CurvePreferences: p.CurvePreferences,
 		NextProtos:       NextProtos,
 	}
+	if h.Stream {
+		cfg.NextProtos = nil // a TLSRoute's stream, not HTTP
+	}
 	if cfg.MinVersion == 0 {
 		cfg.MinVersion = tls.VersionTLS12
 	}
