@@ -39,26 +39,9 @@ func TestReplicaGatewayFrontends(t *testing.T) {
 	}
 	var tables routing.Holder
 	tables.Store(withFrontends(1, map[netip.AddrPort]*routing.Table{a1: fe1, a2: fe2, a1plain: fe1plain}))
-	r, err := New(Config{Tables: &tables, NodeName: "r1", HTTPSAddr: "127.0.0.1:0", HTTPAddr: "127.0.0.1:0",
-		ShutdownGrace: 5 * time.Second, Log: testr.New(t)})
-	if err != nil {
-		t.Fatal(err)
-	}
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan error, 1)
-	go func() { done <- r.Run(ctx) }()
-	t.Cleanup(func() {
-		cancel()
-		if err := <-done; err != nil {
-			t.Errorf("Run: %v", err)
-		}
-	})
+	r := standalone(t, &tables, 1)
 	wctx, wcancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer wcancel()
-	if _, err := r.Applied().Wait(wctx, func(tb *routing.Table) bool { return tb.Generation == 1 }); err != nil {
-		t.Fatal(err)
-	}
-	<-r.Started()
 
 	for _, c := range []struct {
 		addr netip.AddrPort
@@ -121,6 +104,24 @@ func TestReplicaGatewayFrontends(t *testing.T) {
 	}
 }
 
+// standalone runs a replica without a mesh on tables until the test
+// ends, and returns once it has applied generation gen.
+func standalone(t *testing.T, tables *routing.Holder, gen uint64) *Replica {
+	t.Helper()
+	r, err := New(Config{Tables: tables, NodeName: "r1", HTTPSAddr: "127.0.0.1:0", HTTPAddr: "127.0.0.1:0",
+		ShutdownGrace: 5 * time.Second, Log: testr.New(t)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	runReplica(t, r)
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	if _, err := r.Applied().Wait(ctx, func(tb *routing.Table) bool { return tb.Generation == gen }); err != nil {
+		t.Fatal(err)
+	}
+	return r
+}
+
 // getPlain sends GET / for app.example.com over a new plain connection to
 // addr and returns the body.
 func getPlain(t *testing.T, addr string) string {
@@ -129,14 +130,7 @@ func getPlain(t *testing.T, addr string) string {
 	if err != nil {
 		t.Fatalf("dial %s: %v", addr, err)
 	}
-	defer conn.Close()
-	_ = conn.SetDeadline(time.Now().Add(5 * time.Second))
-	if _, err := io.WriteString(conn, "GET / HTTP/1.1\r\nHost: app.example.com\r\nConnection: close\r\n\r\n"); err != nil {
-		t.Fatal(err)
-	}
-	raw, _ := io.ReadAll(conn)
-	_, body, _ := strings.Cut(string(raw), "\r\n\r\n")
-	return body
+	return getOn(t, conn)
 }
 
 // getOver sends GET / for app.example.com over a new TLS connection to
@@ -147,13 +141,20 @@ func getOver(t *testing.T, addr string, cfg *tls.Config) (string, bool) {
 	if err != nil {
 		t.Fatalf("dial %s: %v", addr, err)
 	}
+	body := getOn(t, conn)
+	return body, conn.ConnectionState().DidResume
+}
+
+// getOn sends GET / for app.example.com on conn, closes it and returns
+// the body.
+func getOn(t *testing.T, conn net.Conn) string {
+	t.Helper()
 	defer conn.Close()
 	_ = conn.SetDeadline(time.Now().Add(5 * time.Second))
 	if _, err := io.WriteString(conn, "GET / HTTP/1.1\r\nHost: app.example.com\r\nConnection: close\r\n\r\n"); err != nil {
 		t.Fatal(err)
 	}
 	raw, _ := io.ReadAll(conn)
-	resumed := conn.ConnectionState().DidResume
 	_, body, _ := strings.Cut(string(raw), "\r\n\r\n")
-	return body, resumed
+	return body
 }

@@ -12,8 +12,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/go-logr/logr/testr"
-
 	"github.com/meshgate/meshgate/internal/routing"
 	"github.com/meshgate/meshgate/internal/testkit"
 )
@@ -73,26 +71,7 @@ func TestReplicaTLSRouteTerminate(t *testing.T) {
 	root.Frontends = map[netip.AddrPort]*routing.Table{fe: ft}
 	var tables routing.Holder
 	tables.Store(root)
-	r, err := New(Config{Tables: &tables, NodeName: "r1", HTTPSAddr: "127.0.0.1:0", HTTPAddr: "127.0.0.1:0",
-		ShutdownGrace: 5 * time.Second, Log: testr.New(t)})
-	if err != nil {
-		t.Fatal(err)
-	}
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan error, 1)
-	go func() { done <- r.Run(ctx) }()
-	t.Cleanup(func() {
-		cancel()
-		if err := <-done; err != nil {
-			t.Errorf("Run: %v", err)
-		}
-	})
-	<-r.Started()
-	wctx, wcancel := context.WithTimeout(context.Background(), 10*time.Second)
-	defer wcancel()
-	if _, err := r.Applied().Wait(wctx, func(tb *routing.Table) bool { return tb.Generation == 1 }); err != nil {
-		t.Fatal(err)
-	}
+	r := standalone(t, &tables, 1)
 
 	for _, c := range []struct {
 		name, addr, http string

@@ -50,19 +50,14 @@ func TestGatewayListenersOnAnyPort(t *testing.T) {
 	opts.GatewayAddressPool = pool(t, "127.0.81.1")
 	r := Translate(cacheOf(portsGateway(t)...), opts)
 
-	st := statusDump(r.Gateway)
-	for _, w := range []string{
+	statusHas(t, r.Gateway,
 		"gateway app/multi Accepted=True/Accepted Programmed=True/Programmed addrs=1",
 		"  listener http80 attached=1 kinds=[HTTPRoute GRPCRoute] Accepted=True/Accepted Conflicted=False/NoConflicts ResolvedRefs=True/ResolvedRefs Programmed=True/Programmed",
 		"  listener http5300 attached=1 kinds=[HTTPRoute] Accepted=True/Accepted Conflicted=False/NoConflicts ResolvedRefs=True/ResolvedRefs Programmed=True/Programmed",
 		"  listener https8443 attached=1 kinds=[HTTPRoute GRPCRoute] Accepted=True/Accepted Conflicted=False/NoConflicts ResolvedRefs=True/ResolvedRefs Programmed=True/Programmed",
 		"  listener tls9443 attached=1 kinds=[TLSRoute] Accepted=True/Accepted Conflicted=False/NoConflicts ResolvedRefs=True/ResolvedRefs Programmed=True/Programmed",
 		"TCPRoute app/tcp-on-http parent=multi#http5300 Accepted=False/NotAllowedByListeners ResolvedRefs=True/ResolvedRefs",
-	} {
-		if !slices.Contains(st, w) {
-			t.Errorf("status lacks %q; got:\n%s", w, strings.Join(st, "\n"))
-		}
-	}
+	)
 
 	want := map[netip.AddrPort]struct {
 		kind  routing.FrontendKind
@@ -183,16 +178,11 @@ func TestTLSRouteTerminate(t *testing.T) {
 				opts.GatewayAddressPool = pool(t, c.pool)
 			}
 			r := Translate(cacheOf(objs...), opts)
-			st := statusDump(r.Gateway)
-			for _, w := range []string{
+			statusHas(t, r.Gateway,
 				"  listener terminate attached=1 kinds=[TLSRoute] Accepted=True/Accepted Conflicted=False/NoConflicts ResolvedRefs=True/ResolvedRefs Programmed=True/Programmed",
 				"  listener pass attached=1 kinds=[TLSRoute] Accepted=True/Accepted Conflicted=False/NoConflicts ResolvedRefs=True/ResolvedRefs Programmed=True/Programmed",
 				"TLSRoute app/term parent=mixed#terminate Accepted=True/Accepted ResolvedRefs=True/ResolvedRefs",
-			} {
-				if !slices.Contains(st, w) {
-					t.Errorf("status lacks %q; got:\n%s", w, strings.Join(st, "\n"))
-				}
-			}
+			)
 			ft := r.Table.For(c.key(r))
 			if ft == nil || (c.pool != "" && ft.Kind != routing.FrontendTLS) {
 				t.Fatalf("no TLS frontend %s", c.key(r))
@@ -211,5 +201,16 @@ func TestTLSRouteTerminate(t *testing.T) {
 				t.Errorf("PassthroughFor(abc.example.com) = %+v", b)
 			}
 		})
+	}
+}
+
+// statusHas fails t for each line of want that the dump of st lacks.
+func statusHas(t *testing.T, st *GatewayStatuses, want ...string) {
+	t.Helper()
+	got := statusDump(st)
+	for _, w := range want {
+		if !slices.Contains(got, w) {
+			t.Errorf("status lacks %q; got:\n%s", w, strings.Join(got, "\n"))
+		}
 	}
 }
