@@ -12,10 +12,26 @@ import (
 )
 
 func TestBodyReadTimeout(t *testing.T) {
+	// /think holds its answer until the test releases it: the backend
+	// then "thinks" for as long as the test needs, after the whole body
+	// arrived.
+	thinking := make(chan struct{}, 1) // the backend has read all of /think's body
+	release := make(chan struct{})     // the test lets /think answer
 	slowAnswer := newBackendFunc(t, func(w http.ResponseWriter, r *http.Request) {
 		n, _ := io.Copy(io.Discard, r.Body)
 		if r.URL.Path == "/think" {
-			time.Sleep(400 * time.Millisecond) // longer than the body timeout
+			select {
+			case thinking <- struct{}{}:
+			default:
+			}
+			select {
+			case <-release:
+			case <-r.Context().Done():
+				return
+			case <-time.After(10 * time.Second):
+				http.Error(w, "the test never released /think", http.StatusInternalServerError)
+				return
+			}
 		}
 		_, _ = io.WriteString(w, "got "+itoa(n))
 	})
@@ -33,6 +49,46 @@ func TestBodyReadTimeout(t *testing.T) {
 	ln := &readsListener{Listener: inner, conns: make(chan *readsConn, 8)}
 	fe := serveProxy(t, &holder, h, ln)
 	addr := strings.TrimPrefix(fe.URL, "http://")
+	// The witness front end serves the same Handler (same body timeout)
+	// on its own listener, so that its connections stay out of ln.conns.
+	witnessLn, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	witnessAddr := strings.TrimPrefix(serveProxy(t, &holder, h, witnessLn).URL, "http://")
+
+	// outlastBodyTimeout waits until the backend holds /think's whole body,
+	// then sends a request whose body stalls and waits for the proxy to
+	// answer it 408. The proxy started reading that body after /think's
+	// body had been read in full and sent upstream, and answers 408 only
+	// once a read waited bodyTimeout: /think has then been waiting for its
+	// upstream answer longer than the body timeout, inside the same
+	// proxy. Only then may /think answer.
+	outlastBodyTimeout := func(t *testing.T) {
+		select {
+		case <-thinking:
+		case <-time.After(10 * time.Second):
+			t.Fatal("the backend never received the whole /think body")
+		}
+		wc, err := net.Dial("tcp", witnessAddr)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer wc.Close()
+		_ = wc.SetDeadline(time.Now().Add(10 * time.Second))
+		if _, err := io.WriteString(wc, "POST /witness HTTP/1.1\r\nHost: b.example.com\r\nContent-Length: 100\r\n\r\n0123456789"); err != nil {
+			t.Fatal(err)
+		}
+		resp, err := http.ReadResponse(bufio.NewReader(wc), nil)
+		if err != nil {
+			t.Fatalf("witness with a stalled body: %v", err)
+		}
+		resp.Body.Close()
+		if resp.StatusCode != http.StatusRequestTimeout {
+			t.Fatalf("witness with a stalled body: got %d, want %d", resp.StatusCode, http.StatusRequestTimeout)
+		}
+		close(release)
+	}
 
 	type step struct {
 		write string
@@ -43,18 +99,20 @@ func TestBodyReadTimeout(t *testing.T) {
 		steps      []step
 		wantStatus int
 		wantBody   string
+		before     func(t *testing.T) // runs after the writes, before the response is read
 	}{
 		{"stalled body", []step{{"POST /up HTTP/1.1\r\nHost: b.example.com\r\nContent-Length: 100\r\n\r\n0123456789", 0}},
-			http.StatusRequestTimeout, ""},
+			http.StatusRequestTimeout, "", nil},
 		{"slow but steady", func() []step {
 			s := []step{{"POST /up HTTP/1.1\r\nHost: b.example.com\r\nContent-Length: 50\r\n\r\n", 0}}
 			for range 5 {
 				s = append(s, step{"0123456789", 100 * time.Millisecond})
 			}
 			return s
-		}(), 200, "got 50"},
+		}(), 200, "got 50", nil},
 		{"upstream thinks longer than the body timeout", []step{
-			{"POST /think HTTP/1.1\r\nHost: b.example.com\r\nContent-Length: 10\r\n\r\n0123456789", 0}}, 200, "got 10"},
+			{"POST /think HTTP/1.1\r\nHost: b.example.com\r\nContent-Length: 10\r\n\r\n0123456789", 0}}, 200, "got 10",
+			outlastBodyTimeout},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
@@ -65,10 +123,17 @@ func TestBodyReadTimeout(t *testing.T) {
 			defer c.Close()
 			_ = c.SetDeadline(time.Now().Add(10 * time.Second))
 			for _, s := range tc.steps {
+				// Pacing, not proof of absence: the pauses spread the slow
+				// body over more than the body timeout (5 x 100 ms) with
+				// each gap under it (100 ms of slack), and the case asserts
+				// the answer it reads, not that nothing happened meanwhile.
 				time.Sleep(s.pause)
 				if _, err := io.WriteString(c, s.write); err != nil {
 					t.Fatal(err)
 				}
+			}
+			if tc.before != nil {
+				tc.before(t)
 			}
 			br := bufio.NewReader(c)
 			resp, err := http.ReadResponse(br, nil)
