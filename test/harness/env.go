@@ -99,6 +99,8 @@ type EnvOptions struct {
 	// documents, TLSPolicies for instance) next to the demo Ingress.
 	ExtraArgs []string
 	ExtraYAML string
+	// Pprof: see ClusterConfig.Pprof.
+	Pprof bool
 }
 
 // tools lists the commands SetupEnv needs for opts.
@@ -171,7 +173,7 @@ func SetupEnv(t T, dir string, bins Bins, opts EnvOptions) (*Env, error) {
 		e.Cluster, err = StartCluster(t, ClusterConfig{
 			Bins: bins, Dir: dir, ManifestDir: e.Manifest, Replicas: opts.Replicas,
 			ProxyProtocol: !opts.Direct, HTTP3: opts.HTTP3, L4ConfigMap: cm, L4BindIP: cm != "", NoMesh: opts.NoMesh,
-			ExtraArgs: opts.ExtraArgs,
+			ExtraArgs: opts.ExtraArgs, Pprof: opts.Pprof,
 		}, 30*time.Second)
 		if err != nil {
 			return nil, err
