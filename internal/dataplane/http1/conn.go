@@ -46,6 +46,7 @@ type conn struct {
 	srv    *Server
 	nc     net.Conn
 	tc     tlsLayer // nc as TLS, or nil
+	hold   Holder   // ConnInfo.Hold
 	state  atomic.Int32
 	scheme string
 	sni    string // ConnInfo.ServerName
@@ -87,6 +88,7 @@ func (c *conn) init(s *Server, nc net.Conn, info ConnInfo) {
 	}
 	c.sni = info.ServerName
 	c.frontend = info.Frontend
+	c.hold = info.Hold
 	c.remote = info.RemoteAddr
 	if !c.remote.IsValid() {
 		if ta, ok := nc.RemoteAddr().(*net.TCPAddr); ok {

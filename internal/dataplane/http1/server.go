@@ -71,6 +71,18 @@ type ConnInfo struct {
 	// came on (exchange.Request.Frontend); zero for the replica's own
 	// listeners.
 	Frontend netip.AddrPort
+	// Hold, when set, is the transport connection under TLS. Before the
+	// last response of a connection that closes after it goes out, the
+	// server calls its HoldUntilClose: the response and the TLS
+	// close_notify alert that follows are then sent in one write when the
+	// connection closes.
+	Hold Holder
+}
+
+// Holder is a transport connection that can keep its output until it is
+// closed (see ConnInfo.Hold).
+type Holder interface {
+	HoldUntilClose()
 }
 
 // NewServer returns a Server.

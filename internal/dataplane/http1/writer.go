@@ -196,6 +196,9 @@ func (c *conn) Finish(trailer *exchange.Header) error {
 // that its accounting (metrics, access log) precedes the client seeing the
 // end of the response.
 func (c *conn) endResponse() error {
+	if c.hold != nil && c.lastResponse() {
+		c.hold.HoldUntilClose()
+	}
 	err := c.flush()
 	if c.wbuf != nil {
 		PutBuf(c.wbuf)
@@ -205,6 +208,14 @@ func (c *conn) endResponse() error {
 		_ = c.nc.SetWriteDeadline(time.Time{})
 	}
 	return err
+}
+
+// lastResponse reports that the connection closes straight after the
+// response being ended, with nothing more to read from the client first:
+// its output may then be held until the close (ConnInfo.Hold).
+func (c *conn) lastResponse() bool {
+	return (c.closeAfter || c.req.Close) && !c.upgraded && !c.linger &&
+		(c.req.Body == nil || c.body.done)
 }
 
 // Upgrade implements exchange.Upgrader.

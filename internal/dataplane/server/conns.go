@@ -28,19 +28,105 @@ type trackedConn struct {
 	// (PROXY header, PreTLS, TLS handshake); Shutdown closes the others at
 	// once, as they are not in-flight requests yet.
 	handedOff atomic.Bool
+
+	// holding is set by HoldUntilClose: writes go to held (under holdMu)
+	// until the connection closes or half-closes.
+	holding atomic.Bool
+	holdMu  sync.Mutex
+	held    *[]byte // pooled; nil until the first held write
 }
 
-// Close closes the connection and releases its slot. It is safe to call
-// more than once.
-func (c *trackedConn) Close() error {
-	err := c.Conn.Close()
-	c.once.Do(func() { c.srv.untrack(c) })
+// holdMax bounds the output a connection holds until it closes: a
+// response's last flush and a TLS close_notify fit many times over. A write
+// that would hold more sends what is held and itself at once.
+const holdMax = 16 << 10
+
+// holdFlushTimeout bounds the write of the held output at close, as
+// crypto/tls bounds its close_notify (which it then makes the last write:
+// it sets the deadline to now once the alert is out).
+const holdFlushTimeout = 5 * time.Second
+
+// heldBufs pools the buffers of held output.
+var heldBufs = sync.Pool{New: func() any { b := make([]byte, 0, 2048); return &b }}
+
+// HoldUntilClose makes the connection keep what is written from now on and
+// send it in one write when it is closed or half-closed: the last response
+// on a connection that closes after it and the TLS close_notify alert that
+// follows then cost one system call (and one segment to the client)
+// instead of two. Writes that are held report success; an error of the
+// deferred write is returned by Close (or CloseWrite). Output beyond
+// holdMax is written through. Only for a connection whose close is decided:
+// nothing held is sent before it.
+func (c *trackedConn) HoldUntilClose() { c.holding.Store(true) }
+
+// Write implements net.Conn.
+func (c *trackedConn) Write(p []byte) (int, error) {
+	if !c.holding.Load() {
+		return c.Conn.Write(p)
+	}
+	c.holdMu.Lock()
+	defer c.holdMu.Unlock()
+	if !c.holding.Load() { // released meanwhile
+		return c.Conn.Write(p)
+	}
+	if c.held == nil {
+		c.held = heldBufs.Get().(*[]byte)
+	}
+	if len(*c.held)+len(p) <= holdMax {
+		*c.held = append(*c.held, p...)
+		return len(p), nil
+	}
+	if err := c.releaseLocked(); err != nil {
+		return 0, err
+	}
+	return c.Conn.Write(p)
+}
+
+// release stops holding and writes what was held, if anything.
+func (c *trackedConn) release() error {
+	if !c.holding.Load() {
+		return nil
+	}
+	c.holdMu.Lock()
+	defer c.holdMu.Unlock()
+	return c.releaseLocked()
+}
+
+func (c *trackedConn) releaseLocked() error {
+	c.holding.Store(false)
+	if c.held == nil {
+		return nil
+	}
+	b := c.held
+	c.held = nil
+	var err error
+	if len(*b) > 0 {
+		_ = c.Conn.SetWriteDeadline(time.Now().Add(holdFlushTimeout))
+		_, err = c.Conn.Write(*b)
+	}
+	*b = (*b)[:0]
+	heldBufs.Put(b)
 	return err
 }
 
-// CloseWrite half-closes the TCP connection (net/http's lingering close,
-// half-close in passthrough proxying).
+// Close sends what is held, closes the connection and releases its slot.
+// It is safe to call more than once.
+func (c *trackedConn) Close() error {
+	werr := c.release()
+	err := c.Conn.Close()
+	c.once.Do(func() { c.srv.untrack(c) })
+	if err == nil && werr != nil {
+		err = fmt.Errorf("server: held output: %w", werr)
+	}
+	return err
+}
+
+// CloseWrite sends what is held and half-closes the TCP connection
+// (lingering close, half-close in passthrough proxying).
 func (c *trackedConn) CloseWrite() error {
+	if err := c.release(); err != nil {
+		return fmt.Errorf("server: held output: %w", err)
+	}
 	if cw, ok := c.Conn.(interface{ CloseWrite() error }); ok {
 		return cw.CloseWrite()
 	}

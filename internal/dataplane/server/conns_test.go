@@ -2,6 +2,7 @@ package server
 
 import (
 	"bufio"
+	"crypto/tls"
 	"io"
 	"net"
 	"net/http"
@@ -129,6 +130,107 @@ func TestProxyHeaderAcrossReads(t *testing.T) {
 			rest, _ := io.ReadAll(c)
 			if string(rest) != string(payload) {
 				t.Errorf("read %q after the header, want %q", rest, payload)
+			}
+		})
+	}
+}
+
+// countingConn counts the writes that reach the socket.
+type countingConn struct {
+	net.Conn
+	writes atomic.Int32
+}
+
+func (c *countingConn) Write(p []byte) (int, error) {
+	c.writes.Add(1)
+	return c.Conn.Write(p)
+}
+
+// TestHoldUntilClose: once held, a TLS connection's last response and its
+// close_notify reach the socket in one write at Close, and the client reads
+// the response and a clean end (close_notify, not a truncation); a write
+// larger than holdMax goes through at once with what was held before it;
+// CloseWrite sends what is held before it half-closes.
+func TestHoldUntilClose(t *testing.T) {
+	ca := newCA(t)
+	cert := ca.leaf(t, "a.example.com")
+	for _, tc := range []struct {
+		name   string
+		writes []int // plaintext writes after HoldUntilClose
+		// want is the socket writes from HoldUntilClose to the end (at
+		// least that many with atLeast: how crypto/tls cuts a large write
+		// into records is its own choice).
+		want       int
+		atLeast    bool
+		closeWrite bool
+	}{
+		{name: "response then close", writes: []int{500}, want: 1},
+		{name: "two writes then close", writes: []int{500, 700}, want: 1},
+		{name: "over holdMax", writes: []int{500, holdMax + 1}, want: 2, atLeast: true}, // held output, then the rest written through
+		{name: "close write", writes: []int{500}, want: 1, closeWrite: true},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			ln, err := net.Listen("tcp", "127.0.0.1:0")
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer ln.Close()
+			client, err := net.Dial("tcp", ln.Addr().String())
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer client.Close()
+			_ = client.SetDeadline(time.Now().Add(10 * time.Second))
+			raw, err := ln.Accept()
+			if err != nil {
+				t.Fatal(err)
+			}
+			cc := &countingConn{Conn: raw}
+			s := &Server{cfg: Config{MaxConns: 1}, conns: make(map[*trackedConn]struct{}), m: mustMetrics(t)}
+			tc0 := s.track(cc, listenerHTTPS, nil)
+			srv := tls.Server(tc0, &tls.Config{Certificates: []tls.Certificate{*cert}})
+			cli := tls.Client(client, &tls.Config{ServerName: "a.example.com", RootCAs: ca.pool})
+			read := make(chan error, 1)
+			var got int
+			go func() {
+				if err := cli.Handshake(); err != nil {
+					read <- err
+					return
+				}
+				n, err := io.Copy(io.Discard, cli) // until close_notify: io.EOF, a nil error
+				got = int(n)
+				read <- err
+			}()
+			_ = srv.SetDeadline(time.Now().Add(10 * time.Second))
+			if err := srv.Handshake(); err != nil {
+				t.Fatal(err)
+			}
+			before := cc.writes.Load()
+			tc0.HoldUntilClose()
+			total := 0
+			for _, n := range tc.writes {
+				if _, err := srv.Write(make([]byte, n)); err != nil {
+					t.Fatal(err)
+				}
+				total += n
+			}
+			if tc.closeWrite {
+				if err := srv.CloseWrite(); err != nil { // close_notify, then the held output, then FIN
+					t.Fatal(err)
+				}
+				_ = tc0.CloseWrite()
+			}
+			if err := srv.Close(); err != nil {
+				t.Fatal(err)
+			}
+			if err := <-read; err != nil || got != total {
+				t.Fatalf("client read %d bytes, err %v; want %d and a clean close_notify", got, err, total)
+			}
+			if n := cc.writes.Load() - before; n != int32(tc.want) && !(tc.atLeast && n > int32(tc.want)) {
+				t.Fatalf("%d socket writes after HoldUntilClose, want %d", n, tc.want)
+			}
+			if len(s.conns) != 0 {
+				t.Fatal("connection still tracked after Close")
 			}
 		})
 	}

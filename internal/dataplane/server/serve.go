@@ -42,6 +42,7 @@ func (s *Server) serve(tc *trackedConn, c net.Conn) {
 	info := http1.ConnInfo{RemoteAddr: addrPort(c.RemoteAddr()), Frontend: frontendAddrOf(tc.frontend)}
 	if ts, ok := c.(tlsState); ok {
 		info.TLS = true
+		info.Hold = tc
 		if _, t12 := c.(*tls12.Conn); t12 {
 			_ = c.SetDeadline(time.Time{})
 		}
