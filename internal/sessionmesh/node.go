@@ -401,27 +401,43 @@ func (h *handler) Tombstones(fn func(wire.Tombstone) bool) {
 // and its counts are exchanged with the peers every LimitReportInterval.
 func (n *Node) Limiter() *ratelimit.Limiter { return n.limiter }
 
-// limitLoop sends the changed request-limit counts to the peers every
-// LimitReportInterval and forgets aged-out keys every second.
+// limitLoop sends the changed request-limit counts to the peers, at most
+// once every LimitReportInterval and only when there are any (it waits on
+// the limiter's Pending, so a node without limited traffic is not woken
+// for them), and forgets aged-out keys every second.
 func (n *Node) limitLoop(ctx context.Context) {
 	every := n.cfg.LimitReportInterval
 	if every <= 0 {
 		every = 25 * time.Millisecond
 	}
-	report := time.NewTicker(every)
-	defer report.Stop()
 	sweep := time.NewTicker(time.Second)
 	defer sweep.Stop()
+	wait := time.NewTimer(time.Hour)
+	wait.Stop()
+	var last time.Time
 	for {
 		select {
 		case <-ctx.Done():
 			return
-		case <-report.C:
-			if cs := n.limiter.Report(); len(cs) > 0 && n.mesh != nil {
-				n.mesh.PublishLimits(cs)
-			}
 		case <-sweep.C:
 			n.limiter.Sweep()
+			continue
+		case <-n.limiter.Pending():
+		}
+		// Counts of the requests until the interval is up go in the same
+		// report.
+		if d := every - time.Since(last); d > 0 {
+			wait.Reset(d)
+			select {
+			case <-ctx.Done():
+				wait.Stop()
+				return
+			case <-wait.C:
+			}
+		}
+		last = time.Now()
+		if cs := n.limiter.Report(); len(cs) > 0 && n.mesh != nil {
+			n.mesh.PublishLimits(cs)
 		}
 	}
 }

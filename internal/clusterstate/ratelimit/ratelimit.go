@@ -90,6 +90,8 @@ type Limiter struct {
 
 	dirtyMu sync.Mutex
 	dirty   []*keyState
+	// pending gets a value when dirty becomes non-empty (Pending).
+	pending chan struct{}
 
 	evictions, unknown, merged, reported atomic.Uint64
 	removedLimits, removedKeys           atomic.Uint64
@@ -116,7 +118,8 @@ func New(cfg Config) (*Limiter, error) {
 		return nil, errors.New("ratelimit: key must be 16 bytes")
 	}
 	l := &Limiter{k0: binary.LittleEndian.Uint64(key), k1: binary.LittleEndian.Uint64(key[8:]),
-		maxKeys: int64(cfg.MaxKeys), now: cfg.Now, nodes: map[string]uint16{}}
+		maxKeys: int64(cfg.MaxKeys), now: cfg.Now, nodes: map[string]uint16{},
+		pending: make(chan struct{}, 1)}
 	if l.maxKeys <= 0 {
 		l.maxKeys = DefaultMaxKeys
 	}
@@ -321,8 +324,15 @@ func (lm *Limit) Allow(key []byte) Decision {
 	k.mu.Unlock()
 	if mark {
 		l.dirtyMu.Lock()
+		first := len(l.dirty) == 0
 		l.dirty = append(l.dirty, k)
 		l.dirtyMu.Unlock()
+		if first {
+			select {
+			case l.pending <- struct{}{}:
+			default: // already signalled
+			}
+		}
 	}
 	if ok {
 		lm.admitted.Add(1)
@@ -411,6 +421,13 @@ func (l *Limiter) evictLocked(sh *shard) {
 	victim.lim.evicted.Add(1)
 	l.evictions.Add(1)
 }
+
+// Pending receives a value when this node has counts to report: after
+// the first admitted request since the last Report (or since New). A
+// reporter waits on it instead of polling, so an idle node does no work;
+// a value may also come when a Report made after the request took its
+// count already (Report then returns nothing).
+func (l *Limiter) Pending() <-chan struct{} { return l.pending }
 
 // Report returns the counts this node changed since the last call, for
 // its peers, and marks them reported. A key whose window rolled since

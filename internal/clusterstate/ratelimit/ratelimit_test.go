@@ -405,3 +405,53 @@ func TestRemove(t *testing.T) {
 		}
 	}
 }
+
+// Pending tells a reporter when there is something to report: a value after
+// the first admitted request since the last Report, one only however many
+// follow, none for rejected requests; after a Report the next admitted
+// request signals again. (The channel is filled synchronously by Allow, so
+// its state right after a call is the contract, not a race.)
+func TestPending(t *testing.T) {
+	c := newClock(start())
+	l := newLimiter(t, c, 0)
+	lm := limit(t, l, 2, time.Second)
+	pending := func() bool {
+		select {
+		case <-l.Pending():
+			return true
+		default:
+			return false
+		}
+	}
+	if pending() {
+		t.Fatal("pending before any request")
+	}
+	for range 2 {
+		if !lm.AllowString("a").OK {
+			t.Fatal("request within the rate refused")
+		}
+	}
+	lm.AllowString("b")
+	if !pending() {
+		t.Fatal("no pending value after admitted requests")
+	}
+	if pending() {
+		t.Fatal("more than one pending value before a Report")
+	}
+	if got := len(l.Report()); got != 2 {
+		t.Fatalf("Report: %d counts, want 2 (keys a and b)", got)
+	}
+	if lm.AllowString("a").OK {
+		t.Fatal("request over the rate admitted")
+	}
+	if pending() {
+		t.Fatal("pending after a rejected request only")
+	}
+	c.add(2 * time.Second) // a later window: a is admitted again
+	if !lm.AllowString("a").OK {
+		t.Fatal("request in a new window refused")
+	}
+	if !pending() {
+		t.Fatal("no pending value after the Report and a new admitted request")
+	}
+}
