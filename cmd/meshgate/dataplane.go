@@ -71,6 +71,15 @@ func runReplica(ctx context.Context, f *commonFlags, log logr.Logger, holder *ro
 	if _, err := resources.Apply(resources.Config{}, log); err != nil {
 		log.Error(err, "runtime settings") // the Go defaults stay in force
 	}
+	if f.followLoad {
+		procsCtx, stopProcs := context.WithCancel(ctx)
+		procsDone := make(chan struct{})
+		go func() {
+			defer close(procsDone)
+			resources.Procs(procsCtx, resources.ProcsConfig{}, log.WithName("gomaxprocs"))
+		}()
+		defer func() { stopProcs(); <-procsDone }()
+	}
 	if f.pprofAddr != "" {
 		stopPprof, err := startPprof(ctx, f.pprofAddr, log)
 		if err != nil {

@@ -51,6 +51,7 @@ type commonFlags struct {
 	sessionBudget int64
 	logLevel      string
 	pprofAddr     string
+	followLoad    bool
 	adminToken    string
 	gwHTTPPort    int
 	gwHTTPSPort   int
@@ -101,6 +102,7 @@ func (f *commonFlags) register(fs *flag.FlagSet) {
 		f.kvZones = append(f.kvZones, z)
 		return nil
 	})
+	fs.BoolVar(&f.followLoad, "gomaxprocs-follow-load", true, "keep GOMAXPROCS at what the replica's CPU use needs, from 1 up to Go's default (ignored when GOMAXPROCS is set; see docs/install.md)")
 	fs.StringVar(&f.pprofAddr, "pprof-addr", "", "address serving net/http/pprof under /debug/pprof/ for profiling (empty disables; never expose it publicly)")
 }
 

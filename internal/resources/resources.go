@@ -4,8 +4,9 @@
 //   - GOMAXPROCS: Go (since 1.25) already follows the cgroup CPU limit,
 //     rounded up and never below 2, and re-reads it when it changes; the
 //     GOMAXPROCS variable overrides it (the chart sets it from the pod's CPU
-//     request: see docs/benchmarks.md, "Runtime settings"). Nothing is
-//     changed here; Apply reports the value.
+//     request: see docs/benchmarks.md, "Runtime settings"). Apply changes
+//     nothing and reports the value; Procs (procs.go), run beside the data
+//     plane, keeps it between 1 and that default by the process's CPU use.
 //   - GOMEMLIMIT: Go does not read the memory limit. Apply sets the soft
 //     limit to MemoryRatio of the cgroup memory limit (v1 or v2, via
 //     github.com/KimMachineGun/automemlimit), leaving the rest for what the
