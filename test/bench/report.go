@@ -168,7 +168,7 @@ func (r *report) markdown() string {
 	note("matrix", r.MatrixErr)
 	if r.Runtime != nil || r.RuntimeErr != "" {
 		w("\n### Runtime settings\n\n")
-		w("The run's meshgate under Go runtime settings given in its environment (each a trio of its own, the same load and rounds as above, on the four target scenarios): the default (GOMAXPROCS from the CPUs or the cgroup limit, GOGC %d, GOMEMLIMIT from the cgroup memory limit) against GOMAXPROCS=1 and other GC targets. Three replicas share two CPUs here, so GOMAXPROCS=1 is one CPU per replica's share. Each ratio column is nginx's CPU per connection over that side's.\n\n", resources.DefaultGCPercent)
+		w("The run's meshgate under Go runtime settings given in its environment (each a trio of its own, the same load and rounds as above, on the four target scenarios): the default (GOMAXPROCS following the process's CPU use from 1 up to the CPUs or the cgroup limit, internal/resources' Procs; GOGC %d, GOMEMLIMIT from the cgroup memory limit) against GOMAXPROCS=1 and other GC targets. Three replicas share two CPUs here, so GOMAXPROCS=1 is one CPU per replica's share. Each ratio column is nginx's CPU per connection over that side's.\n\n", resources.DefaultGCPercent)
 		if r.Runtime != nil {
 			w("%s", r.Runtime.markdown(note))
 		}
