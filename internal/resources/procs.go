@@ -29,13 +29,20 @@ const (
 	// ProcsInterval is how often Procs reads the process's CPU time.
 	ProcsInterval = 100 * time.Millisecond
 	// procsHeadroom is the share of its Ps a replica may keep busy before
-	// Procs adds one: need = ceil(use / procsHeadroom).
-	procsHeadroom = 0.75
+	// Procs adds one: need = ceil(use / procsHeadroom). It is low because
+	// a P's utilisation does not see queueing: 32 keep-alive clients on
+	// one P used 55 % of it and got 7-9 % fewer requests per second than
+	// with two Ps, at the same CPU per request (test/perf h1, 10 rounds,
+	// side by side; docs/benchmarks.md, section 10), while the round-robin
+	// replicas of the handshake scenarios use 15-25 % of a CPU each and
+	// keep the one-P saving.
+	procsHeadroom = 0.4
 	// procsDownShare and procsDownAfter: Procs removes Ps only after
 	// procsDownAfter consecutive intervals in which the process used less
 	// than procsDownShare of one P fewer, so that a burst's gaps do not
-	// take its Ps away.
-	procsDownShare = 0.5
+	// take its Ps away. procsDownShare stays below procsHeadroom, so that
+	// a use between the two keeps the Ps it has instead of flapping.
+	procsDownShare = 0.25
 	procsDownAfter = 10
 )
 
@@ -123,7 +130,7 @@ func needFor(use float64, ceiling int) int {
 // Procs keeps GOMAXPROCS at what the process's CPU use needs, between 1
 // and Go's default, until ctx is done (see the policy above and
 // docs/install.md). It starts at one P and reads the CPU time every
-// interval: one P more than the recent use at 75 % each is set at once; Ps
+// interval: one P more than the recent use at 40 % each is set at once; Ps
 // are removed after ten quiet intervals in a row. At the ceiling it hands
 // GOMAXPROCS back to the runtime, so a changed cgroup CPU limit is followed
 // as without Procs. It does nothing when GOMAXPROCS is set in the

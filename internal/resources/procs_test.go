@@ -33,16 +33,18 @@ func TestProcsPolicy(t *testing.T) {
 		wantEnd int
 	}{
 		{"idle stays at one", 1, quiet(30, 0), 1},
-		{"75 % of one P is still one", 1, []float64{0.75}, 1},
-		{"just above 75 % of one P adds one", 1, []float64{0.76}, 2},
-		{"a burst goes to what it needs at once", 1, []float64{2.9}, 4},
+		{"40 % of one P is still one", 1, []float64{0.4}, 1},
+		{"just above 40 % of one P adds one", 1, []float64{0.41}, 2},
+		{"a queueing one-P load gets two", 1, []float64{0.55}, 2},
+		{"a burst goes to what it needs at once", 1, []float64{1.5}, 4},
 		{"never above the ceiling", 1, []float64{9}, 4},
 		{"nine quiet intervals keep the Ps", 4, quiet(9, 0.1), 4},
 		{"ten quiet intervals remove them", 4, quiet(10, 0.1), 1},
-		{"down to the largest need of the quiet run", 4, cat(quiet(4, 0.1), []float64{1.4}, quiet(5, 0.1)), 2},
-		{"a busy interval restarts the count", 4, cat(quiet(9, 0.1), []float64{1.6}, quiet(9, 0.1)), 4},
-		{"half of one P fewer is not quiet", 2, quiet(20, 0.5), 2},
-		{"just under it is", 2, quiet(10, 0.49), 1},
+		{"down to the largest need of the quiet run", 4, cat(quiet(4, 0.1), []float64{0.7}, quiet(5, 0.1)), 2},
+		{"a busy interval restarts the count", 4, cat(quiet(9, 0.1), []float64{0.8}, quiet(9, 0.1)), 4},
+		{"a quarter of one P fewer is not quiet", 2, quiet(20, 0.25), 2},
+		{"between the thresholds the Ps stay", 2, quiet(20, 0.35), 2},
+		{"just under it is", 2, quiet(10, 0.24), 1},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			s := procsState{cur: tc.cur, ceiling: 4}
@@ -193,7 +195,7 @@ func TestProcs(t *testing.T) {
 		if got := r.procs.Get(); got != 1 {
 			t.Fatalf("GOMAXPROCS %d at start, want 1", got)
 		}
-		steps := []step{{0, 1}, {0.5, 1}, {1.2, 2}, {1.4, 2}, {2.9, 4}, {3.5, 4}}
+		steps := []step{{0, 1}, {0.3, 1}, {0.7, 2}, {0.8, 2}, {1.5, 4}, {3.5, 4}}
 		for range procsDownAfter - 1 {
 			steps = append(steps, step{0.2, 4})
 		}
@@ -209,16 +211,16 @@ func TestProcs(t *testing.T) {
 		}
 	})
 	t.Run("the interval is measured between ticks", func(t *testing.T) {
-		// A ticker drops ticks when its receiver is late: 0.6 CPUs over
-		// 200 ms is 120 ms of CPU, which over a nominal 100 ms would be
-		// 1.2 CPUs and a second P.
+		// A ticker drops ticks when its receiver is late: 0.3 CPUs over
+		// 200 ms is 60 ms of CPU, which over a nominal 100 ms would be
+		// 0.6 CPUs and a second P.
 		r := startProcs(t, 4, nil, nil)
 		r.nextWall = 2 * rigInterval
 		if got := r.interval(0, nil); got != 1 {
 			t.Fatalf("GOMAXPROCS %d, want 1", got)
 		}
-		if got := r.interval(0.6, nil); got != 1 {
-			t.Errorf("GOMAXPROCS %d for 0.6 CPUs over 200 ms, want 1", got)
+		if got := r.interval(0.3, nil); got != 1 {
+			t.Errorf("GOMAXPROCS %d for 0.3 CPUs over 200 ms, want 1", got)
 		}
 	})
 	t.Run("the ceiling follows the runtime's default", func(t *testing.T) {
